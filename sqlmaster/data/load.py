@@ -1,0 +1,111 @@
+"""Load examples from the shipped sample, a local file, or the Hugging Face hub.
+
+Every row must have non-empty ``question``, ``context`` and ``answer`` strings; a row that does not is an
+error naming its position and the fix, because silently dropping rows changes what a run trains on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlmaster.data.examples import Example
+from sqlmaster.errors import ConfigError
+
+SHIPPED = "shipped"
+SHIPPED_FILE = "sql-create-context-sample.jsonl.gz"
+HUB_DATASET = "b-mc2/sql-create-context"
+FIELDS = ("question", "context", "answer")
+
+
+def load_examples(source: str = SHIPPED) -> list[Example]:
+    """Load every example of ``source``: "shipped", a .json/.jsonl(.gz)/.parquet path, or a hub dataset id."""
+    if source == SHIPPED:
+        return _validate(_read_jsonl(shipped_path()), "the shipped sample")
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith((".", "/", "~")) or path.suffix in (".json", ".jsonl", ".parquet", ".gz"):
+        return _validate(_read_local(path), str(path))
+    if source.count("/") == 1:
+        return _validate(_read_hub(source), f"hub dataset {source}")
+    raise ConfigError(
+        f"data source {source!r} is neither 'shipped', an existing file, nor a hub id (org/name). "
+        f"Use data.source=shipped, a path to .json/.jsonl/.parquet, or {HUB_DATASET}"
+    )
+
+
+def shipped_path() -> Path:
+    return Path(str(resources.files("sqlmaster.data").joinpath("shipped", SHIPPED_FILE)))
+
+
+def _read_local(path: Path) -> list[Mapping[str, Any]]:
+    if not path.is_file():
+        raise ConfigError(f"data file {path} does not exist or is not a file. Check data.source")
+    name = path.name.removesuffix(".gz")
+    try:
+        if name.endswith(".jsonl"):
+            return _read_jsonl(path)
+        if name.endswith(".json"):
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="utf-8") as fh:
+                data = json.load(fh)
+            if isinstance(data, dict) and "data" in data:
+                data = data["data"]
+            if not isinstance(data, list):
+                raise ConfigError(f"{path} must hold a JSON list of objects with {', '.join(FIELDS)}")
+            return data
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read data file {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    raise ConfigError(f"unsupported data file {path}: use .json, .jsonl, .jsonl.gz or .parquet")
+
+
+def _read_jsonl(path: Path) -> list[Mapping[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows: list[Mapping[str, Any]] = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path} line {lineno} is not valid JSON ({exc.msg}). Fix or remove it") from None
+    return rows
+
+
+def _read_hub(dataset_id: str) -> list[Mapping[str, Any]]:
+    from datasets import load_dataset  # heavy; only when the hub is really used
+
+    try:
+        return list(load_dataset(dataset_id, split="train"))
+    except Exception as exc:  # the hub raises many types; all mean "could not get it"
+        raise ConfigError(
+            f"cannot load hub dataset {dataset_id}: {exc}. Without network access use data.source=shipped "
+            "or a local file"
+        ) from None
+
+
+def _validate(rows: Iterable[Mapping[str, Any]], where: str) -> list[Example]:
+    examples: list[Example] = []
+    for index, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping):
+            raise ConfigError(f"row {index} of {where} is not an object with {', '.join(FIELDS)}")
+        bad = [f for f in FIELDS if not isinstance(row.get(f), str) or not row[f].strip()]
+        if bad:
+            raise ConfigError(
+                f"row {index} of {where} has missing or empty field(s) {', '.join(bad)}. "
+                f"Every row needs non-empty strings {', '.join(FIELDS)}; fix or remove the row"
+            )
+        examples.append(Example(row["question"].strip(), row["context"].strip(), row["answer"].strip()))
+    if not examples:
+        raise ConfigError(f"{where} holds no examples")
+    return examples

@@ -1,0 +1,160 @@
+"""The model registry: every fact SQLMaster knows about a base model, in one place.
+
+This module imports no torch, so ``sqlctl`` (which must never import torch) can use it for ``sqlctl models``
+and for its preflight checks (e.g. gated models need ``HF_TOKEN``).
+
+Names in the registry are short (``mistral7b``); any other string is taken as a Hugging Face hub id or a
+local path and gets generic settings (its own pad token, or EOS; right padding for training).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlmaster.errors import ConfigError
+
+# LoRA on every linear projection of attention and MLP, as the original recipe did.
+LLAMA_STYLE_TARGETS: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the trainer and the evaluator need to know about one base model."""
+
+    name: str  # registry name, e.g. "mistral7b"
+    hub_id: str  # Hugging Face id or local path
+    pad_token: str | None  # token used for padding; None = tokenizer's own pad, else EOS
+    padding_side_train: str = "right"
+    padding_side_generate: str = "left"  # decoder-only generation needs left padding
+    target_modules: tuple[str, ...] = LLAMA_STYLE_TARGETS
+    trust_remote_code: bool = False
+    gated: bool = False  # needs HF_TOKEN (licence accepted on the hub)
+    revision: str | None = None  # pin a hub revision for reproducibility; None = main
+    description: str = ""
+    config_file: str | None = None  # shipped config.json values (architecture facts, offline)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name == "tiny"
+
+    def config(self) -> dict[str, Any]:
+        """The shipped ``config.json`` values of this model (architecture facts, available offline)."""
+        if self.config_file is None:
+            raise ConfigError(f"model {self.name!r} ships no config.json values")
+        return shipped_config(self.config_file)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="gemma7b",
+            hub_id="google/gemma-7b",
+            pad_token="<pad>",  # Gemma has a real pad token
+            gated=True,
+            description="Gemma 7B (8.5B parameters, 256k vocabulary, tied embeddings)",
+            config_file="gemma-7b.json",
+        ),
+        ModelSpec(
+            name="mistral7b",
+            hub_id="mistralai/Mistral-7B-v0.1",
+            pad_token="<unk>",  # as the original: no pad token, <unk> is never a target
+            gated=True,
+            description="Mistral 7B v0.1 (GQA, sliding-window attention)",
+            config_file="mistral-7b-v0.1.json",
+        ),
+        ModelSpec(
+            name="deci7b",
+            hub_id="Deci/DeciLM-7B",
+            pad_token="<unk>",
+            trust_remote_code=True,  # variable GQA lives in the repository's own modelling code
+            description="DeciLM 7B (variable grouped-query attention; remote code)",
+            config_file="decilm-7b.json",
+        ),
+        ModelSpec(
+            name="llama2-7b",
+            hub_id="meta-llama/Llama-2-7b-hf",
+            pad_token="<unk>",
+            gated=True,
+            description="Llama 2 7B",
+            config_file="llama-2-7b-hf.json",
+        ),
+        ModelSpec(
+            name="tiny",
+            hub_id="sqlmaster/tiny",  # not on the hub: built from config, tokenizer trained locally
+            pad_token="<pad>",
+            description="A few-million-parameter Llama built from config for CPU runs and tests (no download)",
+        ),
+    )
+}
+
+SEVEN_B_MODELS: tuple[str, ...] = ("gemma7b", "mistral7b", "deci7b", "llama2-7b")
+
+
+def resolve_model(name_or_path: str) -> ModelSpec:
+    """Look up a registry name, or wrap a hub id / local path in a generic spec.
+
+    A string that is neither a registry name nor shaped like a hub id (``org/name``) nor an existing path
+    is almost always a typo of a registry name, so it is an error that lists the valid names.
+    """
+    if name_or_path in MODELS:
+        return MODELS[name_or_path]
+    looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith(("/", "."))
+    if looks_like_hub_id or Path(name_or_path).exists():
+        return ModelSpec(name=name_or_path, hub_id=name_or_path, pad_token=None)
+    raise ConfigError(
+        f"unknown model {name_or_path!r}. Choose one of: {', '.join(MODELS)}; "
+        "or give a Hugging Face hub id (org/name) or an existing local path"
+    )
+
+
+@cache
+def shipped_config(filename: str) -> dict[str, Any]:
+    text = resources.files("sqlmaster.models").joinpath("configs", filename).read_text()
+    return json.loads(text)
+
+
+def lora_trainable_parameters(spec: ModelSpec, r: int) -> int:
+    """Number of LoRA parameters for rank ``r`` on the spec's target modules, from shipped config values.
+
+    Lets tests check architecture-dependent settings offline, and lets users see the adapter size up front.
+    """
+    cfg = spec.config()
+    hidden = cfg["hidden_size"]
+    heads = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or hidden // heads
+    inter = cfg["intermediate_size"]
+    layers = cfg["num_hidden_layers"]
+    kv_per_layer = cfg.get("num_key_value_heads_per_layer") or [cfg.get("num_key_value_heads", heads)] * layers
+    shapes = {
+        "q_proj": (hidden, heads * head_dim),
+        "o_proj": (heads * head_dim, hidden),
+        "gate_proj": (hidden, inter),
+        "up_proj": (hidden, inter),
+        "down_proj": (inter, hidden),
+    }
+    total = 0
+    for kv_heads in kv_per_layer:
+        layer_shapes = {
+            **shapes,
+            "k_proj": (hidden, kv_heads * head_dim),
+            "v_proj": (hidden, kv_heads * head_dim),
+        }
+        total += sum(
+            r * (fan_in + fan_out) for m, (fan_in, fan_out) in layer_shapes.items() if m in spec.target_modules
+        )
+    return total

@@ -1,0 +1,94 @@
+"""The prompt templates: one source for training and inference.
+
+The original project trained with one prompt and evaluated with another (single vs. triple backticks,
+different endings). Here a run records its template name in ``run.json`` and evaluation always renders the
+same template through these functions, so the prompt cannot drift between the two.
+
+Each template splits an example into a *prompt* (question + schema; no loss) and a *completion* (the SQL;
+the only tokens that carry loss). The tokenizer's EOS token is appended to the completion by the trainer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlmaster.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A prompt/completion pair of format strings and the marker that closes the SQL."""
+
+    name: str
+    prompt: str  # format string with {question} and {context}
+    completion: str  # format string with {answer}
+    stop: str | None  # text that ends the SQL in generated output (besides EOS)
+
+
+# The original 7B-SQLMaster training prompt, kept verbatim so the 7B recipes stay faithful to it.
+ORIGINAL = PromptTemplate(
+    name="original",
+    prompt=(
+        "You are a powerful text-to-SQL model. Your job is to answer questions about a database. "
+        "You are given a question and context regarding one or more tables.\n\n"
+        "You must output the SQL query that answers the question.\n\n"
+        "### Input:\n```{question}```\n\n"
+        "### Context:\n```{context}```\n\n"
+        "### Response:\n```"
+    ),
+    completion="{answer};```",
+    stop="```",
+)
+
+# A short template for the CPU `tiny` model: with a small model and a short budget the long preamble costs
+# sequence length and (measured at one thread) accuracy, and carries no information.
+COMPACT = PromptTemplate(
+    name="compact",
+    prompt="{context}\n-- {question}\n",
+    completion="{answer}",
+    stop=None,
+)
+
+TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (ORIGINAL, COMPACT)}
+
+
+def get_template(name: str) -> PromptTemplate:
+    """Return the template called ``name`` or raise a ConfigError listing the valid names."""
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ConfigError(f"unknown prompt template {name!r}. Choose one of: {', '.join(sorted(TEMPLATES))}") from None
+
+
+def render_prompt(template: PromptTemplate, question: str, context: str) -> str:
+    """The model input for one example (identical at training and inference)."""
+    return template.prompt.format(question=question.strip(), context=context.strip())
+
+
+def render_completion(template: PromptTemplate, answer: str) -> str:
+    """The training target for one example (without EOS; the trainer appends it)."""
+    return template.completion.format(answer=answer.strip().rstrip(";").strip())
+
+
+_FENCE = re.compile(r"```(?:sql)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def extract_sql(template: PromptTemplate, generated: str) -> str:
+    """Cut the SQL out of raw generated text.
+
+    Handles: the template's closing marker, a fenced block anywhere in the text, trailing explanations
+    after a blank line, and a trailing semicolon.
+    """
+    text = generated
+    if template.stop and template.stop in text:
+        text = text.split(template.stop, 1)[0]
+    elif (match := _FENCE.search(text)) is not None:
+        text = match.group(1)
+    text = text.strip().strip("`").strip()
+    if text.lower().startswith("sql\n"):
+        text = text[4:]
+    # A model that keeps talking after the query usually starts a new paragraph or a new prompt section.
+    text = re.split(r"\n\s*\n|\n###", text, maxsplit=1)[0]
+    text = text.split(";", 1)[0]
+    return " ".join(text.split())
