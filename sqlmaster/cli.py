@@ -134,11 +134,12 @@ def quickstart(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the run goes.")] = Path(
         "runs/quickstart"
     ),
+    jobs_dir: Annotated[Path | None, typer.Option(help="Folder holding train/tiny.yaml and eval/tiny.yaml.")] = None,
 ) -> None:
     """The embedded default: train `tiny` on the shipped data, evaluate it, print the leaderboard (~10 min, 2 CPUs)."""
     from sqlmaster.quickstart import run_quickstart
 
-    run_quickstart(output_dir)
+    run_quickstart(output_dir, jobs_dir)
 
 
 def main() -> None:
