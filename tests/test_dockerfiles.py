@@ -107,9 +107,7 @@ def test_pip_installs_only_pinned_sources(image: str) -> None:
             "pip install --no-deps /src",
             'pip install --no-deps "${FLASH_ATTN_WHEEL}"',
         ), line
-    copied = [
-        c.value[0] for c in commands(image) if c.cmd == "COPY" and c.value[-1] == "/tmp/requirements.txt"
-    ]
+    copied = [c.value[0] for c in commands(image) if c.cmd == "COPY" and c.value[-1] == "/tmp/requirements.txt"]
     assert copied == [f"requirements/{image}.txt"]
     if image == "train":
         version, url = args["FLASH_ATTN_VERSION"], args["FLASH_ATTN_WHEEL"]
