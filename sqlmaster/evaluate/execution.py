@@ -105,21 +105,45 @@ def gold_is_ordered(gold: str) -> bool:
     return sqlast.has_top_level_order_by(tree)
 
 
+@dataclass
+class PreparedExample:
+    """Everything about one (context, gold) that does not depend on the prediction."""
+
+    synth: SynthesizedExample
+    ordered: bool  # gold's outermost query has ORDER BY
+    gold_normalized: str | None  # exact-match form of the gold (None: sqlglot cannot parse it)
+
+
+def prepare_example(
+    context: str, gold: str, k: int = 3, seed: int = 0, limits: Limits = DEFAULT_LIMITS
+) -> PreparedExample:
+    """Synthesize the databases and parse the gold once."""
+    from sqlmaster.evaluate.exact_match import normalize_tree
+
+    tree = sqlast.parse(gold)
+    if tree is None:
+        synth = synthesize(context, gold, k=k, base_seed=seed, limits=limits)
+        return PreparedExample(synth, gold_is_ordered(gold), None)
+    ordered = sqlast.has_top_level_order_by(tree)
+    synth = synthesize(context, gold, k=k, base_seed=seed, limits=limits, gold_tree=tree.copy())
+    return PreparedExample(synth, ordered, normalize_tree(tree, synth.column_names or None))
+
+
 class ExampleCache:
-    """LRU cache of synthesized databases per (context, gold, k, seed): several predictions of one example
+    """LRU cache of prepared examples per (context, gold, k, seed): several predictions of one example
     (mutants, several models) reuse one synthesis."""
 
     def __init__(self, maxsize: int = 256) -> None:
         self.maxsize = maxsize
-        self._items: OrderedDict[str, SynthesizedExample] = OrderedDict()
+        self._items: OrderedDict[str, PreparedExample] = OrderedDict()
 
-    def get(self, context: str, gold: str, k: int, seed: int, limits: Limits) -> SynthesizedExample:
+    def get(self, context: str, gold: str, k: int, seed: int, limits: Limits) -> PreparedExample:
         key = hashlib.sha256(f"{k}\0{seed}\0{context}\0{gold}".encode()).hexdigest()
         hit = self._items.get(key)
         if hit is not None:
             self._items.move_to_end(key)
             return hit
-        value = synthesize(context, gold, k=k, base_seed=seed, limits=limits)
+        value = prepare_example(context, gold, k, seed, limits)
         self._items[key] = value
         if len(self._items) > self.maxsize:
             self._items.popitem(last=False)

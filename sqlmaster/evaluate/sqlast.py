@@ -8,6 +8,8 @@ literal is a literal everywhere downstream.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -46,7 +48,7 @@ def _is_value_position(node: exp.Expression) -> bool:
     return isinstance(parent, PREDICATES) and node.arg_key in _VALUE_ARGS
 
 
-def dqs_to_strings(tree: exp.Expression, column_names: set[str] | None = None) -> exp.Expression:
+def dqs_to_strings(tree: exp.Expression, column_names: AbstractSet[str] | None = None) -> exp.Expression:
     """Turn double-quoted identifiers that SQLite would read as strings into string literals (in place).
 
     With ``column_names`` (lower-cased names from the schema) a quoted, unqualified name that is not a column is

@@ -154,9 +154,10 @@ def _unwrap_column(node: exp.Expression) -> tuple[exp.Column | None, bool]:
     return node, case
 
 
-def analyse_gold(gold: str, tables: list[Table]) -> GoldHints:
+def analyse_gold(gold: str, tables: list[Table], tree: exp.Expression | None = None) -> GoldHints:
+    """Predicates, join links and aggregated columns of the gold (``tree``: its parse, if the caller has it)."""
     hints = GoldHints()
-    tree = sqlast.parse(gold)
+    tree = tree if tree is not None else sqlast.parse(gold)
     if tree is None:  # unparseable: keep whatever looks like a literal
         hints.loose_literals = [s for s in re.findall(r"[\"']([^\"']*)[\"']", gold)]
         hints.loose_literals += [int(n) for n in re.findall(r"\b\d+\b", gold)[:10]]
@@ -537,6 +538,7 @@ class SynthesizedExample:
     gold_rows: list[list[Row]]
     gold_error: str | None = None  # set when the context or the gold query is itself invalid
     nontrivial: bool = False  # the gold returned something beyond empty/NULL/0 on at least one database
+    column_names: frozenset[str] = frozenset()  # lower-cased schema columns (resolves double-quoted names)
 
 
 def is_trivial(rows: list[Row]) -> bool:
@@ -570,7 +572,13 @@ def _build(
 
 
 def synthesize(
-    context: str, gold: str, k: int = 3, base_seed: int = 0, limits: Limits = DEFAULT_LIMITS, retries: int = 3
+    context: str,
+    gold: str,
+    k: int = 3,
+    base_seed: int = 0,
+    limits: Limits = DEFAULT_LIMITS,
+    retries: int = 3,
+    gold_tree: exp.Expression | None = None,
 ) -> SynthesizedExample:
     """Build ``k`` databases for (context, gold) and run the gold on each.
 
@@ -586,7 +594,8 @@ def synthesize(
         probe.close()
     if not tables:
         return SynthesizedExample([], [], gold_error="context: no CREATE TABLE")
-    hints = analyse_gold(gold, tables)
+    column_names = frozenset(c.name.lower() for t in tables for c in t.columns)
+    hints = analyse_gold(gold, tables, gold_tree)
     databases: list[bytes] = []
     gold_rows: list[list[Row]] = []
     nontrivial = False
@@ -604,7 +613,7 @@ def synthesize(
                 lock_setup_connection(conn, limits)
                 result = run_query(conn, gold, limits)
             except QueryError as exc:
-                return SynthesizedExample([], [], gold_error=f"gold: {exc}")
+                return SynthesizedExample([], [], gold_error=f"gold: {exc}", column_names=column_names)
             finally:
                 conn.close()
             best = (payload, result)
@@ -614,4 +623,4 @@ def synthesize(
         assert best is not None
         databases.append(best[0])
         gold_rows.append(best[1])
-    return SynthesizedExample(databases, gold_rows, nontrivial=nontrivial)
+    return SynthesizedExample(databases, gold_rows, nontrivial=nontrivial, column_names=column_names)
