@@ -205,7 +205,7 @@ def run_query(conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMIT
         if timed_out:
             raise QueryError("timeout", f"exceeded {limits.timeout_s:g}s") from None
         message = str(exc)
-        kind = "denied" if "not authorized" in message or "prohibited" in message else "sql"
+        kind = "denied" if "authoriz" in message or "prohibited" in message else "sql"
         raise QueryError(kind, message) from None
     except (OverflowError, MemoryError, ValueError, UnicodeDecodeError) as exc:
         raise QueryError("sql", f"{type(exc).__name__}: {exc}") from None
@@ -223,7 +223,7 @@ def run_script(conn: sqlite3.Connection, script: str, limits: Limits = DEFAULT_L
         conn.executescript(script)
     except sqlite3.DatabaseError as exc:
         message = str(exc)
-        kind = "denied" if "not authorized" in message else "sql"
+        kind = "denied" if "authoriz" in message else "sql"
         raise QueryError(kind, message) from None
     finally:
         conn.set_progress_handler(None, 0)
