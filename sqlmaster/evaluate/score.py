@@ -44,6 +44,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits, set_process_heap_limit
 
 REQUIRED_FIELDS = ("question", "context", "answer", "prediction")
@@ -51,7 +52,7 @@ SCORE_FIELDS = ("execution_match", "exact_match", "executes", "gold_valid", "gol
 WORKER_HEAP_LIMIT_BYTES = 1 << 30  # SQLite heap per worker process
 
 
-class ScoreInputError(ValueError):
+class ScoreInputError(ConfigError):
     """The input file is unreadable or a line is malformed (the message names the line and the fix)."""
 
 
