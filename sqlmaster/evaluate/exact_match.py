@@ -1,0 +1,73 @@
+"""Exact match after normalisation: the same query up to case, whitespace, quoting and a trailing semicolon.
+
+sqlglot parses both sides (SQLite dialect) and prints them back canonically: keywords and function names upper
+case, identifiers lower case and unquoted (SQLite identifiers are case-insensitive), double-quoted string values
+(``= "essendon"``, how sql-create-context writes them) turned into single-quoted literals the way SQLite reads
+them, one space between tokens. String *values* keep their case: ``'Essendon'`` and ``'essendon'`` are different
+queries in SQLite. When sqlglot cannot parse a side, both sides fall back to whitespace/case normalisation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Set as AbstractSet
+
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from sqlmaster.evaluate import sqlast
+
+_SPACE = re.compile(r"\s+")
+_PUNCT_SPACE = re.compile(r"\s*([(),=<>!*+/-])\s*")
+
+
+def _strip(sql: str) -> str:
+    return sql.strip().rstrip(";").strip()
+
+
+def fallback_normalize(sql: str) -> str:
+    """Whitespace/case normalisation for SQL that sqlglot cannot parse."""
+    text = _strip(sql).replace('"', "'").lower()
+    text = _PUNCT_SPACE.sub(r"\1", text)
+    return _SPACE.sub(" ", text)
+
+
+def normalize_tree(tree: exp.Expression, column_names: AbstractSet[str] | None = None) -> str | None:
+    """Canonical text of a parsed query (the tree is modified in place)."""
+    tree = sqlast.dqs_to_strings(tree, column_names)
+    for ident in tree.find_all(exp.Identifier):
+        ident.set("this", str(ident.this).lower())
+        ident.set("quoted", False)
+    try:
+        return tree.sql(dialect=sqlast.DIALECT)
+    except (SqlglotError, ValueError, TypeError, KeyError):
+        return None
+
+
+def normalize_sql(sql: str, column_names: AbstractSet[str] | None = None) -> str | None:
+    """Canonical text of ``sql``, or ``None`` when sqlglot cannot parse it."""
+    tree = sqlast.parse(_strip(sql))
+    return None if tree is None else normalize_tree(tree, column_names)
+
+
+def exact_match(
+    prediction: str,
+    gold: str,
+    column_names: AbstractSet[str] | None = None,
+    gold_normalized: str | None = None,
+) -> bool:
+    """Whether ``prediction`` and ``gold`` are the same query after normalisation.
+
+    ``column_names`` (lower-cased schema columns) lets double-quoted names resolve exactly as SQLite resolves
+    them; without it a double-quoted name in a value position is taken as a string. ``gold_normalized`` is the
+    gold's :func:`normalize_sql` when the caller has it already (saves a parse).
+    """
+    if not prediction or not prediction.strip():
+        return False
+    if _strip(prediction) == _strip(gold):
+        return True
+    gold_norm = gold_normalized if gold_normalized is not None else normalize_sql(gold, column_names)
+    pred_norm = normalize_sql(prediction, column_names) if gold_norm is not None else None
+    if pred_norm is not None and gold_norm is not None:
+        return pred_norm == gold_norm
+    return fallback_normalize(prediction) == fallback_normalize(gold)

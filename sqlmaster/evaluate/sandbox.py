@@ -1,0 +1,242 @@
+"""Run untrusted SQL against in-memory SQLite databases without letting it escape or run away.
+
+Generated SQL (and, in principle, the `context` and gold of an input file) is untrusted. Every query runs
+under these guards:
+
+* **In-memory only.** Databases are ``:memory:`` connections, built from bytes (``deserialize``) or from a
+  read-only copy of a real file (``file:...?mode=ro`` + ``backup``). Nothing is ever opened for writing on disk.
+* **Authorizer (allow-list).** A query may only read: SELECT, column reads, function calls and recursive CTEs are
+  allowed; everything else — INSERT/UPDATE/DELETE, CREATE/DROP/ALTER, ATTACH/DETACH (which is also how
+  ``VACUUM INTO`` is authorised), PRAGMA, transactions, ANALYZE, REINDEX — is denied. ``load_extension`` is
+  denied by name (extension loading is also left disabled on the connection). Building a database from a
+  ``CREATE TABLE`` context uses a wider policy that still denies ATTACH/DETACH, writing PRAGMAs and extensions.
+* **Time limit.** A progress handler aborts a statement after ``timeout_s`` of wall time (runaway recursive CTEs,
+  huge cartesian products under ORDER BY or aggregates).
+* **Row cap.** Results are fetched in batches and abandoned past ``max_rows`` (a cartesian product that streams).
+* **Size limits.** ``SQLITE_LIMIT_LENGTH`` caps any string/blob (``zeroblob(1e9)``), ``SQLITE_LIMIT_SQL_LENGTH``
+  caps the statement text.
+* **One statement.** A prediction holding more than one statement is refused (scored as a miss that does not
+  execute, error ``multiple statements``) rather than executing only its first statement: a grader should score
+  what was submitted, and refusing is the stricter, simpler rule. A trailing ``;`` is fine.
+
+Crash isolation (a segfault or a hang inside SQLite itself) is a process-level concern handled by the worker pool
+in :mod:`sqlmaster.evaluate.score`; this module guarantees that SQL errors surface as :class:`QueryError`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Row = tuple[Any, ...]
+
+# Authorizer action codes that a read-only query needs. Everything else is denied for queries.
+_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, 33}
+)  # 33: RECURSIVE
+# Setup (executing a CREATE TABLE context and inserting synthesized rows) may also create and insert.
+_SETUP_ACTIONS = _READ_ACTIONS | frozenset(
+    {
+        sqlite3.SQLITE_CREATE_TABLE,
+        sqlite3.SQLITE_CREATE_INDEX,
+        sqlite3.SQLITE_CREATE_VIEW,
+        sqlite3.SQLITE_INSERT,
+        sqlite3.SQLITE_UPDATE,  # sqlite_master is updated by CREATE TABLE
+        sqlite3.SQLITE_TRANSACTION,
+    }
+)
+# Functions that touch the outside world or the extension loader. load_extension is the one stock SQLite has;
+# the others exist in common shells/builds and cost nothing to deny.
+_DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
+# PRAGMAs the setup phase may read (no argument) to learn the schema.
+_SETUP_READ_PRAGMAS = frozenset({"table_info", "table_xinfo"})
+
+
+class QueryError(Exception):
+    """A query failed: SQL error, denied by the authorizer, timed out, or hit the row cap."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind  # "sql" | "denied" | "timeout" | "row_cap" | "multiple_statements" | "empty"
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-query limits. Defaults suit synthesized tables of a few dozen rows and Spider-size real databases."""
+
+    timeout_s: float = 2.0  # wall time per statement
+    max_rows: int = 10_000  # rows fetched before the query is abandoned
+    max_value_bytes: int = 1_000_000  # SQLITE_LIMIT_LENGTH: largest string/blob/row
+    max_sql_chars: int = 100_000  # SQLITE_LIMIT_SQL_LENGTH
+    progress_every: int = 2_000  # VM instructions between clock checks
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _query_authorizer(
+    action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None
+) -> int:
+    if action not in _READ_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _setup_authorizer(
+    action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None
+) -> int:
+    if action == sqlite3.SQLITE_PRAGMA:
+        ok = (arg1 or "").lower() in _SETUP_READ_PRAGMAS and arg2 is not None and db is None
+        # PRAGMA table_info(t) passes the table as arg2; a write such as `PRAGMA x = 1` also has an arg2, but
+        # table_info/table_xinfo are read-only whatever their argument.
+        return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY
+    if action not in _SETUP_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _apply_limits(conn: sqlite3.Connection, limits: Limits) -> None:
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_value_bytes)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, limits.max_sql_chars)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # belt and braces next to the authorizer
+
+
+def new_setup_connection(limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
+    """An empty in-memory database under the setup policy (create tables, insert rows; no escape hatches)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    _apply_limits(conn, limits)
+    conn.set_authorizer(_setup_authorizer)
+    return conn
+
+
+def _lock_down(conn: sqlite3.Connection, limits: Limits) -> sqlite3.Connection:
+    _apply_limits(conn, limits)
+    conn.set_authorizer(_query_authorizer)
+    return conn
+
+
+def connection_from_bytes(data: bytes, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
+    """A fresh in-memory database from ``Connection.serialize()`` bytes, locked to read-only queries.
+
+    Each call gets its own copy, so nothing one query does can leak into the next.
+    """
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.deserialize(data)
+    return _lock_down(conn, limits)
+
+
+def read_database_file(path: str | Path) -> bytes:
+    """The bytes of a real SQLite file, read through a read-only (``mode=ro``) connection and an in-memory copy.
+
+    The file is never opened for writing; serve the bytes with :func:`connection_from_bytes`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"SQLite database not found: {path}. Pass the path of an existing .sqlite file."
+        )
+    src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    mem = sqlite3.connect(":memory:")
+    try:
+        src.backup(mem)
+        return mem.serialize()
+    finally:
+        src.close()
+        mem.close()
+
+
+def connection_from_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
+    """An in-memory copy of a real SQLite file (opened read-only), locked to read-only queries."""
+    return connection_from_bytes(read_database_file(path), limits)
+
+
+def lock_setup_connection(conn: sqlite3.Connection, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
+    """Switch a setup connection to the read-only query policy (used for gold queries right after synthesis)."""
+    return _lock_down(conn, limits)
+
+
+def run_query(conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMITS) -> list[Row]:
+    """Execute one statement and return its rows, or raise :class:`QueryError`.
+
+    The connection must come from this module (so that the authorizer and limits are in place).
+    """
+    sql = sql.strip()
+    if not sql.rstrip(";").strip():
+        raise QueryError("empty", "no SQL to execute")
+    if len(sql) > limits.max_sql_chars:
+        raise QueryError("sql", f"statement longer than {limits.max_sql_chars} characters")
+    deadline = time.monotonic() + limits.timeout_s
+    timed_out = False
+
+    def _progress() -> int:
+        nonlocal timed_out
+        if time.monotonic() > deadline:
+            timed_out = True
+            return 1  # non-zero aborts the statement with "interrupted"
+        return 0
+
+    conn.set_progress_handler(_progress, limits.progress_every)
+    cursor: sqlite3.Cursor | None = None
+    try:
+        cursor = conn.execute(sql)
+        rows: list[Row] = []
+        while True:
+            batch = cursor.fetchmany(512)
+            if not batch:
+                return rows
+            rows.extend(batch)
+            if len(rows) > limits.max_rows:
+                raise QueryError("row_cap", f"more than {limits.max_rows} rows")
+    except QueryError:
+        raise
+    except sqlite3.ProgrammingError as exc:
+        if "one statement at a time" in str(exc):
+            raise QueryError("multiple_statements", "more than one SQL statement") from None
+        raise QueryError("sql", str(exc)) from None
+    except sqlite3.DatabaseError as exc:  # OperationalError, IntegrityError, ... (DataError from limits)
+        if timed_out:
+            raise QueryError("timeout", f"exceeded {limits.timeout_s:g}s") from None
+        message = str(exc)
+        kind = "denied" if "authoriz" in message or "prohibited" in message else "sql"
+        raise QueryError(kind, message) from None
+    except (OverflowError, MemoryError, ValueError, UnicodeDecodeError) as exc:
+        raise QueryError("sql", f"{type(exc).__name__}: {exc}") from None
+    finally:
+        if cursor is not None:
+            cursor.close()
+        conn.set_progress_handler(None, 0)
+
+
+def run_script(conn: sqlite3.Connection, script: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Run a (setup) script such as a ``CREATE TABLE`` context, under the time limit."""
+    deadline = time.monotonic() + limits.timeout_s
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), limits.progress_every)
+    try:
+        conn.executescript(script)
+    except sqlite3.DatabaseError as exc:
+        message = str(exc)
+        kind = "denied" if "authoriz" in message else "sql"
+        raise QueryError(kind, message) from None
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def set_process_heap_limit(max_bytes: int) -> None:
+    """Cap SQLite's heap for this whole process (PRAGMA hard_heap_limit is process-wide).
+
+    Called in scorer worker processes so that a hostile query that allocates (a huge ORDER BY) fails with
+    "out of memory" instead of swapping the machine. Not called in the parent process.
+    """
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"PRAGMA hard_heap_limit = {int(max_bytes)}")
+    finally:
+        conn.close()
