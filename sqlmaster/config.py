@@ -65,6 +65,13 @@ class ModelConfig:
     dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU; or bfloat16 | float16 | float32
     gradient_checkpointing: bool = True  # trade ~30% compute for activations that fit long packs
     revision: str | None = None  # hub revision of the base model (None = registry pin or main)
+    # Architecture of the `tiny` model (built from config; ignored for every other model).
+    tiny_vocab_size: int = 4096  # BPE vocabulary trained on the training split
+    tiny_hidden_size: int = 192
+    tiny_layers: int = 4
+    tiny_heads: int = 4
+    tiny_intermediate_size: int = 512
+    tiny_tie_embeddings: bool = False  # untied embeddings/head learned better at this size (measured)
 
     def __post_init__(self) -> None:
         if self.mode not in ("lora", "full"):
@@ -75,6 +82,8 @@ class ModelConfig:
             raise ConfigError("model.dtype must be one of auto, bfloat16, float16, float32")
         if self.lora_r < 1:
             raise ConfigError("model.lora_r must be >= 1")
+        if self.tiny_hidden_size % self.tiny_heads:
+            raise ConfigError("model.tiny_hidden_size must be a multiple of model.tiny_heads")
 
 
 @dataclass

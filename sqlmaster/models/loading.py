@@ -1,0 +1,249 @@
+"""Loading tokenizers, base models and trained runs: the one place both training and evaluation load from.
+
+Stable API (evaluation imports it):
+
+    load_tokenizer(spec, *, for_generation, path=None, revision=None)   -> tokenizer
+    load_base_model(spec, model_cfg, *, device=None, path=None)         -> model
+    load_trained(run_dir, *, device=None, merged=False, for_generation=True) -> (model, tokenizer, run_info)
+
+A LoRA run is loaded as base + adapter *without* merging (``PeftModel.from_pretrained``): the adapter on disk
+is what is evaluated, so an empty or broken adapter cannot hide behind merged weights (the original project
+pushed a 48-byte adapter after ``merge_and_unload``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlmaster.config import ModelConfig
+from sqlmaster.errors import ConfigError
+from sqlmaster.models.registry import ModelSpec, resolve_model
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+RUN_INFO_FILE = "run.json"
+ADAPTER_DIR = "adapter"  # LoRA runs: adapter weights + tokenizer
+MODEL_DIR = "model"  # full runs: all weights + tokenizer
+MERGED_DIR = "merged"  # optional: base + adapter merged
+BASE_DIR = "base"  # tiny LoRA runs: the randomly initialised base the adapter was trained on
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def hf_token(spec: ModelSpec) -> str | None:
+    """The Hugging Face token from the environment; a gated hub model without one is a configuration error."""
+    token = os.environ.get("HF_TOKEN") or None
+    if spec.gated and token is None and not Path(spec.hub_id).exists():
+        raise ConfigError(
+            f"model {spec.name!r} ({spec.hub_id}) is gated on the Hugging Face hub and HF_TOKEN is not set. "
+            "Accept its licence on the hub and export HF_TOKEN (in the cluster: the sqlmaster-keys Secret)"
+        )
+    return token
+
+
+def resolve_dtype(model_cfg: ModelConfig, device: str) -> torch.dtype:
+    """``auto``: bf16 on GPU, fp32 on CPU (CPU bf16 is done with autocast in training, not in the weights)."""
+    import torch
+
+    if model_cfg.dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[model_cfg.dtype]
+
+
+def resolve_attn_implementation(model_cfg: ModelConfig, device: str) -> str:
+    """``auto``: flash_attention_2 when the package is importable and we are on CUDA, else sdpa."""
+    if model_cfg.attn_implementation != "auto":
+        if model_cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            raise ConfigError(
+                "model.attn_implementation=flash_attention_2 but the flash-attn package is not installed. "
+                "Install it (GPU image) or use model.attn_implementation=auto"
+            )
+        return model_cfg.attn_implementation
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_tokenizer(
+    spec: ModelSpec,
+    *,
+    for_generation: bool,
+    path: str | Path | None = None,
+    revision: str | None = None,
+) -> PreTrainedTokenizerBase:
+    """The model's tokenizer with the registry's pad token and padding side.
+
+    Training pads on the right; generation pads on the left (a decoder-only model continues the last token).
+    ``path`` loads from a directory instead of the hub (a run's ``adapter/``, ``model/`` or ``base/``).
+    """
+    from transformers import AutoTokenizer
+
+    if spec.is_tiny and path is None:
+        raise ConfigError(
+            "the tiny model has no pretrained tokenizer: it is trained per run. Load a run with load_trained(run_dir)"
+        )
+    source = str(path) if path is not None else spec.hub_id
+    kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
+    if path is None:
+        kwargs.update(revision=revision or spec.revision, token=hf_token(spec))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise ConfigError(f"cannot load the tokenizer of {source}: {exc}") from None
+    _set_pad_token(tokenizer, spec)
+    tokenizer.padding_side = spec.padding_side_generate if for_generation else spec.padding_side_train
+    return tokenizer
+
+
+def _set_pad_token(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> None:
+    if spec.pad_token is not None:
+        if spec.pad_token not in tokenizer.get_vocab():
+            raise ConfigError(
+                f"pad token {spec.pad_token!r} of model {spec.name!r} is not in its tokenizer's vocabulary"
+            )
+        tokenizer.pad_token = spec.pad_token
+    elif tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def load_base_model(
+    spec: ModelSpec,
+    model_cfg: ModelConfig,
+    *,
+    device: str | None = None,
+    path: str | Path | None = None,
+) -> PreTrainedModel:
+    """The base model in the recipe's dtype and attention implementation, on ``device``.
+
+    ``path`` loads from a local directory (tiny's ``base/``, a merged model); otherwise the hub id of ``spec``
+    at ``model_cfg.revision`` (or the registry's pin) with HF_TOKEN for gated models.
+    """
+    from transformers import AutoModelForCausalLM
+
+    if spec.is_tiny and path is None:
+        raise ConfigError(
+            "the tiny model has no pretrained weights: it is built per run (sqlmaster.models.tiny). "
+            "Load a trained run with load_trained(run_dir)"
+        )
+    device = device or default_device()
+    source = str(path) if path is not None else spec.hub_id
+    kwargs: dict[str, Any] = {
+        "dtype": resolve_dtype(model_cfg, device),
+        "attn_implementation": resolve_attn_implementation(model_cfg, device),
+        "trust_remote_code": spec.trust_remote_code,
+    }
+    if path is None:
+        kwargs.update(revision=model_cfg.revision or spec.revision, token=hf_token(spec))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise ConfigError(f"cannot load model {source}: {exc}") from None
+    return model.to(device)
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_INFO_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{run_dir} is not a training run directory (no {RUN_INFO_FILE}). Check the path") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc.msg}); the run may not have finished") from None
+
+
+def load_trained(
+    run_dir: str | Path,
+    *,
+    device: str | None = None,
+    merged: bool = False,
+    for_generation: bool = True,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any]]:
+    """Load a trained run for inference: ``(model, tokenizer, run_info)``, model in eval mode on ``device``.
+
+    - LoRA runs: the base (hub id at the recorded revision, or ``base/`` for tiny) + ``adapter/``, not merged.
+    - full runs: ``model/``.
+    - ``merged=True``: ``merged/`` (written with output.merge).
+
+    ``run_dir`` may also be a bare adapter directory (holding ``adapter_config.json``); its base is then read
+    from the adapter config and ``run_info`` is minimal.
+    """
+    from peft import PeftModel
+
+    run_dir = Path(run_dir)
+    device = device or default_device()
+    if not (run_dir / RUN_INFO_FILE).exists() and (run_dir / "adapter_config.json").exists():
+        return _load_bare_adapter(run_dir, device=device, for_generation=for_generation)
+    info = read_run_info(run_dir)
+    base = info.get("base_model") or {}
+    spec = resolve_model(base.get("name") or base.get("hub_id") or "")
+    model_cfg = ModelConfig(**_known(ModelConfig, (info.get("recipe") or {}).get("model") or {}))
+
+    if merged:
+        directory = run_dir / MERGED_DIR
+        if not directory.is_dir():
+            raise ConfigError(f"{directory} does not exist: the run was trained without output.merge=true")
+        return _load_dir(directory, spec, model_cfg, device, for_generation), info
+    if info.get("mode") == "full":
+        return _load_dir(run_dir / MODEL_DIR, spec, model_cfg, device, for_generation), info
+
+    adapter_dir = run_dir / ADAPTER_DIR
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise ConfigError(f"{adapter_dir} holds no adapter_config.json; the run did not finish saving its adapter")
+    base_path = base.get("path")
+    base_model = load_base_model(spec, model_cfg, device=device, path=(run_dir / base_path) if base_path else None)
+    tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir)
+    model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
+    model.eval()
+    return model, tokenizer, info
+
+
+def _load_dir(
+    directory: Path, spec: ModelSpec, model_cfg: ModelConfig, device: str, for_generation: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if not directory.is_dir():
+        raise ConfigError(f"{directory} does not exist; the run did not finish saving its model")
+    model = load_base_model(spec, model_cfg, device=device, path=directory)
+    model.eval()
+    return model, load_tokenizer(spec, for_generation=for_generation, path=directory)
+
+
+def _load_bare_adapter(
+    adapter_dir: Path, *, device: str, for_generation: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any]]:
+    from peft import PeftConfig, PeftModel
+
+    peft_cfg = PeftConfig.from_pretrained(str(adapter_dir))
+    base_id = peft_cfg.base_model_name_or_path or ""
+    spec = next((s for s in _registry_specs() if s.hub_id == base_id), None) or resolve_model(base_id)
+    model_cfg = ModelConfig()
+    base_model = load_base_model(spec, model_cfg, device=device)
+    has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()
+    tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir if has_tokenizer else None)
+    model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
+    model.eval()
+    info = {"base_model": {"name": spec.name, "hub_id": spec.hub_id}, "mode": "lora", "adapter": str(adapter_dir)}
+    return model, tokenizer, info
+
+
+def _registry_specs() -> list[ModelSpec]:
+    from sqlmaster.models.registry import MODELS
+
+    return list(MODELS.values())
+
+
+def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Keep only fields ``cls`` knows, so a run written by a newer version still loads."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in values.items() if k in names}

@@ -1,0 +1,139 @@
+"""The `tiny` model: a few-million-parameter Llama built from config, with a BPE tokenizer trained on the data.
+
+Nothing is downloaded: the tokenizer is trained on the run's own training split and the weights are randomly
+initialised from a seed, so `tiny` runs anywhere (CI, a laptop, a CPU pod) in minutes.
+
+The tokenizer's pre-tokenizer is what makes a model this small learn text-to-SQL at all. It cuts text into
+whitespace runs, letter runs, digit runs and single punctuation marks *before* BPE merges, so a column name is
+the same token sequence in the question, in the CREATE TABLE schema and in the SQL: copying it is then a
+token-for-token copy. A previous measurement on the shipped data took execution accuracy from ~22% to ~40%
+with this change alone.
+
+Both parts are deterministic: the same texts and seed give the same vocabulary and the same initial weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3 in this order
+
+# Whitespace runs | letter runs | digit runs | any other single character (punctuation, operators, quotes).
+# Oniguruma syntax (the `tokenizers` regex engine); \p{L} and \p{N} cover non-ASCII letters and digits too.
+PRE_TOKENIZER_PATTERN = r"\s+|\p{L}+|\p{N}+|[^\s\p{L}\p{N}]"
+
+
+@dataclass(frozen=True)
+class TinyArchitecture:
+    """Sizes of the tiny Llama; the defaults are the measured best for 10 minutes on 2 CPU cores."""
+
+    vocab_size: int = 4096  # BPE target size (the trained vocabulary can be smaller on little data)
+    hidden_size: int = 192
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 1024
+    tie_word_embeddings: bool = False  # untied embeddings and head learned better at this size
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
+    """Train the tiny model's BPE tokenizer on ``texts`` (the training split's prompts and completions).
+
+    Encoding prepends ``<s>``; TRL appends ``</s>`` to every completion. Decoding concatenates tokens exactly
+    (whitespace is kept as tokens), so ``decode(encode(text)) == text`` for characters seen in training.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERN), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, bos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        padding_side="right",
+        model_max_length=1_000_000,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def build_model(
+    tokenizer: PreTrainedTokenizerFast, arch: TinyArchitecture | None = None, *, seed: int = 1399
+) -> LlamaForCausalLM:
+    """A randomly initialised Llama sized by ``arch`` whose vocabulary matches ``tokenizer``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    arch = arch or TinyArchitecture()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_hidden_layers,
+        num_attention_heads=arch.num_attention_heads,
+        num_key_value_heads=arch.num_attention_heads,
+        max_position_embeddings=arch.max_position_embeddings,
+        tie_word_embeddings=arch.tie_word_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        use_cache=True,
+    )
+    # Fork the RNG so building a model does not shift the caller's random stream (and vice versa).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def build_tiny(
+    texts: Iterable[str], arch: TinyArchitecture | None = None, *, seed: int = 1399
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """Train the tokenizer on ``texts`` and build a model for it."""
+    arch = arch or TinyArchitecture()
+    tokenizer = train_tokenizer(texts, vocab_size=arch.vocab_size)
+    return build_model(tokenizer, arch, seed=seed), tokenizer
+
+
+def save_tiny(model: Any, tokenizer: Any, directory: Path) -> Path:
+    """Save model and tokenizer together, so ``from_pretrained(directory)`` restores both."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def architecture_from(model_cfg: Any) -> TinyArchitecture:
+    """The tiny architecture a recipe's ``model`` section asks for (its ``tiny_*`` fields)."""
+    return TinyArchitecture(
+        vocab_size=model_cfg.tiny_vocab_size,
+        hidden_size=model_cfg.tiny_hidden_size,
+        num_hidden_layers=model_cfg.tiny_layers,
+        num_attention_heads=model_cfg.tiny_heads,
+        intermediate_size=model_cfg.tiny_intermediate_size,
+        tie_word_embeddings=model_cfg.tiny_tie_embeddings,
+    )
