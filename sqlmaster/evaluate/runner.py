@@ -275,11 +275,64 @@ def _prediction_row(example: dict[str, Any], gen: GenerationRecord) -> dict[str,
 
 
 def _score(predictions_path: Path, out_dir: Path, recipe: Recipe, workers: int | None) -> dict[str, Any]:
-    """Hand the predictions to the scorer; it writes records.jsonl and metrics.json (replaced below)."""
+    """Hand the predictions to the scorer; it writes records.jsonl and metrics.json (metrics.json is replaced).
+
+    Rows with a ``db_path`` (Spider dev) are scored on that real database file; the others on databases
+    synthesized from their CREATE TABLE context.
+    """
     from sqlmaster.evaluate.score import ScoreSettings, score_file
 
     settings = ScoreSettings(databases_per_example=recipe.evaluation.databases_per_example)
+    rows = _read_jsonl(predictions_path)
+    if any(row.get("db_path") for row in rows):
+        return _score_on_database_files(predictions_path, out_dir, settings, workers)
     return score_file(predictions_path, out_dir, workers=workers, settings=settings)
+
+
+def score_on_database_file_task(task: tuple[str, str, str, Any]) -> dict[str, Any]:
+    """One (db_path, gold, prediction) scored by the scorer on the real database (runs in a scorer worker)."""
+    from sqlmaster.evaluate.exact_match import exact_match
+    from sqlmaster.evaluate.execution import score_on_database_file
+
+    db_path, gold, prediction, settings = task
+    gold_valid, result = score_on_database_file(
+        db_path, gold, prediction, settings.limits, column_order_matters=settings.column_order_matters
+    )
+    return {
+        "execution_match": result.match,
+        "exact_match": exact_match(prediction, gold),
+        "executes": result.executes,
+        "gold_valid": gold_valid,
+        "gold_nontrivial": gold_valid,  # a real database: the gold's rows are whatever the data holds
+        "error": result.error,
+    }
+
+
+def _score_on_database_files(
+    predictions_path: Path, out_dir: Path, settings: Any, workers: int | None
+) -> dict[str, Any]:
+    """score_file's contract (records.jsonl + metrics) for rows that carry their own database file."""
+    import os
+
+    from sqlmaster.evaluate.score import SCORE_FIELDS, compute_metrics, read_records, run_isolated
+
+    records = read_records(predictions_path)
+    tasks = [(r["db_path"], r["answer"], r["prediction"] or "", settings) for r in records]
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    if workers <= 0:
+        scores = [score_on_database_file_task(t) for t in tasks]
+    else:
+        scores = run_isolated(score_on_database_file_task, tasks, workers, settings.example_timeout_s)
+    lines = []
+    for record, score in zip(records, scores, strict=True):
+        line = {k: v for k, v in record.items() if k != "_line"}
+        line.update({k: score.get(k) for k in SCORE_FIELDS})
+        lines.append(line)
+    _write_jsonl(out_dir / "records.jsonl", lines)
+    metrics = compute_metrics([{**r, **s} for r, s in zip(records, scores, strict=True)], settings)
+    metrics["settings"] = asdict(settings)
+    metrics["databases"] = "real database files (db_path)"
+    return metrics
 
 
 def _metrics(
