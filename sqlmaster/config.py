@@ -108,6 +108,10 @@ class TrainingConfig:
     save_total_limit: int = 3
     num_threads: int | None = None  # CPU threads for torch (None = torch default)
     max_time_minutes: float | None = None  # stop cleanly (with a checkpoint) after this wall time
+    bf16: bool | None = None  # bf16 autocast; None = on where the GPU supports it, off on CPU
+    group_by_length: bool = False  # without packing: batch examples of similar length (less padding)
+    completion_only_loss: bool = True  # loss on the SQL only; prompt tokens get label -100
+    eval_batch_size: int | None = None  # per device; None = per_device_train_batch_size
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length"):
@@ -115,6 +119,17 @@ class TrainingConfig:
                 raise ConfigError(f"training.{name} must be >= 1")
         if self.learning_rate <= 0:
             raise ConfigError("training.learning_rate must be > 0")
+        if self.eval_steps < 1 or self.save_steps < 1 or self.logging_steps < 1:
+            raise ConfigError("training.eval_steps, save_steps and logging_steps must be >= 1")
+        if self.early_stopping_patience is not None and self.save_steps % self.eval_steps:
+            raise ConfigError(
+                "training.save_steps must be a multiple of training.eval_steps with early stopping "
+                "(the best checkpoint must exist); e.g. set both to 20"
+            )
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError("training.num_threads must be >= 1 (or null for torch's default)")
+        if self.max_time_minutes is not None and self.max_time_minutes <= 0:
+            raise ConfigError("training.max_time_minutes must be > 0 (or null for no limit)")
 
 
 @dataclass

@@ -192,9 +192,9 @@ def load_trained(
         directory = run_dir / MERGED_DIR
         if not directory.is_dir():
             raise ConfigError(f"{directory} does not exist: the run was trained without output.merge=true")
-        return _load_dir(directory, spec, model_cfg, device, for_generation), info
+        return (*_load_dir(directory, spec, model_cfg, device, for_generation), info)
     if info.get("mode") == "full":
-        return _load_dir(run_dir / MODEL_DIR, spec, model_cfg, device, for_generation), info
+        return (*_load_dir(run_dir / MODEL_DIR, spec, model_cfg, device, for_generation), info)
 
     adapter_dir = run_dir / ADAPTER_DIR
     if not (adapter_dir / "adapter_config.json").exists():

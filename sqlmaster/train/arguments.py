@@ -1,0 +1,101 @@
+"""From a recipe to TRL's SFTConfig and PEFT's LoraConfig (the only place recipe fields meet library names)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlmaster.config import ModelConfig, Recipe
+from sqlmaster.models.registry import ModelSpec
+from sqlmaster.train import distributed
+
+
+def use_bf16(recipe: Recipe, device: str) -> bool:
+    """bf16 autocast: the recipe's choice, else on for GPUs that support it, off on CPU."""
+    if recipe.training.bf16 is not None:
+        return recipe.training.bf16
+    if not device.startswith("cuda"):
+        return False
+    import torch
+
+    return torch.cuda.is_bf16_supported()
+
+
+def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to: list[str], device: str) -> Any:
+    """TRL SFTConfig for the recipe.
+
+    Packing is TRL's best-fit-decreasing packing in padding-free form: the examples of a pack are one flat
+    sequence whose position ids restart at 0 for each example and no attention mask is passed. With
+    ``use_cache=False`` (set by SFTTrainer.compute_loss) transformers then derives a block-diagonal mask from
+    the position ids (``masking_utils.find_packed_sequence_indices``; flash-attention uses ``cu_seq_lens``),
+    so no example attends to another. ``tests/test_train_packing.py`` proves it on per-example losses.
+    """
+    from trl import SFTConfig
+
+    t = recipe.training
+    load_best = t.early_stopping_patience is not None
+    on_cpu = not device.startswith("cuda")
+    return SFTConfig(
+        output_dir=str(checkpoints_dir),
+        run_name=run_id,
+        report_to=report_to or "none",
+        # optimisation (the original recipe's names)
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        max_grad_norm=t.max_grad_norm,
+        weight_decay=t.weight_decay,
+        optim="adamw_torch",
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=use_bf16(recipe, device),
+        fp16=False,
+        use_cpu=on_cpu,
+        ddp_backend="gloo" if (on_cpu and distributed.world_size() > 1) else None,
+        ddp_find_unused_parameters=False,
+        # transformers 5 name of gradient checkpointing (the old name still mirrors it for TRL's checks)
+        activation_checkpointing=recipe.model.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if recipe.model.gradient_checkpointing else None,
+        # evaluation, checkpoints (resume), early stopping
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=load_best,
+        metric_for_best_model="eval_loss" if load_best else None,
+        greater_is_better=False if load_best else None,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        disable_tqdm=True,
+        # data: prompt-completion rows, loss on the completion only
+        max_length=t.max_length,
+        packing=t.packing,
+        packing_strategy="bfd",
+        padding_free=t.packing,
+        pad_to_multiple_of=None,
+        completion_only_loss=t.completion_only_loss,
+        train_sampling_strategy="group_by_length" if (t.group_by_length and not t.packing) else "random",
+        dataloader_num_workers=0,
+        save_only_model=False,
+    )
+
+
+def lora_config(spec: ModelSpec, model_cfg: ModelConfig) -> Any:
+    """LoRA on the registry's target modules (all attention and MLP projections, as the original)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=model_cfg.lora_r,
+        lora_alpha=model_cfg.lora_alpha,
+        lora_dropout=model_cfg.lora_dropout,
+        target_modules=list(model_cfg.target_modules or spec.target_modules),
+        modules_to_save=list(model_cfg.modules_to_save) if model_cfg.modules_to_save else None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )

@@ -1,0 +1,67 @@
+"""Weights & Biases set-up: online with WANDB_API_KEY, offline (files in the run directory) without it.
+
+The key is read by wandb itself from the environment; it is never logged, printed or written to run.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+from pathlib import Path
+
+from sqlmaster.config import TrackingConfig
+from sqlmaster.errors import ConfigError
+
+log = logging.getLogger("sqlmaster.train")
+
+
+def run_id_for(output_dir: Path) -> str:
+    """The run id: SQLMASTER_RUN_ID (set by the charts and sqlctl) or the output directory's name."""
+    return os.environ.get("SQLMASTER_RUN_ID") or Path(output_dir).resolve().name
+
+
+def wandb_mode(cfg: TrackingConfig) -> str:
+    if cfg.wandb_mode != "auto":
+        return cfg.wandb_mode
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def configure_wandb(cfg: TrackingConfig, *, run_id: str, model_name: str, run_dir: Path) -> list[str]:
+    """Set wandb's environment for the HF integration and return the Trainer's ``report_to``.
+
+    The W&B run id is derived from the run id, model and output directory, so a resumed pod continues the
+    same W&B run, while the models of one sweep (same run id) stay separate runs in one group.
+    """
+    mode = wandb_mode(cfg)
+    if mode == "disabled":
+        return []
+    if importlib.util.find_spec("wandb") is None:
+        if cfg.wandb_mode == "auto":
+            log.warning("wandb is not installed: tracking disabled (pip install 'sqlmaster[train]')")
+            return []
+        raise ConfigError("tracking.wandb_mode needs the wandb package. Install it or set tracking.wandb_mode=disabled")
+    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
+        raise ConfigError("tracking.wandb_mode=online needs WANDB_API_KEY. Set it, or use tracking.wandb_mode=auto")
+    logs_dir = run_dir / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{run_id}|{model_name}|{run_dir.resolve()}".encode()).hexdigest()[:8]
+    wandb_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{run_id}-{model_name}")[:54] + f"-{digest}"
+    os.environ.update(
+        {
+            "WANDB_MODE": mode,
+            "WANDB_PROJECT": cfg.wandb_project,
+            "WANDB_DIR": str(logs_dir),
+            "WANDB_RUN_ID": wandb_id,
+            "WANDB_RESUME": "allow",
+            "WANDB_RUN_GROUP": run_id,
+            "WANDB_NAME": run_id,
+            "WANDB_LOG_MODEL": "false",  # artifacts go to the run directory / hub, not W&B
+            "WANDB_WATCH": "false",
+        }
+    )
+    os.environ.setdefault("WANDB_SILENT", "true")
+    log.info("W&B: project %s, run %s, mode %s (files under %s)", cfg.wandb_project, run_id, mode, logs_dir)
+    return ["wandb"]
