@@ -28,7 +28,8 @@ def test_different_queries_do_not_match() -> None:
 
 def test_double_quoted_column_stays_a_column() -> None:
     # "score" names a column, so SQLite reads it as one; "80" does not, so it is a string.
-    assert normalize_sql('SELECT name FROM t WHERE "score" > "80"', COLS) == "SELECT name FROM t WHERE score > '80'"
+    expected = "SELECT name FROM t WHERE score > '80'"
+    assert normalize_sql('SELECT name FROM t WHERE "score" > "80"', COLS) == expected
 
 
 def test_fallback_when_sqlglot_cannot_parse() -> None:

@@ -80,7 +80,15 @@ def test_double_quoted_strings_match_single_quoted() -> None:
 
 def test_malformed_prediction_is_a_miss_not_a_crash() -> None:
     prep = prepare_example("CREATE TABLE t (a INTEGER)", "SELECT a FROM t WHERE a > 3")
-    for bad in ("SELEC a FRM t", "SELECT nope FROM t", "", "   ", "DROP TABLE t", "SELECT a FROM t; SELECT 1"):
+    bad_predictions = (
+        "SELEC a FRM t",
+        "SELECT nope FROM t",
+        "",
+        "   ",
+        "DROP TABLE t",
+        "SELECT a FROM t; SELECT 1",
+    )
+    for bad in bad_predictions:
         result = score_prediction(prep.synth, bad, prep.ordered)
         assert not result.match and not result.executes
 

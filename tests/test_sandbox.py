@@ -100,14 +100,16 @@ def test_setup_policy_denies_escapes_in_a_context(tmp_path: Path) -> None:
     with pytest.raises(QueryError):
         run_script(setup, f"CREATE TABLE a (x); ATTACH '{tmp_path / 'z.db'}' AS z")
     assert list(tmp_path.iterdir()) == []
-    example = synthesize(f"CREATE TABLE a (x); PRAGMA user_version = 3", "SELECT x FROM a")
+    example = synthesize("CREATE TABLE a (x); PRAGMA user_version = 3", "SELECT x FROM a")
     assert example.gold_error is not None and "context" in example.gold_error
 
 
 def test_real_database_file_is_read_only(tmp_path: Path) -> None:
     path = tmp_path / "real.sqlite"
     db = sqlite3.connect(path)
-    db.executescript("CREATE TABLE singer (name TEXT, age INT); INSERT INTO singer VALUES ('a', 30), ('b', 40);")
+    db.executescript(
+        "CREATE TABLE singer (name TEXT, age INT); INSERT INTO singer VALUES ('a', 30), ('b', 40)"
+    )
     db.commit()
     db.close()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

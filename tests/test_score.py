@@ -33,7 +33,8 @@ def test_score_file_writes_metrics_and_records(tmp_path: Path) -> None:
         _row("SELECT name FROM t WHERE age > 30", latency_s=1.0, tokens=9),  # wrong
         _row("SELEC nonsense", latency_s=2.0, tokens=3),  # does not run
         _row(None),  # no prediction
-        {"question": "q", "context": CTX, "answer": "SELECT missing FROM t", "prediction": "SELECT 1"},  # bad gold
+        # gold that does not run on its own schema
+        {"question": "q", "context": CTX, "answer": "SELECT missing FROM t", "prediction": "SELECT 1"},
     ]
     metrics = score_file(_write(tmp_path / "in.jsonl", rows), tmp_path / "out", workers=0)
     assert metrics["n"] == 6 and metrics["n_scored"] == 5 and metrics["gold_invalid"] == 1
@@ -66,7 +67,8 @@ def test_worker_pool_matches_in_process_scoring(tmp_path: Path) -> None:
     for key in ("execution_accuracy", "executes", "exact_match", "gold_invalid", "execution_accuracy_ci"):
         assert pooled[key] == inline[key], key
     assert pooled["worker_failures"] == 0
-    assert (tmp_path / "pool" / "records.jsonl").read_text() == (tmp_path / "inline" / "records.jsonl").read_text()
+    pooled_records = (tmp_path / "pool" / "records.jsonl").read_text()
+    assert pooled_records == (tmp_path / "inline" / "records.jsonl").read_text()
 
 
 @pytest.mark.parametrize(
@@ -74,7 +76,10 @@ def test_worker_pool_matches_in_process_scoring(tmp_path: Path) -> None:
     [
         (['{"question": "q"'], "in.jsonl:1: not valid JSON"),
         ([json.dumps(_row("SELECT 1")), "[1, 2]"], "in.jsonl:2: expected a JSON object"),
-        ([json.dumps(_row("SELECT 1")), "", json.dumps({"question": "q", "context": CTX})], "in.jsonl:3: missing"),
+        (
+            [json.dumps(_row("SELECT 1")), "", json.dumps({"question": "q", "context": CTX})],
+            "in.jsonl:3: missing",
+        ),
         ([json.dumps(_row(5))], "in.jsonl:1: field 'prediction'"),
         ([], "no records"),
     ],

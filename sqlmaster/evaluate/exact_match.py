@@ -1,9 +1,11 @@
 """Exact match after normalisation: the same query up to case, whitespace, quoting and a trailing semicolon.
 
 sqlglot parses both sides (SQLite dialect) and prints them back canonically: keywords and function names upper
-case, identifiers lower case and unquoted (SQLite identifiers are case-insensitive), double-quoted string values
+case, identifiers lower case and unquoted (SQLite identifiers are case-insensitive), double-quoted string
+values
 (``= "essendon"``, how sql-create-context writes them) turned into single-quoted literals the way SQLite reads
-them, one space between tokens. String *values* keep their case: ``'Essendon'`` and ``'essendon'`` are different
+them, one space between tokens. String *values* keep their case: ``'Essendon'`` and ``'essendon'`` are
+different
 queries in SQLite. When sqlglot cannot parse a side, both sides fall back to whitespace/case normalisation.
 """
 

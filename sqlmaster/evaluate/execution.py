@@ -1,21 +1,26 @@
 """Execution accuracy: does the predicted SQL return what the gold SQL returns?
 
-For an example from a ``CREATE TABLE`` context we synthesize ``k`` databases (:mod:`.synth`), run the gold and the
+For an example from a ``CREATE TABLE`` context we synthesize ``k`` databases (:mod:`.synth`), run the gold
+and the
 prediction on each inside the sandbox (:mod:`.sandbox`), and count a match only when the results agree on
 **every** database:
 
 * results are compared as multisets of rows (``Counter``); as lists when the gold's outermost query has
   ORDER BY (then row order is part of the answer);
-* floats are compared after rounding to 9 significant digits (``AVG`` vs ``SUM/COUNT`` differ in the last bits);
+* floats are compared after rounding to 9 significant digits (``AVG`` vs ``SUM/COUNT`` differ in the last
+  bits);
   ``1`` and ``1.0`` are equal, ``'1'`` and ``1`` are not;
 * by default the column order of the prediction may differ from the gold's (as in Spider's test-suite
-  evaluation: "names and ages" answered as ages and names is right); ``column_order_matters=True`` turns that off.
+  evaluation: "names and ages" answered as ages and names is right); ``column_order_matters=True`` turns
+  that off.
 
-``executes`` is true when the prediction ran without error on every database it was run on (the scorer stops at
+``executes`` is true when the prediction ran without error on every database it was run on (the scorer stops
+at
 the first database where the results differ). A gold query that does not run is not scored (``gold_valid``
 false): that example is excluded from execution accuracy and counted.
 
-:func:`score_on_database_file` scores against a real SQLite file (Spider dev), opened read-only and copied into
+:func:`score_on_database_file` scores against a real SQLite file (Spider dev), opened read-only and copied
+into
 memory, under the same sandbox.
 """
 

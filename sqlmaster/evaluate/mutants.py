@@ -1,6 +1,7 @@
 """Simple wrong variants ("mutants") of a gold query, to check that execution accuracy can tell them apart.
 
-A scorer that cannot distinguish ``x > 5`` from ``x < 5`` on its databases would hand out credit for wrong SQL.
+A scorer that cannot distinguish ``x > 5`` from ``x < 5`` on its databases would hand out credit for wrong
+SQL.
 The tests and ``bench/bench_scorer.py`` score mutants against their gold and report the share told apart (the
 *kill rate*) per kind. Kinds:
 
@@ -199,7 +200,7 @@ def _is_condition_site_not_and(node: exp.Expression) -> bool:
 
 
 def _is_multirow_select(node: exp.Expression) -> bool:
-    """The outer SELECT, unless it is a single-row aggregate (``SELECT DISTINCT MAX(x)`` equals ``MAX(x)``)."""
+    """The outer SELECT, unless it returns one aggregate row (``SELECT DISTINCT MAX(x)`` is ``MAX(x)``)."""
     if not isinstance(node, exp.Select) or node.parent is not None:
         return False
     # Also skipped: GROUP BY (rows are usually distinct already) and LIMIT 1 (one row): equivalent mutants.

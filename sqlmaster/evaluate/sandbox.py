@@ -4,22 +4,30 @@ Generated SQL (and, in principle, the `context` and gold of an input file) is un
 under these guards:
 
 * **In-memory only.** Databases are ``:memory:`` connections, built from bytes (``deserialize``) or from a
-  read-only copy of a real file (``file:...?mode=ro`` + ``backup``). Nothing is ever opened for writing on disk.
-* **Authorizer (allow-list).** A query may only read: SELECT, column reads, function calls and recursive CTEs are
+  read-only copy of a real file (``file:...?mode=ro`` + ``backup``). Nothing is ever opened for writing on
+  disk.
+* **Authorizer (allow-list).** A query may only read: SELECT, column reads, function calls and recursive
+  CTEs are
   allowed; everything else — INSERT/UPDATE/DELETE, CREATE/DROP/ALTER, ATTACH/DETACH (which is also how
   ``VACUUM INTO`` is authorised), PRAGMA, transactions, ANALYZE, REINDEX — is denied. ``load_extension`` is
   denied by name (extension loading is also left disabled on the connection). Building a database from a
-  ``CREATE TABLE`` context uses a wider policy that still denies ATTACH/DETACH, writing PRAGMAs and extensions.
-* **Time limit.** A progress handler aborts a statement after ``timeout_s`` of wall time (runaway recursive CTEs,
+  ``CREATE TABLE`` context uses a wider policy that still denies ATTACH/DETACH, writing PRAGMAs and
+  extensions.
+* **Time limit.** A progress handler aborts a statement after ``timeout_s`` of wall time (runaway recursive
+  CTEs,
   huge cartesian products under ORDER BY or aggregates).
-* **Row cap.** Results are fetched in batches and abandoned past ``max_rows`` (a cartesian product that streams).
-* **Size limits.** ``SQLITE_LIMIT_LENGTH`` caps any string/blob (``zeroblob(1e9)``), ``SQLITE_LIMIT_SQL_LENGTH``
+* **Row cap.** Results are fetched in batches and abandoned past ``max_rows`` (a cartesian product that
+  streams).
+* **Size limits.** ``SQLITE_LIMIT_LENGTH`` caps any string/blob (``zeroblob(1e9)``),
+  ``SQLITE_LIMIT_SQL_LENGTH``
   caps the statement text.
 * **One statement.** A prediction holding more than one statement is refused (scored as a miss that does not
-  execute, error ``multiple statements``) rather than executing only its first statement: a grader should score
+  execute, error ``multiple statements``) rather than executing only its first statement: a grader should
+  score
   what was submitted, and refusing is the stricter, simpler rule. A trailing ``;`` is fine.
 
-Crash isolation (a segfault or a hang inside SQLite itself) is a process-level concern handled by the worker pool
+Crash isolation (a segfault or a hang inside SQLite itself) is a process-level concern handled by the worker
+pool
 in :mod:`sqlmaster.evaluate.score`; this module guarantees that SQL errors surface as :class:`QueryError`.
 """
 
@@ -66,7 +74,7 @@ class QueryError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-query limits. Defaults suit synthesized tables of a few dozen rows and Spider-size real databases."""
+    """Per-query limits; the defaults suit synthesized tables of a few dozen rows and Spider databases."""
 
     timeout_s: float = 2.0  # wall time per statement
     max_rows: int = 10_000  # rows fetched before the query is abandoned
@@ -134,7 +142,8 @@ def connection_from_bytes(data: bytes, limits: Limits = DEFAULT_LIMITS) -> sqlit
 
 
 def read_database_file(path: str | Path) -> bytes:
-    """The bytes of a real SQLite file, read through a read-only (``mode=ro``) connection and an in-memory copy.
+    """The bytes of a real SQLite file, read through a read-only (``mode=ro``) connection and an in-memory
+    copy.
 
     The file is never opened for writing; serve the bytes with :func:`connection_from_bytes`.
     """
@@ -159,7 +168,7 @@ def connection_from_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> s
 
 
 def lock_setup_connection(conn: sqlite3.Connection, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
-    """Switch a setup connection to the read-only query policy (used for gold queries right after synthesis)."""
+    """Switch a setup connection to the read-only query policy (for gold queries right after synthesis)."""
     return _lock_down(conn, limits)
 
 

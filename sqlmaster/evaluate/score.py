@@ -1,21 +1,27 @@
 """``sqlmaster eval score``: score a JSONL file of predictions against gold SQL.
 
-Input: one JSON object per line with ``question``, ``context`` (CREATE TABLE statements), ``answer`` (gold SQL)
+Input: one JSON object per line with ``question``, ``context`` (CREATE TABLE statements), ``answer`` (gold
+SQL)
 and ``prediction`` (predicted SQL; ``null`` counts as an empty prediction). Other fields (``latency_s``,
 ``tokens``, ...) are kept in the records. Output in ``output_dir``:
 
 * ``records.jsonl``: one line per input line, in input order: the input fields plus ``execution_match``,
   ``exact_match``, ``executes``, ``gold_valid``, ``gold_nontrivial`` and ``error`` (null when none).
 * ``metrics.json``: ``execution_accuracy``, ``executes`` (over the ``n_scored`` rows whose gold runs),
-  ``exact_match`` (over all ``n`` rows), ``gold_invalid``, ``gold_nontrivial_rate``, ``{metric}_ci`` 95% bootstrap
+  ``exact_match`` (over all ``n`` rows), ``gold_invalid``, ``gold_nontrivial_rate``, ``{metric}_ci`` 95%
+  bootstrap
   intervals, latency percentiles when the records carry ``latency_s``, and the scorer's settings.
 
-Why a process pool with a watchdog (and not a thread pool or plain ``try/except``): SQL errors, timeouts and row
-caps are already ordinary exceptions (:mod:`.sandbox`), but a crash inside SQLite's C code (or an allocation that
-takes the process down) cannot be caught in-process, and a hang outside SQLite's VM (where the progress handler
+Why a process pool with a watchdog (and not a thread pool or plain ``try/except``): SQL errors, timeouts and
+row
+caps are already ordinary exceptions (:mod:`.sandbox`), but a crash inside SQLite's C code (or an allocation
+that
+takes the process down) cannot be caught in-process, and a hang outside SQLite's VM (where the progress
+handler
 does not fire) cannot be interrupted from Python. Each worker is a separate spawned process that scores one
 example at a time; the parent watches its pipe, its liveness and a per-example wall-clock limit, and when a
-worker dies or overruns it kills it, records that example as a miss with the reason, and starts a fresh worker.
+worker dies or overruns it kills it, records that example as a miss with the reason, and starts a fresh
+worker.
 The processes also give throughput on several cores. ``workers=0`` scores in-process (no isolation; for
 debugging and small tests).
 
@@ -328,7 +334,8 @@ def score_file(
 ) -> dict[str, Any]:
     """Score ``input_path`` and write ``records.jsonl`` and ``metrics.json`` into ``output_dir``.
 
-    Returns the metrics. Raises :class:`ScoreInputError` for an unreadable or malformed input (exit code 2 in the
+    Returns the metrics. Raises :class:`ScoreInputError` for an unreadable or malformed input (exit code 2
+    in the
     CLI); ``workers=None`` uses up to 2 processes, ``0`` scores in-process.
     """
     settings = settings or ScoreSettings()

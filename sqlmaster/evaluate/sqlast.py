@@ -2,7 +2,8 @@
 
 sql-create-context writes string values in double quotes (``WHERE name = "essendon"``). SQLite's default
 ("DQS") reads a double-quoted token as an identifier when it names a column and as a string otherwise; sqlglot
-always reads it as an identifier. :func:`dqs_to_strings` rewrites the tree the way SQLite would read it, so that a
+always reads it as an identifier. :func:`dqs_to_strings` rewrites the tree the way SQLite would read it, so
+that a
 literal is a literal everywhere downstream.
 """
 
@@ -51,8 +52,10 @@ def _is_value_position(node: exp.Expression) -> bool:
 def dqs_to_strings(tree: exp.Expression, column_names: AbstractSet[str] | None = None) -> exp.Expression:
     """Turn double-quoted identifiers that SQLite would read as strings into string literals (in place).
 
-    With ``column_names`` (lower-cased names from the schema) a quoted, unqualified name that is not a column is
-    a string, exactly SQLite's rule. Without a schema, a quoted name in a predicate's value position is a string.
+    With ``column_names`` (lower-cased names from the schema) a quoted, unqualified name that is not a
+    column is
+    a string, exactly SQLite's rule. Without a schema, a quoted name in a predicate's value position is a
+    string.
     """
     for col in list(tree.find_all(exp.Column)):
         ident = col.this

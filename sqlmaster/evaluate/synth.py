@@ -1,13 +1,16 @@
 """Synthesize small SQLite databases on which a gold query returns something worth comparing.
 
 On empty tables every simple wrong variant of a gold query ties with it, so execution accuracy needs rows. For
-each example we build ``k`` databases from its ``CREATE TABLE`` context and fill them with rows whose values are
+each example we build ``k`` databases from its ``CREATE TABLE`` context and fill them with rows whose values
+are
 chosen from what the gold query looks at:
 
 * **Literals go to the column they are compared with.** sqlglot pulls every predicate (``=``, ``<>``, ``<``,
   ``LIKE``, ``IN``, ``BETWEEN``, ``IS NULL``) and records (column, operator, value). A column then draws from
-  *hits* (values that satisfy the predicate: the literal, values past a threshold, instances of a LIKE pattern,
-  case variants where matching is case-insensitive) and *near misses* (values on the other side of a threshold,
+  *hits* (values that satisfy the predicate: the literal, values past a threshold, instances of a LIKE
+  pattern,
+  case variants where matching is case-insensitive) and *near misses* (values on the other side of a
+  threshold,
   case variants where ``=`` is case-sensitive, other literals of the same query, the threshold itself).
 * **Structured rows.** Each table gets rows that satisfy all of its predicates at once (several, so that
   MIN/MAX/COUNT/SUM see more than one row), one row per predicate that violates exactly that predicate (so a
@@ -17,7 +20,8 @@ chosen from what the gold query looks at:
 * **Duplicates and NULLs.** Generic values come from small pools (so GROUP BY, COUNT and DISTINCT matter);
   later databases add a few NULLs.
 * **Gold-guided retries.** A database on which the gold returns nothing non-trivial (empty, NULL or 0) is
-  regenerated with a denser profile, a few times. Mutants are *not* used to pick databases: the mutant kill rate
+  regenerated with a denser profile, a few times. Mutants are *not* used to pick databases: the mutant kill
+  rate
   measured by the tests and the bench would otherwise be circular.
 
 Everything is seeded from a hash of (context, gold, database index), so results are reproducible.
@@ -155,7 +159,7 @@ def _unwrap_column(node: exp.Expression) -> tuple[exp.Column | None, bool]:
 
 
 def analyse_gold(gold: str, tables: list[Table], tree: exp.Expression | None = None) -> GoldHints:
-    """Predicates, join links and aggregated columns of the gold (``tree``: its parse, if the caller has it)."""
+    """Predicates, join links and aggregated columns of the gold (``tree``: its parse, if already made)."""
     hints = GoldHints()
     tree = tree if tree is not None else sqlast.parse(gold)
     if tree is None:  # unparseable: keep whatever looks like a literal
