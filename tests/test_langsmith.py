@@ -131,14 +131,30 @@ def test_each_evaluation_is_an_experiment_with_feedback() -> None:
     assert all(f["project_id"].startswith("project-") for f in summary)
 
 
-def test_without_key_it_skips_and_says_so_once(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_without_key_it_skips_and_says_so_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LANGSMITH_API_KEY", raising=False)
     monkeypatch.setattr(langsmith_sync, "_skip_logged", False)
+    logger = logging.getLogger("sqlmaster.evaluate.langsmith_sync")
+    handler = _Lines()
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not an attribute patch: it clears logging's level cache
     dataset = _dataset()
-    with caplog.at_level(logging.INFO, logger="sqlmaster.evaluate.langsmith_sync"):
+    try:
         assert sync_evaluation(dataset, _records(dataset), METRICS) is None
         assert sync_evaluation(dataset, _records(dataset), METRICS) is None
-    lines = [r.getMessage() for r in caplog.records if "LANGSMITH_API_KEY" in r.getMessage()]
-    assert len(lines) == 1
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+    assert [line for line in handler.lines if "LANGSMITH_API_KEY" in line] == [
+        "LANGSMITH_API_KEY is not set: skipping the LangSmith sync (results are on disk)"
+    ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -151,6 +152,17 @@ def _vllm_target(target: Target, recipe: Recipe) -> Any:
     return VLLMTarget(model=spec.hub_id, revision=recipe.model.revision or spec.revision, **common)
 
 
+def setup_logging() -> None:
+    """Timestamped lines on stdout (what ``kubectl logs`` shows), unless the caller configured logging."""
+    logger = logging.getLogger("sqlmaster")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def eval_root(output_dir: Path) -> Path:
     """``DIR/eval`` (the run-directory layout), or DIR itself when it is already called ``eval``."""
     return output_dir if output_dir.name == EVAL_DIR else output_dir / EVAL_DIR
@@ -177,6 +189,7 @@ def run_evaluation(
     """
     from sqlmaster.evaluate.embedding import select_embedder
 
+    setup_logging()
     target = resolve_target(model, adapter, recipe)
     names = list(datasets or recipe.evaluation.datasets)
     limit = limit if limit is not None else recipe.evaluation.limit
