@@ -172,7 +172,9 @@ def plot_execution_accuracy(rows: list[dict[str, Any]], path: Path) -> Path:
     width = 0.8 / max(1, len(labels))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(datasets) * max(1, len(labels)) ** 0.5 + 3), 4.2))
     for i, label in enumerate(labels):
-        xs, ys, errs = [], [], [[], []]
+        xs: list[float] = []
+        ys: list[float] = []
+        errs: list[list[float]] = [[], []]
         for j, dataset in enumerate(datasets):
             row = next((r for r in rows if r["dataset"] == dataset and r["label"] == label), None)
             if row is None or not isinstance(row["execution_accuracy"], int | float):

@@ -117,6 +117,7 @@ def make_generator(target: Target, recipe: Recipe, backend: str) -> Any:
 
     spec = resolve_model(target.model)
     if target.kind in ("run", "adapter"):
+        assert target.adapter is not None
         model, tokenizer, _ = load_trained(target.adapter, for_generation=True)  # adapter stays unmerged
     elif target.kind == "weights":
         model = load_base_model(spec, recipe.model, path=target.adapter)
@@ -133,7 +134,7 @@ def _vllm_target(target: Target, recipe: Recipe) -> Any:
     from sqlmaster.models.registry import resolve_model
 
     spec = resolve_model(target.model)
-    common = {"trust_remote_code": spec.trust_remote_code, "dtype": recipe.model.dtype}
+    common: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "dtype": recipe.model.dtype}
     if target.kind == "run":
         assert target.adapter is not None and target.run_info is not None
         base = target.run_info.get("base_model") or {}
