@@ -102,7 +102,7 @@ def gpu_benchmark(model_name: str, n: int, batch_size: int, max_new_tokens: int)
     with tempfile.TemporaryDirectory() as tmp:
         config = AutoConfig.for_model(values.pop("model_type"), **values)
         with torch.device("cuda"):
-            model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16).eval()
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tokenizer.padding_side = "left"
