@@ -1,0 +1,167 @@
+"""The evaluation datasets, each built so that a trained run is scored only on examples it never saw.
+
+* ``sql-create-context-test``: the held-out test split, rebuilt with the *run's own* data recipe from its
+  run.json (same source, seed, sizes and filters), so it is exactly the rows the run never trained on. When
+  run.json records the split's sha256, the rebuilt split must match it, or evaluation stops.
+* ``spider-dev``: Spider 1.0 dev on its real SQLite databases (19 of 20 ship; 972 examples), with the schema
+  from ``schema_context``. sql-create-context contains Spider dev questions, so every dev question that is
+  also in the run's training split is dropped (and counted in ``info``).
+* a path to a ``.jsonl`` file of triplets (``question``, ``context``, ``answer``), e.g. from
+  ``sqlmaster eval make-dataset``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmaster.config import DataConfig
+from sqlmaster.data.examples import Example, fingerprint, normalise_text
+from sqlmaster.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SQL_CREATE_CONTEXT_TEST = "sql-create-context-test"
+SPIDER_DEV = "spider-dev"
+BUILTIN = (SQL_CREATE_CONTEXT_TEST, SPIDER_DEV)
+
+
+@dataclass(frozen=True)
+class EvalExample:
+    """One evaluation item; ``db_path`` is set when gold and prediction run on a real database file."""
+
+    id: str
+    question: str
+    context: str
+    answer: str
+    db_path: str | None = None
+    db_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class EvalDataset:
+    name: str  # directory name under eval/ (a triplets file is named after its stem)
+    examples: list[EvalExample]
+    info: dict[str, Any] = field(default_factory=dict)  # provenance: source, drops, limit, fingerprints
+
+
+def data_config_of_run(run_info: dict[str, Any] | None, fallback: DataConfig) -> tuple[DataConfig, str]:
+    """The data recipe a run trained with (from run.json), else ``fallback``; and where it came from."""
+    recipe = (run_info or {}).get("recipe") or {}
+    data = recipe.get("data")
+    if not data:
+        return fallback, "evaluation recipe (no training run given)"
+    known = {k: v for k, v in data.items() if k in DataConfig.__dataclass_fields__}
+    return DataConfig(**known), "run.json"
+
+
+class SplitCache:
+    """Builds the run's splits once and shares them between datasets (the training split is needed twice)."""
+
+    def __init__(self, data_cfg: DataConfig, run_info: dict[str, Any] | None) -> None:
+        self.data_cfg = data_cfg
+        self.run_info = run_info or {}
+        self._splits: Any = None
+
+    def get(self) -> Any:
+        if self._splits is None:
+            from sqlmaster.data.pipeline import build_splits
+
+            self._splits = build_splits(self.data_cfg)
+            self._check_fingerprints(self._splits)
+        return self._splits
+
+    def _check_fingerprints(self, splits: Any) -> None:
+        """The rebuilt splits must be the ones the run recorded; otherwise the 'held-out' set is not."""
+        recorded = ((self.run_info.get("data") or {}).get("sha256")) or {}
+        if not recorded:
+            return
+        rebuilt = splits.fingerprints()
+        for name in ("test", "train"):
+            if name in recorded and recorded[name] != rebuilt[name]:
+                raise ConfigError(
+                    f"the {name} split rebuilt from run.json's data recipe differs from the one the run recorded "
+                    f"(sha256 {rebuilt[name][:12]} != {recorded[name][:12]}): the data source "
+                    f"{self.data_cfg.source!r} changed since training. Evaluate with the same data the run used"
+                )
+
+
+def load_eval_dataset(name: str, splits: SplitCache, limit: int | None = None) -> EvalDataset:
+    """Build one evaluation dataset by name (see the module docstring) with at most ``limit`` examples."""
+    if name == SQL_CREATE_CONTEXT_TEST:
+        dataset = _sql_create_context_test(splits)
+    elif name == SPIDER_DEV:
+        dataset = _spider_dev(splits)
+    elif name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        dataset = _triplets(Path(name))
+    else:
+        raise ConfigError(
+            f"unknown evaluation dataset {name!r}. Use {', '.join(BUILTIN)} or a path to a triplets .jsonl file"
+        )
+    total = len(dataset.examples)
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"limit must be >= 1, not {limit}")
+        dataset.examples = dataset.examples[:limit]
+    dataset.info.update(available=total, evaluated=len(dataset.examples), limit=limit)
+    if not dataset.examples:
+        raise ConfigError(f"evaluation dataset {name!r} has no examples")
+    return dataset
+
+
+def _sql_create_context_test(splits: SplitCache) -> EvalDataset:
+    test: list[Example] = splits.get().test
+    if not test:
+        raise ConfigError("the run's data recipe has test_size=0: there is no held-out test split to evaluate")
+    examples = [EvalExample(f"test-{i}", ex.question, ex.context, ex.answer) for i, ex in enumerate(test)]
+    info = {
+        "source": splits.data_cfg.source,
+        "split": "test",
+        "seed": splits.data_cfg.seed,
+        "sha256": fingerprint(test),
+    }
+    return EvalDataset(SQL_CREATE_CONTEXT_TEST, examples, info)
+
+
+def _spider_dev(splits: SplitCache) -> EvalDataset:
+    from sqlmaster.data.spider import database_path, dev_examples, schema_context
+
+    trained_on = {normalise_text(ex.question) for ex in splits.get().train}
+    rows = dev_examples(executable_only=True)
+    kept = [ex for ex in rows if normalise_text(ex.question) not in trained_on]
+    dropped = len(rows) - len(kept)
+    if dropped:
+        log.info("spider-dev: dropped %d of %d questions that the run's training split contains", dropped, len(rows))
+    examples = [
+        EvalExample(
+            id=f"spider-dev-{i}",
+            question=ex.question,
+            context=schema_context(ex.db_id),
+            answer=ex.query,
+            db_path=str(database_path(ex.db_id)),
+            db_id=ex.db_id,
+        )
+        for i, ex in enumerate(kept)
+    ]
+    info = {
+        "source": "spider 1.0 dev (real databases)",
+        "executable": len(rows),
+        "dropped_in_training_data": dropped,
+    }
+    return EvalDataset(SPIDER_DEV, examples, info)
+
+
+def _triplets(path: Path) -> EvalDataset:
+    from sqlmaster.data.load import load_examples
+
+    if not path.is_file():
+        raise ConfigError(f"triplets file {path} does not exist. Create one with `sqlmaster eval make-dataset`")
+    rows = load_examples(str(path))
+    examples = [EvalExample(f"{path.stem}-{i}", ex.question, ex.context, ex.answer) for i, ex in enumerate(rows)]
+    name = path.name.split(".", 1)[0]
+    return EvalDataset(name, examples, {"source": str(path), "sha256": fingerprint(rows)})

@@ -1,0 +1,173 @@
+"""Generation with vLLM (the eval image on a GPU): the LoRA adapter is served as is, never merged.
+
+vLLM is not a dependency of the package (it pins its own torch); the eval image installs it. Everything here
+imports ``vllm`` only inside :class:`VLLMGenerator`, so the argument building is testable without it.
+
+    target = VLLMTarget(model="mistralai/Mistral-7B-v0.1", adapter_dir=Path("run/adapter"))
+    gen = VLLMGenerator(target, get_template("original"), GenerationSettings())
+    records = gen.generate(prompts)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlmaster.errors import ConfigError
+from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
+from sqlmaster.prompt import PromptTemplate, extract_sql
+
+# LoRA ranks vLLM's punica kernels are compiled for; max_lora_rank must be one of them.
+VLLM_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+LORA_NAME = "sqlmaster"  # the name the adapter is registered under in the engine
+
+
+def vllm_available() -> bool:
+    """vLLM is importable and a CUDA device is present (vLLM needs a GPU)."""
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@dataclass(frozen=True)
+class VLLMTarget:
+    """What the engine loads: a base (hub id or directory) and, optionally, an unmerged LoRA adapter."""
+
+    model: str  # hub id or local directory of full weights (a base, a full fine-tune, or merged/)
+    adapter_dir: Path | None = None  # PEFT adapter directory (adapter_config.json + safetensors)
+    tokenizer: str | None = None  # defaults to the adapter's tokenizer files if it has them, else the model's
+    revision: str | None = None
+    trust_remote_code: bool = False
+    dtype: str = "auto"  # recipe model.dtype; vLLM's auto = the checkpoint's dtype (bf16 for the 7B models)
+
+
+def adapter_rank(adapter_dir: Path) -> int:
+    """The LoRA rank recorded in ``adapter_config.json`` (the largest, if ranks differ per module)."""
+    config = _adapter_config(adapter_dir)
+    ranks = [int(config.get("r", 0)), *(int(r) for r in (config.get("rank_pattern") or {}).values())]
+    rank = max(ranks)
+    if rank < 1:
+        raise ConfigError(f"{adapter_dir}/adapter_config.json has no LoRA rank 'r'. Is this a LoRA adapter?")
+    return rank
+
+
+def vllm_max_lora_rank(rank: int) -> int:
+    """The smallest rank vLLM supports that holds ``rank`` (vLLM rejects other values)."""
+    for supported in VLLM_LORA_RANKS:
+        if supported >= rank:
+            return supported
+    raise ConfigError(f"LoRA rank {rank} exceeds vLLM's maximum {VLLM_LORA_RANKS[-1]}. Use evaluation.backend=hf")
+
+
+def engine_args(target: VLLMTarget, settings: GenerationSettings) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM``."""
+    args: dict[str, Any] = {
+        "model": target.model,
+        "tokenizer": target.tokenizer or _tokenizer_source(target),
+        "dtype": target.dtype,
+        "trust_remote_code": target.trust_remote_code,
+        "seed": settings.seed,
+    }
+    if target.revision:
+        args["revision"] = target.revision
+    if target.adapter_dir is not None:
+        config = _adapter_config(target.adapter_dir)
+        if config.get("modules_to_save"):
+            # vLLM serves LoRA deltas only; fully trained extra modules would be silently ignored.
+            raise ConfigError(
+                f"the adapter in {target.adapter_dir} trains modules_to_save={config['modules_to_save']}, "
+                "which vLLM cannot serve. Use evaluation.backend=hf or evaluate the merged/ model"
+            )
+        args.update(enable_lora=True, max_loras=1, max_lora_rank=vllm_max_lora_rank(adapter_rank(target.adapter_dir)))
+    return args
+
+
+def sampling_args(settings: GenerationSettings, template: PromptTemplate) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.SamplingParams`` matching the HF backend's decoding."""
+    args: dict[str, Any] = {"max_tokens": settings.max_new_tokens, "seed": settings.seed}
+    if settings.do_sample:
+        args.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+    else:
+        args.update(temperature=0.0)  # vLLM's greedy
+    if template.stop:
+        # Keep the stop string in the text, so raw outputs read the same as the HF backend's.
+        args.update(stop=[template.stop], include_stop_str_in_output=True)
+    return args
+
+
+class VLLMGenerator:
+    """Generate with one vLLM engine; all prompts go in at once (vLLM schedules its own continuous batches)."""
+
+    backend = "vllm"
+
+    def __init__(self, target: VLLMTarget, template: PromptTemplate, settings: GenerationSettings) -> None:
+        import vllm
+
+        self.target = target
+        self.template = template
+        self.settings = settings
+        self._vllm = vllm
+        self.llm = vllm.LLM(**engine_args(target, settings))
+        self.sampling = vllm.SamplingParams(**sampling_args(settings, template))
+        self.lora_request = None
+        if target.adapter_dir is not None:
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest(LORA_NAME, 1, str(target.adapter_dir))
+
+    def generate(self, prompts: Sequence[str]) -> list[GenerationRecord]:
+        start = time.perf_counter()
+        outputs = self.llm.generate(list(prompts), self.sampling, lora_request=self.lora_request, use_tqdm=False)
+        elapsed = time.perf_counter() - start
+        records = []
+        for index, (prompt, output) in enumerate(zip(prompts, outputs, strict=True)):
+            completion = output.outputs[0]
+            raw = completion.text
+            records.append(
+                GenerationRecord(
+                    index=index,
+                    prompt=prompt,
+                    raw_output=raw,
+                    sql=extract_sql(self.template, raw),
+                    prompt_tokens=len(output.prompt_token_ids or []),
+                    generated_tokens=len(completion.token_ids),
+                    latency_s=elapsed / len(prompts),
+                    batch_latency_s=elapsed,
+                    batch_size=len(prompts),
+                    stopped_by=_stop_reason(completion),
+                )
+            )
+        return records
+
+
+def _stop_reason(completion: Any) -> str:
+    if completion.finish_reason == "length":
+        return "length"
+    # vLLM sets stop_reason to the matched stop string, and to None for EOS.
+    return "stop_string" if isinstance(completion.stop_reason, str) else "eos"
+
+
+def _adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    path = adapter_dir / "adapter_config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: pass a run directory or a PEFT adapter directory") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc.msg})") from None
+
+
+def _tokenizer_source(target: VLLMTarget) -> str:
+    """The adapter's tokenizer when it ships one (it is the tokenizer training used), else the model's."""
+    if target.adapter_dir is not None and any(
+        (target.adapter_dir / name).exists() for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+    ):
+        return str(target.adapter_dir)
+    return target.model

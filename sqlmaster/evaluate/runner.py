@@ -1,0 +1,409 @@
+"""``sqlmaster eval run``: generate SQL for the evaluation datasets, score it, and write the results.
+
+    sqlmaster eval run --model tiny --adapter runs/tiny --output-dir runs/tiny
+    sqlmaster eval run --model mistral7b --adapter /data/runs/x/mistral7b --output-dir /data/runs/x/mistral7b \
+        --dataset sql-create-context-test --dataset spider-dev
+
+For each dataset, under ``OUTPUT_DIR/eval/<dataset>/`` (``OUTPUT_DIR/<dataset>/`` when OUTPUT_DIR is itself
+named ``eval``):
+
+* ``predictions.jsonl``: per example the question, context, gold answer, predicted SQL, raw output, prompt,
+  latency and generated tokens;
+* ``records.jsonl``: the predictions plus the scorer's verdicts and the embedding distance;
+* ``metrics.json``: execution accuracy, exact match, executes (each with a 95% bootstrap interval),
+  embedding distance (+ interval, + which embedder), latency p50/p99, tokens/s, n, gold_invalid, and what
+  was evaluated (model, adapter, template, backend, dataset provenance).
+
+Scoring is the scorer's (:mod:`sqlmaster.evaluate.score`): execution accuracy on synthesized databases for
+``CREATE TABLE`` contexts and on the real database files for Spider dev.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmaster.config import Recipe
+from sqlmaster.errors import ConfigError
+from sqlmaster.evaluate.datasets import EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
+from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
+from sqlmaster.prompt import PromptTemplate, get_template, render_prompt
+
+log = logging.getLogger(__name__)
+
+EVAL_DIR = "eval"
+
+
+@dataclass
+class Target:
+    """What is evaluated: a base model, optionally with a trained run or adapter on top."""
+
+    model: str  # --model as given
+    adapter: Path | None  # --adapter as given
+    kind: str  # "base", "run" (a training run directory), "adapter" (a bare PEFT dir), "weights" (full dir)
+    run_info: dict[str, Any] | None
+    template: PromptTemplate
+
+
+def resolve_target(model: str, adapter: Path | None, recipe: Recipe) -> Target:
+    """Work out what ``--model`` / ``--adapter`` point at and which prompt template applies.
+
+    A training run's own template (run.json) wins over the recipe's: evaluating with another prompt than the
+    one trained on was a flaw of the original project.
+    """
+    from sqlmaster.models.registry import resolve_model
+
+    spec = resolve_model(model)
+    if adapter is None:
+        if spec.is_tiny:
+            raise ConfigError(
+                "the tiny model has no pretrained weights to evaluate. Train it first and pass the run: "
+                "--adapter RUN_DIR"
+            )
+        return Target(model, None, "base", None, get_template(recipe.prompt.template))
+    adapter = Path(adapter)
+    if (adapter / "run.json").is_file():
+        from sqlmaster.models.loading import read_run_info
+
+        info = read_run_info(adapter)
+        base = info.get("base_model") or {}
+        if model not in (base.get("name"), base.get("hub_id")):
+            raise ConfigError(
+                f"--model {model} does not match the run in {adapter}, which trained "
+                f"{base.get('name') or base.get('hub_id')}. Pass --model {base.get('name') or base.get('hub_id')}"
+            )
+        template_name = info.get("prompt_template") or ((info.get("recipe") or {}).get("prompt") or {}).get("template")
+        return Target(model, adapter, "run", info, get_template(template_name or recipe.prompt.template))
+    if (adapter / "adapter_config.json").is_file():
+        return Target(model, adapter, "adapter", None, get_template(recipe.prompt.template))
+    if (adapter / "config.json").is_file():
+        return Target(model, adapter, "weights", None, get_template(recipe.prompt.template))
+    raise ConfigError(
+        f"--adapter {adapter} is neither a training run (run.json), a PEFT adapter (adapter_config.json) nor a "
+        "model directory (config.json). Pass the run directory `sqlmaster train` wrote"
+    )
+
+
+def choose_backend(requested: str) -> str:
+    from sqlmaster.evaluate.generate_vllm import vllm_available
+
+    if requested == "vllm" and not vllm_available():
+        raise ConfigError(
+            "evaluation.backend=vllm but vllm is not installed or no CUDA GPU is visible. "
+            "Use the eval image on a GPU node, or evaluation.backend=hf"
+        )
+    if requested == "auto":
+        return "vllm" if vllm_available() else "hf"
+    return requested
+
+
+def make_generator(target: Target, recipe: Recipe, backend: str) -> Any:
+    """Load the model for ``backend`` and wrap it in a generator (HFGenerator or VLLMGenerator)."""
+    settings = GenerationSettings.from_config(recipe.evaluation)
+    if backend == "vllm":
+        from sqlmaster.evaluate.generate_vllm import VLLMGenerator
+
+        return VLLMGenerator(_vllm_target(target, recipe), target.template, settings)
+
+    from sqlmaster.evaluate.generate import HFGenerator
+    from sqlmaster.models.loading import load_base_model, load_tokenizer, load_trained
+    from sqlmaster.models.registry import resolve_model
+
+    spec = resolve_model(target.model)
+    if target.kind in ("run", "adapter"):
+        assert target.adapter is not None
+        model, tokenizer, _ = load_trained(target.adapter, for_generation=True)  # adapter stays unmerged
+    elif target.kind == "weights":
+        model = load_base_model(spec, recipe.model, path=target.adapter)
+        tokenizer = load_tokenizer(spec, for_generation=True, path=target.adapter)
+    else:
+        model = load_base_model(spec, recipe.model)
+        tokenizer = load_tokenizer(spec, for_generation=True)
+    model.eval()
+    return HFGenerator(model, tokenizer, target.template, settings)
+
+
+def _vllm_target(target: Target, recipe: Recipe) -> Any:
+    from sqlmaster.evaluate.generate_vllm import VLLMTarget
+    from sqlmaster.models.registry import resolve_model
+
+    spec = resolve_model(target.model)
+    common: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "dtype": recipe.model.dtype}
+    if target.kind == "run":
+        assert target.adapter is not None and target.run_info is not None
+        base = target.run_info.get("base_model") or {}
+        if target.run_info.get("mode") == "full":
+            return VLLMTarget(model=str(target.adapter / "model"), **common)
+        base_model = str(target.adapter / base["path"]) if base.get("path") else base.get("hub_id", spec.hub_id)
+        return VLLMTarget(
+            model=base_model, adapter_dir=target.adapter / "adapter", revision=base.get("revision"), **common
+        )
+    if target.kind == "adapter":
+        assert target.adapter is not None
+        config = json.loads((target.adapter / "adapter_config.json").read_text())
+        return VLLMTarget(model=config.get("base_model_name_or_path") or spec.hub_id, adapter_dir=target.adapter)
+    if target.kind == "weights":
+        return VLLMTarget(model=str(target.adapter), **common)
+    return VLLMTarget(model=spec.hub_id, revision=recipe.model.revision or spec.revision, **common)
+
+
+def setup_logging() -> None:
+    """Timestamped lines on stdout (what ``kubectl logs`` shows), unless the caller configured logging."""
+    logger = logging.getLogger("sqlmaster")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def eval_root(output_dir: Path) -> Path:
+    """``DIR/eval`` (the run-directory layout), or DIR itself when it is already called ``eval``."""
+    return output_dir if output_dir.name == EVAL_DIR else output_dir / EVAL_DIR
+
+
+def run_evaluation(
+    model: str,
+    adapter: Path | None,
+    output_dir: Path,
+    datasets: list[str] | None,
+    limit: int | None,
+    recipe: Recipe,
+    *,
+    generator: Any = None,
+    embedder: Any = None,
+    langsmith_client: Any = None,
+    workers: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Evaluate one model on each dataset; returns ``{dataset: metrics}``.
+
+    ``generator``, ``embedder`` and ``langsmith_client`` can be injected (tests, notebooks); by default the
+    model is loaded for the recipe's backend, the embedder follows OPENAI_API_KEY and LangSmith follows
+    LANGSMITH_API_KEY.
+    """
+    from sqlmaster.evaluate.embedding import select_embedder
+
+    setup_logging()
+    target = resolve_target(model, adapter, recipe)
+    names = list(datasets or recipe.evaluation.datasets)
+    limit = limit if limit is not None else recipe.evaluation.limit
+    data_cfg, data_origin = data_config_of_run(target.run_info, recipe.data)
+    splits = SplitCache(data_cfg, target.run_info)
+    # Build every dataset before loading the model: a bad name or path fails in seconds, not after a 7B load.
+    built = [load_eval_dataset(name, splits, limit) for name in names]
+    for dataset in built:
+        dataset.info["data_recipe_from"] = data_origin
+
+    backend = getattr(generator, "backend", None) or choose_backend(recipe.evaluation.backend)
+    if generator is None:
+        generator = make_generator(target, recipe, backend)
+    embedder = embedder or select_embedder()
+
+    results: dict[str, dict[str, Any]] = {}
+    for dataset in built:
+        out_dir = eval_root(Path(output_dir)) / dataset.name
+        metrics = evaluate_dataset(
+            dataset, target, generator, embedder, out_dir, recipe, backend=backend, workers=workers
+        )
+        results[dataset.name] = metrics
+        _sync_langsmith(dataset, out_dir, metrics, langsmith_client)
+        log.info(
+            "%s: execution accuracy %.1f%%, exact match %.1f%%, n=%d -> %s",
+            dataset.name,
+            100 * (metrics["execution_accuracy"] or 0.0),
+            100 * (metrics["exact_match"] or 0.0),
+            metrics["n"],
+            out_dir,
+        )
+    return results
+
+
+def evaluate_dataset(
+    dataset: EvalDataset,
+    target: Target,
+    generator: Any,
+    embedder: Any,
+    out_dir: Path,
+    recipe: Recipe,
+    *,
+    backend: str,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Generate, write predictions, score them, add embedding distance and latency; write metrics.json."""
+    from sqlmaster.evaluate.embedding import embedding_distances
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prompts = [render_prompt(target.template, ex.question, ex.context) for ex in dataset.examples]
+    started = time.perf_counter()
+    generations: list[GenerationRecord] = generator.generate(prompts)
+    generation_wall_s = time.perf_counter() - started
+
+    predictions_path = out_dir / "predictions.jsonl"
+    rows = [_prediction_row(ex.to_dict(), gen) for ex, gen in zip(dataset.examples, generations, strict=True)]
+    _write_jsonl(predictions_path, rows)
+
+    scored = _score(predictions_path, out_dir, recipe, workers)
+    records = _read_jsonl(out_dir / "records.jsonl")
+    distances = embedding_distances([r["prediction"] for r in records], [r["answer"] for r in records], embedder)
+    for record, distance in zip(records, distances, strict=True):
+        record["embedding_distance"] = distance
+    _write_jsonl(out_dir / "records.jsonl", records)
+
+    metrics = _metrics(scored, records, generations, generation_wall_s, embedder.name)
+    metrics.update(
+        dataset=dataset.name,
+        dataset_info=dataset.info,
+        model=target.model,
+        adapter=str(target.adapter) if target.adapter is not None else None,
+        run_id=(target.run_info or {}).get("run_id"),
+        template=target.template.name,
+        backend=backend,
+        generation=asdict(GenerationSettings.from_config(recipe.evaluation)),
+        scorer=scored,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
+    return metrics
+
+
+def _prediction_row(example: dict[str, Any], gen: GenerationRecord) -> dict[str, Any]:
+    return {
+        **example,
+        "prediction": gen.sql,
+        "raw_output": gen.raw_output,
+        "prompt": gen.prompt,
+        "latency_s": gen.latency_s,
+        "batch_latency_s": gen.batch_latency_s,
+        "batch_size": gen.batch_size,
+        "tokens": gen.generated_tokens,  # the scorer's name for generated tokens
+        "prompt_tokens": gen.prompt_tokens,
+        "stopped_by": gen.stopped_by,
+    }
+
+
+def _score(predictions_path: Path, out_dir: Path, recipe: Recipe, workers: int | None) -> dict[str, Any]:
+    """Hand the predictions to the scorer; it writes records.jsonl and metrics.json (metrics.json is replaced).
+
+    Rows with a ``db_path`` (Spider dev) are scored on that real database file; the others on databases
+    synthesized from their CREATE TABLE context.
+    """
+    from sqlmaster.evaluate.score import ScoreSettings, score_file
+
+    settings = ScoreSettings(databases_per_example=recipe.evaluation.databases_per_example)
+    rows = _read_jsonl(predictions_path)
+    if any(row.get("db_path") for row in rows):
+        return _score_on_database_files(predictions_path, out_dir, settings, workers)
+    return score_file(predictions_path, out_dir, workers=workers, settings=settings)
+
+
+def score_on_database_file_task(task: tuple[str, str, str, Any]) -> dict[str, Any]:
+    """One (db_path, gold, prediction) scored by the scorer on the real database (runs in a scorer worker)."""
+    from sqlmaster.evaluate.exact_match import exact_match
+    from sqlmaster.evaluate.execution import score_on_database_file
+
+    db_path, gold, prediction, settings = task
+    gold_valid, result = score_on_database_file(
+        db_path, gold, prediction, settings.limits, column_order_matters=settings.column_order_matters
+    )
+    return {
+        "execution_match": result.match,
+        "exact_match": exact_match(prediction, gold),
+        "executes": result.executes,
+        "gold_valid": gold_valid,
+        "gold_nontrivial": gold_valid,  # a real database: the gold's rows are whatever the data holds
+        "error": result.error,
+    }
+
+
+def _score_on_database_files(
+    predictions_path: Path, out_dir: Path, settings: Any, workers: int | None
+) -> dict[str, Any]:
+    """score_file's contract (records.jsonl + metrics) for rows that carry their own database file."""
+    import os
+
+    from sqlmaster.evaluate.score import SCORE_FIELDS, compute_metrics, read_records, run_isolated
+
+    records = read_records(predictions_path)
+    tasks = [(r["db_path"], r["answer"], r["prediction"] or "", settings) for r in records]
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    if workers <= 0:
+        scores = [score_on_database_file_task(t) for t in tasks]
+    else:
+        scores = run_isolated(score_on_database_file_task, tasks, workers, settings.example_timeout_s)
+    lines = []
+    for record, score in zip(records, scores, strict=True):
+        line = {k: v for k, v in record.items() if k != "_line"}
+        line.update({k: score.get(k) for k in SCORE_FIELDS})
+        lines.append(line)
+    _write_jsonl(out_dir / "records.jsonl", lines)
+    metrics = compute_metrics([{**r, **s} for r, s in zip(records, scores, strict=True)], settings)
+    metrics["settings"] = asdict(settings)
+    metrics["databases"] = "real database files (db_path)"
+    return metrics
+
+
+def _metrics(
+    scored: dict[str, Any],
+    records: list[dict[str, Any]],
+    generations: list[GenerationRecord],
+    generation_wall_s: float,
+    embedder_name: str,
+) -> dict[str, Any]:
+    """The headline numbers of metrics.json (the scorer's full output is kept under ``scorer``)."""
+    from sqlmaster.evaluate.stats import bootstrap_ci, percentile
+
+    distances = [float(r["embedding_distance"]) for r in records]
+    latencies = [g.latency_s for g in generations]
+    tokens = sum(g.generated_tokens for g in generations)
+    return {
+        "n": scored["n"],
+        "n_scored": scored["n_scored"],
+        "gold_invalid": scored["gold_invalid"],
+        "execution_accuracy": scored["execution_accuracy"],
+        "execution_accuracy_ci": scored["execution_accuracy_ci"],
+        "exact_match": scored["exact_match"],
+        "exact_match_ci": scored["exact_match_ci"],
+        "executes": scored["executes"],
+        "executes_ci": scored["executes_ci"],
+        "embedding_distance": sum(distances) / len(distances),
+        "embedding_distance_ci": list(bootstrap_ci(distances, seed=0)),
+        "embedder": embedder_name,
+        # Per-example latency is the batch's wall time shared among its examples (batched generation).
+        "latency_p50_s": percentile(latencies, 50),
+        "latency_p99_s": percentile(latencies, 99),
+        "batch_latency_p50_s": percentile([g.batch_latency_s for g in generations], 50),
+        "tokens_per_s": tokens / generation_wall_s if generation_wall_s > 0 else None,
+        "examples_per_s": len(generations) / generation_wall_s if generation_wall_s > 0 else None,
+        "generated_tokens": tokens,
+        "generation_wall_s": generation_wall_s,
+        "stopped_by": {k: sum(g.stopped_by == k for g in generations) for k in ("eos", "stop_string", "length")},
+    }
+
+
+def _sync_langsmith(dataset: EvalDataset, out_dir: Path, metrics: dict[str, Any], client: Any) -> None:
+    from sqlmaster.evaluate.langsmith_sync import sync_evaluation
+
+    try:
+        sync_evaluation(dataset, _read_jsonl(out_dir / "records.jsonl"), metrics, client=client)
+    except Exception as exc:  # tracking must never cost the evaluation that was just computed
+        log.warning("LangSmith sync failed (%s: %s); results are on disk in %s", type(exc).__name__, exc, out_dir)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
