@@ -83,8 +83,10 @@ def extract_sql(template: PromptTemplate, generated: str) -> str:
     text = generated
     if template.stop and template.stop in text:
         text = text.split(template.stop, 1)[0]
-    elif (match := _FENCE.search(text)) is not None:
+    elif (match := _FENCE.search(text)) is not None and match.group(1).strip():
         text = match.group(1)
+    elif "```" in text:  # the SQL came first and a fence closed it, e.g. "SELECT ...;```"
+        text = text.split("```", 1)[0]
     text = text.strip().strip("`").strip()
     if text.lower().startswith("sql\n"):
         text = text[4:]

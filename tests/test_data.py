@@ -105,6 +105,7 @@ def test_prompt_is_identical_for_training_and_inference() -> None:
 def test_extract_sql(raw: str, sql: str) -> None:
     assert extract_sql(ORIGINAL, raw) == sql
     assert extract_sql(get_template("compact"), "```sql\nSELECT a FROM t\n```") == "SELECT a FROM t"
+    assert extract_sql(get_template("compact"), "SELECT a FROM t;``````") == "SELECT a FROM t"
 
 
 def test_spider_dev_ships_19_databases() -> None:
