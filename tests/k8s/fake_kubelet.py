@@ -323,7 +323,30 @@ class FakeKubelet:
         self._spawn(lambda: self._watch_loop(ready), "fake-kubelet-watch")
         if not ready.wait(30):
             raise RuntimeError("fake kubelet: the pod watch did not start within 30 s")
+        self._wait_schedulable(timeout=30)
         return self
+
+    def _wait_schedulable(self, timeout: float) -> None:
+        """Wait until the node lifecycle controller has lifted ``node.kubernetes.io/not-ready``.
+
+        The apiserver's TaintNodesByCondition admission taints every new Node; the controller removes the
+        taint once it sees Ready=True. Pods created before that would stay Pending for a while.
+        """
+        assert self._api is not None
+        core = CoreV1Api(self._api)
+        deadline = time.monotonic() + timeout
+        while True:
+            tainted = [
+                n.metadata.name
+                for n in core.list_node().items
+                if n.metadata.name in self.node_names
+                and any(t.key.startswith("node.kubernetes.io/") for t in n.spec.taints or [])
+            ]
+            if not tainted:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fake kubelet: nodes {tainted} still carry node.kubernetes.io taints")
+            time.sleep(0.1)
 
     def stop(self, delete_nodes: bool = False) -> None:
         self._stop.set()

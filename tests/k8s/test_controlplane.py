@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,14 @@ from kubernetes.client import BatchV1Api, CoordinationV1Api, CoreV1Api, RbacAuth
 from kubernetes.client.exceptions import ApiException
 
 from tests.k8s.controlplane import Binaries, ControlPlane
-from tests.k8s.fake_kubelet import A100, ARTIFACT_READER_LABELS, GPU_PRODUCT_LABEL, Pod, Script
+from tests.k8s.fake_kubelet import (
+    A100,
+    ARTIFACT_READER_LABELS,
+    GPU_PRODUCT_LABEL,
+    SCRIPT_ANNOTATION,
+    Pod,
+    Script,
+)
 from tests.k8s.fixtures import K8sCluster, wait_for
 
 pytestmark = pytest.mark.k8s
@@ -159,13 +169,13 @@ def test_failing_pod_is_retried_as_a_new_pod(
     first_fails = Script(lines=("CUDA error: out of memory",), exit_code=1)
     then_works = Script(lines=("done",))
 
-    def script_for_attempt(pod: Pod) -> bool:
+    def first_attempt(pod: Pod) -> bool:
         return next(attempts) == 0
 
     # Newest rule first: the first pod matches the failing rule, later pods fall through to success.
     kubelet = k8s_cluster.kubelet
     kubelet.add_rule(then_works, namespace=namespace, labels={"app": "retry"})
-    kubelet.add_rule(first_fails, namespace=namespace, labels={"app": "retry"}, match=script_for_attempt)
+    kubelet.add_rule(first_fails, namespace=namespace, labels={"app": "retry"}, match=first_attempt)
     batch.create_namespaced_job(namespace, job("retry", "retry", backoff_limit=1))
 
     wait_for(lambda: job_condition(batch, namespace, "retry", "Complete"), timeout=60, what="Job retry")
@@ -208,13 +218,62 @@ def test_restart_in_place_keeps_the_previous_log(
     assert core.read_namespaced_pod_log("flaky", namespace, previous=True) == "attempt 1\n"
 
 
+def test_log_endpoint_honours_tail_since_limit_and_timestamps(
+    k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api
+) -> None:
+    kubelet = k8s_cluster.kubelet
+    kubelet.add_rule(Script(lines=("a", "b", "c"), hold=True), namespace=namespace, name_prefix="logs")
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "logs"}, "spec": pod_spec()})
+    kubelet.wait_for_phase(namespace, "logs", "Running")
+    wait_for(lambda: kubelet.log_text(namespace, "logs") == "a\nb\nc\n", what="the three lines")
+    time.sleep(1.1)  # sinceSeconds has a one-second resolution
+    kubelet.append_log(namespace, "logs", "d")
+
+    def log(**kw: Any) -> str:
+        return str(core.read_namespaced_pod_log("logs", namespace, **kw))
+
+    assert log() == "a\nb\nc\nd\n"
+    assert log(tail_lines=2) == "c\nd\n"
+    assert log(since_seconds=1) == "d\n"
+    assert log(limit_bytes=3) == "a\nb"
+    stamped = log(timestamps=True).splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["a", "b", "c", "d"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", line.split()[0]) for line in stamped)
+    with pytest.raises(ApiException) as no_previous:
+        log(previous=True)
+    assert no_previous.value.status == 400
+    kubelet.release(namespace, "logs")
+
+
+def test_waiting_reason_from_the_script_annotation(
+    k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api
+) -> None:
+    script = {"waiting": ["ImagePullBackOff", "Back-off pulling image"], "lines": ["pulled at last"]}
+    meta = {"name": "pull", "annotations": {SCRIPT_ANNOTATION: json.dumps(script)}}
+    core.create_namespaced_pod(namespace, {"metadata": meta, "spec": pod_spec()})
+
+    def waiting_reason() -> str | None:
+        statuses = core.read_namespaced_pod("pull", namespace).status.container_statuses or []
+        return statuses[0].state.waiting.reason if statuses and statuses[0].state.waiting else None
+
+    assert wait_for(waiting_reason, what="the waiting reason") == "ImagePullBackOff"
+    assert core.read_namespaced_pod("pull", namespace).status.phase == "Pending"
+    assert k8s_cluster.kubelet.release(namespace, "pull") == 1
+    wait_for(
+        lambda: core.read_namespaced_pod("pull", namespace).status.phase == "Succeeded",
+        what="pod pull to finish after release",
+    )
+    assert core.read_namespaced_pod_log("pull", namespace) == "pulled at last\n"
+
+
 def test_restricted_user_is_forbidden_until_granted(k8s_cluster: K8sCluster, namespace: str) -> None:
     restricted = k8s_cluster.api(restricted=True)
     try:
         with pytest.raises(ApiException) as denied:
             CoreV1Api(restricted).list_namespaced_pod(namespace)
         assert denied.value.status == 403
-        assert 'User "restricted" cannot list resource "pods"' in denied.value.body
+        message = json.loads(denied.value.body)["message"]
+        assert 'User "restricted" cannot list resource "pods"' in message
 
         admin = k8s_cluster.api()
         rbac = RbacAuthorizationV1Api(admin)
