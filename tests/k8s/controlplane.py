@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 K8S_VERSION = "v1.20.2"
 ADMIN_USER = "admin"
 RESTRICTED_USER = "restricted"
-BUILD_HINT = "run scripts/k8s-build.sh (about 4 minutes, once per machine) to build them"
+BUILD_HINT = "Run scripts/k8s-build.sh (about 4 minutes, once per machine) to build them"
 
 # The kubelet serving port is not fixed: the fake kubelet advertises its own port in the Node object.
 # InternalIP tells the apiserver to dial 127.0.0.1 instead of resolving the node's (fake) hostname.

@@ -58,40 +58,56 @@ Every container of a pod follows the same script in lock-step (the charts use on
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import json
 import logging
-import ssl
-import tarfile
 import threading
 import time
-import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubernetes.client import CoordinationV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
+from tests.k8s.kubelet_logs import ContainerLog, LogServer
+from tests.k8s.pod_scripts import (
+    ARTIFACT_READER_LABELS,
+    SCRIPT_ANNOTATION,
+    Pod,
+    Rule,
+    Script,
+    ScriptExit,
+    artifact_reader_script,
+    tar_base64_lines,
+)
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+
+__all__ = [
+    "A100",
+    "ARTIFACT_READER_LABELS",
+    "GPU_PRODUCT_LABEL",
+    "GPU_RESOURCE",
+    "SCRIPT_ANNOTATION",
+    "FakeKubelet",
+    "Pod",
+    "Rule",
+    "Script",
+    "ScriptExit",
+    "artifact_reader_script",
+    "tar_base64_lines",
+]
 
 log = logging.getLogger(__name__)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 A100 = "NVIDIA-A100-SXM4-80GB"
-SCRIPT_ANNOTATION = "fake-kubelet.sqlmaster.io/script"
-ARTIFACT_READER_LABELS: Mapping[str, str] = {"sqlmaster.io/role": "artifact-reader"}
 NODE_LEASE_NAMESPACE = "kube-node-lease"
-
-Pod = dict[str, Any]
-OutputFn = Callable[[Pod, str], Iterable[str | bytes]]
 
 
 def _now() -> datetime:
@@ -105,142 +121,6 @@ def _rfc3339(t: datetime) -> str:
 def _micro(t: datetime) -> str:
     """metav1.MicroTime wire format (Leases need exactly six fractional digits)."""
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _nano(t: float) -> str:
-    dt = datetime.fromtimestamp(t, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int((t % 1) * 1e9):09d}Z"
-
-
-@dataclass(frozen=True)
-class Script:
-    """What one container instance does. Defaults: empty log, exit 0 at once.
-
-    lines/output: the log (``output`` wins when set; see the module docstring for its signature).
-    interval: seconds to wait after each log item (paces ``follow=true`` streams).
-    exit_code: 0 -> Succeeded, anything else -> Failed (or a restart, per restartPolicy).
-    hold: stay Running after the log until :meth:`FakeKubelet.release` or deletion.
-    start_delay: seconds the pod stays Pending (container waiting, ``ContainerCreating``) before running.
-    waiting: (reason, message): stay Pending with this waiting reason until released (then run).
-    termination_message: goes to ``state.terminated.message`` (what ``terminationMessagePath`` holds).
-    then: the script of the next container instance when restartPolicy restarts it (default: this one).
-    """
-
-    lines: tuple[str, ...] = ()
-    interval: float = 0.0
-    exit_code: int = 0
-    hold: bool = False
-    start_delay: float = 0.0
-    waiting: tuple[str, str] | None = None
-    termination_message: str | None = None
-    output: OutputFn | None = field(default=None, compare=False)
-    then: Script | None = None
-
-    @classmethod
-    def from_json(cls, text: str) -> Script:
-        """Parse the ``fake-kubelet.sqlmaster.io/script`` annotation (unknown keys are an error)."""
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{SCRIPT_ANNOTATION} must hold a JSON object, got {text!r}")
-        allowed = {f.name for f in fields(cls)} - {"output"}
-        unknown = set(data) - allowed
-        if unknown:
-            raise ValueError(
-                f"{SCRIPT_ANNOTATION}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
-            )
-        if "lines" in data:
-            data["lines"] = tuple(str(x) for x in data["lines"])
-        if data.get("waiting") is not None:
-            data["waiting"] = tuple(data["waiting"])
-        if data.get("then") is not None:
-            data["then"] = cls.from_json(json.dumps(data["then"]))
-        return cls(**data)
-
-    def items(self, pod: Pod, container: str) -> Iterable[str | bytes]:
-        return self.output(pod, container) if self.output is not None else self.lines
-
-
-@dataclass
-class Rule:
-    """Selects pods for a script: every given criterion must match."""
-
-    script: Script
-    namespace: str | None = None
-    labels: Mapping[str, str] | None = None
-    name_prefix: str | None = None
-    match: Callable[[Pod], bool] | None = None
-
-    def matches(self, pod: Pod) -> bool:
-        meta = pod.get("metadata", {})
-        if self.namespace is not None and meta.get("namespace") != self.namespace:
-            return False
-        if self.labels:
-            have = meta.get("labels") or {}
-            if any(have.get(k) != v for k, v in self.labels.items()):
-                return False
-        if self.name_prefix is not None and not str(meta.get("name", "")).startswith(self.name_prefix):
-            return False
-        return self.match is None or bool(self.match(pod))
-
-
-def tar_base64_lines(directory: Path, *, gzip: bool = True, width: int = 76) -> list[str]:
-    """``tar -c[z]f - -C directory . | base64`` as log lines (coreutils wraps at 76 columns)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz" if gzip else "w", format=tarfile.GNU_FORMAT) as tar:
-        tar.add(str(directory), arcname=".")
-    encoded = base64.b64encode(buf.getvalue()).decode("ascii")
-    return [encoded[i : i + width] for i in range(0, len(encoded), width)] or [""]
-
-
-def artifact_reader_script(resolve: Callable[[Pod], Path | None], *, gzip: bool = True) -> Script:
-    """A script whose log is the base64 tar of ``resolve(pod)`` (exit 2 when it returns None/missing)."""
-
-    def output(pod: Pod, container: str) -> Iterator[str]:
-        directory = resolve(pod)
-        if directory is None or not Path(directory).is_dir():
-            raise _ScriptExit(2, [f"tar: {directory}: Cannot open: No such file or directory"])
-        yield from tar_base64_lines(Path(directory), gzip=gzip)
-
-    return Script(output=output)
-
-
-class _ScriptExit(Exception):
-    """Raised by an ``output`` callable to end the container early with an exit code and last lines."""
-
-    def __init__(self, code: int, lines: list[str]) -> None:
-        super().__init__(code)
-        self.code, self.lines = code, lines
-
-
-ScriptExit = _ScriptExit
-
-
-# ----------------------------------------------------------------------------------------------------
-class ContainerLog:
-    """The log of one container instance: timestamped lines, with a condition for followers."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[float, bytes]] = []
-        self.closed = False
-        self.cond = threading.Condition()
-
-    def write(self, data: str | bytes) -> None:
-        raw = data.encode() if isinstance(data, str) else data
-        if isinstance(data, str) and not raw.endswith(b"\n"):
-            raw += b"\n"
-        now = time.time()
-        with self.cond:
-            self.lines.extend((now, line) for line in raw.splitlines(keepends=True))
-            self.cond.notify_all()
-
-    def close(self) -> None:
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-
-    def text(self) -> str:
-        with self.cond:
-            return b"".join(line for _, line in self.lines).decode(errors="replace")
 
 
 @dataclass
@@ -307,15 +187,17 @@ class FakeKubelet:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._logs_server: LogServer | None = None
         self._watch_resp: Any = None
         self._ip_counter = 0
         self._api: ApiClient | None = None
+        self._watch_api: ApiClient | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> FakeKubelet:
         self._api = self._api_factory()
-        self._start_server()
+        self._logs_server = LogServer(self.cert_file, self.key_file, self._logs_for).start()
+        self.port = self._logs_server.port
         for name in self.node_names:
             self._register_node(name)
         self._spawn(self._lease_loop, "fake-kubelet-leases")
@@ -332,8 +214,7 @@ class FakeKubelet:
         The apiserver's TaintNodesByCondition admission taints every new Node; the controller removes the
         taint once it sees Ready=True. Pods created before that would stay Pending for a while.
         """
-        assert self._api is not None
-        core = CoreV1Api(self._api)
+        core = self._core()
         deadline = time.monotonic() + timeout
         while True:
             tainted = [
@@ -361,18 +242,18 @@ class FakeKubelet:
         for run in runs:
             if run.thread is not None:
                 run.thread.join(timeout=5)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        if self._logs_server is not None:
+            self._logs_server.stop()
         for t in self._threads:
             t.join(timeout=5)
         if delete_nodes and self._api is not None:
-            core = CoreV1Api(self._api)
+            core = self._core()
             for name in self.node_names:
                 with contextlib.suppress(ApiException):
                     core.delete_node(name)
-        if self._api is not None:
-            self._api.close()
+        for api in (self._watch_api, self._api):
+            if api is not None:
+                api.close()
 
     def __enter__(self) -> FakeKubelet:
         return self.start()
@@ -474,6 +355,13 @@ class FakeKubelet:
         return run
 
     # -- nodes and leases --------------------------------------------------------------------------
+    def _core(self, api: ApiClient | None = None) -> Any:
+        """A CoreV1Api typed ``Any``: this module sends and reads JSON dicts (bodies, watch lines,
+        ``_preload_content=False``), which the client accepts but its model-typed stubs do not describe."""
+        client = api or self._api
+        assert client is not None, "FakeKubelet.start() has not run"
+        return CoreV1Api(client)
+
     def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
@@ -526,8 +414,7 @@ class FakeKubelet:
         }
 
     def _register_node(self, name: str) -> None:
-        assert self._api is not None
-        core = CoreV1Api(self._api)
+        core = self._core()
         body = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -552,7 +439,7 @@ class FakeKubelet:
 
     def _lease_loop(self) -> None:
         assert self._api is not None
-        coord = CoordinationV1Api(self._api)
+        coord: Any = CoordinationV1Api(self._api)  # JSON bodies; see _core
         while not self._stop.is_set():
             for name in self.node_names:
                 try:
@@ -562,7 +449,7 @@ class FakeKubelet:
                         self._error(f"lease {name}: {e}")
             self._stop.wait(self.lease_interval)
 
-    def _renew_lease(self, coord: CoordinationV1Api, name: str) -> None:
+    def _renew_lease(self, coord: Any, name: str) -> None:
         spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": _micro(_now())}
         try:
             coord.patch_namespaced_lease(name, NODE_LEASE_NAMESPACE, {"spec": spec})
@@ -582,8 +469,8 @@ class FakeKubelet:
 
     # -- the pod watch -----------------------------------------------------------------------------
     def _watch_loop(self, ready: threading.Event) -> None:
-        assert self._api is not None
-        core = CoreV1Api(self._api_factory())
+        self._watch_api = self._api_factory()
+        core = self._core(self._watch_api)
         rv: str | None = None
         while not self._stop.is_set():
             try:
@@ -682,8 +569,7 @@ class FakeKubelet:
 
     # -- one pod's life ----------------------------------------------------------------------------
     def _lifecycle(self, run: _PodRun) -> None:
-        assert self._api is not None
-        core = CoreV1Api(self._api)
+        core = self._core()
         try:
             self._play(core, run)
         except _Gone:
@@ -703,7 +589,7 @@ class FakeKubelet:
         if run.deleting.is_set() or self._stop.is_set():
             raise _Gone
 
-    def _play(self, core: CoreV1Api, run: _PodRun) -> None:
+    def _play(self, core: Any, run: _PodRun) -> None:
         started = _now()
         script = run.script
         if script.start_delay > 0 or script.waiting is not None:
@@ -767,7 +653,7 @@ class FakeKubelet:
                 for item in items:
                     run.logs[c["name"]].write(item)
                     self._sleep(run, script.interval)
-            except _ScriptExit as stop:
+            except ScriptExit as stop:
                 for line in stop.lines:
                     run.logs[c["name"]].write(line)
                 return stop.code, ""
@@ -855,7 +741,7 @@ class FakeKubelet:
             status["initContainerStatuses"] = init_statuses
         return status
 
-    def _patch(self, core: CoreV1Api, run: _PodRun, status: dict[str, Any]) -> None:
+    def _patch(self, core: Any, run: _PodRun, status: dict[str, Any]) -> None:
         ns, name = run.key
         try:
             core.patch_namespaced_pod_status(name, ns, {"status": status})
@@ -865,11 +751,10 @@ class FakeKubelet:
             raise
 
     def _finalize_later(self, pod: Pod) -> None:
-        assert self._api is not None
-        core = CoreV1Api(self._api)
+        core = self._core()
         threading.Thread(target=self._finalize, args=(core, pod), daemon=True).start()
 
-    def _finalize(self, core: CoreV1Api, pod: Pod) -> None:
+    def _finalize(self, core: Any, pod: Pod) -> None:
         """Complete a graceful deletion the way a kubelet does once containers are gone."""
         uid = pod["metadata"]["uid"]
         with self._lock:
@@ -886,23 +771,8 @@ class FakeKubelet:
                 self._error(f"finalizing pod {pod['metadata']['name']}: {e.reason}")
 
     # -- the HTTPS log endpoint ----------------------------------------------------------------------
-    def _start_server(self) -> None:
-        kubelet = self
-
-        class Handler(_LogHandler):
-            fake = kubelet
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
-        # The handshake happens in the handler thread, so one slow client cannot block accept().
-        server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-        self._server = server
-        self.port = int(server.server_address[1])
-        self._spawn(server.serve_forever, "fake-kubelet-https")
-
     def _logs_for(self, namespace: str, pod: str, container: str, previous: bool) -> ContainerLog | str:
+        """The :class:`LogServer` lookup: the log of a container (or its previous instance)."""
         with self._lock:
             run = self._runs.get((namespace, pod))
         if run is None:
@@ -913,87 +783,3 @@ class FakeKubelet:
                 return f'previous terminated container "{container}" in pod "{pod}" not found'
             return f'container "{container}" in pod "{pod}" is waiting to start: ContainerCreating'
         return source[container]
-
-
-class _LogHandler(BaseHTTPRequestHandler):
-    """Kubelet API subset: ``/containerLogs`` and ``/healthz``; everything else 404/501."""
-
-    fake: FakeKubelet
-    server_version = "fake-kubelet/0"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read logs, not access lines
-        log.debug("fake kubelet http: " + format, *args)
-
-    def _reply(self, code: int, text: str) -> None:
-        body = text.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        parts = url.path.strip("/").split("/")
-        if parts == ["healthz"]:
-            self._reply(200, "ok")
-            return
-        if parts[0] in ("exec", "attach", "portForward", "run"):
-            self._reply(501, f"fake kubelet: {parts[0]} is not implemented (needs SPDY/websocket streams)")
-            return
-        if parts[0] != "containerLogs" or len(parts) != 4:
-            self._reply(404, f"fake kubelet: no handler for {url.path}")
-            return
-        q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
-        # The client (apiserver) going away is the normal end of a follow stream.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            self._serve_log(*parts[1:], q)
-
-    def _serve_log(self, namespace: str, pod: str, container: str, q: dict[str, str]) -> None:
-        flag = lambda k: q.get(k, "false").lower() in ("1", "true")  # noqa: E731
-        found = self.fake._logs_for(namespace, pod, container, flag("previous"))
-        if isinstance(found, str):
-            self._reply(404 if "not known" in found else 400, found)
-            return
-        try:
-            tail = int(q["tailLines"]) if "tailLines" in q else None
-            limit = int(q["limitBytes"]) if "limitBytes" in q else None
-            since = time.time() - int(q["sinceSeconds"]) if "sinceSeconds" in q else None
-            if "sinceTime" in q:
-                since = datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00")).timestamp()
-        except ValueError as e:
-            self._reply(400, f"bad log query {q}: {e}")
-            return
-        follow, stamps = flag("follow"), flag("timestamps")
-
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        sent = 0
-        with found.cond:
-            selected = [i for i, (ts, _) in enumerate(found.lines) if since is None or ts >= since]
-            if tail is not None:
-                selected = selected[-tail:] if tail > 0 else []
-            pending = [found.lines[i] for i in selected]
-            cursor = len(found.lines)
-        while True:
-            for ts, line in pending:
-                data = (_nano(ts).encode() + b" " + line) if stamps else line
-                if limit is not None:
-                    data = data[: max(0, limit - sent)]
-                self.wfile.write(data)
-                sent += len(data)
-                if limit is not None and sent >= limit:
-                    self.wfile.flush()
-                    return
-            self.wfile.flush()
-            if not follow:
-                return
-            with found.cond:
-                while cursor >= len(found.lines) and not found.closed and not self.fake._stop.is_set():
-                    found.cond.wait(0.5)
-                pending = found.lines[cursor:]
-                cursor = len(found.lines)
-                if not pending and (found.closed or self.fake._stop.is_set()):
-                    return

@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,8 @@ def k8s_binaries() -> Binaries:
     try:
         return Binaries.find()
     except ControlPlaneError as e:
-        pytest.fail(f"{e} (or set {SKIP_ENV}=1 to skip the k8s tests)", pytrace=False)
+        problem = str(e)
+    pytest.fail(f"{problem} (or set {SKIP_ENV}=1 to skip the k8s tests)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -104,18 +106,27 @@ def k8s_cluster(k8s_binaries: Binaries) -> Iterator[K8sCluster]:
 
     cp = ControlPlane(k8s_binaries)
     kubelet: FakeKubelet | None = None
+    problem = ""
     try:
         cp.start()
-        pki = cp.workdir / "pki"
-        key, cert = make_serving_cert(pki, "kubelet", (cp.ca_key, cp.ca_file))
+        key, cert = make_serving_cert(cp.workdir / "pki", "kubelet", (cp.ca_key, cp.ca_file))
         kubelet = FakeKubelet(cp.api, cert_file=cert, key_file=key, nodes=NODES).start()
-        yield K8sCluster(cp, kubelet)
-    except ControlPlaneError as e:
-        pytest.fail(str(e), pytrace=False)
-    finally:
-        if kubelet is not None:
-            kubelet.stop()
+    except ControlPlaneError as e:  # startup failed: its message holds the component's log tail
+        problem = str(e)
+    except BaseException:
         cp.stop()
+        raise
+    if problem:
+        cp.stop()
+        pytest.fail(problem, pytrace=False)
+    assert kubelet is not None
+    try:
+        yield K8sCluster(cp, kubelet)
+    finally:
+        kubelet.stop()
+        cp.stop()
+        if kubelet.errors:
+            warnings.warn(f"fake kubelet reported errors: {kubelet.errors}", stacklevel=1)
 
 
 def _namespace_name(node_name: str) -> str:
@@ -125,12 +136,12 @@ def _namespace_name(node_name: str) -> str:
 
 @pytest.fixture
 def namespace(k8s_cluster: K8sCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    from kubernetes.client import CoreV1Api
+    from kubernetes.client import CoreV1Api, V1Namespace, V1ObjectMeta
 
     name = _namespace_name(request.node.name)
     api = k8s_cluster.api()
     core = CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name, "labels": {"sqlmaster.io/test": "true"}}})
+    core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name, labels={"sqlmaster.io/test": "true"})))
 
     def sa_ready() -> bool:
         # 1.20's ServiceAccount admission rejects pods until the token Secret is linked to the account.

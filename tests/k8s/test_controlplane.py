@@ -1,5 +1,9 @@
 """The test infrastructure itself: real scheduler/Job controller + fake GPU kubelet behave like a cluster."""
 
+# The kubernetes client's stubs type request bodies as model classes and every response field as Optional;
+# these tests send plain dicts (the client accepts them) and read fields the server always sets.
+# mypy: disable-error-code="arg-type, union-attr, index"
+
 from __future__ import annotations
 
 import base64
@@ -23,7 +27,7 @@ import pytest
 from kubernetes.client import BatchV1Api, CoordinationV1Api, CoreV1Api, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s.controlplane import Binaries, ControlPlane
+from tests.k8s.controlplane import Binaries, ControlPlane, ControlPlaneError
 from tests.k8s.fake_kubelet import (
     A100,
     ARTIFACT_READER_LABELS,
@@ -122,7 +126,7 @@ def test_gpu_job_is_scheduled_streams_its_log_and_completes(
     assert scheduled.status == "True"
 
     # Follow the log through the apiserver while the container is still running.
-    resp = core.read_namespaced_pod_log(
+    resp: Any = core.read_namespaced_pod_log(  # a urllib3 response with _preload_content=False
         pod.metadata.name, namespace, container="sqlmaster", follow=True, _preload_content=False
     )
     lines = iter(resp)
@@ -356,6 +360,16 @@ def test_stop_leaves_no_process_behind(k8s_binaries: Binaries) -> None:
         assert cp.startup_seconds < 30
     assert all(_gone(p) for p in pids)
     assert not workdir.exists()
+
+
+def test_startup_failure_names_the_component_and_stops_the_rest(k8s_binaries: Binaries) -> None:
+    cp = ControlPlane(k8s_binaries, extra_apiserver_args=["--no-such-flag"])
+    with pytest.raises(ControlPlaneError) as failed:
+        cp.start()
+    assert "kube-apiserver exited with code" in str(failed.value)
+    assert "unknown flag: --no-such-flag" in str(failed.value)  # the log tail says why
+    assert len(cp.pids) == 4 and all(_gone(p) for p in cp.pids)
+    assert not cp.workdir.exists()
 
 
 def test_killed_test_process_takes_the_control_plane_along(k8s_binaries: Binaries) -> None:
