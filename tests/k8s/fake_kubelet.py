@@ -59,7 +59,6 @@ Every container of a pod follows the same script in lock-step (the charts use on
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -83,6 +82,7 @@ from tests.k8s.pod_scripts import (
     artifact_reader_script,
     tar_base64_lines,
 )
+from tests.k8s.watching import JsonWatch
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -188,7 +188,7 @@ class FakeKubelet:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._logs_server: LogServer | None = None
-        self._watch_resp: Any = None
+        self._watch: JsonWatch | None = None
         self._ip_counter = 0
         self._api: ApiClient | None = None
         self._watch_api: ApiClient | None = None
@@ -201,10 +201,14 @@ class FakeKubelet:
         for name in self.node_names:
             self._register_node(name)
         self._spawn(self._lease_loop, "fake-kubelet-leases")
-        ready = threading.Event()
-        self._spawn(lambda: self._watch_loop(ready), "fake-kubelet-watch")
-        if not ready.wait(30):
-            raise RuntimeError("fake kubelet: the pod watch did not start within 30 s")
+        self._watch_api = self._api_factory()  # the long-lived watch gets its own connection pool
+        self._watch = JsonWatch(
+            "fake-kubelet-pods",
+            self._core(self._watch_api).list_pod_for_all_namespaces,
+            self._on_pod,
+            self._error,
+            field_selector="spec.nodeName!=",
+        ).start()
         self._wait_schedulable(timeout=30)
         return self
 
@@ -231,10 +235,8 @@ class FakeKubelet:
 
     def stop(self, delete_nodes: bool = False) -> None:
         self._stop.set()
-        resp = self._watch_resp
-        if resp is not None:
-            with contextlib.suppress(Exception):
-                resp.shutdown()
+        if self._watch is not None:
+            self._watch.stop()
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
@@ -468,51 +470,6 @@ class FakeKubelet:
         self.errors.append(message)
 
     # -- the pod watch -----------------------------------------------------------------------------
-    def _watch_loop(self, ready: threading.Event) -> None:
-        self._watch_api = self._api_factory()
-        core = self._core(self._watch_api)
-        rv: str | None = None
-        while not self._stop.is_set():
-            try:
-                if rv is None:
-                    raw = core.list_pod_for_all_namespaces(
-                        field_selector="spec.nodeName!=", _preload_content=False
-                    )
-                    listing = json.loads(raw.data)
-                    rv = listing["metadata"]["resourceVersion"]
-                    for pod in listing.get("items", []):
-                        self._on_pod("ADDED", pod)
-                resp = core.list_pod_for_all_namespaces(
-                    field_selector="spec.nodeName!=",
-                    watch=True,
-                    resource_version=rv,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=300,
-                    _preload_content=False,
-                )
-                self._watch_resp = resp
-                ready.set()
-                for line in resp:
-                    if self._stop.is_set():
-                        break
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    obj = event["object"]
-                    if event["type"] == "ERROR":
-                        rv = None if obj.get("code") == 410 else rv
-                        break
-                    rv = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self._on_pod(event["type"], obj)
-                resp.release_conn()
-            except Exception as e:
-                if self._stop.is_set():
-                    return
-                self._error(f"pod watch: {e!r}; restarting it")
-                rv = None
-                self._stop.wait(0.5)
-
     def _on_pod(self, kind: str, pod: Pod) -> None:
         node = pod.get("spec", {}).get("nodeName")
         if node not in self.node_names:

@@ -5,7 +5,8 @@ Loaded for the whole suite by ``pytest_plugins`` in ``tests/conftest.py``. Any t
 ``pytest -m "not k8s"`` leaves them out; mark them ``@pytest.mark.k8s`` too, for readers.
 
 * ``k8s_cluster`` (session): one control plane (:mod:`tests.k8s.controlplane`) plus a
-  :class:`~tests.k8s.fake_kubelet.FakeKubelet` with two 8x A100 nodes, shared by every test.
+  :class:`~tests.k8s.fake_kubelet.FakeKubelet` with two 8x A100 nodes and a
+  :class:`~tests.k8s.fake_provisioner.FakeProvisioner` (PVCs bind at once), shared by every test.
   Missing binaries fail the test with the command that builds them; ``SQLMASTER_SKIP_K8S=1`` skips
   instead, with that reason in the report.
 * ``namespace`` (function): a fresh namespace whose ``default`` ServiceAccount (and its token) exist,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from tests.k8s.controlplane import Binaries, ControlPlane
     from tests.k8s.fake_kubelet import FakeKubelet
+    from tests.k8s.fake_provisioner import FakeProvisioner
 
 SKIP_ENV = "SQLMASTER_SKIP_K8S"
 NODES = 2
@@ -45,6 +47,7 @@ class K8sCluster:
 
     controlplane: ControlPlane
     kubelet: FakeKubelet
+    provisioner: FakeProvisioner
 
     @property
     def kubeconfig(self) -> Path:
@@ -59,6 +62,10 @@ class K8sCluster:
     @property
     def server(self) -> str:
         return self.controlplane.server
+
+    def volume_path(self, namespace: str, claim: str) -> Path:
+        """The local folder standing in for PVC ``namespace/claim`` (see FakeProvisioner)."""
+        return self.provisioner.path_for(namespace, claim)
 
     def api(self, restricted: bool = False) -> ApiClient:
         """A new ``kubernetes.client.ApiClient`` (admin, or the restricted user)."""
@@ -103,30 +110,39 @@ def k8s_binaries() -> Binaries:
 def k8s_cluster(k8s_binaries: Binaries) -> Iterator[K8sCluster]:
     from tests.k8s.controlplane import ControlPlane, ControlPlaneError, make_serving_cert
     from tests.k8s.fake_kubelet import FakeKubelet
+    from tests.k8s.fake_provisioner import FakeProvisioner
 
     cp = ControlPlane(k8s_binaries)
     kubelet: FakeKubelet | None = None
+    provisioner: FakeProvisioner | None = None
     problem = ""
     try:
         cp.start()
         key, cert = make_serving_cert(cp.workdir / "pki", "kubelet", (cp.ca_key, cp.ca_file))
         kubelet = FakeKubelet(cp.api, cert_file=cert, key_file=key, nodes=NODES).start()
+        provisioner = FakeProvisioner(cp.api, cp.workdir / "volumes").start()
     except ControlPlaneError as e:  # startup failed: its message holds the component's log tail
         problem = str(e)
     except BaseException:
-        cp.stop()
+        for part in (provisioner, kubelet, cp):
+            if part is not None:
+                part.stop()
         raise
     if problem:
-        cp.stop()
+        for part in (provisioner, kubelet, cp):
+            if part is not None:
+                part.stop()
         pytest.fail(problem, pytrace=False)
-    assert kubelet is not None
+    assert kubelet is not None and provisioner is not None
     try:
-        yield K8sCluster(cp, kubelet)
+        yield K8sCluster(cp, kubelet, provisioner)
     finally:
+        provisioner.stop()
         kubelet.stop()
         cp.stop()
-        if kubelet.errors:
-            warnings.warn(f"fake kubelet reported errors: {kubelet.errors}", stacklevel=1)
+        for name, errors in (("kubelet", kubelet.errors), ("provisioner", provisioner.errors)):
+            if errors:
+                warnings.warn(f"fake {name} reported errors: {errors}", stacklevel=1)
 
 
 def _namespace_name(node_name: str) -> str:

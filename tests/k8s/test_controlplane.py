@@ -298,22 +298,37 @@ def test_restricted_user_is_forbidden_until_granted(k8s_cluster: K8sCluster, nam
         restricted.close()
 
 
-def test_artifact_reader_pod_prints_a_base64_tar(
+def test_artifact_reader_pod_prints_a_base64_tar_of_its_volume(
     k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api, tmp_path: Path
 ) -> None:
-    run_dir = tmp_path / "pvc" / "runs" / "r1" / "tiny"
+    claim = {
+        "metadata": {"name": "sqlmaster-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "200Gi"}}},
+    }
+    core.create_namespaced_persistent_volume_claim(namespace, claim)
+    wait_for(
+        lambda: (
+            core.read_namespaced_persistent_volume_claim("sqlmaster-data", namespace).status.phase == "Bound"
+        ),
+        what="the fake provisioner to bind the claim",
+    )
+    # What the training run left on the volume.
+    run_dir = k8s_cluster.volume_path(namespace, "sqlmaster-data") / "runs" / "r1" / "tiny"
     (run_dir / "adapter").mkdir(parents=True)
     (run_dir / "run.json").write_text('{"model": "tiny"}\n')
     (run_dir / "adapter" / "adapter_model.safetensors").write_bytes(os.urandom(3000))
-    seen: list[str] = []
 
     def resolve(pod: Pod) -> Path:
-        seen.append(pod["spec"]["containers"][0]["command"][-1])
-        return run_dir
+        """Map the reader's `tar -C /data/<sub>` onto the local folder behind its claim."""
+        volume = pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+        sub = pod["spec"]["containers"][0]["command"][-1].split(" -C /data/")[1].split()[0]
+        return k8s_cluster.volume_path(pod["metadata"]["namespace"], volume) / sub
 
     k8s_cluster.kubelet.serve_artifacts(resolve, namespace=namespace)
     spec = pod_spec(gpus=0)
     spec["containers"][0]["command"] = ["sh", "-c", "tar -czf - -C /data/runs/r1/tiny . | base64"]
+    spec["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data", "readOnly": True}]
+    spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "sqlmaster-data"}}]
     core.create_namespaced_pod(
         namespace, {"metadata": {"name": "reader", "labels": dict(ARTIFACT_READER_LABELS)}, "spec": spec}
     )
@@ -328,7 +343,20 @@ def test_artifact_reader_pod_prints_a_base64_tar(
     assert (out / "run.json").read_text() == '{"model": "tiny"}\n'
     got = (out / "adapter" / "adapter_model.safetensors").read_bytes()
     assert got == (run_dir / "adapter" / "adapter_model.safetensors").read_bytes()
-    assert seen == ["tar -czf - -C /data/runs/r1/tiny . | base64"]
+
+
+def test_reader_for_a_missing_folder_fails_like_tar(
+    k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api, tmp_path: Path
+) -> None:
+    k8s_cluster.kubelet.serve_artifacts(lambda pod: tmp_path / "absent", namespace=namespace)
+    meta = {"name": "reader", "labels": dict(ARTIFACT_READER_LABELS)}
+    core.create_namespaced_pod(namespace, {"metadata": meta, "spec": pod_spec(gpus=0)})
+    pod = wait_for(
+        lambda: (p := core.read_namespaced_pod("reader", namespace)).status.phase == "Failed" and p,
+        what="the reader pod to fail",
+    )
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 2
+    assert "Cannot open: No such file or directory" in core.read_namespaced_pod_log("reader", namespace)
 
 
 def test_deleting_a_job_removes_its_running_pod(
