@@ -99,7 +99,11 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """preexec_fn: own process group + SIGKILL when the Python process dies (Linux prctl)."""
+    """preexec_fn: own process group + SIGKILL when the Python process dies (Linux prctl).
+
+    The death signal follows the *thread* that forked: start the control plane from a thread that lives
+    as long as it should (pytest's main thread does).
+    """
     os.setpgid(0, 0)
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -251,9 +255,8 @@ class ControlPlane:
         return self
 
     def _start(self) -> None:
-        # Components start as early as possible and overlap: etcd while the keys are made, controller-manager
-        # and scheduler while the apiserver boots (they wait for it). The apiserver is the long pole (about
-        # 6 CPU-seconds to /readyz).
+        # etcd starts while the keys are made; controller-manager and scheduler start together once the
+        # apiserver is ready. The apiserver is the long pole (about 6 CPU-seconds to /readyz).
         etcd_port, peer_port = free_port(), free_port()
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
         # etcd fsyncs on every write; tmpfs makes that free (3.4 has no --unsafe-no-fsync).
@@ -333,6 +336,9 @@ class ControlPlane:
         for path in (self.kubeconfig, self.restricted_kubeconfig):
             path.chmod(0o600)
 
+        # controller-manager and scheduler give up when the apiserver does not answer within 10 s of their
+        # start (auth ConfigMap lookup, /healthz wait), which happens on a busy machine: start them after it.
+        self._wait("kube-apiserver", lambda: self._http_ok(f"{self.server}/readyz", token=self.admin_token))
         cm_port, sched_port = free_port(), free_port()
         kc = str(self.kubeconfig)
         common = [
@@ -371,7 +377,6 @@ class ControlPlane:
                 f"--cert-dir={self.workdir / 'scheduler-certs'}",
             ],
         )
-        self._wait("kube-apiserver", lambda: self._http_ok(f"{self.server}/readyz", token=self.admin_token))
         self._wait("kube-controller-manager", lambda: self._http_ok(f"https://127.0.0.1:{cm_port}/healthz"))
         self._wait("kube-scheduler", lambda: self._http_ok(f"https://127.0.0.1:{sched_port}/healthz"))
 

@@ -53,7 +53,8 @@ Holding and releasing
 ``Script(waiting=("ImagePullBackOff", "Back-off pulling image"))`` keeps the pod Pending with that
 container waiting reason until released.
 
-Every container of a pod follows the same script in lock-step (the charts use one container).
+Every container of a pod gets the same script; their logs are written one container after the other, and
+the pod ends when the last one has (the charts use one container per pod).
 """
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ class FakeKubelet:
         labels: Mapping[str, str] | None = None,
         exit_code: int | None = None,
     ) -> int:
-        """End the hold/waiting of matching pods (optionally overriding the exit code); returns how many."""
+        """End the hold/waiting of matching running pods (optionally with another exit code); count them."""
         count = 0
         with self._lock:
             runs = list(self._runs.values())
@@ -315,6 +316,8 @@ class FakeKubelet:
             have = run.pod["metadata"].get("labels") or {}
             if labels and any(have.get(k) != v for k, v in labels.items()):
                 continue
+            if run.thread is None or not run.thread.is_alive():
+                continue  # already finished
             run.release_exit_code = exit_code
             run.released.set()
             count += 1
@@ -478,7 +481,10 @@ class FakeKubelet:
         key = (meta["namespace"], meta["name"])
         with self._lock:
             run = self._runs.get(key)
-            if run is not None and run.uid != meta["uid"]:  # a new pod under an old name
+            if run is not None and run.uid != meta["uid"]:
+                if kind == "DELETED":
+                    return  # a late event about an older pod of this name
+                # A new pod under an old name: the old one is gone even if we missed its DELETED event.
                 run.deleting.set()
                 run.released.set()
                 run = None
@@ -504,6 +510,8 @@ class FakeKubelet:
             if meta.get("deletionTimestamp"):
                 run.deleting.set()
                 run.released.set()
+                if run.thread is not None and not run.thread.is_alive():
+                    self._finalize_later(pod)  # finished earlier: nothing left to stop
 
     def _script_for(self, pod: Pod) -> Script:
         annotation = (pod["metadata"].get("annotations") or {}).get(SCRIPT_ANNOTATION)
@@ -597,7 +605,8 @@ class FakeKubelet:
             last_state = terminated
             waiting = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting"}}
             self._patch(core, run, self._status(run, started, "Running", waiting, last_state))
-            self._sleep(run, 0.2)
+            # CrashLoopBackOff: the delay doubles per restart (a kubelet starts at 10 s; tests want less).
+            self._sleep(run, min(script.restart_delay * 2 ** (run.restart_count - 1), 300.0))
             script = script.then or script
             run.released.clear()
             run.release_exit_code = None

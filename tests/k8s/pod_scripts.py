@@ -34,6 +34,7 @@ class Script:
     waiting: (reason, message): stay Pending with this waiting reason until released (then run).
     termination_message: goes to ``state.terminated.message`` (what ``terminationMessagePath`` holds).
     then: the script of the next container instance when restartPolicy restarts it (default: this one).
+    restart_delay: back-off before the first restart; it doubles with each further restart (cap 300 s).
     """
 
     lines: tuple[str, ...] = ()
@@ -45,6 +46,7 @@ class Script:
     termination_message: str | None = None
     output: OutputFn | None = field(default=None, compare=False)
     then: Script | None = None
+    restart_delay: float = 0.2
 
     @classmethod
     def from_json(cls, text: str) -> Script:
