@@ -91,6 +91,28 @@ class Binaries:
         return (self.etcd, self.apiserver, self.controller_manager, self.scheduler)
 
 
+_WORKDIR_PREFIX = "sqlmaster-k8s-"
+_ETCD_PREFIX = "sqlmaster-etcd-"
+
+
+def reap_stale_dirs() -> list[Path]:
+    """Delete work/etcd folders left by killed test runs (named ``<prefix><pid>-``, pid no longer alive).
+
+    A SIGKILLed pytest takes its processes along (PR_SET_PDEATHSIG) but cannot delete its folders; etcd's
+    on /dev/shm hold ~120 MB of RAM each (preallocated WAL), so the next run removes them.
+    """
+    removed: list[Path] = []
+    for base, prefix in ((Path(tempfile.gettempdir()), _WORKDIR_PREFIX), (Path("/dev/shm"), _ETCD_PREFIX)):
+        with contextlib.suppress(OSError):
+            for path in base.glob(f"{prefix}*-*"):
+                pid_text = path.name[len(prefix) :].split("-", 1)[0]
+                if not pid_text.isdigit() or Path(f"/proc/{pid_text}").exists():
+                    continue
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -208,7 +230,9 @@ class ControlPlane:
     ) -> None:
         self.binaries = binaries or Binaries.find()
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sqlmaster-k8s-"))
+        if workdir is None:
+            reap_stale_dirs()
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-"))
         self.ready_timeout = ready_timeout
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.procs: list[_Proc] = []
@@ -262,7 +286,7 @@ class ControlPlane:
         # etcd fsyncs on every write; tmpfs makes that free (3.4 has no --unsafe-no-fsync).
         shm = Path("/dev/shm")
         base = shm if shm.is_dir() and os.access(shm, os.W_OK) else self.workdir
-        self._etcd_dir = Path(tempfile.mkdtemp(prefix="sqlmaster-etcd-", dir=base))
+        self._etcd_dir = Path(tempfile.mkdtemp(prefix=f"{_ETCD_PREFIX}{os.getpid()}-", dir=base))
         self._spawn(
             "etcd",
             [

@@ -27,7 +27,7 @@ import pytest
 from kubernetes.client import BatchV1Api, CoordinationV1Api, CoreV1Api, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s.controlplane import Binaries, ControlPlane, ControlPlaneError
+from tests.k8s.controlplane import Binaries, ControlPlane, ControlPlaneError, reap_stale_dirs
 from tests.k8s.fake_kubelet import (
     A100,
     ARTIFACT_READER_LABELS,
@@ -396,7 +396,8 @@ def test_startup_failure_names_the_component_and_stops_the_rest(k8s_binaries: Bi
         cp.start()
     assert "kube-apiserver exited with code" in str(failed.value)
     assert "unknown flag: --no-such-flag" in str(failed.value)  # the log tail says why
-    assert len(cp.pids) == 4 and all(_gone(p) for p in cp.pids)
+    assert [p.name for p in cp.procs] == ["etcd", "kube-apiserver"]  # the others start after it is ready
+    assert all(_gone(p) for p in cp.pids)
     assert not cp.workdir.exists()
 
 
@@ -423,9 +424,13 @@ def test_killed_test_process_takes_the_control_plane_along(k8s_binaries: Binarie
         child.send_signal(signal.SIGKILL)  # no cleanup code runs: only PR_SET_PDEATHSIG can help
         child.wait(timeout=10)
         wait_for(lambda: all(_gone(p) for p in pids), timeout=10, what="the orphaned processes to die")
+        # The killed process could not delete its folders; the next control plane's start does.
+        assert all(Path(p).exists() for p in leftovers)
+        removed = reap_stale_dirs()
+        assert {str(p) for p in removed} >= set(leftovers)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
-        for path in leftovers:  # what the killed process could not delete
+        for path in leftovers:
             shutil.rmtree(path, ignore_errors=True)
