@@ -6,6 +6,10 @@ every subprocess it starts) uses one thread unless a test says otherwise.
 
 import os
 
+# The Kubernetes fixtures (``k8s_cluster``, ``namespace``) live in tests/k8s/fixtures.py; loading them here
+# makes them available to every test folder (sqlctl tests included). Importing them is cheap.
+pytest_plugins = ["tests.k8s.fixtures"]
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
