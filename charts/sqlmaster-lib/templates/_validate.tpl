@@ -1,0 +1,66 @@
+{{/*
+Bitnami-style validation: collect every problem in the values, then fail once listing them all, each naming
+the key and the --set that fixes it. values.schema.json catches types and enums first; this covers what a
+schema cannot say (cross-field rules) and repeats the safety checks for `--skip-schema-validation`.
+*/}}
+{{- define "sqlmaster-lib.validateValues" -}}
+{{- $task := include "sqlmaster-lib.task" . -}}
+{{- $models := list "tiny" "gemma7b" "mistral7b" "deci7b" "llama2-7b" -}}
+{{- $keyNames := list "HF_TOKEN" "WANDB_API_KEY" "OPENAI_API_KEY" "LANGSMITH_API_KEY" -}}
+{{- $problems := list -}}
+{{- $runId := include "sqlmaster-lib.runId" . -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" $runId) -}}
+{{- $problems = append $problems (printf "runId %q must be a DNS-1123 label (lowercase letters, digits, '-', at most 63). Fix: --set runId=my-run-1" $runId) -}}
+{{- end -}}
+{{- if not .Values.image.repository -}}
+{{- $problems = append $problems "image.repository is empty. Fix: --set image.repository=ghcr.io/sqlmaster/sqlmaster-<task>" -}}
+{{- end -}}
+{{- if not (toString (default "" .Values.image.tag)) -}}
+{{- $problems = append $problems "image.tag is empty. Fix: --set image.tag=0.1.0" -}}
+{{- end -}}
+{{- if not .Values.runs -}}
+{{- $problems = append $problems "runs is empty: nothing to run. Fix: --set runs[0].model=mistral7b,runs[0].gpus=1 or -f jobs/<task>/<model>.yaml" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $i, $run := .Values.runs -}}
+{{- if not (has (toString $run.model) $models) -}}
+{{- $problems = append $problems (printf "runs[%d].model %q is not a registry model (%s). Fix: --set runs[%d].model=mistral7b (use runs[%d].baseModel for a hub id)" $i (toString $run.model) (join ", " $models) $i $i) -}}
+{{- end -}}
+{{- if hasKey $seen (toString $run.model) -}}
+{{- $problems = append $problems (printf "runs[%d].model %s appears twice: a run has one Job per model. Fix: remove one entry or use a second release" $i (toString $run.model)) -}}
+{{- end -}}
+{{- $_ := set $seen (toString $run.model) true -}}
+{{- if lt (int $run.gpus) 1 -}}
+{{- $problems = append $problems (printf "runs[%d].gpus must be >= 1 (got %v). Fix: --set runs[%d].gpus=1" $i $run.gpus $i) -}}
+{{- end -}}
+{{- $nodes := int (default 1 $run.nodes) -}}
+{{- if lt $nodes 1 -}}
+{{- $problems = append $problems (printf "runs[%d].nodes must be >= 1. Fix: --set runs[%d].nodes=1" $i $i) -}}
+{{- end -}}
+{{- if and (gt $nodes 1) (ne $task "train") -}}
+{{- $problems = append $problems (printf "runs[%d].nodes: evaluation runs on one node (got %d). Fix: --set runs[%d].nodes=1" $i $nodes $i) -}}
+{{- end -}}
+{{- if and (gt $nodes 1) (not $.Values.storage.existingClaim) (has "ReadWriteOnce" $.Values.storage.accessModes) -}}
+{{- $problems = append $problems (printf "runs[%d].nodes=%d needs storage every node can mount, but the created claim is ReadWriteOnce. Fix: --set storage.accessModes={ReadWriteMany} or --set storage.existingClaim=NAME" $i $nodes) -}}
+{{- end -}}
+{{- if and $run.adapterRunId (ne $task "eval") -}}
+{{- $problems = append $problems (printf "runs[%d].adapterRunId is for evaluation only. Fix: remove it from the train values" $i) -}}
+{{- end -}}
+{{- range $j, $e := concat (default (list) $.Values.env) (default (list) $run.env) -}}
+{{- if and (has (toString $e.name) $keyNames) (hasKey $e "value") -}}
+{{- $problems = append $problems (printf "env %s has a literal value: API keys are read only from the Secret %s. Fix: remove it and run kubectl create secret generic %s --from-literal=%s=..." $e.name $.Values.secrets.name $.Values.secrets.name $e.name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $k := default (list) .Values.secrets.required -}}
+{{- if not (has $k $.Values.secrets.keys) -}}
+{{- $problems = append $problems (printf "secrets.required names %s, which is not in secrets.keys. Fix: --set secrets.keys={%s}" $k (join "," (append $.Values.secrets.keys $k))) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not .Values.storage.existingClaim) (not .Values.storage.create) -}}
+{{- $problems = append $problems "storage: no claim to mount. Fix: --set storage.existingClaim=NAME or --set storage.create=true" -}}
+{{- end -}}
+{{- if $problems -}}
+{{- fail (printf "\n\nVALUES VALIDATION:\n  - %s\n" (join "\n  - " $problems)) -}}
+{{- end -}}
+{{- end -}}
