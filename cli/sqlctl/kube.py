@@ -274,7 +274,7 @@ def connect(settings: KubeSettings, ping: bool = True) -> Kube:
             f"cannot use kubeconfig {path or 'in-cluster'}: {exc}",
             "Fix the kubeconfig or choose an existing context with --context (kubectl config get-contexts).",
         ) from exc
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:  # yaml errors, missing keys, bad certificates: all mean "not usable"
         raise SqlctlError(
             f"kubeconfig {path} is not a valid kubeconfig ({type(exc).__name__}: {exc})",
             "Pass --kubeconfig with a valid kubeconfig file.",

@@ -49,7 +49,7 @@ class RepoPaths:
 
 
 def _is_repo_root(path: Path) -> bool:
-    return (path / "charts").is_dir() and (path / "jobs").is_dir()
+    return (path / "charts" / CHART_FOR_TASK["train"] / "Chart.yaml").is_file()
 
 
 def _discover_root() -> Path | None:
