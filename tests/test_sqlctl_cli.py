@@ -55,7 +55,8 @@ def test_root_help_is_fast_and_imports_no_torch_or_kubernetes() -> None:
         "        app(['--help'])\n"
         "    except SystemExit as e:\n"
         "        assert e.code == 0, e.code\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'kubernetes', 'transformers'))\n"
+        "heavy = sorted(m for m in sys.modules\n"
+        "               if m.split('.')[0] in ('torch', 'kubernetes', 'transformers'))\n"
         "sqlm = sorted(m for m in sys.modules if m.startswith(('sqlmaster.train', 'sqlmaster.evaluate')))\n"
         "print(heavy + sqlm)\n"
     )
@@ -80,7 +81,8 @@ def test_registry_is_torch_free() -> None:
         "import sys\n"
         "from sqlmaster.models.registry import MODELS\n"
         "assert MODELS\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'kubernetes')))\n"
+        "heavy = ('torch', 'transformers', 'kubernetes')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_child_env())
     assert out.returncode == 0, out.stderr
@@ -88,7 +90,7 @@ def test_registry_is_torch_free() -> None:
 
 
 def test_short_flags_mean_the_same_everywhere() -> None:
-    """-n is --namespace, -o is --output, -f is --follow, -y is --yes, -A is --all-namespaces wherever used."""
+    """-n is --namespace, -o is --output, -f is --follow, -y is --yes... on every command that has them."""
     import click
     import typer.main
 

@@ -179,7 +179,7 @@ def test_artifacts_chart_renders_a_gpu_free_read_only_reader() -> None:
     assert "nvidia.com/gpu" not in json.dumps(container["resources"])
     from sqlctl.errors import SqlctlError
 
-    with pytest.raises(SqlctlError, match="refused these values|helm template failed"):
+    with pytest.raises(SqlctlError, match=r"refused these values|helm template failed"):
         render(
             RenderRequest(
                 release="r", chart=CHARTS / "sqlmaster-artifacts", namespace="ns", set_strings=["runId=x"]
@@ -216,7 +216,8 @@ def test_layering_matches_helm(tmp_path: Path) -> None:
     defaults = {"runs": [], "job": {"backoffLimit": 3, "ttl": 10}, "nodeSelector": {"a": "b"}}
     (chart / "values.yaml").write_text(yaml.safe_dump(defaults))
     (chart / "templates" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: echo}\ndata:\n  values: {{ toJson .Values | quote }}\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: echo}\n"
+        "data:\n  values: {{ toJson .Values | quote }}\n"
     )
     one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
     one.write_text(

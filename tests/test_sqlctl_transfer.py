@@ -104,7 +104,7 @@ def test_tampered_file_fails_and_writes_nothing(tmp_path: Path) -> None:
     reader = feed(run_reader(run_dir, tmp_path), tmp_path / "a.tar")
     manifest = parse_manifest(reader.manifest_lines)
     manifest["tiny/metrics.json"] = hashlib.sha256(b"something else").hexdigest()
-    with pytest.raises(SqlctlError, match="checksum mismatch for tiny/metrics.json"):
+    with pytest.raises(SqlctlError, match=r"checksum mismatch for tiny/metrics\.json"):
         extract_verified(reader.tar_file, manifest, tmp_path / "out" / "run")
     assert not (tmp_path / "out" / "run").exists()
     assert list((tmp_path / "out").iterdir()) == []  # staging removed too

@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -123,6 +123,45 @@ def _render(
     return manifests
 
 
+def submit_to_cluster(
+    kube: Any,
+    paths: RepoPaths,
+    task: str,
+    run_ids: dict[str, str],
+    values: list[Path],
+    sets: list[str],
+) -> tuple[list[Planned], list[dict[str, str]]]:
+    """Render every model's chart, run the preflight checks for all of them, then create the objects.
+
+    Nothing is created unless every check passes for every model. Thread-safe (the bench and the
+    parallel-submission test call it from many threads with one shared connection).
+    """
+    from sqlctl import preflight
+    from sqlctl.apply import create_objects
+    from sqlctl.registry import load_models
+
+    ns = kube.namespace
+    preflight.check_namespace(kube, ns)  # 2. namespace
+    plans = [
+        Planned(name, rid, _render(paths, task, name, rid, ns, values, sets, kube.server_version or None))
+        for name, rid in run_ids.items()
+    ]
+    everything = [m for plan in plans for m in plan.manifests]
+    preflight.check_rbac(kube, ns, everything)  # 3. RBAC
+    registry = load_models()
+    gated = {name: registry[name].gated for name in run_ids if name in registry}
+    preflight.check_secrets(kube, ns, everything, gated)  # 4. Secret and keys
+    for message in preflight.gpu_warnings(kube, everything):  # 5. warning only
+        warn(message)
+    report = []
+    for plan in plans:
+        for applied in create_objects(kube, plan.manifests, plan.run_id, ns):
+            report.append(
+                {"runId": plan.run_id, "kind": applied.kind, "name": applied.name, "action": applied.action}
+            )
+    return plans, report
+
+
 def _next_steps(run_ids: list[str], namespace: str) -> None:
     ns = f" -n {namespace}"
     print("\nNext:", file=sys.stderr)
@@ -179,38 +218,11 @@ def _submit(
         print(dump_manifests(rendered, "json" if output == OutputFormat.json else "yaml"), end="")
         return
 
-    from sqlctl import preflight
-    from sqlctl.apply import create_objects
     from sqlctl.kube import connect
 
-    kube = connect(settings)  # 1. kubeconfig + reachability
+    kube = connect(settings)  # 1. kubeconfig + reachability (clear error otherwise)
     ns = kube.namespace
-    preflight.check_namespace(kube, ns)  # 2. namespace
-    plans = [
-        Planned(
-            name,
-            run_ids[name],
-            _render(paths, task, name, run_ids[name], ns, values, sets, kube.server_version),
-        )
-        for name in models
-    ]
-    everything = [m for plan in plans for m in plan.manifests]
-    preflight.check_rbac(kube, ns, everything)  # 3. RBAC
-    from sqlctl.registry import load_models
-
-    registry = load_models()
-    preflight.check_secrets(
-        kube, ns, everything, {n: registry[n].gated for n in models if n in registry}
-    )  # 4.
-    for message in preflight.gpu_warnings(kube, everything):  # 5. warning only
-        warn(message)
-
-    report = []
-    for plan in plans:
-        for applied in create_objects(kube, plan.manifests, plan.run_id, ns):
-            report.append(
-                {"runId": plan.run_id, "kind": applied.kind, "name": applied.name, "action": applied.action}
-            )
+    plans, report = submit_to_cluster(kube, paths, task, run_ids, values, sets)
     if output != OutputFormat.table:
         from sqlctl.output import emit
 
@@ -239,7 +251,7 @@ def _submit(
         from sqlctl.commands.logs import follow_run
 
         outcome = follow_run(kube, ns, plans[0].run_id)
-        if wait and outcome != "Succeeded":
+        if outcome != "Succeeded":
             raise typer.Exit(EXIT_FAILURE)
 
 
