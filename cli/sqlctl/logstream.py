@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.client import HTTPException
+from typing import Any
 
 import urllib3
 
@@ -58,14 +59,14 @@ def rfc3339(nanos: int) -> str:
     return datetime.fromtimestamp(nanos // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _iter_lines(response: object) -> object:
+def _iter_lines(response: Any) -> Iterator[str]:
     """Yield decoded lines as they arrive from a urllib3 streaming response."""
     buffer = b""
     read_chunked = getattr(response, "chunked", False)
     chunks = (
-        response.read_chunked(decode_content=True)  # type: ignore[attr-defined]
+        response.read_chunked(decode_content=True)
         if read_chunked
-        else iter(lambda: response.read1(65536), b"")  # type: ignore[attr-defined]
+        else iter(lambda: response.read1(65536), b"")
     )
     for chunk in chunks:
         buffer += chunk

@@ -70,7 +70,7 @@ def describe(kube: Any, run_id: str, namespace: str) -> dict[str, Any]:
         "runId": run_id,
         "namespace": namespace,
         "task": labels(jobs[0]).get(LABEL_TASK, ""),
-        "phase": run_phase([j["phase"] for j in job_rows]),
+        "phase": run_phase([str(j["phase"]) for j in job_rows]),
         "jobs": job_rows,
         "pods": pod_rows,
     }
