@@ -64,15 +64,20 @@ def test_root_help_is_fast_and_imports_no_torch_or_kubernetes() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, env=_child_env(), check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
-    # Wall time of the real entry point, best of three (the first run may compile .pyc files).
-    times = []
+    # The real entry point, best of three (the first run may compile .pyc files). We assert on the child's
+    # CPU time: on a shared 2-core CI machine wall time mostly measures the neighbours (a parallel Go build
+    # made it swing from 0.2 s to 0.6 s); on an idle machine the two agree within a few milliseconds.
+    import resource
+
+    cpu, wall = [], []
     for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "sqlctl", "--help"], capture_output=True, env=_child_env(), check=True
-        )
-        times.append(time.perf_counter() - start)
-    assert min(times) < 0.5, f"sqlctl --help took {min(times):.3f} s (best of 3)"
+        subprocess.run([sys.executable, "-m", "sqlctl", "--help"], capture_output=True, env=_child_env(), check=True)
+        wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    assert min(cpu) < 0.5, f"sqlctl --help used {min(cpu):.3f} s of CPU (best of 3; wall {min(wall):.3f} s)"
 
 
 def test_registry_is_torch_free() -> None:

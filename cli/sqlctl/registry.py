@@ -57,5 +57,9 @@ def load_models() -> dict[str, ModelInfo]:
 
 
 def cluster_models(models: dict[str, ModelInfo], available: list[str]) -> list[str]:
-    """`--model all`: every registry model with a jobs/ values file, except the CPU-only `tiny`."""
-    return [name for name in models if name in available and name != "tiny"]
+    """`--model all`: the registry's 7B models (`SEVEN_B_MODELS`) that have a jobs/ values file."""
+    from sqlmaster.models import registry
+
+    seven_b = getattr(registry, "SEVEN_B_MODELS", None)
+    names = list(seven_b) if seven_b else [n for n in models if n != "tiny"]
+    return [name for name in names if name in models and name in available]

@@ -239,20 +239,22 @@ def _submit(
             created = any(r["runId"] == plan.run_id and r["action"] == "created" for r in report)
             verb = "submitted" if created else "already submitted; nothing new created"
             print(f"run {plan.run_id} {verb} (namespace {ns})", file=sys.stderr)
-    _next_steps(list(run_ids.values()), ns)
 
-    if detach or len(plans) > 1:
+    if detach or len(plans) > 1 or not follow:
         if len(plans) > 1 and not detach:
-            print("several runs submitted: not following logs (use the commands above)", file=sys.stderr)
+            print("several runs submitted: not following their logs", file=sys.stderr)
+        _next_steps(list(run_ids.values()), ns)
         if wait:
             _wait(kube, ns, [p.run_id for p in plans])
         return
-    if follow:
-        from sqlctl.commands.logs import follow_run
+    from sqlctl.commands.logs import follow_run
 
+    try:
         outcome = follow_run(kube, ns, plans[0].run_id)
-        if outcome != "Succeeded":
-            raise typer.Exit(EXIT_FAILURE)
+    finally:  # also on Ctrl-C: the run goes on in the cluster, say how to get back to it
+        _next_steps(list(run_ids.values()), ns)
+    if outcome != "Succeeded":
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def _wait(kube: object, namespace: str, run_ids: list[str], poll: float = 2.0) -> None:
