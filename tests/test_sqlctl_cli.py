@@ -73,7 +73,9 @@ def test_root_help_is_fast_and_imports_no_torch_or_kubernetes() -> None:
     for _ in range(3):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "sqlctl", "--help"], capture_output=True, env=_child_env(), check=True)
+        subprocess.run(
+            [sys.executable, "-m", "sqlctl", "--help"], capture_output=True, env=_child_env(), check=True
+        )
         wall.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
