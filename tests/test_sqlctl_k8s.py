@@ -86,7 +86,9 @@ def ns(k8s_cluster: Any, namespace: str) -> str:
         {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"HF_TOKEN": "hf_test_not_a_real_token"}},
     )
     deadline = time.monotonic() + 30
-    while core.read_namespaced_persistent_volume_claim(namespace, CLAIM).status.phase != "Bound":
+    while (
+        core.read_namespaced_persistent_volume_claim(name=CLAIM, namespace=namespace).status.phase != "Bound"
+    ):
         assert time.monotonic() < deadline, "the test PVC never bound"
         time.sleep(0.2)
     yield namespace

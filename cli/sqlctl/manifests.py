@@ -30,11 +30,16 @@ def name_of(obj: Obj) -> str:
 
 
 def pod_spec(obj: Obj) -> Obj | None:
-    """The pod spec of a Pod or of a Job's template; None for other kinds."""
-    if obj.get("kind") == "Pod":
-        return obj.get("spec") or {}
-    if obj.get("kind") == "Job":
-        return ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    """The pod spec of a Pod or of a Job's template; None for other kinds.
+
+    Items of a list answer carry no `kind`, so those are recognised by their shape.
+    """
+    kind = obj.get("kind")
+    spec = obj.get("spec") or {}
+    if kind == "Pod" or (kind is None and "containers" in spec):
+        return spec
+    if kind == "Job" or (kind is None and "template" in spec):
+        return (spec.get("template") or {}).get("spec") or {}
     return None
 
 

@@ -61,8 +61,13 @@ def _discover_root() -> Path | None:
     return None
 
 
-def resolve_paths(chart_dir: Path | None = None, jobs_dir: Path | None = None) -> RepoPaths:
-    """Find charts/ and jobs/ (flags, then environment, then repository discovery)."""
+def resolve_paths(
+    chart_dir: Path | None = None, jobs_dir: Path | None = None, need_jobs: bool = True
+) -> RepoPaths:
+    """Find charts/ and jobs/ (flags, then environment, then repository discovery).
+
+    With `need_jobs=False` (artifact pulls use only the charts) a missing jobs/ folder is not an error.
+    """
     env_charts = os.environ.get("SQLMASTER_CHART_DIR")
     env_jobs = os.environ.get("SQLMASTER_JOBS_DIR")
     charts = chart_dir or (Path(env_charts) if env_charts else None)
@@ -81,6 +86,8 @@ def resolve_paths(chart_dir: Path | None = None, jobs_dir: Path | None = None) -
             "cannot find the SQLMaster charts/ folder",
             "Run sqlctl from a clone of the repository, or pass --chart-dir DIR (env SQLMASTER_CHART_DIR).",
         )
+    if not need_jobs and (jobs is None or not jobs.is_dir()):
+        return RepoPaths(charts=charts.resolve(), jobs=(jobs or charts.parent / "jobs").resolve())
     if jobs is None or not jobs.is_dir():
         raise SqlctlError(
             f"cannot find the jobs/ values folder (looked next to {charts})",

@@ -71,7 +71,7 @@ def _reader_manifests(kube: Any, chart_dir: Path | None, run_id: str, claim: str
     from sqlctl.paths import ARTIFACTS_CHART, resolve_paths
     from sqlctl.render import RenderRequest, render
 
-    paths = resolve_paths(chart_dir, None)
+    paths = resolve_paths(chart_dir, None, need_jobs=False)
     manifests = render(
         RenderRequest(
             release=name,

@@ -16,7 +16,7 @@ def models(
 
     registry = load_models()
     try:
-        paths = resolve_paths(chart_dir, jobs_dir)
+        paths = resolve_paths(chart_dir, jobs_dir, need_jobs=False)
         tasks = {t: set(paths.job_models(t)) for t in ("train", "eval")}
     except Exception:  # the registry is still useful without a repository checkout
         tasks = {"train": set(), "eval": set()}
