@@ -244,40 +244,49 @@ class RunFollower:
 
     # -- one (job, rank) across retries ------------------------------------------------------------------
     def follow_key(self, job: str, rank: int) -> None:
+        """Follow one (Job, rank): the current pod first, then each pod the Job controller makes after it."""
         seen: set[str] = set()
         told_pending: set[str] = set()
+        target: str | None = None  # the pod we committed to (we wait for it even while it is Pending)
         while True:
-            pods = self._pods(job, rank)
-            newest_seen = max((i for i, p in enumerate(pods) if name_of(p) in seen), default=-1)
-            candidates = [p for p in pods[newest_seen + 1 :] if name_of(p) not in seen]
             current = self._job(job)
             finished = job_finished(current) if current else "Failed"
-            if not candidates:
-                if finished or not self.options.follow:
-                    self.result.outcomes[job] = finished or "Running"
-                    return
-                time.sleep(self.options.poll)
+            pods = self._pods(job, rank)
+            if target is None:
+                newest_seen = max((i for i, p in enumerate(pods) if name_of(p) in seen), default=-1)
+                candidates = [p for p in pods[newest_seen + 1 :] if name_of(p) not in seen]
+                if not candidates:
+                    if finished or not self.options.follow:
+                        self.result.outcomes[job] = finished or "Running"
+                        return
+                    time.sleep(self.options.poll)
+                    continue
+                # First look: the newest pod (the current attempt). Later: the next pod after the last one.
+                target = name_of(candidates[0] if seen else candidates[-1])
+            pod = next((p for p in pods if name_of(p) == target), None)
+            if pod is None:  # deleted before it ran
+                seen.add(target)
+                target = None
                 continue
-            # First look: the newest pod (the current attempt). Later: the next pod the Job controller made.
-            pod = candidates[0] if seen else candidates[-1]
-            if pod_phase(pod) == "Pending" and self.options.follow:
-                if name_of(pod) not in told_pending:
+            if pod_phase(pod) == "Pending":
+                if not self.options.follow:
+                    self.notice(f"{target} is Pending: no logs yet")
+                    self.result.outcomes[job] = "Running"
+                    return
+                if target not in told_pending:
                     reason = scheduling_reason(self.kube, pod)
-                    self.notice(f"{name_of(pod)} is Pending" + (f" ({reason})" if reason else ""))
-                    told_pending.add(name_of(pod))
+                    self.notice(f"{target} is Pending" + (f" ({reason})" if reason else ""))
+                    told_pending.add(target)
                 if finished:
                     self.result.outcomes[job] = finished
                     return
                 time.sleep(self.options.poll)
                 continue
-            if pod_phase(pod) == "Pending":
-                self.notice(f"{name_of(pod)} is Pending: no logs yet")
-                self.result.outcomes[job] = "Running"
-                return
             if self.options.follow and seen:
-                self.notice(f"following retry pod {name_of(pod)}")
+                self.notice(f"following retry pod {target}")
             self.stream_pod(pod)
-            seen.add(name_of(pod))
+            seen.add(target)
+            target = None
             if not self.options.follow:
                 self.result.outcomes[job] = finished or "Running"
                 return

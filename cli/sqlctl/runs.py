@@ -41,7 +41,12 @@ def run_pods(kube: Kube, run_id: str, namespace: str, workers_only: bool = True)
     pods = kube.list("v1", "Pod", namespace, label_selector=selector(run_id))
     if workers_only:
         pods = [p for p in pods if not labels(p).get(LABEL_ROLE)]
-    return sorted(pods, key=lambda p: (p["metadata"].get("creationTimestamp", ""), name_of(p)))
+    # creationTimestamp has one-second resolution: a retry made within the second of its predecessor's
+    # failure sorts after it because finished pods come first among equals.
+    return sorted(
+        pods,
+        key=lambda p: (p["metadata"].get("creationTimestamp", ""), pod_phase(p) not in TERMINAL, name_of(p)),
+    )
 
 
 def job_conditions(job: Obj) -> list[Obj]:
