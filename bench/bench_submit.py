@@ -117,6 +117,14 @@ def main() -> None:
             submit_to_cluster(kube, paths, "train", {"tiny": new_run_id("train", "tiny")}, [], [])
             sequential.append(time.perf_counter() - start)
 
+        from sqlctl.commands.submit import _render
+
+        render_only = []
+        for _ in range(args.sequential):
+            start = time.perf_counter()
+            _render(paths, "train", "tiny", new_run_id("train", "tiny"), ns, [], [], kube.server_version)
+            render_only.append(time.perf_counter() - start)
+
         first_line = []
         for _ in range(args.first_line):
             run_id = new_run_id("train", "tiny")
@@ -147,6 +155,7 @@ def main() -> None:
         after = len(kube.list("batch/v1", "Job", ns, label_selector="sqlmaster.io/run-id"))
 
         print(summary("submit (sequential)", sequential))
+        print(summary("  of which helm", render_only))
         print(summary("submit -> first log", first_line))
         print(
             f"{'parallel submissions':<22} n={args.parallel} workers={args.workers}: wall {wall:.2f} s, "
