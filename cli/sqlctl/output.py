@@ -35,7 +35,9 @@ def table(headers: list[str], rows: list[list[Any]], title: str | None = None) -
         tbl.add_column(header.upper(), overflow="fold")
     for row in rows:
         tbl.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console(soft_wrap=True, width=max(120, Console().width)).print(tbl)
+    console = Console()
+    # Piped output (grep, awk, CI logs) keeps one row per line instead of wrapping at 80 columns.
+    Console(width=console.width if console.is_terminal else 1000).print(tbl)
 
 
 def parse_time(value: str | None) -> datetime | None:
