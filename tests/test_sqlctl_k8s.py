@@ -275,7 +275,7 @@ def test_failed_pod_is_retried_and_followed(k8s_cluster: Any, ns: str, jobs_dir:
         Script(lines=("attempt 2 resumed", "attempt 2 done")), namespace=ns, labels=selector
     )
     k8s_cluster.kubelet.add_rule(
-        Script(lines=("attempt 1", "CUDA error: boom"), interval=0.2, exit_code=1),
+        Script(lines=("attempt 1", "CUDA error: boom"), interval=0.02, exit_code=1),
         namespace=ns,
         labels=selector,
         match=is_first,

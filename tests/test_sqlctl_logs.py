@@ -87,3 +87,73 @@ def test_clean_end_while_running_reconnects_until_the_pod_ends() -> None:
     )
     follower.stream_pod({"metadata": {"name": "r-1"}})
     assert printed == ["a", "b"]
+
+
+class FinishedRunKube:
+    """A run whose first pod failed and whose retry already succeeded, both created in the same second,
+    with the retry's random name sorting first: the order must come from the phases, not the names."""
+
+    def __init__(self) -> None:
+        same_second = "2024-03-15T14:25:01Z"
+
+        def pod(name: str, phase: str) -> dict[str, Any]:
+            labels = {"sqlmaster.io/run-id": "r", "job-name": "r-train-tiny"}
+            return {
+                "metadata": {
+                    "name": name,
+                    "labels": labels,
+                    "namespace": "ns",
+                    "creationTimestamp": same_second,
+                },
+                "status": {"phase": phase},
+            }
+
+        self.pods = [pod("r-train-tiny-aaaaa", "Succeeded"), pod("r-train-tiny-zzzzz", "Failed")]
+        self.logs = {
+            "r-train-tiny-zzzzz": ["2024-03-15T14:25:01Z attempt 1"],
+            "r-train-tiny-aaaaa": ["2024-03-15T14:25:02Z attempt 2"],
+        }
+
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, **_: Any
+    ) -> list[dict[str, Any]]:
+        return list(self.pods)
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        if kind == "Job":
+            return {
+                "metadata": {"name": name},
+                "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+            }
+        return next(p for p in self.pods if p["metadata"]["name"] == name)
+
+    def stream(self, path: str, query: list[tuple[str, str]], timeout: Any = None) -> DroppingResponse:
+        return DroppingResponse(self.logs[path.split("/")[-2]], drop=False)
+
+
+def test_after_submit_every_attempt_is_shown_in_order() -> None:
+    printed: list[tuple[str, str]] = []
+    options = FollowOptions(follow=True, poll=0.01, from_first_pod=True)
+    follower = RunFollower(
+        FinishedRunKube(),
+        "ns",
+        "r",
+        lambda p, line: printed.append((p, line)),  # type: ignore[arg-type]
+        options,
+    )
+    follower.follow_key("r-train-tiny", 0)
+    assert printed == [("r-train-tiny-zzzzz", "attempt 1"), ("r-train-tiny-aaaaa", "attempt 2")]
+    assert follower.result.outcomes == {"r-train-tiny": "Succeeded"}
+
+
+def test_logs_follow_on_an_existing_run_starts_with_the_current_attempt() -> None:
+    printed: list[str] = []
+    follower = RunFollower(
+        FinishedRunKube(),
+        "ns",
+        "r",
+        lambda _p, line: printed.append(line),  # type: ignore[arg-type]
+        FollowOptions(follow=True, poll=0.01),
+    )
+    follower.follow_key("r-train-tiny", 0)
+    assert printed == ["attempt 2"]

@@ -120,6 +120,7 @@ class FollowOptions:
     poll: float = 1.0
     read_timeout: float = 300.0  # quiet streams are re-opened after this; dedup makes it harmless
     max_reconnects: int = 1000
+    from_first_pod: bool = False  # right after submit: every pod is news, start with the oldest
 
 
 @dataclass
@@ -248,21 +249,29 @@ class RunFollower:
         seen: set[str] = set()
         told_pending: set[str] = set()
         target: str | None = None  # the pod we committed to (we wait for it even while it is Pending)
+        streamed = 0
         while True:
             current = self._job(job)
             finished = job_finished(current) if current else "Failed"
             pods = self._pods(job, rank)
             if target is None:
-                newest_seen = max((i for i, p in enumerate(pods) if name_of(p) in seen), default=-1)
-                candidates = [p for p in pods[newest_seen + 1 :] if name_of(p) not in seen]
+                # Not by position: creationTimestamp has one-second resolution, so a fast retry can sort
+                # before the pod it replaced. Pods we streamed or chose to skip are remembered by name.
+                candidates = [p for p in pods if name_of(p) not in seen]
                 if not candidates:
                     if finished or not self.options.follow:
                         self.result.outcomes[job] = finished or "Running"
                         return
                     time.sleep(self.options.poll)
                     continue
-                # First look: the newest pod (the current attempt). Later: the next pod after the last one.
-                target = name_of(candidates[0] if seen else candidates[-1])
+                if not seen and not self.options.from_first_pod:
+                    # `logs -f` on a running run: start with the current attempt, like kubectl logs,
+                    # and skip the attempts before it.
+                    seen.update(name_of(p) for p in candidates[:-1])
+                    candidates = candidates[-1:]
+                # After submit (from_first_pod) every pod is news, oldest first; the first pod may already
+                # have failed and been replaced before we looked.
+                target = name_of(candidates[0])
             pod = next((p for p in pods if name_of(p) == target), None)
             if pod is None:  # deleted before it ran
                 seen.add(target)
@@ -282,9 +291,10 @@ class RunFollower:
                     return
                 time.sleep(self.options.poll)
                 continue
-            if self.options.follow and seen:
+            if self.options.follow and streamed:
                 self.notice(f"following retry pod {target}")
             self.stream_pod(pod)
+            streamed += 1
             seen.add(target)
             target = None
             if not self.options.follow:

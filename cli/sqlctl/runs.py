@@ -42,10 +42,11 @@ def run_pods(kube: Kube, run_id: str, namespace: str, workers_only: bool = True)
     if workers_only:
         pods = [p for p in pods if not labels(p).get(LABEL_ROLE)]
     # creationTimestamp has one-second resolution: a retry made within the second of its predecessor's
-    # failure sorts after it because finished pods come first among equals.
+    # failure must still sort after it: a retry only follows a Failed pod, so Failed pods come first among
+    # pods of the same second.
     return sorted(
         pods,
-        key=lambda p: (p["metadata"].get("creationTimestamp", ""), pod_phase(p) not in TERMINAL, name_of(p)),
+        key=lambda p: (p["metadata"].get("creationTimestamp", ""), pod_phase(p) != "Failed", name_of(p)),
     )
 
 

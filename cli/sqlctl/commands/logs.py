@@ -60,7 +60,7 @@ def follow_run(
         namespace,
         run_id,
         _printer(prefix),
-        FollowOptions(follow=True, prefix=prefix),
+        FollowOptions(follow=True, prefix=prefix, from_first_pod=True),
         ranks=[0] if ranks is None else ranks,
         notice=_notice,
     )
