@@ -1,0 +1,5 @@
+"""`python -m sqlctl` entry point."""
+
+from sqlctl.main import main
+
+main()

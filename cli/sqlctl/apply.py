@@ -1,0 +1,70 @@
+"""Create rendered objects idempotently: create, and on 409 look at who owns the existing object.
+
+We use POST (create) rather than server-side apply: a run's objects are immutable once submitted,
+and create gives exactly-once semantics under concurrency — of two racing submissions with the same
+run id, one creates and the other sees AlreadyExists and reports the objects as left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlctl.errors import EXIT_FAILURE, SqlctlError
+from sqlctl.kube import ApiError, Kube
+from sqlctl.manifests import LABEL_RUN_ID, Obj, labels, name_of
+
+# Dependencies first: the Job's pods need their ConfigMap, Service and claim.
+_ORDER = [
+    "Namespace",
+    "ServiceAccount",
+    "Secret",
+    "PersistentVolumeClaim",
+    "ConfigMap",
+    "Service",
+    "Job",
+    "Pod",
+]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What happened to one object: `created`, `exists` (same run, left alone) or `shared` (not run-owned)."""
+
+    kind: str
+    name: str
+    action: str
+
+
+def _order(obj: Obj) -> int:
+    return _ORDER.index(obj["kind"]) if obj["kind"] in _ORDER else len(_ORDER)
+
+
+def create_objects(kube: Kube, manifests: list[Obj], run_id: str, namespace: str) -> list[Applied]:
+    """Create every object; objects that already exist are reported, never modified."""
+    results: list[Applied] = []
+    for obj in sorted(manifests, key=_order):
+        kind, name = obj["kind"], name_of(obj)
+        try:
+            kube.create(obj, namespace)
+            results.append(Applied(kind, name, "created"))
+            continue
+        except ApiError as exc:
+            if exc.status != 409:
+                raise SqlctlError(
+                    f"the API server refused {kind} {name}: {exc.message}",
+                    "Fix the values named in the message; objects listed above were created "
+                    f"(remove them with: sqlctl cancel {run_id} -y).",
+                    code=EXIT_FAILURE,
+                ) from exc
+        existing = kube.get(obj["apiVersion"], kind, name, namespace)
+        owner = labels(existing).get(LABEL_RUN_ID)
+        if owner == run_id:
+            results.append(Applied(kind, name, "exists"))
+        elif owner is None or kind == "PersistentVolumeClaim":
+            results.append(Applied(kind, name, "shared"))  # e.g. a PVC shared by many runs
+        else:
+            raise SqlctlError(
+                f"{kind} {name} already exists and belongs to run {owner}",
+                "Choose another --run-id.",
+            )
+    return results

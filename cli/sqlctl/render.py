@@ -1,0 +1,100 @@
+"""Render a chart with `helm template`: the charts are the only source of manifests.
+
+sqlctl never builds a Job in Python; it asks helm to render the chart with the run's values and then
+sends the resulting objects to the API server. Schema failures from `values.schema.json` surface
+here with helm's own message.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sqlctl.errors import SqlctlError
+
+Manifest = dict[str, Any]
+
+# helm prints this when values.schema.json rejects the values (helm 3.x wording).
+_SCHEMA_MARKERS = ("values don't meet the specifications of the schema", "jsonschema")
+
+
+@dataclass
+class RenderRequest:
+    """Everything `helm template` needs for one release."""
+
+    release: str
+    chart: Path
+    namespace: str
+    value_files: list[Path] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)  # user --set, applied after value files (helm order)
+    set_strings: list[str] = field(default_factory=list)  # sqlctl's own (runId), never typed by helm
+    kube_version: str | None = None
+
+    def argv(self, helm: Path) -> list[str]:
+        args = [str(helm), "template", self.release, str(self.chart), "--namespace", self.namespace]
+        for path in self.value_files:
+            args += ["-f", str(path)]
+        for assignment in self.sets:
+            args += ["--set", assignment]
+        for assignment in self.set_strings:
+            args += ["--set-string", assignment]
+        if self.kube_version:
+            args += ["--kube-version", self.kube_version]
+        return args
+
+
+def helm_binary() -> Path:
+    """The helm binary (from `sqlctl.tools.find_helm`, which explains how to install it when missing)."""
+    from sqlctl.tools import find_helm  # owned by the charts part; raises a clear error itself
+
+    try:
+        return find_helm()
+    except SqlctlError:
+        raise
+    except Exception as exc:  # find_helm's own error type: keep its message, add our exit code
+        raise SqlctlError(str(exc), "Run scripts/tools.sh to install helm into .tools/bin.") from exc
+
+
+def render(request: RenderRequest, helm: Path | None = None) -> list[Manifest]:
+    """Run `helm template` and return the rendered objects (empty documents dropped)."""
+    argv = request.argv(helm or helm_binary())
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise SqlctlError("helm template did not finish in 120 s", "Check the chart for loops.") from exc
+    if proc.returncode != 0:
+        message = proc.stderr.strip() or proc.stdout.strip()
+        if any(marker in message for marker in _SCHEMA_MARKERS):
+            raise SqlctlError(
+                f"the chart {request.chart.name} refused these values (values.schema.json)",
+                "Fix the value named below in your --values file or --set.",
+                detail=message,
+            )
+        raise SqlctlError(
+            f"helm template failed for chart {request.chart.name}",
+            "Read helm's message below and fix the named value.",
+            detail=message,
+        )
+    return parse_manifests(proc.stdout)
+
+
+def parse_manifests(text: str) -> list[Manifest]:
+    """Split helm's multi-document YAML into objects, skipping empty documents."""
+    docs = [doc for doc in yaml.safe_load_all(text) if doc]
+    for doc in docs:
+        if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
+            raise SqlctlError("helm rendered something that is not a Kubernetes object", "Fix the chart.")
+    return docs
+
+
+def dump_manifests(manifests: list[Manifest], fmt: str) -> str:
+    """Manifests as a YAML stream (`---` separated) or a JSON List."""
+    if fmt == "json":
+        import json
+
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}, indent=2)
+    return "".join("---\n" + yaml.safe_dump(m, sort_keys=False) for m in manifests)

@@ -1,0 +1,438 @@
+"""sqlctl against a real control plane (etcd, kube-apiserver, controller-manager, scheduler 1.20.2)
+with the fake GPU kubelet of tests/k8s: the scheduler binds, the Job controller retries and completes,
+logs stream through the apiserver, and artifacts come back through a reader pod.
+
+Needs the binaries from scripts/k8s-build.sh (the fixture fails with the command to run otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlctl.kube import Kube, KubeSettings, connect
+from sqlctl.main import app
+from sqlctl.paths import resolve_paths
+from typer.testing import CliRunner, Result
+
+from tests.k8s.fake_kubelet import Script
+
+pytestmark = pytest.mark.k8s
+
+REPO = Path(__file__).resolve().parents[1]
+CLAIM = "sqlmaster-data"
+
+
+# --- setup --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def jobs_dir(tmp_path: Path) -> Path:
+    """Values files like jobs/<task>/<model>.yaml, on a claim the test binds (no dynamic provisioner here)."""
+    root = tmp_path / "jobs"
+    for task in ("train", "eval"):
+        (root / task).mkdir(parents=True)
+        for model in ("tiny", "gemma7b", "mistral7b", "deci7b", "llama2-7b"):
+            values = {
+                "runs": [{"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}}}],
+                "storage": {"existingClaim": CLAIM},
+            }
+            (root / task / f"{model}.yaml").write_text(yaml.safe_dump(values))
+    return root
+
+
+@pytest.fixture
+def ns(k8s_cluster: Any, namespace: str) -> str:
+    """The namespace plus what docs/cluster.md asks users to create: a bound PVC and the keys Secret."""
+    from kubernetes.client import CoreV1Api
+
+    core = CoreV1Api(k8s_cluster.api())
+    pv = f"pv-{namespace}"
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Ti"},
+                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                "hostPath": {"path": f"/tmp/{pv}"},
+                "persistentVolumeReclaimPolicy": "Retain",
+                "claimRef": {"namespace": namespace, "name": CLAIM},
+            },
+        }
+    )
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": CLAIM},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "200Gi"}},
+                "storageClassName": "",
+                "volumeName": pv,
+            },
+        },
+    )
+    core.create_namespaced_secret(
+        namespace,
+        {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"HF_TOKEN": "hf_test_not_a_real_token"}},
+    )
+    deadline = time.monotonic() + 30
+    while (
+        core.read_namespaced_persistent_volume_claim(name=CLAIM, namespace=namespace).status.phase != "Bound"
+    ):
+        assert time.monotonic() < deadline, "the test PVC never bound"
+        time.sleep(0.2)
+    yield namespace
+    core.delete_persistent_volume(pv)
+
+
+def sqlctl(cluster: Any, namespace: str, *args: str, kubeconfig: Path | None = None) -> Result:
+    cfg = str(kubeconfig or cluster.kubeconfig)
+    return CliRunner().invoke(app, ["--kubeconfig", cfg, "-n", namespace, *args], catch_exceptions=False)
+
+
+def kube_for(cluster: Any, namespace: str) -> Kube:
+    return connect(KubeSettings(kubeconfig=str(cluster.kubeconfig), namespace=namespace))
+
+
+def run_objects(kube: Kube, namespace: str, selector: str = "sqlmaster.io/run-id") -> dict[str, list[str]]:
+    return {
+        kind: sorted(o["metadata"]["name"] for o in kube.list(v, kind, namespace, label_selector=selector))
+        for v, kind in (("batch/v1", "Job"), ("v1", "Pod"), ("v1", "ConfigMap"), ("v1", "Service"))
+    }
+
+
+def wait_until(probe: Any, timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def serve_reader(cluster: Any, namespace: str, pvc_root: Path) -> None:
+    """Reader pods run the chart's own script here, against pvc_root standing in for the claim's /data."""
+
+    def output(pod: dict[str, Any], container: str) -> list[str]:
+        spec = pod["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in spec.get("env", [])}
+        local_dir = str(pvc_root) + env["RUN_DIR"].removeprefix("/data")
+        proc = subprocess.run(
+            [*spec["command"], spec["args"][0]],
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ["PATH"], "RUN_DIR": local_dir, "TMPDIR": str(pvc_root)},
+        )
+        return proc.stdout.splitlines()
+
+    cluster.kubelet.add_rule(
+        Script(output=output), namespace=namespace, labels={"sqlmaster.io/role": "artifact-reader"}
+    )
+
+
+# --- the main path ---------------------------------------------------------------------------------------
+
+
+def test_submit_schedule_follow_complete_pull(
+    k8s_cluster: Any, ns: str, jobs_dir: Path, tmp_path: Path
+) -> None:
+    run_id = "train-tiny-happy-0001"
+    lines = [f"step {i} loss {2.0 / i:.3f}" for i in range(1, 6)]
+    k8s_cluster.kubelet.add_rule(
+        Script(lines=tuple(lines), interval=0.2), namespace=ns, labels={"sqlmaster.io/run-id": run_id}
+    )
+    submitted = sqlctl(
+        k8s_cluster,
+        ns,
+        "submit",
+        "train",
+        "-m",
+        "tiny",
+        "--run-id",
+        run_id,
+        "-d",
+        "--jobs-dir",
+        str(jobs_dir),
+    )
+    assert submitted.exit_code == 0, submitted.output
+    assert f"run {run_id} submitted" in submitted.output
+    assert f"sqlctl logs {run_id} -f" in submitted.output  # next commands printed
+
+    followed = sqlctl(k8s_cluster, ns, "logs", run_id, "-f")
+    assert followed.exit_code == 0, followed.output
+    streamed = [re.sub(r"^\[[^\]]+\] ", "", line) for line in followed.stdout.splitlines()]
+    assert streamed == lines  # every line once, in order
+    assert f"run {run_id} succeeded" in followed.output
+
+    kube = kube_for(k8s_cluster, ns)
+    pods = kube.list("v1", "Pod", ns, label_selector=f"sqlmaster.io/run-id={run_id}")
+    assert len(pods) == 1 and pods[0]["spec"]["nodeName"].startswith(tuple(k8s_cluster.kubelet.node_names))
+    job = kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={run_id}")[0]
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"])
+
+    status = sqlctl(k8s_cluster, ns, "status", run_id, "-o", "json")
+    info = json.loads(status.stdout)
+    assert info["phase"] == "Succeeded" and info["pods"][0]["phase"] == "Succeeded"
+    listed = sqlctl(k8s_cluster, ns, "list")
+    assert "RUN ID" in listed.stdout and run_id in listed.stdout and "Succeeded" in listed.stdout
+    as_json = json.loads(sqlctl(k8s_cluster, ns, "list", "-o", "json").stdout)
+    assert [(r["runId"], r["task"], r["models"], r["gpus"]) for r in as_json] == [
+        (run_id, "train", ["tiny"], 1)
+    ]
+
+    # the run's outputs, as `sqlmaster train` would have left them on the claim
+    pvc_root = tmp_path / "pvc"
+    run_dir = pvc_root / "runs" / run_id / "tiny"
+    files = {
+        "run.json": b'{"model": "tiny"}',
+        "metrics.json": b'{"train_loss": 0.4}',
+        "adapter/adapter_model.safetensors": os.urandom(200_000),
+        "logs/train.log": "\n".join(lines).encode(),
+    }
+    for name, data in files.items():
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_bytes(data)
+    serve_reader(k8s_cluster, ns, pvc_root)
+    dest = tmp_path / "pulled"
+    pulled = sqlctl(k8s_cluster, ns, "artifacts", "pull", run_id, "--dest", str(dest))
+    assert pulled.exit_code == 0, pulled.output
+    assert "every sha256 verified" in pulled.output
+    for name, data in files.items():
+        assert (dest / run_id / "tiny" / name).read_bytes() == data
+    readers = kube.list("v1", "Pod", ns, label_selector="sqlmaster.io/role=artifact-reader")
+    assert all(p["metadata"].get("deletionTimestamp") for p in readers)  # deleted (or going)
+
+    again = sqlctl(
+        k8s_cluster,
+        ns,
+        "submit",
+        "train",
+        "-m",
+        "tiny",
+        "--run-id",
+        run_id,
+        "-d",
+        "--jobs-dir",
+        str(jobs_dir),
+    )
+    assert again.exit_code == 0, again.output
+    assert "already submitted; nothing new created" in again.output
+    assert len(kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={run_id}")) == 1
+
+
+def test_nine_gpus_stay_pending_with_the_schedulers_reason(k8s_cluster: Any, ns: str, jobs_dir: Path) -> None:
+    run_id = "train-tiny-big-0001"
+    result = sqlctl(
+        k8s_cluster,
+        ns,
+        "submit",
+        "train",
+        "-m",
+        "tiny",
+        "--run-id",
+        run_id,
+        "-d",
+        "--jobs-dir",
+        str(jobs_dir),
+        "--set",
+        "runs[0].gpus=9",
+    )
+    assert result.exit_code == 0, result.output
+    assert "largest matching node offers 8" in result.output  # preflight warning, not an error
+
+    def reason() -> str | None:
+        info = json.loads(sqlctl(k8s_cluster, ns, "status", run_id, "-o", "json").stdout)
+        pods = info["pods"]
+        return pods[0]["reason"] if pods and "Insufficient" in pods[0]["reason"] else None
+
+    assert "Insufficient nvidia.com/gpu" in wait_until(reason, what="the scheduler's verdict")
+    table = sqlctl(k8s_cluster, ns, "status", run_id)
+    assert "Pending" in table.stdout and "Insufficient nvidia.com/gpu" in table.stdout
+    sqlctl(k8s_cluster, ns, "cancel", run_id, "-y")
+
+
+def test_failed_pod_is_retried_and_followed(k8s_cluster: Any, ns: str, jobs_dir: Path) -> None:
+    run_id = "train-tiny-retry-0001"
+    first: dict[str, str] = {}
+
+    def is_first(pod: dict[str, Any]) -> bool:
+        first.setdefault("name", pod["metadata"]["name"])
+        return first["name"] == pod["metadata"]["name"]
+
+    selector = {"sqlmaster.io/run-id": run_id}
+    k8s_cluster.kubelet.add_rule(
+        Script(lines=("attempt 2 resumed", "attempt 2 done")), namespace=ns, labels=selector
+    )
+    k8s_cluster.kubelet.add_rule(
+        Script(lines=("attempt 1", "CUDA error: boom"), interval=0.02, exit_code=1),
+        namespace=ns,
+        labels=selector,
+        match=is_first,
+    )
+    result = sqlctl(
+        k8s_cluster, ns, "submit", "train", "-m", "tiny", "--run-id", run_id, "--jobs-dir", str(jobs_dir)
+    )  # follows by default
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for expected in (
+        "attempt 1",
+        "CUDA error: boom",
+        "following retry pod",
+        "attempt 2 resumed",
+        "attempt 2 done",
+        f"run {run_id} succeeded",
+    ):
+        assert expected in out, out
+    assert out.index("attempt 1") < out.index("attempt 2 resumed")
+    pods = kube_for(k8s_cluster, ns).list("v1", "Pod", ns, label_selector=f"sqlmaster.io/run-id={run_id}")
+    assert sorted(p["status"]["phase"] for p in pods) == ["Failed", "Succeeded"]
+
+
+def test_cancel_leaves_no_job_and_no_pod(k8s_cluster: Any, ns: str, jobs_dir: Path) -> None:
+    run_id = "train-tiny-cancel-0001"
+    k8s_cluster.kubelet.add_rule(
+        Script(lines=("working",), hold=True), namespace=ns, labels={"sqlmaster.io/run-id": run_id}
+    )
+    assert (
+        sqlctl(
+            k8s_cluster,
+            ns,
+            "submit",
+            "train",
+            "-m",
+            "tiny",
+            "--run-id",
+            run_id,
+            "-d",
+            "--jobs-dir",
+            str(jobs_dir),
+        ).exit_code
+        == 0
+    )
+    kube = kube_for(k8s_cluster, ns)
+    selector = f"sqlmaster.io/run-id={run_id}"
+    wait_until(
+        lambda: [
+            p
+            for p in kube.list("v1", "Pod", ns, label_selector=selector)
+            if p["status"].get("phase") == "Running"
+        ],
+        what="a running pod",
+    )
+    refused = CliRunner().invoke(
+        app, ["--kubeconfig", str(k8s_cluster.kubeconfig), "-n", ns, "cancel", run_id], input="n\n"
+    )
+    assert refused.exit_code != 0 and kube.list("batch/v1", "Job", ns, label_selector=selector)
+    result = sqlctl(k8s_cluster, ns, "cancel", run_id, "-y")
+    assert result.exit_code == 0, result.output
+    assert run_objects(kube, ns, selector) == {"Job": [], "Pod": [], "ConfigMap": [], "Service": []}
+
+
+def test_fifty_parallel_submissions_make_exactly_fifty_jobs(
+    k8s_cluster: Any, ns: str, jobs_dir: Path
+) -> None:
+    from sqlctl.commands.submit import submit_to_cluster
+    from sqlctl.runid import new_run_id
+
+    kube = kube_for(k8s_cluster, ns)
+    paths = resolve_paths(None, jobs_dir)
+    run_ids = [new_run_id("train", "tiny") for _ in range(50)]
+    assert len(set(run_ids)) == 50
+
+    def submit(run_id: str) -> list[dict[str, str]]:
+        return submit_to_cluster(kube, paths, "train", {"tiny": run_id}, [], [])[1]
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        reports = list(pool.map(submit, run_ids))
+    jobs = kube.list("batch/v1", "Job", ns, label_selector="sqlmaster.io/run-id")
+    assert len(jobs) == 50
+    assert sorted(j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in jobs) == sorted(run_ids)
+    assert all(r["action"] == "created" for rep in reports for r in rep)
+
+    # the same run id from ten threads at once: one creates, nine find it and leave it alone
+    same = "train-tiny-same-0001"
+    barrier = threading.Barrier(10)
+
+    def racer(_: int) -> list[dict[str, str]]:
+        barrier.wait()
+        return submit(same)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        raced = list(pool.map(racer, range(10)))
+    job_actions = [r["action"] for rep in raced for r in rep if r["kind"] == "Job"]
+    assert sorted(job_actions) == ["created"] + ["exists"] * 9
+    assert len(kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={same}")) == 1
+
+
+# --- preflight: clear errors, nothing created ---------------------------------------------------------------
+
+
+def test_bad_kubeconfig_missing_namespace_missing_secret(
+    k8s_cluster: Any, ns: str, jobs_dir: Path, tmp_path: Path
+) -> None:
+    kube = kube_for(k8s_cluster, ns)
+    nothing = {"Job": [], "Pod": [], "ConfigMap": [], "Service": []}
+    submit = ("submit", "train", "-m", "tiny", "-d", "--jobs-dir", str(jobs_dir))
+
+    bad = tmp_path / "kubeconfig"
+    bad.write_text(k8s_cluster.kubeconfig.read_text().replace("token: ", "token: wrong"))
+    result = sqlctl(k8s_cluster, ns, *submit, kubeconfig=bad)
+    assert result.exit_code == 2 and "refused our credentials (401" in result.output
+
+    result = sqlctl(k8s_cluster, "no-such-namespace", *submit)
+    assert result.exit_code == 2
+    assert "error: namespace 'no-such-namespace' does not exist" in result.output
+    assert "kubectl create namespace no-such-namespace" in result.output
+
+    result = sqlctl(k8s_cluster, ns, *submit, kubeconfig=k8s_cluster.restricted_kubeconfig)
+    assert result.exit_code == 2 and "RBAC forbids you to create" in result.output
+    assert "create jobs.batch" in result.output
+
+    from kubernetes.client import CoreV1Api
+
+    core = CoreV1Api(k8s_cluster.api())
+    core.delete_namespaced_secret("sqlmaster-keys", ns)
+    result = sqlctl(k8s_cluster, ns, "submit", "train", "-m", "gemma7b", "-d", "--jobs-dir", str(jobs_dir))
+    assert result.exit_code == 2
+    assert "error: Secret 'sqlmaster-keys' does not exist" in result.output
+    assert (
+        f"kubectl -n {ns} create secret generic sqlmaster-keys --from-literal=HF_TOKEN=..." in result.output
+    )
+
+    core.create_namespaced_secret(
+        ns, {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"WANDB_API_KEY": "x"}}
+    )
+    result = sqlctl(k8s_cluster, ns, "submit", "train", "-m", "gemma7b", "-d", "--jobs-dir", str(jobs_dir))
+    assert result.exit_code == 2
+    assert "has no non-empty key HF_TOKEN (gated model gemma7b needs it)" in result.output
+    # a model the registry does not gate does not need HF_TOKEN
+    assert (
+        sqlctl(
+            k8s_cluster,
+            ns,
+            "submit",
+            "train",
+            "-m",
+            "deci7b",
+            "-d",
+            "--jobs-dir",
+            str(jobs_dir),
+            "--run-id",
+            "train-deci7b-ok-0001",
+        ).exit_code
+        == 0
+    )
+    created = run_objects(kube, ns)
+    assert [j for j in created["Job"] if "gemma7b" in j] == []
+    assert run_objects(kube, ns, "sqlmaster.io/model=tiny") == nothing
