@@ -99,7 +99,8 @@ def _models(paths: RepoPaths, task: str, model: str) -> list[str]:
     if model not in available:
         raise SqlctlError(
             f"unknown model {model!r} for {task}",
-            f"Choose one of: {', '.join(available) or '(none found)'}, or 'all' (values files in {paths.jobs / task}).",
+            f"Choose one of: {', '.join(available) or '(none found)'}, or 'all' "
+            f"(values files in {paths.jobs / task}).",
         )
     return [model]
 
@@ -202,7 +203,8 @@ def _next_steps(task: str, run_ids: dict[str, str], namespace: str) -> None:
         print(f"  sqlctl cancel {run_id}{ns}           # stop and delete it", file=sys.stderr)
         if task == "train":
             print(
-                f"  sqlctl submit eval --model {model} --adapter-run {run_id}{ns}   # evaluate it once trained",
+                f"  sqlctl submit eval --model {model} --adapter-run {run_id}{ns}"
+                "   # evaluate it once trained",
                 file=sys.stderr,
             )
 
@@ -410,7 +412,8 @@ def _submit_local(
             if task == "train":
                 where = "" if runs_dir == Path("runs") else f" --runs-dir {runs_dir}"
                 print(
-                    f"Next: sqlctl submit eval --model {run.model} --local --adapter-run {run_ids[name]}{where}",
+                    f"Next: sqlctl submit eval --model {run.model} --local "
+                    f"--adapter-run {run_ids[name]}{where}",
                     file=sys.stderr,
                 )
 
