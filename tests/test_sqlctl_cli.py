@@ -111,6 +111,7 @@ def test_short_flags_mean_the_same_everywhere() -> None:
         "-m": "--model",
         "-h": "--help",
         "-p": "--previous",
+        "-a": "--adapter-run",
     }
     group = typer.main.get_command(app)
     seen: dict[str, set[str]] = {}

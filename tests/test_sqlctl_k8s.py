@@ -436,3 +436,64 @@ def test_bad_kubeconfig_missing_namespace_missing_secret(
     created = run_objects(kube, ns)
     assert [j for j in created["Job"] if "gemma7b" in j] == []
     assert run_objects(kube, ns, "sqlmaster.io/model=tiny") == nothing
+
+
+# --- evaluating a training run: --adapter-run ---------------------------------------------------------------
+
+
+def test_eval_adapter_run_uses_the_training_runs_claim(k8s_cluster: Any, ns: str, tmp_path: Path) -> None:
+    """Train with the chart's own claim (<release>-data), then evaluate it by run id alone."""
+    jobs = tmp_path / "jobs-own-claim"
+    for task in ("train", "eval"):
+        (jobs / task).mkdir(parents=True)
+        run: dict[str, Any] = {"model": "tiny", "gpus": 1, "recipe": {}}
+        values: dict[str, Any] = {"runs": [run], "storage": {"size": "1Gi"}}
+        if task == "eval":  # the jobs/eval defaults: a plain-helm training release's claim
+            run["adapterRunId"] = "sqlmaster-train"
+            values["storage"]["existingClaim"] = "sqlmaster-train-data"
+        (jobs / task / "tiny.yaml").write_text(yaml.safe_dump(values))
+    (jobs / "eval" / "mistral7b.yaml").write_text(
+        (jobs / "eval" / "tiny.yaml").read_text().replace("tiny", "mistral7b")
+    )
+    train_id, eval_id = "train-tiny-adapter-0001", "eval-tiny-adapter-0001"
+    k8s_cluster.kubelet.add_rule(
+        Script(lines=("trained",)), namespace=ns, labels={"sqlmaster.io/run-id": train_id}
+    )
+    k8s_cluster.kubelet.add_rule(
+        Script(lines=("scored",)), namespace=ns, labels={"sqlmaster.io/run-id": eval_id}
+    )
+    submit = ("submit", "--jobs-dir", str(jobs), "-d")
+
+    trained = sqlctl(
+        k8s_cluster, ns, submit[0], "train", *submit[1:], "-m", "tiny", "--run-id", train_id, "--wait"
+    )
+    assert trained.exit_code == 0, trained.output
+    assert f"sqlctl submit eval --model tiny --adapter-run {train_id} -n {ns}" in trained.output
+    kube = kube_for(k8s_cluster, ns)
+    (train_job,) = kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={train_id}")
+    train_claim = train_job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert train_claim.endswith("-data") and train_claim != "sqlmaster-train-data"
+
+    wrong = sqlctl(
+        k8s_cluster, ns, submit[0], "eval", *submit[1:], "-m", "mistral7b", "--adapter-run", train_id
+    )
+    assert wrong.exit_code == 2
+    assert f"error: training run '{train_id}' did not train mistral7b; it trained tiny" in wrong.output
+    assert not kube.list("batch/v1", "Job", ns, label_selector="sqlmaster.io/task=eval")  # nothing created
+
+    evaluated = sqlctl(
+        k8s_cluster, ns, submit[0], "eval", *submit[1:], "-m", "tiny", "-a", train_id, "--run-id", eval_id
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    (eval_job,) = kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={eval_id}")
+    spec = eval_job["spec"]["template"]["spec"]
+    data = next(v for v in spec["volumes"] if v["name"] == "data")
+    assert data["persistentVolumeClaim"]["claimName"] == train_claim
+    container = spec["containers"][0]
+    command = [*container.get("command", []), *container.get("args", [])]
+    assert command[command.index("--adapter") + 1] == f"/data/runs/{train_id}/tiny"
+    claims = kube.list("v1", "PersistentVolumeClaim", ns, label_selector=f"sqlmaster.io/run-id={eval_id}")
+    assert claims == []  # the evaluation made no claim of its own
+
+    of_eval = sqlctl(k8s_cluster, ns, submit[0], "eval", *submit[1:], "-m", "tiny", "-a", eval_id)
+    assert of_eval.exit_code == 2 and "is not a training run (its task is eval)" in of_eval.output

@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,9 @@ from sqlctl.options import (
     kube_settings,
 )
 from sqlctl.paths import RepoPaths, resolve_paths
+
+if TYPE_CHECKING:
+    from sqlctl.values import Values
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -59,6 +62,17 @@ LocalOpt = Annotated[
 ]
 RunsDirOpt = Annotated[
     Path, typer.Option("--runs-dir", help="Where --local runs write (runs/<run-id>/<model>/).")
+]
+AdapterRunOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--adapter-run",
+        "-a",
+        metavar="TRAIN_RUN_ID",
+        help="Evaluate the adapter this training run trained: sets runs[].adapterRunId and mounts the "
+        "run's claim (unless you set storage.existingClaim). With --local: <runs-dir>/<id>/<model>.",
+        show_default=False,
+    ),
 ]
 
 
@@ -100,6 +114,7 @@ def _render(
     values: list[Path],
     sets: list[str],
     kube_version: str | None,
+    extra_set_strings: list[str] | None = None,
 ) -> list[dict]:
     from sqlctl.render import RenderRequest, render
 
@@ -112,7 +127,7 @@ def _render(
         namespace=namespace,
         value_files=[paths.job_values(task, model), *values],
         sets=list(sets),
-        set_strings=[f"runId={run_id}"],
+        set_strings=[f"runId={run_id}", *(extra_set_strings or [])],
         kube_version=kube_version,
     )
     manifests = render(request)
@@ -130,11 +145,13 @@ def submit_to_cluster(
     run_ids: dict[str, str],
     values: list[Path],
     sets: list[str],
+    extra_set_strings: dict[str, list[str]] | None = None,
 ) -> tuple[list[Planned], list[dict[str, str]]]:
     """Render every model's chart, run the preflight checks for all of them, then create the objects.
 
     Nothing is created unless every check passes for every model. Thread-safe (the bench and the
     parallel-submission test call it from many threads with one shared connection).
+    `extra_set_strings` maps a model to sqlctl's own `--set-string` values for it (e.g. --adapter-run's).
     """
     from sqlctl import preflight
     from sqlctl.apply import create_objects
@@ -143,7 +160,21 @@ def submit_to_cluster(
     ns = kube.namespace
     preflight.check_namespace(kube, ns)  # 2. namespace
     plans = [
-        Planned(name, rid, _render(paths, task, name, rid, ns, values, sets, kube.server_version or None))
+        Planned(
+            name,
+            rid,
+            _render(
+                paths,
+                task,
+                name,
+                rid,
+                ns,
+                values,
+                sets,
+                kube.server_version or None,
+                (extra_set_strings or {}).get(name),
+            ),
+        )
         for name, rid in run_ids.items()
     ]
     everything = [m for plan in plans for m in plan.manifests]
@@ -162,14 +193,59 @@ def submit_to_cluster(
     return plans, report
 
 
-def _next_steps(run_ids: list[str], namespace: str) -> None:
+def _next_steps(task: str, run_ids: dict[str, str], namespace: str) -> None:
     ns = f" -n {namespace}"
     print("\nNext:", file=sys.stderr)
-    for run_id in run_ids:
+    for model, run_id in run_ids.items():
         print(f"  sqlctl logs {run_id} -f{ns}          # follow the logs", file=sys.stderr)
         print(f"  sqlctl status {run_id}{ns}           # Job and pods; why a pod waits", file=sys.stderr)
         print(f"  sqlctl artifacts pull {run_id}{ns}   # adapter, metrics, reports", file=sys.stderr)
         print(f"  sqlctl cancel {run_id}{ns}           # stop and delete it", file=sys.stderr)
+        if task == "train":
+            print(
+                f"  sqlctl submit eval --model {model} --adapter-run {run_id}{ns}"
+                "   # evaluate it once trained",
+                file=sys.stderr,
+            )
+
+
+def _layered(paths: RepoPaths, task: str, model: str, values: list[Path], sets: list[str]) -> Values:
+    """The values helm will see for one model (chart defaults, jobs file, --values, --set)."""
+    from sqlctl.values import layered_values
+
+    chart_values = paths.task_chart(task) / "values.yaml"
+    files = [p for p in (chart_values, paths.job_values(task, model)) if p.is_file()] + values
+    return layered_values(files, sets)
+
+
+def _adapter_sources(
+    kube: Any,
+    paths: RepoPaths,
+    models: list[str],
+    values: list[Path],
+    sets: list[str],
+    adapter_run: str,
+) -> dict[str, list[str]]:
+    """--adapter-run as `--set-string` values per model; `kube` None (dry run) skips the claim lookup."""
+    from sqlctl import adapter_run as ar
+
+    claim_is_users = ar.user_chose_claim(values, sets)
+    extra: dict[str, list[str]] = {}
+    for name in models:
+        entry_models = ar.run_models(_layered(paths, "eval", name, values, sets))
+        if kube is None:
+            extra[name] = ar.adapter_sets(entry_models, adapter_run)
+            continue
+        source = ar.resolve_cluster(kube, kube.namespace, adapter_run, entry_models, claim_is_users)
+        extra[name] = source.adapter_sets + (
+            [f"storage.existingClaim={source.claim}"] if source.claim else []
+        )
+    if kube is None and not claim_is_users:
+        warn(
+            "--dry-run does not contact the cluster, so the training run's claim is not looked up: "
+            "the manifests show the values' storage.existingClaim"
+        )
+    return extra
 
 
 def _submit(
@@ -191,6 +267,7 @@ def _submit(
     runs_dir: Path,
     chart_dir: Path | None,
     jobs_dir: Path | None,
+    adapter_run: str | None = None,
 ) -> None:
     from sqlctl.runid import new_run_id, validate_run_id
 
@@ -202,9 +279,14 @@ def _submit(
             "--run-id names one run but --model all submits several", "Drop --run-id or pick one model."
         )
     run_ids = {m: validate_run_id(run_id) if run_id else new_run_id(task, m) for m in models}
+    if adapter_run is not None:
+        from sqlctl.adapter_run import check_user_sets
+
+        validate_run_id(adapter_run)
+        check_user_sets(sets)
 
     if local:
-        _submit_local(paths, task, models, run_ids, values, sets, runs_dir, dry_run, output)
+        _submit_local(paths, task, models, run_ids, values, sets, runs_dir, dry_run, output, adapter_run)
         return
 
     settings = kube_settings(ctx, kubeconfig, context, namespace)
@@ -212,8 +294,11 @@ def _submit(
         from sqlctl.render import dump_manifests
 
         ns = settings.namespace or "default"
+        extra = _adapter_sources(None, paths, models, values, sets, adapter_run) if adapter_run else {}
         rendered = [
-            m for name in models for m in _render(paths, task, name, run_ids[name], ns, values, sets, None)
+            m
+            for name in models
+            for m in _render(paths, task, name, run_ids[name], ns, values, sets, None, extra.get(name))
         ]
         print(dump_manifests(rendered, "json" if output == OutputFormat.json else "yaml"), end="")
         return
@@ -222,7 +307,13 @@ def _submit(
 
     kube = connect(settings)  # 1. kubeconfig + reachability (clear error otherwise)
     ns = kube.namespace
-    plans, report = submit_to_cluster(kube, paths, task, run_ids, values, sets)
+    extra = None
+    if adapter_run:
+        from sqlctl import preflight
+
+        preflight.check_namespace(kube, ns)  # before looking for the training run in it
+        extra = _adapter_sources(kube, paths, models, values, sets, adapter_run)
+    plans, report = submit_to_cluster(kube, paths, task, run_ids, values, sets, extra)
     if output != OutputFormat.table:
         from sqlctl.output import emit
 
@@ -243,7 +334,7 @@ def _submit(
     if detach or len(plans) > 1 or not follow:
         if len(plans) > 1 and not detach:
             print("several runs submitted: not following their logs", file=sys.stderr)
-        _next_steps(list(run_ids.values()), ns)
+        _next_steps(task, run_ids, ns)
         if wait:
             _wait(kube, ns, [p.run_id for p in plans])
         return
@@ -252,7 +343,7 @@ def _submit(
     try:
         outcome = follow_run(kube, ns, plans[0].run_id)
     finally:  # also on Ctrl-C: the run goes on in the cluster, say how to get back to it
-        _next_steps(list(run_ids.values()), ns)
+        _next_steps(task, run_ids, ns)
     if outcome != "Succeeded":
         raise typer.Exit(EXIT_FAILURE)
 
@@ -282,14 +373,19 @@ def _submit_local(
     runs_dir: Path,
     dry_run: bool,
     output: OutputFormat,
+    adapter_run: str | None = None,
 ) -> None:
     from sqlctl import local
-    from sqlctl.values import layered_values
 
-    chart_values = paths.task_chart(task) / "values.yaml"
     for name in models:
-        files = [p for p in (chart_values, paths.job_values(task, name)) if p.is_file()] + values
-        layered = layered_values(files, [*sets, f"runId={run_ids[name]}"])
+        extra: list[str] = []
+        if adapter_run:
+            from sqlctl import adapter_run as ar
+
+            entry_models = ar.run_models(_layered(paths, task, name, values, sets))
+            ar.check_local(runs_dir, adapter_run, entry_models)
+            extra = ar.adapter_sets(entry_models, adapter_run)
+        layered = _layered(paths, task, name, values, [*sets, f"runId={run_ids[name]}", *extra])
         planned = local.plan_local(task, layered, run_ids[name], runs_dir)
         if dry_run:
             from sqlctl.output import emit
@@ -313,6 +409,13 @@ def _submit_local(
                     code=EXIT_CONFIG if code == 2 else EXIT_FAILURE,
                 )
             print(f"local run {run_ids[name]} finished: {run.run_dir}", file=sys.stderr)
+            if task == "train":
+                where = "" if runs_dir == Path("runs") else f" --runs-dir {runs_dir}"
+                print(
+                    f"Next: sqlctl submit eval --model {run.model} --local "
+                    f"--adapter-run {run_ids[name]}{where}",
+                    file=sys.stderr,
+                )
 
 
 def _command(task: str):  # type: ignore[no-untyped-def]
@@ -365,5 +468,52 @@ def _command(task: str):  # type: ignore[no-untyped-def]
     return command
 
 
+@cli_errors
+def submit_eval(
+    ctx: typer.Context,
+    model: ModelOpt,
+    adapter_run: AdapterRunOpt = None,
+    values: ValuesOpt = None,
+    set_: SetOpt = None,
+    run_id: RunIdOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    wait: WaitOpt = False,
+    follow: FollowOpt = True,
+    detach: DetachOpt = False,
+    local: LocalOpt = False,
+    runs_dir: RunsDirOpt = Path("runs"),
+    chart_dir: ChartDirOpt = None,
+    jobs_dir: JobsDirOpt = None,
+) -> None:
+    """Submit an evaluation run: render charts/sqlmaster-eval with jobs/eval/<model>.yaml, check the
+    cluster, create the Job(s), follow the logs (-d to detach). --adapter-run TRAIN_RUN_ID evaluates
+    what that training run trained, on its claim."""
+    _submit(
+        ctx,
+        "eval",
+        model,
+        values,
+        set_,
+        run_id,
+        kubeconfig,
+        context,
+        namespace,
+        dry_run,
+        output,
+        wait,
+        follow,
+        detach,
+        local,
+        runs_dir,
+        chart_dir,
+        jobs_dir,
+        adapter_run,
+    )
+
+
 app.command("train")(_command("train"))
-app.command("eval")(_command("eval"))
+app.command("eval")(submit_eval)

@@ -1,0 +1,164 @@
+"""`sqlctl submit eval --adapter-run TRAIN_RUN_ID`: evaluate what a training run trained.
+
+An evaluation reads the adapter from `/data/runs/<adapterRunId>/<model>` on the claim named by
+`storage.existingClaim`. Each training release creates its own claim (`<release>-data`), so pointing an
+evaluation at a training run needs both values; users should not have to look the claim up. Here sqlctl
+finds the training run's Jobs by their `sqlmaster.io/run-id` label, checks that the run is a training run
+that trained the models to evaluate and has not failed, and reads the claim its `data` volume mounts.
+For `--local` the training run is the folder `<runs-dir>/<id>/<model>` that `sqlmaster train` wrote.
+
+Everything here runs before anything is created: a bad `--adapter-run` stops the submission.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlctl.errors import SqlctlError, warn
+from sqlctl.kube import Kube
+from sqlctl.manifests import LABEL_MODEL, LABEL_RUN_ID, LABEL_TASK, claim_names, labels, name_of, pod_spec
+from sqlctl.values import Values, layered_values
+
+# Keys the user may set that --adapter-run also sets (or looks up).
+_ADAPTER_KEY = re.compile(r"^runs\[\d+\]\.adapterRunId$")
+_RUN_INFO = "run.json"  # written by `sqlmaster train` (docs/design.md, run directory)
+
+
+@dataclass(frozen=True)
+class AdapterSource:
+    """What --adapter-run adds to one model's helm values, as `--set-string` assignments."""
+
+    adapter_sets: list[str]  # runs[i].adapterRunId=<train run id>, one per runs[] entry
+    claim: str | None  # the training run's claim; None when the user chose storage.existingClaim
+
+
+def run_models(values: Values) -> list[str]:
+    """The model of every runs[] entry of layered values, in order."""
+    entries: list[Any] = values.get("runs") or []
+    models = [str(e.get("model") or "") if isinstance(e, dict) else "" for e in entries]
+    if not models or not all(models):
+        raise SqlctlError("the eval values define no runs[] entry with a model", "Set runs[].model.")
+    return models
+
+
+def check_user_sets(sets: list[str]) -> None:
+    """--adapter-run and a hand-written `--set runs[N].adapterRunId=...` contradict each other."""
+    for assignment in sets:
+        for part in assignment.split(","):
+            if _ADAPTER_KEY.match(part.partition("=")[0].strip()):
+                raise SqlctlError(
+                    f"--adapter-run and --set {part} both choose the training run",
+                    "Give the training run once: drop the --set.",
+                )
+
+
+def user_chose_claim(value_files: list[Path], sets: list[str]) -> bool:
+    """True when the user's own --values/--set name storage.existingClaim (then it is theirs to keep)."""
+    storage = layered_values(value_files, sets).get("storage")
+    return isinstance(storage, dict) and "existingClaim" in storage
+
+
+def adapter_sets(models: list[str], train_run_id: str) -> list[str]:
+    return [f"runs[{i}].adapterRunId={train_run_id}" for i in range(len(models))]
+
+
+def _trained_models(jobs: list[dict[str, Any]]) -> list[str]:
+    return sorted({labels(j).get(LABEL_MODEL, "") for j in jobs} - {""})
+
+
+def training_claim(kube: Kube, namespace: str, train_run_id: str, models: list[str]) -> str:
+    """The claim holding `train_run_id`'s outputs, after checking that the run can be evaluated for `models`.
+
+    Errors (nothing is created): no such run; not a training run; it did not train one of `models`; it
+    failed. A run that has not finished yet only warns: its adapter may still appear by the time the
+    evaluation starts, or the evaluation fails with the workload's own message.
+    """
+    from sqlctl.runs import job_finished
+
+    jobs = kube.list("batch/v1", "Job", namespace, label_selector=f"{LABEL_RUN_ID}={train_run_id}")
+    if not jobs:
+        raise SqlctlError(
+            f"no training run {train_run_id!r} in namespace {namespace!r}",
+            f"Check the id with: sqlctl list -n {namespace} (runs of task train), or pass -n NAMESPACE.",
+        )
+    tasks = sorted({labels(j).get(LABEL_TASK, "") for j in jobs})
+    if tasks != ["train"]:
+        raise SqlctlError(
+            f"run {train_run_id!r} is not a training run "
+            f"(its task is {', '.join(t or 'unlabelled' for t in tasks)})",
+            "Pass the run id of a `sqlctl submit train` run to --adapter-run.",
+        )
+    trained = _trained_models(jobs)
+    missing = [m for m in models if m not in trained]
+    if missing:
+        raise SqlctlError(
+            f"training run {train_run_id!r} did not train {', '.join(missing)}; it trained "
+            f"{', '.join(trained) or 'no labelled model'}",
+            f"Evaluate one of those (--model {trained[0] if trained else 'MODEL'}) "
+            "or pass the training run of the model you want.",
+        )
+    mine = [j for j in jobs if labels(j).get(LABEL_MODEL) in models]
+    outcomes = {name_of(j): job_finished(j) for j in mine}
+    failed = sorted(name for name, outcome in outcomes.items() if outcome == "Failed")
+    if failed:
+        raise SqlctlError(
+            f"training run {train_run_id!r} failed (Job {', '.join(failed)}): it left no adapter to evaluate",
+            f"See why with: sqlctl status {train_run_id} -n {namespace}; then train again.",
+        )
+    if any(outcome is None for outcome in outcomes.values()):
+        warn(
+            f"training run {train_run_id} has not finished yet; the evaluation reads its adapter when it "
+            f"starts (follow the training with: sqlctl logs {train_run_id} -f -n {namespace})"
+        )
+    claims = {name_of(j): (claim_names(pod_spec(j) or {}) or [None])[0] for j in mine}
+    found = sorted({c for c in claims.values() if c})
+    if len(found) != 1:
+        raise SqlctlError(
+            f"cannot tell which claim holds training run {train_run_id!r} (its Jobs mount "
+            f"{', '.join(found) or 'no claim'} at /data)",
+            "Pass --set storage.existingClaim=CLAIM yourself.",
+        )
+    return found[0]
+
+
+def resolve_cluster(
+    kube: Kube,
+    namespace: str,
+    train_run_id: str,
+    models: list[str],
+    claim_is_users: bool,
+) -> AdapterSource:
+    """--adapter-run for a cluster submission of one eval values file whose runs[] evaluate `models`."""
+    claim = training_claim(kube, namespace, train_run_id, models)
+    return AdapterSource(adapter_sets(models, train_run_id), None if claim_is_users else claim)
+
+
+def check_local(runs_dir: Path, train_run_id: str, models: list[str]) -> None:
+    """--adapter-run for --local: `<runs_dir>/<id>/<model>` must be a training run directory."""
+    root = runs_dir / train_run_id
+    if not root.is_dir():
+        raise SqlctlError(
+            f"no local training run {train_run_id!r} in {runs_dir}",
+            "Train it first (sqlctl submit train --local ...) or pass the --runs-dir it wrote to.",
+        )
+    trained = sorted(p.name for p in root.iterdir() if (p / _RUN_INFO).is_file())
+    for model in models:
+        run_dir = root / model
+        if model not in trained:
+            what = (
+                f"local run {train_run_id!r} is not a training run ({run_dir} holds no {_RUN_INFO})"
+                if run_dir.is_dir()
+                else f"local training run {train_run_id!r} did not train {model}; it trained "
+                f"{', '.join(trained) or 'nothing yet'}"
+            )
+            raise SqlctlError(what, "Pass the id of a `sqlctl submit train --local` run of this model.")
+        try:
+            status = json.loads((run_dir / _RUN_INFO).read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            status = None
+        if status != "completed":
+            warn(f"local training run {run_dir} has not completed (status {status or 'unknown'})")
