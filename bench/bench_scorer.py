@@ -98,9 +98,7 @@ def main() -> None:
                 killed_nt[m.kind] += not res.match
     elapsed = time.perf_counter() - start
     print(f"\nmutant kill rate ({sum(total.values())} mutants that run, scored in {elapsed:.1f}s in-process)")
-    print(
-        f"{'KIND':<17} {'KILLED':>7} {'TOTAL':>7} {'RATE':>7} {'RATE (non-trivial gold)':>24} {'NOT RUN':>7}"
-    )
+    print(f"{'KIND':<17} {'KILLED':>7} {'TOTAL':>7} {'RATE':>7} {'RATE (non-trivial gold)':>24} {'NOT RUN':>7}")
     for kind in (*KINDS, "ALL"):
         k = sum(killed.values()) if kind == "ALL" else killed[kind]
         n = sum(total.values()) if kind == "ALL" else total[kind]

@@ -97,9 +97,7 @@ def main() -> None:
                 },
             },
         )
-        core.create_namespaced_secret(
-            ns, {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"HF_TOKEN": "x"}}
-        )
+        core.create_namespaced_secret(ns, {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"HF_TOKEN": "x"}})
         jobs = work / "jobs" / "train"
         jobs.mkdir(parents=True)
         (jobs / "tiny.yaml").write_text(
@@ -133,9 +131,7 @@ def main() -> None:
             submit_to_cluster(kube, paths, "train", {"tiny": run_id}, [], [])
             seen: list[float] = []
 
-            def printer(
-                _prefix: str, _line: str, seen: list[float] = seen, got: threading.Event = got
-            ) -> None:
+            def printer(_prefix: str, _line: str, seen: list[float] = seen, got: threading.Event = got) -> None:
                 if not seen:
                     seen.append(time.perf_counter())
                     got.set()

@@ -107,9 +107,7 @@ def test_setup_policy_denies_escapes_in_a_context(tmp_path: Path) -> None:
 def test_real_database_file_is_read_only(tmp_path: Path) -> None:
     path = tmp_path / "real.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(
-        "CREATE TABLE singer (name TEXT, age INT); INSERT INTO singer VALUES ('a', 30), ('b', 40)"
-    )
+    db.executescript("CREATE TABLE singer (name TEXT, age INT); INSERT INTO singer VALUES ('a', 30), ('b', 40)")
     db.commit()
     db.close()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

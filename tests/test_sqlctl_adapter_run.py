@@ -49,9 +49,7 @@ def train_job(
         "spec": {
             "template": {
                 "spec": {
-                    "containers": [
-                        {"name": "sqlmaster", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
-                    ],
+                    "containers": [{"name": "sqlmaster", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
                 }
             }
@@ -68,9 +66,7 @@ class FakeKube:
     def __init__(self, jobs: list[dict[str, Any]]) -> None:
         self.jobs = jobs
 
-    def list(
-        self, api_version: str, kind: str, namespace: str, label_selector: str = ""
-    ) -> list[dict[str, Any]]:
+    def list(self, api_version: str, kind: str, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
         assert (api_version, kind, namespace) == ("batch/v1", "Job", "team")
         key, _, value = label_selector.partition("=")
         return [j for j in self.jobs if j["metadata"]["labels"].get(key) == value]
@@ -124,9 +120,7 @@ def test_model_all_sets_every_models_adapter_run(jobs_dir: Path) -> None:
     extra = _adapter_sources(kube, paths, list(MODELS[1:]), [], [], multi)
     assert set(extra) == set(MODELS[1:])
     for model, assignments in extra.items():
-        command = job_command(
-            _render(paths, "eval", model, f"eval-{model}-1", "team", [], [], None, assignments)
-        )
+        command = job_command(_render(paths, "eval", model, f"eval-{model}-1", "team", [], [], None, assignments))
         assert command[command.index("--adapter") + 1] == f"/data/runs/{multi}/{model}"
 
 
@@ -225,9 +219,7 @@ def test_local_train_then_eval_with_adapter_run(
 
     trained = CliRunner().invoke(app, ["submit", "train", *common, "--run-id", "train-1"])
     assert trained.exit_code == 0, trained.output
-    assert (
-        f"sqlctl submit eval --model tiny --local --adapter-run train-1 --runs-dir {runs}" in trained.output
-    )
+    assert f"sqlctl submit eval --model tiny --local --adapter-run train-1 --runs-dir {runs}" in trained.output
 
     evaluated = CliRunner().invoke(app, ["submit", "eval", *common, "--run-id", "eval-1", "-a", "train-1"])
     assert evaluated.exit_code == 0, evaluated.output

@@ -60,9 +60,7 @@ def test_root_help_is_fast_and_imports_no_torch_or_kubernetes() -> None:
         "sqlm = sorted(m for m in sys.modules if m.startswith(('sqlmaster.train', 'sqlmaster.evaluate')))\n"
         "print(heavy + sqlm)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=_child_env(), check=True
-    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_child_env(), check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     # The real entry point, best of three (the first run may compile .pyc files). We assert on the child's
     # CPU time: on a shared 2-core CI machine wall time mostly measures the neighbours (a parallel Go build
@@ -73,9 +71,7 @@ def test_root_help_is_fast_and_imports_no_torch_or_kubernetes() -> None:
     for _ in range(3):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "sqlctl", "--help"], capture_output=True, env=_child_env(), check=True
-        )
+        subprocess.run([sys.executable, "-m", "sqlctl", "--help"], capture_output=True, env=_child_env(), check=True)
         wall.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)

@@ -86,9 +86,7 @@ def ns(k8s_cluster: Any, namespace: str) -> str:
         {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"HF_TOKEN": "hf_test_not_a_real_token"}},
     )
     deadline = time.monotonic() + 30
-    while (
-        core.read_namespaced_persistent_volume_claim(name=CLAIM, namespace=namespace).status.phase != "Bound"
-    ):
+    while core.read_namespaced_persistent_volume_claim(name=CLAIM, namespace=namespace).status.phase != "Bound":
         assert time.monotonic() < deadline, "the test PVC never bound"
         time.sleep(0.2)
     yield namespace
@@ -144,9 +142,7 @@ def serve_reader(cluster: Any, namespace: str, pvc_root: Path) -> None:
 # --- the main path ---------------------------------------------------------------------------------------
 
 
-def test_submit_schedule_follow_complete_pull(
-    k8s_cluster: Any, ns: str, jobs_dir: Path, tmp_path: Path
-) -> None:
+def test_submit_schedule_follow_complete_pull(k8s_cluster: Any, ns: str, jobs_dir: Path, tmp_path: Path) -> None:
     run_id = "train-tiny-happy-0001"
     lines = [f"step {i} loss {2.0 / i:.3f}" for i in range(1, 6)]
     k8s_cluster.kubelet.add_rule(
@@ -187,9 +183,7 @@ def test_submit_schedule_follow_complete_pull(
     listed = sqlctl(k8s_cluster, ns, "list")
     assert "RUN ID" in listed.stdout and run_id in listed.stdout and "Succeeded" in listed.stdout
     as_json = json.loads(sqlctl(k8s_cluster, ns, "list", "-o", "json").stdout)
-    assert [(r["runId"], r["task"], r["models"], r["gpus"]) for r in as_json] == [
-        (run_id, "train", ["tiny"], 1)
-    ]
+    assert [(r["runId"], r["task"], r["models"], r["gpus"]) for r in as_json] == [(run_id, "train", ["tiny"], 1)]
 
     # the run's outputs, as `sqlmaster train` would have left them on the claim
     pvc_root = tmp_path / "pvc"
@@ -271,9 +265,7 @@ def test_failed_pod_is_retried_and_followed(k8s_cluster: Any, ns: str, jobs_dir:
         return first["name"] == pod["metadata"]["name"]
 
     selector = {"sqlmaster.io/run-id": run_id}
-    k8s_cluster.kubelet.add_rule(
-        Script(lines=("attempt 2 resumed", "attempt 2 done")), namespace=ns, labels=selector
-    )
+    k8s_cluster.kubelet.add_rule(Script(lines=("attempt 2 resumed", "attempt 2 done")), namespace=ns, labels=selector)
     k8s_cluster.kubelet.add_rule(
         Script(lines=("attempt 1", "CUDA error: boom"), interval=0.02, exit_code=1),
         namespace=ns,
@@ -324,9 +316,7 @@ def test_cancel_leaves_no_job_and_no_pod(k8s_cluster: Any, ns: str, jobs_dir: Pa
     selector = f"sqlmaster.io/run-id={run_id}"
     wait_until(
         lambda: [
-            p
-            for p in kube.list("v1", "Pod", ns, label_selector=selector)
-            if p["status"].get("phase") == "Running"
+            p for p in kube.list("v1", "Pod", ns, label_selector=selector) if p["status"].get("phase") == "Running"
         ],
         what="a running pod",
     )
@@ -339,9 +329,7 @@ def test_cancel_leaves_no_job_and_no_pod(k8s_cluster: Any, ns: str, jobs_dir: Pa
     assert run_objects(kube, ns, selector) == {"Job": [], "Pod": [], "ConfigMap": [], "Service": []}
 
 
-def test_fifty_parallel_submissions_make_exactly_fifty_jobs(
-    k8s_cluster: Any, ns: str, jobs_dir: Path
-) -> None:
+def test_fifty_parallel_submissions_make_exactly_fifty_jobs(k8s_cluster: Any, ns: str, jobs_dir: Path) -> None:
     from sqlctl.commands.submit import submit_to_cluster
     from sqlctl.runid import new_run_id
 
@@ -406,13 +394,9 @@ def test_bad_kubeconfig_missing_namespace_missing_secret(
     result = sqlctl(k8s_cluster, ns, "submit", "train", "-m", "gemma7b", "-d", "--jobs-dir", str(jobs_dir))
     assert result.exit_code == 2
     assert "error: Secret 'sqlmaster-keys' does not exist" in result.output
-    assert (
-        f"kubectl -n {ns} create secret generic sqlmaster-keys --from-literal=HF_TOKEN=..." in result.output
-    )
+    assert f"kubectl -n {ns} create secret generic sqlmaster-keys --from-literal=HF_TOKEN=..." in result.output
 
-    core.create_namespaced_secret(
-        ns, {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"WANDB_API_KEY": "x"}}
-    )
+    core.create_namespaced_secret(ns, {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"WANDB_API_KEY": "x"}})
     result = sqlctl(k8s_cluster, ns, "submit", "train", "-m", "gemma7b", "-d", "--jobs-dir", str(jobs_dir))
     assert result.exit_code == 2
     assert "has no non-empty key HF_TOKEN (gated model gemma7b needs it)" in result.output
@@ -456,17 +440,11 @@ def test_eval_adapter_run_uses_the_training_runs_claim(k8s_cluster: Any, ns: str
         (jobs / "eval" / "tiny.yaml").read_text().replace("tiny", "mistral7b")
     )
     train_id, eval_id = "train-tiny-adapter-0001", "eval-tiny-adapter-0001"
-    k8s_cluster.kubelet.add_rule(
-        Script(lines=("trained",)), namespace=ns, labels={"sqlmaster.io/run-id": train_id}
-    )
-    k8s_cluster.kubelet.add_rule(
-        Script(lines=("scored",)), namespace=ns, labels={"sqlmaster.io/run-id": eval_id}
-    )
+    k8s_cluster.kubelet.add_rule(Script(lines=("trained",)), namespace=ns, labels={"sqlmaster.io/run-id": train_id})
+    k8s_cluster.kubelet.add_rule(Script(lines=("scored",)), namespace=ns, labels={"sqlmaster.io/run-id": eval_id})
     submit = ("submit", "--jobs-dir", str(jobs), "-d")
 
-    trained = sqlctl(
-        k8s_cluster, ns, submit[0], "train", *submit[1:], "-m", "tiny", "--run-id", train_id, "--wait"
-    )
+    trained = sqlctl(k8s_cluster, ns, submit[0], "train", *submit[1:], "-m", "tiny", "--run-id", train_id, "--wait")
     assert trained.exit_code == 0, trained.output
     assert f"sqlctl submit eval --model tiny --adapter-run {train_id} -n {ns}" in trained.output
     kube = kube_for(k8s_cluster, ns)
@@ -474,9 +452,7 @@ def test_eval_adapter_run_uses_the_training_runs_claim(k8s_cluster: Any, ns: str
     train_claim = train_job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
     assert train_claim.endswith("-data") and train_claim != "sqlmaster-train-data"
 
-    wrong = sqlctl(
-        k8s_cluster, ns, submit[0], "eval", *submit[1:], "-m", "mistral7b", "--adapter-run", train_id
-    )
+    wrong = sqlctl(k8s_cluster, ns, submit[0], "eval", *submit[1:], "-m", "mistral7b", "--adapter-run", train_id)
     assert wrong.exit_code == 2
     assert f"error: training run '{train_id}' did not train mistral7b; it trained tiny" in wrong.output
     assert not kube.list("batch/v1", "Job", ns, label_selector="sqlmaster.io/task=eval")  # nothing created

@@ -114,9 +114,7 @@ class FinishedRunKube:
             "r-train-tiny-aaaaa": ["2024-03-15T14:25:02Z attempt 2"],
         }
 
-    def list(
-        self, api_version: str, kind: str, namespace: str | None = None, **_: Any
-    ) -> list[dict[str, Any]]:
+    def list(self, api_version: str, kind: str, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
         return list(self.pods)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:

@@ -111,9 +111,7 @@ def test_schema_refusal_shows_helms_message(jobs_dir: Path) -> None:
 
 
 def test_bad_run_id_and_missing_values_file(jobs_dir: Path, tmp_path: Path) -> None:
-    bad = invoke(
-        "submit", "train", "-m", "tiny", "--dry-run", "--run-id", "Bad_ID", "--jobs-dir", str(jobs_dir)
-    )
+    bad = invoke("submit", "train", "-m", "tiny", "--dry-run", "--run-id", "Bad_ID", "--jobs-dir", str(jobs_dir))
     assert bad.exit_code == 2 and "run id 'Bad_ID' is not a valid name" in bad.output
     missing = invoke(
         "submit",
@@ -131,9 +129,7 @@ def test_bad_run_id_and_missing_values_file(jobs_dir: Path, tmp_path: Path) -> N
 
 def test_user_values_apply_after_the_jobs_file(jobs_dir: Path, tmp_path: Path) -> None:
     extra = tmp_path / "extra.yaml"
-    extra.write_text(
-        yaml.safe_dump({"runs": [{"model": "tiny", "gpus": 2, "recipe": {"training": {"max_steps": 7}}}]})
-    )
+    extra.write_text(yaml.safe_dump({"runs": [{"model": "tiny", "gpus": 2, "recipe": {"training": {"max_steps": 7}}}]}))
     result = invoke(
         "submit",
         "train",
@@ -181,9 +177,7 @@ def test_artifacts_chart_renders_a_gpu_free_read_only_reader() -> None:
 
     with pytest.raises(SqlctlError, match=r"refused these values|helm template failed"):
         render(
-            RenderRequest(
-                release="r", chart=CHARTS / "sqlmaster-artifacts", namespace="ns", set_strings=["runId=x"]
-            )
+            RenderRequest(release="r", chart=CHARTS / "sqlmaster-artifacts", namespace="ns", set_strings=["runId=x"])
         )
 
 
@@ -216,14 +210,11 @@ def test_layering_matches_helm(tmp_path: Path) -> None:
     defaults = {"runs": [], "job": {"backoffLimit": 3, "ttl": 10}, "nodeSelector": {"a": "b"}}
     (chart / "values.yaml").write_text(yaml.safe_dump(defaults))
     (chart / "templates" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: echo}\n"
-        "data:\n  values: {{ toJson .Values | quote }}\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: echo}\ndata:\n  values: {{ toJson .Values | quote }}\n"
     )
     one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
     one.write_text(
-        yaml.safe_dump(
-            {"runs": [{"model": "tiny", "recipe": {"training": {"max_steps": 5}}}], "job": {"ttl": 20}}
-        )
+        yaml.safe_dump({"runs": [{"model": "tiny", "recipe": {"training": {"max_steps": 5}}}], "job": {"ttl": 20}})
     )
     two.write_text(yaml.safe_dump({"nodeSelector": {"a": None, "c": "d"}}))
     sets = ["runs[0].recipe.training.max_steps=9,runs[0].gpus=2", "job.backoffLimit=1", "x.lr=3e-4"]

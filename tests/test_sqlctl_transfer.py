@@ -179,9 +179,7 @@ def test_corrupt_base64_is_refused(tmp_path: Path) -> None:
 def _sums(root: Path) -> str:
     lines = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        lines.append(
-            f"{hashlib.sha256(path.read_bytes()).hexdigest()}  ./{path.relative_to(root).as_posix()}\n"
-        )
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  ./{path.relative_to(root).as_posix()}\n")
     return "".join(lines)
 
 
@@ -203,9 +201,7 @@ def test_fsspec_source_tampering_is_detected(tmp_path: Path) -> None:
     bucket = tmp_path / "bucket"
     make_run(bucket / "run-1")
     (bucket / "run-1" / "SHA256SUMS").write_text(_sums(bucket / "run-1"))
-    (bucket / "run-1" / "tiny" / "metrics.json").write_bytes(
-        b'{"train_loss": 0.01}\n'
-    )  # changed after upload
+    (bucket / "run-1" / "tiny" / "metrics.json").write_bytes(b'{"train_loss": 0.01}\n')  # changed after upload
     result = CliRunner().invoke(
         app, ["artifacts", "pull", "run-1", "--source", f"file://{bucket}", "--dest", str(tmp_path / "out")]
     )

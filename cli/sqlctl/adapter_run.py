@@ -88,8 +88,7 @@ def training_claim(kube: Kube, namespace: str, train_run_id: str, models: list[s
     tasks = sorted({labels(j).get(LABEL_TASK, "") for j in jobs})
     if tasks != ["train"]:
         raise SqlctlError(
-            f"run {train_run_id!r} is not a training run "
-            f"(its task is {', '.join(t or 'unlabelled' for t in tasks)})",
+            f"run {train_run_id!r} is not a training run (its task is {', '.join(t or 'unlabelled' for t in tasks)})",
             "Pass the run id of a `sqlctl submit train` run to --adapter-run.",
         )
     trained = _trained_models(jobs)

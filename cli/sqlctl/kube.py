@@ -112,9 +112,7 @@ class Kube:
             response = self.api_client.call_api(*request, _request_timeout=timeout)
         except Exception as exc:  # urllib3 connection errors, TLS errors
             if type(exc).__name__ == "ApiException":
-                raise ApiError(
-                    getattr(exc, "status", 0) or 0, str(getattr(exc, "reason", "")), str(exc)
-                ) from exc
+                raise ApiError(getattr(exc, "status", 0) or 0, str(getattr(exc, "reason", "")), str(exc)) from exc
             raise SqlctlError(
                 f"cannot reach the Kubernetes API server at {self.server} ({type(exc).__name__})",
                 "Check that the cluster is up and that --kubeconfig/--context point at it.",
@@ -195,9 +193,7 @@ class Kube:
         if grace_period is not None:
             body["gracePeriodSeconds"] = grace_period
         try:
-            self.request(
-                "DELETE", resource_path(api_version, kind, namespace or self.namespace, name), body=body
-            )
+            self.request("DELETE", resource_path(api_version, kind, namespace or self.namespace, name), body=body)
         except ApiError as exc:
             if exc.status != 404:  # already gone is what we wanted
                 raise

@@ -52,9 +52,7 @@ def plan_local(task: str, values: Values, run_id: str, runs_dir: Path) -> list[L
     """One LocalRun per `runs[]` entry of the layered values."""
     runs: list[Any] = values.get("runs") or []
     if not runs:
-        raise SqlctlError(
-            "the values define no runs[] entry", "Add runs: [{model: ..., recipe: {...}}] to the values."
-        )
+        raise SqlctlError("the values define no runs[] entry", "Add runs: [{model: ..., recipe: {...}}] to the values.")
     planned = []
     for index, entry in enumerate(runs):
         if not isinstance(entry, dict) or not entry.get("model"):

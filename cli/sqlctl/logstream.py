@@ -63,11 +63,7 @@ def _iter_lines(response: Any) -> Iterator[str]:
     """Yield decoded lines as they arrive from a urllib3 streaming response."""
     buffer = b""
     read_chunked = getattr(response, "chunked", False)
-    chunks = (
-        response.read_chunked(decode_content=True)
-        if read_chunked
-        else iter(lambda: response.read1(65536), b"")
-    )
+    chunks = response.read_chunked(decode_content=True) if read_chunked else iter(lambda: response.read1(65536), b"")
     for chunk in chunks:
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")

@@ -47,9 +47,7 @@ def root(
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
-    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Submit, follow, inspect and collect SQLMaster runs on a Kubernetes GPU cluster."""
     ctx.obj = GlobalOptions(kube=KubeSettings(kubeconfig=kubeconfig, context=context, namespace=namespace))

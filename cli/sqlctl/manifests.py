@@ -53,9 +53,7 @@ def gpus_per_pod(spec: Obj) -> int:
     total = 0
     for container in spec.get("containers") or []:
         resources = container.get("resources") or {}
-        value = (resources.get("limits") or {}).get(
-            GPU_RESOURCE, (resources.get("requests") or {}).get(GPU_RESOURCE)
-        )
+        value = (resources.get("limits") or {}).get(GPU_RESOURCE, (resources.get("requests") or {}).get(GPU_RESOURCE))
         total += int(value or 0)
     return total
 
@@ -129,9 +127,7 @@ def claim_names(spec: Obj, mount_path: str = "/data") -> list[str]:
 def rank_of(pod: Obj) -> int:
     """The pod's rank: its Indexed-Job completion index (0 for non-indexed Jobs)."""
     meta = pod.get("metadata") or {}
-    raw = (meta.get("annotations") or {}).get(COMPLETION_INDEX) or (meta.get("labels") or {}).get(
-        COMPLETION_INDEX
-    )
+    raw = (meta.get("annotations") or {}).get(COMPLETION_INDEX) or (meta.get("labels") or {}).get(COMPLETION_INDEX)
     try:
         return int(raw) if raw is not None else 0
     except ValueError:

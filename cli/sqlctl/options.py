@@ -27,9 +27,7 @@ NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Namespace (default: the context's, else 'default').")
 ]
 AllNamespacesOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Look in every namespace.")]
-OutputOpt = Annotated[
-    OutputFormat, typer.Option("--output", "-o", help="table for people; json or yaml for scripts.")
-]
+OutputOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="table for people; json or yaml for scripts.")]
 FollowOpt = Annotated[bool, typer.Option("--follow", "-f", help="Stream logs until the run ends.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 ChartDirOpt = Annotated[
@@ -79,9 +77,7 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(err.code) from None
         except ApiError as exc:
             fix = (
-                "Check your RBAC permissions (sqlctl needs the verbs in docs/cluster.md)."
-                if exc.status == 403
-                else ""
+                "Check your RBAC permissions (sqlctl needs the verbs in docs/cluster.md)." if exc.status == 403 else ""
             )
             print_error(SqlctlError(f"the API server answered {exc.status} {exc.reason}: {exc.message}", fix))
             raise typer.Exit(EXIT_FAILURE) from None

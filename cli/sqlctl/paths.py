@@ -61,9 +61,7 @@ def _discover_root() -> Path | None:
     return None
 
 
-def resolve_paths(
-    chart_dir: Path | None = None, jobs_dir: Path | None = None, need_jobs: bool = True
-) -> RepoPaths:
+def resolve_paths(chart_dir: Path | None = None, jobs_dir: Path | None = None, need_jobs: bool = True) -> RepoPaths:
     """Find charts/ and jobs/ (flags, then environment, then repository discovery).
 
     With `need_jobs=False` (artifact pulls use only the charts) a missing jobs/ folder is not an error.

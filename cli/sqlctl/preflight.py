@@ -43,19 +43,13 @@ def _review(kube: Kube, namespace: str, verb: str, group: str, resource: str) ->
     body = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
-        "spec": {
-            "resourceAttributes": {"namespace": namespace, "verb": verb, "group": group, "resource": resource}
-        },
+        "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "group": group, "resource": resource}},
     }
-    status = kube.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body).get(
-        "status", {}
-    )
+    status = kube.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body).get("status", {})
     return bool(status.get("allowed")), str(status.get("reason", ""))
 
 
-def check_rbac(
-    kube: Kube, namespace: str, manifests: Iterable[Obj], extra: Iterable[tuple[str, str]] = ()
-) -> None:
+def check_rbac(kube: Kube, namespace: str, manifests: Iterable[Obj], extra: Iterable[tuple[str, str]] = ()) -> None:
     """SelfSubjectAccessReview `create` for every kind the chart rendered (plus `extra` (group, resource))."""
     wanted: dict[tuple[str, str], str] = {}
     for obj in manifests:
@@ -114,11 +108,7 @@ def check_secrets(kube: Kube, namespace: str, manifests: list[Obj], gated: dict[
         for key in sorted(keys):
             value = data.get(key)
             if not value or not base64.b64decode(value).strip():
-                why = (
-                    f"gated model {', '.join(gated_models)} needs it"
-                    if key == HF_TOKEN
-                    else "the chart needs it"
-                )
+                why = f"gated model {', '.join(gated_models)} needs it" if key == HF_TOKEN else "the chart needs it"
                 raise SqlctlError(
                     f"Secret {secret!r} in namespace {namespace!r} has no non-empty key {key} ({why})",
                     f"Add it: kubectl -n {namespace} create secret generic {secret} --from-literal={key}=... "
@@ -151,9 +141,7 @@ def gpu_warnings(kube: Kube, manifests: list[Obj]) -> list[str]:
             )
             continue
         if want:
-            best = max(
-                int((n.get("status") or {}).get("allocatable", {}).get(GPU_RESOURCE, 0)) for n in matching
-            )
+            best = max(int((n.get("status") or {}).get("allocatable", {}).get(GPU_RESOURCE, 0)) for n in matching)
             if best < want:
                 messages.append(
                     f"{what} asks for {want} {GPU_RESOURCE} per pod but the largest matching node "

@@ -69,9 +69,7 @@ def pod_phase(pod: Obj) -> str:
 
 
 def pod_restarts(pod: Obj) -> int:
-    return sum(
-        int(c.get("restartCount") or 0) for c in (pod.get("status") or {}).get("containerStatuses") or []
-    )
+    return sum(int(c.get("restartCount") or 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])
 
 
 def job_phase(job: Obj, pods: list[Obj]) -> str:
@@ -157,9 +155,7 @@ def summarise(jobs: list[Obj], pods: list[Obj]) -> list[RunSummary]:
     summaries = []
     for (namespace, run_id), members in groups.items():
         run_pods_ = [
-            p
-            for p in pods
-            if labels(p).get(LABEL_RUN_ID) == run_id and p["metadata"].get("namespace") == namespace
+            p for p in pods if labels(p).get(LABEL_RUN_ID) == run_id and p["metadata"].get("namespace") == namespace
         ]
         phases = [job_phase(j, run_pods_) for j in members]
         summaries.append(

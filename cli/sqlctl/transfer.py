@@ -38,9 +38,7 @@ def safe_relpath(name: str) -> str:
     path = PurePosixPath(name)
     parts = [p for p in path.parts if p not in (".", "")]
     if path.is_absolute() or not parts or any(p == ".." for p in parts) or "\\" in name:
-        raise SqlctlError(
-            f"refusing unsafe path {name!r} in the artifacts", "The run folder holds a bad file name."
-        )
+        raise SqlctlError(f"refusing unsafe path {name!r} in the artifacts", "The run folder holds a bad file name.")
     return "/".join(parts)
 
 
@@ -52,9 +50,7 @@ def parse_manifest(lines: Iterable[str]) -> dict[str, str]:
             continue
         digest, sep, name = line.partition("  ")
         if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
-            raise SqlctlError(
-                f"bad manifest line {line[:80]!r}", "The reader output is corrupted; pull again."
-            )
+            raise SqlctlError(f"bad manifest line {line[:80]!r}", "The reader output is corrupted; pull again.")
         manifest[safe_relpath(name.lstrip("*"))] = digest.lower()
     return manifest
 
@@ -163,9 +159,7 @@ def extract_verified(tar_path: Path, manifest: dict[str, str], dest: Path) -> di
                     continue
                 name = safe_relpath(member.name)
                 if not member.isreg():
-                    raise SqlctlError(
-                        f"refusing {name!r}: not a regular file (link or device)", "Pull again."
-                    )
+                    raise SqlctlError(f"refusing {name!r}: not a regular file (link or device)", "Pull again.")
                 if name not in manifest:
                     raise SqlctlError(f"{name!r} is in the archive but not in the manifest", "Pull again.")
                 source = archive.extractfile(member)
@@ -189,9 +183,7 @@ def extract_verified(tar_path: Path, manifest: dict[str, str], dest: Path) -> di
         _publish(staging, dest, manifest)
     except (tarfile.TarError, EOFError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise SqlctlError(
-            f"the artifact archive is damaged ({exc})", "Pull again.", code=EXIT_FAILURE
-        ) from exc
+        raise SqlctlError(f"the artifact archive is damaged ({exc})", "Pull again.", code=EXIT_FAILURE) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -28,9 +28,7 @@ def load_values_file(path: Path) -> Values:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise SqlctlError(
-            f"values file {path} is not valid YAML", "Fix the YAML syntax.", detail=str(exc)
-        ) from exc
+        raise SqlctlError(f"values file {path} is not valid YAML", "Fix the YAML syntax.", detail=str(exc)) from exc
     if not isinstance(data, dict):
         raise SqlctlError(f"values file {path} must hold a mapping at the top level", "Fix the file.")
     return data

@@ -73,9 +73,7 @@ def _same(gold: list[Row], pred: list[Row], ordered: bool) -> bool:
     return gold == pred if ordered else Counter(gold) == Counter(pred)
 
 
-def results_match(
-    gold: list[Row], pred: list[Row], ordered: bool, column_order_matters: bool = False
-) -> bool:
+def results_match(gold: list[Row], pred: list[Row], ordered: bool, column_order_matters: bool = False) -> bool:
     """Compare two result sets as described in the module docstring."""
     if len(gold) != len(pred):
         return False

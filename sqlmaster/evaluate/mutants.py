@@ -58,9 +58,7 @@ def _sites(tree: exp.Expression, pred: Callable[[exp.Expression], bool]) -> list
     return [i for i, node in enumerate(tree.walk()) if pred(node)]
 
 
-def _mutate_at(
-    tree: exp.Expression, index: int, fn: Callable[[exp.Expression], exp.Expression | None]
-) -> str | None:
+def _mutate_at(tree: exp.Expression, index: int, fn: Callable[[exp.Expression], exp.Expression | None]) -> str | None:
     copy = tree.copy()
     for i, node in enumerate(copy.walk()):
         if i == index:
@@ -175,9 +173,7 @@ def _candidates(tree: exp.Expression, strings: list[str], per_kind: int) -> Iter
     def is_count(n: exp.Expression) -> bool:
         return isinstance(n, exp.Count) and not isinstance(n.this, exp.Star)
 
-    plans: list[
-        tuple[str, Callable[[exp.Expression], bool], Callable[[exp.Expression], exp.Expression | None]]
-    ] = [
+    plans: list[tuple[str, Callable[[exp.Expression], bool], Callable[[exp.Expression], exp.Expression | None]]] = [
         ("flip_comparison", lambda n: type(n) in _FLIPS, _flip),
         ("min_max", lambda n: isinstance(n, exp.Min | exp.Max), _swap_minmax),
         ("drop_condition", _is_condition_site_not_and, _drop),

@@ -42,9 +42,7 @@ from typing import Any
 Row = tuple[Any, ...]
 
 # Authorizer action codes that a read-only query needs. Everything else is denied for queries.
-_READ_ACTIONS = frozenset(
-    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, 33}
-)  # 33: RECURSIVE
+_READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, 33})  # 33: RECURSIVE
 # Setup (executing a CREATE TABLE context and inserting synthesized rows) may also create and insert.
 _SETUP_ACTIONS = _READ_ACTIONS | frozenset(
     {
@@ -86,9 +84,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def _query_authorizer(
-    action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None
-) -> int:
+def _query_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
     if action not in _READ_ACTIONS:
         return sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
@@ -96,9 +92,7 @@ def _query_authorizer(
     return sqlite3.SQLITE_OK
 
 
-def _setup_authorizer(
-    action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None
-) -> int:
+def _setup_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
     if action == sqlite3.SQLITE_PRAGMA:
         ok = (arg1 or "").lower() in _SETUP_READ_PRAGMAS and arg2 is not None and db is None
         # PRAGMA table_info(t) passes the table as arg2; a write such as `PRAGMA x = 1` also has an arg2, but
@@ -149,9 +143,7 @@ def read_database_file(path: str | Path) -> bytes:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"SQLite database not found: {path}. Pass the path of an existing .sqlite file."
-        )
+        raise FileNotFoundError(f"SQLite database not found: {path}. Pass the path of an existing .sqlite file.")
     src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     mem = sqlite3.connect(":memory:")
     try:

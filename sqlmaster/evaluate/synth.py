@@ -252,9 +252,7 @@ def analyse_gold(gold: str, tables: list[Table], tree: exp.Expression | None = N
     return hints
 
 
-def _having_count(
-    hints: GoldHints, node: exp.Expression, aliases: dict[str, str], tables: list[Table]
-) -> None:
+def _having_count(hints: GoldHints, node: exp.Expression, aliases: dict[str, str], tables: list[Table]) -> None:
     """``HAVING COUNT(*) > N``: remember N so that some group gets more than N rows."""
     for side, other in ((node.this, node.expression), (node.expression, node.this)):
         if isinstance(side, exp.Count):
@@ -316,10 +314,7 @@ def _hits_and_near(
             lit = str(v)
             cands: list[Value] = [lit, lit + "0", lit[:-1] or "0", "9" * max(1, len(lit)), "0", "a", "z"]
             if isinstance(v, int | float):
-                cands += [
-                    str(x)
-                    for x in (*_numeric_neighbours(v), v * 10, v // 10 if isinstance(v, int) else v / 10)
-                ]
+                cands += [str(x) for x in (*_numeric_neighbours(v), v * 10, v // 10 if isinstance(v, int) else v / 10)]
             test = {"gt": str.__gt__, "gte": str.__ge__, "lt": str.__lt__, "lte": str.__le__}[c.op]
             for x in dict.fromkeys(cands):
                 (hits if test(str(x), lit) else near).append(x)
@@ -411,9 +406,7 @@ def _key_classes(tables: list[Table], hints: GoldHints) -> dict[ColKey, int]:
     for t in tables:
         for c in t.columns:
             key = (t.name.lower(), c.name.lower())
-            is_key = (
-                key in linked or (len(tables) > 1 and len(by_name[key[1]]) > 1) or _ID_LIKE.search(c.name)
-            )
+            is_key = key in linked or (len(tables) > 1 and len(by_name[key[1]]) > 1) or _ID_LIKE.search(c.name)
             if is_key:
                 classes[key] = roots.setdefault(find(key), len(roots))
     return classes
@@ -500,10 +493,7 @@ def generate_rows(
     # Rows that satisfy every predicate on this table at once.
     for _ in range(profile.structured):
         rows.append(
-            tuple(
-                _value(plans[k], rng, profile, "hit" if i in constrained else "random")
-                for i, k in enumerate(keys)
-            )
+            tuple(_value(plans[k], rng, profile, "hit" if i in constrained else "random") for i, k in enumerate(keys))
         )
     # One row per predicate that breaks exactly that predicate (a dropped condition must show). Its aggregated
     # columns take values beyond every other row's, alternately low and high, so that MIN/MAX see the row too.

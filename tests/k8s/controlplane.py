@@ -145,9 +145,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_key(directory: Path, name: str) -> Path:
     """An ECDSA P-256 private key (PKCS#8 PEM): 10 ms where RSA-2048 takes 200 ms on a busy machine."""
     key = directory / name
-    _openssl(
-        "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key.name, cwd=directory
-    )
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key.name, cwd=directory)
     key.chmod(0o600)
     return key
 
@@ -354,9 +352,7 @@ class ControlPlane:
 
         users = [(ADMIN_USER, self.admin_token), (RESTRICTED_USER, self.restricted_token)]
         self.kubeconfig.write_text(_kubeconfig_yaml(self.server, self.ca_file, users, ADMIN_USER))
-        self.restricted_kubeconfig.write_text(
-            _kubeconfig_yaml(self.server, self.ca_file, users[1:], RESTRICTED_USER)
-        )
+        self.restricted_kubeconfig.write_text(_kubeconfig_yaml(self.server, self.ca_file, users[1:], RESTRICTED_USER))
         for path in (self.kubeconfig, self.restricted_kubeconfig):
             path.chmod(0o600)
 

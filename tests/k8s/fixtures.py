@@ -72,9 +72,7 @@ class K8sCluster:
         return self.controlplane.api(restricted=restricted)
 
 
-def wait_for(
-    probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
-) -> T:
+def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> T:
     """Poll ``probe`` until it returns something truthy; raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     last: T | None = None

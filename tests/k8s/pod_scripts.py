@@ -57,9 +57,7 @@ class Script:
         allowed = {f.name for f in fields(cls)} - {"output"}
         unknown = set(data) - allowed
         if unknown:
-            raise ValueError(
-                f"{SCRIPT_ANNOTATION}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
-            )
+            raise ValueError(f"{SCRIPT_ANNOTATION}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
         if "lines" in data:
             data["lines"] = tuple(str(x) for x in data["lines"])
         if data.get("waiting") is not None:

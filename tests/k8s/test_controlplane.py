@@ -99,9 +99,7 @@ def test_nodes_look_like_ready_a100_machines(k8s_cluster: K8sCluster, core: Core
         node = nodes[name]
         assert node.metadata.labels[GPU_PRODUCT_LABEL] == A100
         assert node.status.allocatable["nvidia.com/gpu"] == "8"
-        assert [(t.key, t.value, t.effect) for t in node.spec.taints] == [
-            ("nvidia.com/gpu", "present", "NoSchedule")
-        ]
+        assert [(t.key, t.value, t.effect) for t in node.spec.taints] == [("nvidia.com/gpu", "present", "NoSchedule")]
         assert node.status.daemon_endpoints.kubelet_endpoint.port == k8s_cluster.kubelet.port
         ready = next(c for c in node.status.conditions if c.type == "Ready")
         assert ready.status == "True"
@@ -145,9 +143,7 @@ def test_gpu_job_is_scheduled_streams_its_log_and_completes(
     assert final.status.container_statuses[0].state.terminated.exit_code == 0
 
 
-def test_nine_gpus_stay_pending_with_insufficient_gpu(
-    k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api
-) -> None:
+def test_nine_gpus_stay_pending_with_insufficient_gpu(k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api) -> None:
     body = {"metadata": {"name": "too-big"}, "spec": pod_spec(gpus=9)}
     core.create_namespaced_pod(namespace, body)
 
@@ -204,14 +200,10 @@ def test_exhausted_backoff_limit_fails_the_job(
     assert failed.reason == "BackoffLimitExceeded"
 
 
-def test_restart_in_place_keeps_the_previous_log(
-    k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api
-) -> None:
+def test_restart_in_place_keeps_the_previous_log(k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api) -> None:
     script = Script(lines=("attempt 1",), exit_code=1, then=Script(lines=("attempt 2",)))
     k8s_cluster.kubelet.add_rule(script, namespace=namespace, name_prefix="flaky")
-    core.create_namespaced_pod(
-        namespace, {"metadata": {"name": "flaky"}, "spec": pod_spec(restart_policy="OnFailure")}
-    )
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "flaky"}, "spec": pod_spec(restart_policy="OnFailure")})
     pod = wait_for(
         lambda: (p := core.read_namespaced_pod("flaky", namespace)).status.phase == "Succeeded" and p,
         what="pod flaky to succeed after one restart",
@@ -249,9 +241,7 @@ def test_log_endpoint_honours_tail_since_limit_and_timestamps(
     kubelet.release(namespace, "logs")
 
 
-def test_waiting_reason_from_the_script_annotation(
-    k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api
-) -> None:
+def test_waiting_reason_from_the_script_annotation(k8s_cluster: K8sCluster, namespace: str, core: CoreV1Api) -> None:
     script = {"waiting": ["ImagePullBackOff", "Back-off pulling image"], "lines": ["pulled at last"]}
     meta = {"name": "pull", "annotations": {SCRIPT_ANNOTATION: json.dumps(script)}}
     core.create_namespaced_pod(namespace, {"metadata": meta, "spec": pod_spec()})
@@ -307,9 +297,7 @@ def test_artifact_reader_pod_prints_a_base64_tar_of_its_volume(
     }
     core.create_namespaced_persistent_volume_claim(namespace, claim)
     wait_for(
-        lambda: (
-            core.read_namespaced_persistent_volume_claim("sqlmaster-data", namespace).status.phase == "Bound"
-        ),
+        lambda: core.read_namespaced_persistent_volume_claim("sqlmaster-data", namespace).status.phase == "Bound",
         what="the fake provisioner to bind the claim",
     )
     # What the training run left on the volume.

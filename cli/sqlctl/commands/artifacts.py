@@ -57,9 +57,7 @@ def _pull_source(source: str, run_id: str, dest: Path) -> dict[str, str]:
     with progress:
         got = pull_fsspec(listing, dest, lambda n: progress.advance(task, n))
     how = (
-        "sha256 verified against SHA256SUMS"
-        if listing.sums is not None
-        else "sizes verified (no SHA256SUMS at source)"
+        "sha256 verified against SHA256SUMS" if listing.sums is not None else "sizes verified (no SHA256SUMS at source)"
     )
     if listing.sums is None:
         print(f"warning: {url} has no SHA256SUMS: {how}; local sums written to {dest}", file=sys.stderr)
@@ -133,9 +131,7 @@ def _read_reader_log(kube: Any, name: str, tar_file: Path) -> Any:
             reader.close()
             response.release_conn()
     if reader.state == "error":
-        raise SqlctlError(
-            f"the reader pod reports: {reader.error}", "Check the run id and that the run wrote output."
-        )
+        raise SqlctlError(f"the reader pod reports: {reader.error}", "Check the run id and that the run wrote output.")
     if reader.state != "done":
         raise SqlctlError(
             "the reader pod's log ended before the archive was complete",
@@ -151,9 +147,9 @@ def _read_reader_log(kube: Any, name: str, tar_file: Path) -> Any:
 def pull(
     ctx: typer.Context,
     run_id: RunIdArg,
-    dest: Annotated[
-        Path, typer.Option("--dest", help="Folder to pull into; the run lands in DEST/<run-id>/.")
-    ] = Path("pulled"),
+    dest: Annotated[Path, typer.Option("--dest", help="Folder to pull into; the run lands in DEST/<run-id>/.")] = Path(
+        "pulled"
+    ),
     source: Annotated[
         str | None,
         typer.Option(
@@ -163,12 +159,8 @@ def pull(
     claim: Annotated[
         str | None, typer.Option("--claim", help="PVC name (default: the one the run's Job mounts).")
     ] = None,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the reader pod to start.")
-    ] = 300.0,
-    keep_reader: Annotated[
-        bool, typer.Option("--keep-reader", help="Leave the reader pod (for debugging).")
-    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the reader pod to start.")] = 300.0,
+    keep_reader: Annotated[bool, typer.Option("--keep-reader", help="Leave the reader pod (for debugging).")] = False,
     chart_dir: ChartDirOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -206,9 +198,7 @@ def pull(
     claims = [c for j in jobs for c in claim_names(pod_spec(j) or {})]
     claim = claim or (claims[0] if claims else None)
     if not claim:
-        raise SqlctlError(
-            f"run {run_id} mounts no PersistentVolumeClaim", "Pass --claim NAME or --source URL."
-        )
+        raise SqlctlError(f"run {run_id} mounts no PersistentVolumeClaim", "Pass --claim NAME or --source URL.")
     import secrets
 
     name = f"{run_id}-r{secrets.token_hex(2)}"

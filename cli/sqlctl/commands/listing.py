@@ -38,12 +38,8 @@ def list_runs(
 
     kube = connect(kube_settings(ctx, kubeconfig, context, namespace))
     with Console(stderr=True).status("fetching runs…", spinner="dots"):
-        jobs = kube.list(
-            "batch/v1", "Job", kube.namespace, label_selector=LABEL_RUN_ID, all_namespaces=all_namespaces
-        )
-        pods = kube.list(
-            "v1", "Pod", kube.namespace, label_selector=LABEL_RUN_ID, all_namespaces=all_namespaces
-        )
+        jobs = kube.list("batch/v1", "Job", kube.namespace, label_selector=LABEL_RUN_ID, all_namespaces=all_namespaces)
+        pods = kube.list("v1", "Pod", kube.namespace, label_selector=LABEL_RUN_ID, all_namespaces=all_namespaces)
     summaries = summarise(jobs, pods)[: max(limit, 0)]
     if output != OutputFormat.table:
         emit([s.as_dict() for s in summaries], output)

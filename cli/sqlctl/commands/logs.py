@@ -47,9 +47,7 @@ def _notice(message: str) -> None:
     print(f"sqlctl: {message}", file=sys.stderr, flush=True)
 
 
-def follow_run(
-    kube: Any, namespace: str, run_id: str, ranks: list[int] | None = None, prefix: str = "pod"
-) -> str:
+def follow_run(kube: Any, namespace: str, run_id: str, ranks: list[int] | None = None, prefix: str = "pod") -> str:
     """Follow a run until it finishes; returns 'Succeeded' or 'Failed' (used by submit too)."""
     from sqlctl.logstream import FollowOptions, RunFollower
     from sqlctl.runs import run_jobs
@@ -76,19 +74,11 @@ def logs(
     run_id: RunIdArg,
     follow: FollowOpt = False,
     tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines of each pod.")] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Only lines newer than this (e.g. 10m, 1h).")
-    ] = None,
-    previous: Annotated[
-        bool, typer.Option("--previous", "-p", help="The previous container's logs.")
-    ] = False,
-    rank: Annotated[
-        int | None, typer.Option("--rank", help="Rank (completion index) to show; default 0.")
-    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only lines newer than this (e.g. 10m, 1h).")] = None,
+    previous: Annotated[bool, typer.Option("--previous", "-p", help="The previous container's logs.")] = False,
+    rank: Annotated[int | None, typer.Option("--rank", help="Rank (completion index) to show; default 0.")] = None,
     all_ranks: Annotated[bool, typer.Option("--all", help="Every rank, interleaved and prefixed.")] = False,
-    prefix: Annotated[
-        Prefix, typer.Option("--prefix", help="Line prefix: pod name, rank, or none.")
-    ] = Prefix.pod,
+    prefix: Annotated[Prefix, typer.Option("--prefix", help="Line prefix: pod name, rank, or none.")] = Prefix.pod,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
@@ -111,9 +101,7 @@ def logs(
         prefix=prefix.value,
     )
     ranks = None if all_ranks else [rank or 0]
-    outcomes = RunFollower(
-        kube, ns, run_id, _printer(prefix.value), options, ranks=ranks, notice=_notice
-    ).run(jobs)
+    outcomes = RunFollower(kube, ns, run_id, _printer(prefix.value), options, ranks=ranks, notice=_notice).run(jobs)
     if follow:
         failed = "Failed" in outcomes.outcomes.values()
         _notice(f"run {run_id} {'failed' if failed else 'succeeded'}")

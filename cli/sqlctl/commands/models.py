@@ -6,9 +6,7 @@ from sqlctl.options import ChartDirOpt, JobsDirOpt, OutputFormat, OutputOpt, cli
 
 
 @cli_errors
-def models(
-    output: OutputOpt = OutputFormat.table, chart_dir: ChartDirOpt = None, jobs_dir: JobsDirOpt = None
-) -> None:
+def models(output: OutputOpt = OutputFormat.table, chart_dir: ChartDirOpt = None, jobs_dir: JobsDirOpt = None) -> None:
     """List registry models, whether they are gated (need HF_TOKEN), and which tasks have jobs/ files."""
     from sqlctl.output import emit, table
     from sqlctl.paths import resolve_paths
@@ -37,8 +35,5 @@ def models(
         return
     table(
         ["name", "hub id", "gated", "jobs"],
-        [
-            [r["name"], r["hubId"] or "-", "yes" if r["gated"] else "no", ",".join(r["jobs"]) or "-"]
-            for r in rows
-        ],
+        [[r["name"], r["hubId"] or "-", "yes" if r["gated"] else "no", ",".join(r["jobs"]) or "-"] for r in rows],
     )

@@ -119,8 +119,7 @@ def status(
                 j["succeeded"],
                 j["failed"],
                 "; ".join(
-                    f"{c['type']}"
-                    + (f" ({c.get('reason')}: {c.get('message', '')})" if c.get("reason") else "")
+                    f"{c['type']}" + (f" ({c.get('reason')}: {c.get('message', '')})" if c.get("reason") else "")
                     for c in j["conditions"]
                     if c.get("status") == "True"
                 )

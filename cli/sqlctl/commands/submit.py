@@ -32,9 +32,7 @@ app = typer.Typer(no_args_is_help=True)
 
 ModelOpt = Annotated[
     str,
-    typer.Option(
-        "--model", "-m", help="Registry model (see `sqlctl models`), or 'all' for the four 7B models."
-    ),
+    typer.Option("--model", "-m", help="Registry model (see `sqlctl models`), or 'all' for the four 7B models."),
 ]
 ValuesOpt = Annotated[
     list[Path] | None,
@@ -53,16 +51,10 @@ RunIdOpt = Annotated[
     typer.Option("--run-id", help="Use this run id; submitting an existing one creates nothing new."),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Render and print the manifests; create nothing.")]
-WaitOpt = Annotated[
-    bool, typer.Option("--wait", help="Wait until the run finishes; exit non-zero if it failed.")
-]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the run finishes; exit non-zero if it failed.")]
 DetachOpt = Annotated[bool, typer.Option("--detach", "-d", help="Do not follow the logs after submitting.")]
-LocalOpt = Annotated[
-    bool, typer.Option("--local", help="Run as a local process (no cluster), e.g. --model tiny.")
-]
-RunsDirOpt = Annotated[
-    Path, typer.Option("--runs-dir", help="Where --local runs write (runs/<run-id>/<model>/).")
-]
+LocalOpt = Annotated[bool, typer.Option("--local", help="Run as a local process (no cluster), e.g. --model tiny.")]
+RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where --local runs write (runs/<run-id>/<model>/).")]
 AdapterRunOpt = Annotated[
     str | None,
     typer.Option(
@@ -92,15 +84,12 @@ def _models(paths: RepoPaths, task: str, model: str) -> list[str]:
 
         chosen = cluster_models(load_models(), available)
         if not chosen:
-            raise SqlctlError(
-                f"no 7B model has a jobs/{task}/ values file", f"Add files under {paths.jobs / task}."
-            )
+            raise SqlctlError(f"no 7B model has a jobs/{task}/ values file", f"Add files under {paths.jobs / task}.")
         return chosen
     if model not in available:
         raise SqlctlError(
             f"unknown model {model!r} for {task}",
-            f"Choose one of: {', '.join(available) or '(none found)'}, or 'all' "
-            f"(values files in {paths.jobs / task}).",
+            f"Choose one of: {', '.join(available) or '(none found)'}, or 'all' (values files in {paths.jobs / task}).",
         )
     return [model]
 
@@ -187,9 +176,7 @@ def submit_to_cluster(
     report = []
     for plan in plans:
         for applied in create_objects(kube, plan.manifests, plan.run_id, ns):
-            report.append(
-                {"runId": plan.run_id, "kind": applied.kind, "name": applied.name, "action": applied.action}
-            )
+            report.append({"runId": plan.run_id, "kind": applied.kind, "name": applied.name, "action": applied.action})
     return plans, report
 
 
@@ -203,8 +190,7 @@ def _next_steps(task: str, run_ids: dict[str, str], namespace: str) -> None:
         print(f"  sqlctl cancel {run_id}{ns}           # stop and delete it", file=sys.stderr)
         if task == "train":
             print(
-                f"  sqlctl submit eval --model {model} --adapter-run {run_id}{ns}"
-                "   # evaluate it once trained",
+                f"  sqlctl submit eval --model {model} --adapter-run {run_id}{ns}   # evaluate it once trained",
                 file=sys.stderr,
             )
 
@@ -237,9 +223,7 @@ def _adapter_sources(
             extra[name] = ar.adapter_sets(entry_models, adapter_run)
             continue
         source = ar.resolve_cluster(kube, kube.namespace, adapter_run, entry_models, claim_is_users)
-        extra[name] = source.adapter_sets + (
-            [f"storage.existingClaim={source.claim}"] if source.claim else []
-        )
+        extra[name] = source.adapter_sets + ([f"storage.existingClaim={source.claim}"] if source.claim else [])
     if kube is None and not claim_is_users:
         warn(
             "--dry-run does not contact the cluster, so the training run's claim is not looked up: "
@@ -275,9 +259,7 @@ def _submit(
     paths = resolve_paths(chart_dir, jobs_dir)
     models = _models(paths, task, model)
     if run_id and len(models) > 1:
-        raise SqlctlError(
-            "--run-id names one run but --model all submits several", "Drop --run-id or pick one model."
-        )
+        raise SqlctlError("--run-id names one run but --model all submits several", "Drop --run-id or pick one model.")
     run_ids = {m: validate_run_id(run_id) if run_id else new_run_id(task, m) for m in models}
     if adapter_run is not None:
         from sqlctl.adapter_run import check_user_sets
@@ -404,16 +386,14 @@ def _submit_local(
             if code != 0:
                 raise SqlctlError(
                     f"local {task} of {run.model} exited with code {code}",
-                    "Read the output above"
-                    + ("; exit code 2 means a configuration error." if code == 2 else "."),
+                    "Read the output above" + ("; exit code 2 means a configuration error." if code == 2 else "."),
                     code=EXIT_CONFIG if code == 2 else EXIT_FAILURE,
                 )
             print(f"local run {run_ids[name]} finished: {run.run_dir}", file=sys.stderr)
             if task == "train":
                 where = "" if runs_dir == Path("runs") else f" --runs-dir {runs_dir}"
                 print(
-                    f"Next: sqlctl submit eval --model {run.model} --local "
-                    f"--adapter-run {run_ids[name]}{where}",
+                    f"Next: sqlctl submit eval --model {run.model} --local --adapter-run {run_ids[name]}{where}",
                     file=sys.stderr,
                 )
 
