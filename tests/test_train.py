@@ -242,7 +242,7 @@ def test_max_time_stops_cleanly_with_a_checkpoint(tmp_path: Path) -> None:
 
 def test_ddp_with_two_cpu_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     cmd = _cli(
         run_dir,
         "training.max_steps=4",
