@@ -72,13 +72,20 @@ def _env() -> dict[str, str]:
     return env
 
 
+SENTINEL_KEY = "wandb-key-sentinel-0123456789abcdef"
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One uninterrupted run, W&B offline (no WANDB_API_KEY), reused by several tests."""
+    """One uninterrupted run with W&B offline, reused by several tests.
+
+    A (fake) WANDB_API_KEY is set so the test can check it is written nowhere in the run directory.
+    """
     run_dir = tmp_path_factory.mktemp("runs") / "reference"
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("WANDB_")}
+    os.environ["WANDB_API_KEY"] = SENTINEL_KEY
     try:
-        _train(run_dir, "tracking.wandb_mode=auto")
+        _train(run_dir, "tracking.wandb_mode=offline")
     finally:
         for key in [k for k in os.environ if k.startswith("WANDB_")]:
             del os.environ[key]
@@ -114,10 +121,32 @@ def test_loss_falls_and_outputs_are_written(reference: Path) -> None:
     assert torch.get_num_threads() == 1  # training.num_threads
 
 
-def test_wandb_offline_run_is_written_without_an_api_key(reference: Path) -> None:
+def test_wandb_offline_run_logs_recipe_and_tokens_per_second_but_never_the_key(reference: Path) -> None:
     runs = list((reference / "logs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    assert list(runs[0].glob("run-*.wandb"))
+    (record,) = runs[0].glob("run-*.wandb")
+    data = record.read_bytes()
+    assert b"tokens_per_second" in data  # the non-padding tokens/s figure, per log step
+    assert b"max_train_rows" in data  # the resolved recipe in the run config
+    assert b"reference" in data  # run name = output directory name (no SQLMASTER_RUN_ID)
+    for path in reference.rglob("*"):
+        if path.is_file():
+            assert SENTINEL_KEY.encode() not in path.read_bytes(), path
+
+
+def test_wandb_mode_auto_is_offline_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlmaster.config import TrackingConfig
+    from sqlmaster.train.tracking import run_id_for, wandb_mode
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert wandb_mode(TrackingConfig()) == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x")
+    assert wandb_mode(TrackingConfig()) == "online"
+    assert wandb_mode(TrackingConfig(wandb_mode="disabled")) == "disabled"
+    monkeypatch.setenv("SQLMASTER_RUN_ID", "sweep-42")
+    assert run_id_for(Path("/data/runs/x/tiny")) == "sweep-42"
+    monkeypatch.delenv("SQLMASTER_RUN_ID")
+    assert run_id_for(Path("/data/runs/x/tiny")) == "tiny"
 
 
 def test_trained_model_reloads_and_generates(reference: Path) -> None:
@@ -213,7 +242,7 @@ def test_max_time_stops_cleanly_with_a_checkpoint(tmp_path: Path) -> None:
 
 def test_ddp_with_two_cpu_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     cmd = _cli(
         run_dir,
         "training.max_steps=4",

@@ -25,6 +25,7 @@ from sqlmaster.models.registry import ModelSpec, resolve_model
 
 if TYPE_CHECKING:
     import torch
+    from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 RUN_INFO_FILE = "run.json"
@@ -148,7 +149,9 @@ def load_base_model(
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise ConfigError(f"cannot load model {source}: {exc}") from None
-    return model.to(device)
+    import torch
+
+    return model.to(torch.device(device))  # type: ignore[arg-type]  # transformers mis-types .to
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
@@ -167,7 +170,7 @@ def load_trained(
     device: str | None = None,
     merged: bool = False,
     for_generation: bool = True,
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any]]:
+) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase, dict[str, Any]]:
     """Load a trained run for inference: ``(model, tokenizer, run_info)``, model in eval mode on ``device``.
 
     - LoRA runs: the base (hub id at the recorded revision, or ``base/`` for tiny) + ``adapter/``, not merged.
@@ -219,7 +222,7 @@ def _load_dir(
 
 def _load_bare_adapter(
     adapter_dir: Path, *, device: str, for_generation: bool
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any]]:
+) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase, dict[str, Any]]:
     from peft import PeftConfig, PeftModel
 
     peft_cfg = PeftConfig.from_pretrained(str(adapter_dir))
@@ -231,7 +234,11 @@ def _load_bare_adapter(
     tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir if has_tokenizer else None)
     model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
     model.eval()
-    info = {"base_model": {"name": spec.name, "hub_id": spec.hub_id}, "mode": "lora", "adapter": str(adapter_dir)}
+    info: dict[str, Any] = {
+        "base_model": {"name": spec.name, "hub_id": spec.hub_id},
+        "mode": "lora",
+        "adapter": str(adapter_dir),
+    }
     return model, tokenizer, info
 
 

@@ -20,7 +20,7 @@ class CheckpointCompleteCallback(TrainerCallback):
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         distributed.barrier()
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        checkpoint = Path(args.output_dir or ".") / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and checkpoint.is_dir():
             mark_complete(checkpoint)
             log.info("checkpoint saved: %s", checkpoint)

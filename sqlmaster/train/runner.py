@@ -94,6 +94,15 @@ def run_training(model: str, output_dir: Path, recipe: Recipe) -> dict[str, Any]
         distributed.world_size(),
     )
 
+    attn = getattr(base_model.config, "_attn_implementation", None)
+    if recipe.training.packing and attn != "flash_attention_2":
+        log.warning(
+            "packing with %s attention: the flattened batch gets a dense block-diagonal mask, so attention costs "
+            "(batch x max_length)^2 (measured 2x slower than length-grouped padding for tiny on CPU). Install "
+            "flash-attn on GPU, or set training.packing=false training.group_by_length=true",
+            attn,
+        )
+
     from sqlmaster.train.checkpoints import latest_complete, remove_partial
 
     checkpoints_dir = run_dir / CHECKPOINTS_DIR
@@ -218,7 +227,9 @@ def _load_base(
         save_tiny(model, tokenizer, base_dir)
         (base_dir / COMPLETE_MARKER).write_text("ok\n")
     tokenizer.padding_side = spec.padding_side_train
-    return model.to(device), tokenizer, info
+    import torch
+
+    return model.to(torch.device(device)), tokenizer, info  # type: ignore[arg-type]  # transformers mis-types .to
 
 
 def _build_trainer(

@@ -47,10 +47,10 @@ class SQLMasterTrainer(SFTTrainer):
         finally:
             self._excluded_seconds += time.monotonic() - started
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: Any = False, num_items_in_batch: Any = None) -> Any:
         if model.training:
             self.tokens_seen_local += count_real_tokens(inputs)
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log: every rank reaches it at the same step, so the all-reduce is safe
