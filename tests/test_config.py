@@ -70,3 +70,19 @@ def test_tiny_architecture_fields_do_not_change_seven_b_defaults() -> None:
     r = load_recipe(None, ["model.tiny_hidden_size=64", "model.tiny_heads=2"])
     assert (r.model.tiny_hidden_size, r.model.tiny_heads) == (64, 2)
     assert r.model.mode == "lora" and r.model.target_modules is None
+
+
+@pytest.mark.parametrize("chart", ["sqlmaster-train", "sqlmaster-eval"])
+def test_chart_schemas_know_exactly_the_recipe_keys(chart: str) -> None:
+    """The charts validate recipes at `helm install` time; their key lists must follow sqlmaster/config.py."""
+    import json
+    from dataclasses import fields
+    from pathlib import Path
+
+    from sqlmaster.config import SECTIONS
+
+    schema = json.loads((Path(__file__).parent.parent / "charts" / chart / "values.schema.json").read_text())
+    sections = schema["$defs"]["recipe"]["properties"]
+    assert set(sections) == set(SECTIONS)
+    for name, cls in SECTIONS.items():
+        assert set(sections[name]["properties"]) == {f.name for f in fields(cls)}, f"recipe section {name}"
