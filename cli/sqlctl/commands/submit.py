@@ -398,54 +398,48 @@ def _submit_local(
                 )
 
 
-def _command(task: str):  # type: ignore[no-untyped-def]
-    @cli_errors
-    def command(
-        ctx: typer.Context,
-        model: ModelOpt,
-        values: ValuesOpt = None,
-        set_: SetOpt = None,
-        run_id: RunIdOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        context: ContextOpt = None,
-        namespace: NamespaceOpt = None,
-        dry_run: DryRunOpt = False,
-        output: OutputOpt = OutputFormat.table,
-        wait: WaitOpt = False,
-        follow: FollowOpt = True,
-        detach: DetachOpt = False,
-        local: LocalOpt = False,
-        runs_dir: RunsDirOpt = Path("runs"),
-        chart_dir: ChartDirOpt = None,
-        jobs_dir: JobsDirOpt = None,
-    ) -> None:
-        _submit(
-            ctx,
-            task,
-            model,
-            values,
-            set_,
-            run_id,
-            kubeconfig,
-            context,
-            namespace,
-            dry_run,
-            output,
-            wait,
-            follow,
-            detach,
-            local,
-            runs_dir,
-            chart_dir,
-            jobs_dir,
-        )
-
-    command.__doc__ = (
-        f"Submit a {'training' if task == 'train' else 'evaluation'} run: render charts/sqlmaster-{task} "
-        "with "
-        f"jobs/{task}/<model>.yaml, check the cluster, create the Job(s), follow the logs (-d to detach)."
+@cli_errors
+def submit_train(
+    ctx: typer.Context,
+    model: ModelOpt,
+    values: ValuesOpt = None,
+    set_: SetOpt = None,
+    run_id: RunIdOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    wait: WaitOpt = False,
+    follow: FollowOpt = True,
+    detach: DetachOpt = False,
+    local: LocalOpt = False,
+    runs_dir: RunsDirOpt = Path("runs"),
+    chart_dir: ChartDirOpt = None,
+    jobs_dir: JobsDirOpt = None,
+) -> None:
+    """Submit a training run: render charts/sqlmaster-train with jobs/train/<model>.yaml, check the cluster,
+    create the Job(s), follow the logs (-d to detach)."""
+    _submit(
+        ctx,
+        "train",
+        model,
+        values,
+        set_,
+        run_id,
+        kubeconfig,
+        context,
+        namespace,
+        dry_run,
+        output,
+        wait,
+        follow,
+        detach,
+        local,
+        runs_dir,
+        chart_dir,
+        jobs_dir,
     )
-    return command
 
 
 @cli_errors
@@ -495,5 +489,5 @@ def submit_eval(
     )
 
 
-app.command("train")(_command("train"))
+app.command("train")(submit_train)
 app.command("eval")(submit_eval)
