@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.datasets import EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
 from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
+from sqlmaster.logs import setup_logging
 from sqlmaster.prompt import PromptTemplate, get_template, render_prompt
 
 log = logging.getLogger(__name__)
@@ -151,17 +151,6 @@ def _vllm_target(target: Target, recipe: Recipe) -> Any:
     if target.kind == "weights":
         return VLLMTarget(model=str(target.adapter), **common)
     return VLLMTarget(model=spec.hub_id, revision=recipe.model.revision or spec.revision, **common)
-
-
-def setup_logging() -> None:
-    """Timestamped lines on stdout (what ``kubectl logs`` shows), unless the caller configured logging."""
-    logger = logging.getLogger("sqlmaster")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def eval_root(output_dir: Path) -> Path:

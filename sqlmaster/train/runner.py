@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
+from sqlmaster.logs import setup_logging
 from sqlmaster.models.loading import (
     ADAPTER_DIR,
     BASE_DIR,
@@ -36,27 +36,9 @@ CHECKPOINTS_DIR = "checkpoints"
 METRICS_FILE = "metrics.json"
 
 
-def setup_logging() -> None:
-    """Plain timestamped lines on stdout (what ``kubectl logs`` shows); other ranks only warn."""
-    level = logging.INFO if distributed.is_main_process() else logging.WARNING
-    logger = logging.getLogger("sqlmaster")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_warning()
-    hf_logging.disable_progress_bar()  # progress bars are noise in `kubectl logs`; LogLineCallback reports progress
-    datasets.disable_progress_bars()
-
-
 def run_training(model: str, output_dir: Path, recipe: Recipe) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` into ``output_dir``; returns the metrics written to metrics.json."""
-    setup_logging()
+    setup_logging(distributed.is_main_process())
     started = time.monotonic()
     spec = resolve_model(model)
     run_dir = Path(output_dir)
