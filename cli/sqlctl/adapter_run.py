@@ -113,7 +113,7 @@ def training_claim(kube: Kube, namespace: str, train_run_id: str, models: list[s
             f"training run {train_run_id} has not finished yet; the evaluation reads its adapter when it "
             f"starts (follow the training with: sqlctl logs {train_run_id} -f -n {namespace})"
         )
-    claims = {name_of(j): (claim_names(pod_spec(j) or {}) or [None])[0] for j in mine}
+    claims = {name_of(j): next(iter(claim_names(pod_spec(j) or {})), None) for j in mine}
     found = sorted({c for c in claims.values() if c})
     if len(found) != 1:
         raise SqlctlError(

@@ -34,7 +34,7 @@ def fallback_normalize(sql: str) -> str:
     return _SPACE.sub(" ", text)
 
 
-def normalize_tree(tree: exp.Expression, column_names: AbstractSet[str] | None = None) -> str | None:
+def normalize_tree(tree: exp.Expr, column_names: AbstractSet[str] | None = None) -> str | None:
     """Canonical text of a parsed query (the tree is modified in place)."""
     tree = sqlast.dqs_to_strings(tree, column_names)
     for ident in tree.find_all(exp.Identifier):

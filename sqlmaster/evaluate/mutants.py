@@ -38,7 +38,7 @@ KINDS = (
     "distinct",
 )
 
-_FLIPS: dict[type[exp.Expression], type[exp.Expression]] = {
+_FLIPS: dict[type[exp.Expr], type[exp.Expr]] = {
     exp.EQ: exp.NEQ,
     exp.NEQ: exp.EQ,
     exp.GT: exp.LT,
@@ -54,11 +54,11 @@ class Mutant:
     sql: str
 
 
-def _sites(tree: exp.Expression, pred: Callable[[exp.Expression], bool]) -> list[int]:
+def _sites(tree: exp.Expr, pred: Callable[[exp.Expr], bool]) -> list[int]:
     return [i for i, node in enumerate(tree.walk()) if pred(node)]
 
 
-def _mutate_at(tree: exp.Expression, index: int, fn: Callable[[exp.Expression], exp.Expression | None]) -> str | None:
+def _mutate_at(tree: exp.Expr, index: int, fn: Callable[[exp.Expr], exp.Expr | None]) -> str | None:
     copy = tree.copy()
     for i, node in enumerate(copy.walk()):
         if i == index:
@@ -74,25 +74,25 @@ def _mutate_at(tree: exp.Expression, index: int, fn: Callable[[exp.Expression], 
     return None
 
 
-def _flip(node: exp.Expression) -> exp.Expression:
+def _flip(node: exp.Expr) -> exp.Expr:
     new_type = _FLIPS[type(node)]
     return new_type(this=node.this.copy(), expression=node.expression.copy())
 
 
-def _swap_minmax(node: exp.Expression) -> exp.Expression:
+def _swap_minmax(node: exp.Expr) -> exp.Expr:
     return (exp.Max if isinstance(node, exp.Min) else exp.Min)(this=node.this.copy())
 
 
-def _swap_sumavg(node: exp.Expression) -> exp.Expression:
+def _swap_sumavg(node: exp.Expr) -> exp.Expr:
     return (exp.Avg if isinstance(node, exp.Sum) else exp.Sum)(this=node.this.copy())
 
 
-def _and_or(node: exp.Expression) -> exp.Expression:
+def _and_or(node: exp.Expr) -> exp.Expr:
     new_type = exp.Or if isinstance(node, exp.And) else exp.And
     return new_type(this=node.this.copy(), expression=node.expression.copy())
 
 
-def _is_condition_site(node: exp.Expression) -> bool:
+def _is_condition_site(node: exp.Expr) -> bool:
     """A conjunct directly under WHERE/HAVING or under an AND chain that hangs from one."""
     parent = node.parent
     if isinstance(parent, exp.Where | exp.Having):
@@ -104,7 +104,7 @@ def _is_condition_site(node: exp.Expression) -> bool:
     return False
 
 
-def _drop(node: exp.Expression) -> exp.Expression | None:
+def _drop(node: exp.Expr) -> exp.Expr | None:
     parent = node.parent
     if isinstance(parent, exp.Where | exp.Having):
         parent.pop()
@@ -115,8 +115,8 @@ def _drop(node: exp.Expression) -> exp.Expression | None:
     return node
 
 
-def _changed_literal(strings: list[str]) -> Callable[[exp.Expression], exp.Expression]:
-    def change(node: exp.Expression) -> exp.Expression:
+def _changed_literal(strings: list[str]) -> Callable[[exp.Expr], exp.Expr]:
+    def change(node: exp.Expr) -> exp.Expr:
         value = sqlast.literal_value(node)
         if isinstance(value, int):
             return exp.Literal.number(value + 1)
@@ -128,7 +128,7 @@ def _changed_literal(strings: list[str]) -> Callable[[exp.Expression], exp.Expre
     return change
 
 
-def _toggle_distinct(node: exp.Expression) -> exp.Expression:
+def _toggle_distinct(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Select):
         node.set("distinct", None if node.args.get("distinct") else exp.Distinct())
         return node
@@ -139,7 +139,7 @@ def _toggle_distinct(node: exp.Expression) -> exp.Expression:
     return exp.Count(this=exp.Distinct(expressions=[inner.copy()]))
 
 
-def _reverse(node: exp.Expression) -> exp.Expression:
+def _reverse(node: exp.Expr) -> exp.Expr:
     assert isinstance(node, exp.Ordered)
     node.set("desc", not node.args.get("desc"))
     return node
@@ -162,18 +162,18 @@ def mutants(gold: str, column_names: set[str] | None = None, per_kind: int = 2) 
     return out
 
 
-def _candidates(tree: exp.Expression, strings: list[str], per_kind: int) -> Iterator[tuple[str, str | None]]:
-    def is_literal(n: exp.Expression) -> bool:
+def _candidates(tree: exp.Expr, strings: list[str], per_kind: int) -> Iterator[tuple[str, str | None]]:
+    def is_literal(n: exp.Expr) -> bool:
         return (
             isinstance(n, exp.Literal)
             and not isinstance(n.parent, exp.Limit | exp.Offset | exp.Neg)
             and not isinstance(n.parent, exp.Ordered)
         )
 
-    def is_count(n: exp.Expression) -> bool:
+    def is_count(n: exp.Expr) -> bool:
         return isinstance(n, exp.Count) and not isinstance(n.this, exp.Star)
 
-    plans: list[tuple[str, Callable[[exp.Expression], bool], Callable[[exp.Expression], exp.Expression | None]]] = [
+    plans: list[tuple[str, Callable[[exp.Expr], bool], Callable[[exp.Expr], exp.Expr | None]]] = [
         ("flip_comparison", lambda n: type(n) in _FLIPS, _flip),
         ("min_max", lambda n: isinstance(n, exp.Min | exp.Max), _swap_minmax),
         ("drop_condition", _is_condition_site_not_and, _drop),
@@ -191,11 +191,11 @@ def _candidates(tree: exp.Expression, strings: list[str], per_kind: int) -> Iter
                 continue
 
 
-def _is_condition_site_not_and(node: exp.Expression) -> bool:
+def _is_condition_site_not_and(node: exp.Expr) -> bool:
     return not isinstance(node, exp.And | exp.Paren) and _is_condition_site(node)
 
 
-def _is_multirow_select(node: exp.Expression) -> bool:
+def _is_multirow_select(node: exp.Expr) -> bool:
     """The outer SELECT, unless it returns one aggregate row (``SELECT DISTINCT MAX(x)`` is ``MAX(x)``)."""
     if not isinstance(node, exp.Select) or node.parent is not None:
         return False

@@ -19,7 +19,7 @@ DIALECT = "sqlite"
 
 # Predicates whose right-hand side holds a value, and the argument names that hold it.
 _VALUE_ARGS = ("expression", "expressions", "low", "high")
-PREDICATES: tuple[type[exp.Expression], ...] = (
+PREDICATES: tuple[type[exp.Expr], ...] = (
     exp.EQ,
     exp.NEQ,
     exp.GT,
@@ -35,7 +35,7 @@ PREDICATES: tuple[type[exp.Expression], ...] = (
 )
 
 
-def parse(sql: str) -> exp.Expression | None:
+def parse(sql: str) -> exp.Expr | None:
     """Parse one SQLite statement; ``None`` when sqlglot cannot parse it or it holds several statements."""
     try:
         trees = [t for t in sqlglot.parse(sql, read=DIALECT) if t is not None]
@@ -44,12 +44,12 @@ def parse(sql: str) -> exp.Expression | None:
     return trees[0] if len(trees) == 1 else None
 
 
-def _is_value_position(node: exp.Expression) -> bool:
+def _is_value_position(node: exp.Expr) -> bool:
     parent = node.parent
     return isinstance(parent, PREDICATES) and node.arg_key in _VALUE_ARGS
 
 
-def dqs_to_strings(tree: exp.Expression, column_names: AbstractSet[str] | None = None) -> exp.Expression:
+def dqs_to_strings(tree: exp.Expr, column_names: AbstractSet[str] | None = None) -> exp.Expr:
     """Turn double-quoted identifiers that SQLite would read as strings into string literals (in place).
 
     With ``column_names`` (lower-cased names from the schema) a quoted, unqualified name that is not a
@@ -71,7 +71,7 @@ def dqs_to_strings(tree: exp.Expression, column_names: AbstractSet[str] | None =
     return tree
 
 
-def literal_value(node: exp.Expression) -> str | int | float | None:
+def literal_value(node: exp.Expr) -> str | int | float | None:
     """The Python value of a literal (``-3``, ``'x'``, ``2.5``), or ``None`` when the node is not one."""
     while isinstance(node, exp.Paren):
         node = node.this
@@ -92,7 +92,7 @@ def literal_value(node: exp.Expression) -> str | int | float | None:
     return None
 
 
-def has_top_level_order_by(tree: exp.Expression) -> bool:
+def has_top_level_order_by(tree: exp.Expr) -> bool:
     """Whether the outermost query orders its rows (then row order is part of the answer)."""
     node = tree
     while isinstance(node, exp.Subquery | exp.Paren):

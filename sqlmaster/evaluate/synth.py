@@ -55,7 +55,14 @@ Value = str | int | float | None
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 _ID_LIKE = re.compile(r"(^id$|_id$|id$|_code$|code$|_num$|_no$|^no$|key$)", re.IGNORECASE)
 _FLIP = {"gt": "lt", "lt": "gt", "gte": "lte", "lte": "gte"}
-_OPS = {exp.EQ: "eq", exp.NEQ: "neq", exp.GT: "gt", exp.GTE: "gte", exp.LT: "lt", exp.LTE: "lte"}
+_OPS: dict[type[exp.Expr], str] = {
+    exp.EQ: "eq",
+    exp.NEQ: "neq",
+    exp.GT: "gt",
+    exp.GTE: "gte",
+    exp.LT: "lt",
+    exp.LTE: "lte",
+}
 _CASE_FUNCS = (exp.Lower, exp.Upper)
 
 
@@ -126,7 +133,7 @@ def read_schema(conn: sqlite3.Connection) -> list[Table]:
 # --------------------------------------------------------------------------------------------- gold analysis
 
 
-def _alias_map(tree: exp.Expression, table_names: set[str]) -> dict[str, str]:
+def _alias_map(tree: exp.Expr, table_names: set[str]) -> dict[str, str]:
     aliases: dict[str, str] = {}
     for t in tree.find_all(exp.Table):
         name = t.name.lower()
@@ -145,7 +152,7 @@ def _resolve(col: exp.Column, aliases: dict[str, str], tables: list[Table]) -> l
     return [(t.name.lower(), cname) for t in tables if any(c.name.lower() == cname for c in t.columns)]
 
 
-def _unwrap_column(node: exp.Expression) -> tuple[exp.Column | None, bool]:
+def _unwrap_column(node: exp.Expr) -> tuple[exp.Column | None, bool]:
     """The column under casts, parentheses and LOWER/UPPER; flag whether a case function was crossed."""
     case = False
     while not isinstance(node, exp.Column):
@@ -158,7 +165,7 @@ def _unwrap_column(node: exp.Expression) -> tuple[exp.Column | None, bool]:
     return node, case
 
 
-def analyse_gold(gold: str, tables: list[Table], tree: exp.Expression | None = None) -> GoldHints:
+def analyse_gold(gold: str, tables: list[Table], tree: exp.Expr | None = None) -> GoldHints:
     """Predicates, join links and aggregated columns of the gold (``tree``: its parse, if already made)."""
     hints = GoldHints()
     tree = tree if tree is not None else sqlast.parse(gold)
@@ -171,7 +178,7 @@ def analyse_gold(gold: str, tables: list[Table], tree: exp.Expression | None = N
     aliases = _alias_map(tree, {t.name.lower() for t in tables})
     pinned: set[int] = set()
 
-    def add(col_node: exp.Expression, c: Constraint) -> None:
+    def add(col_node: exp.Expr, c: Constraint) -> None:
         col, case = _unwrap_column(col_node)
         if col is None:
             return
@@ -252,7 +259,7 @@ def analyse_gold(gold: str, tables: list[Table], tree: exp.Expression | None = N
     return hints
 
 
-def _having_count(hints: GoldHints, node: exp.Expression, aliases: dict[str, str], tables: list[Table]) -> None:
+def _having_count(hints: GoldHints, node: exp.Expr, aliases: dict[str, str], tables: list[Table]) -> None:
     """``HAVING COUNT(*) > N``: remember N so that some group gets more than N rows."""
     for side, other in ((node.this, node.expression), (node.expression, node.this)):
         if isinstance(side, exp.Count):
@@ -268,16 +275,16 @@ def _case_variants(s: str) -> list[str]:
     return list(dict.fromkeys(v for v in (s.upper(), s.title(), s.lower(), s.capitalize()) if v != s))
 
 
-def _like_instances(pattern: str, rng: random.Random) -> tuple[list[str], list[str]]:
+def _like_instances(pattern: str, rng: random.Random) -> tuple[list[Value], list[Value]]:
     core = pattern.replace("%", "").replace("_", "")
     word = rng.choice(_WORDS)
     hit = pattern.replace("%", " ").replace("_", "x").strip() or core or word
-    hits = [hit, pattern.replace("%", f" {word} ").replace("_", "q").strip(), hit.upper()]
+    hits: list[Value] = [hit, pattern.replace("%", f" {word} ").replace("_", "q").strip(), hit.upper()]
     if pattern.startswith("%"):
         hits.append(f"{word} {core}")
     if pattern.endswith("%"):
         hits.append(f"{core} {word}")
-    near = [core[:-1] if len(core) > 1 else word, word, f"{core[::-1]}z" if core else "zz"]
+    near: list[Value] = [core[:-1] if len(core) > 1 else word, word, f"{core[::-1]}z" if core else "zz"]
     return [h for h in hits if h], near
 
 
@@ -319,8 +326,8 @@ def _hits_and_near(
             for x in dict.fromkeys(cands):
                 (hits if test(str(x), lit) else near).append(x)
         elif isinstance(v, int | float):
-            below = [v - 1, v - 2, v - 5, v // 2 if isinstance(v, int) else v / 2]
-            above = [v + 1, v + 2, v + 5, v * 2 + 1]
+            below: list[Value] = [v - 1, v - 2, v - 5, v // 2 if isinstance(v, int) else v / 2]
+            above: list[Value] = [v + 1, v + 2, v + 5, v * 2 + 1]
             hits, near = (above, below) if c.op in ("gt", "gte") else (below, above)
             (hits if c.op in ("gte", "lte") else near).append(v)
         else:
@@ -428,7 +435,8 @@ def _generic_pool(col: Column, key: ColKey, hints: GoldHints, rng: random.Random
         return pool
     stem = col.name.lower()[:6]
     words = rng.sample(_WORDS, 5)
-    return [f"{w} {stem}" if i % 2 else w for i, w in enumerate(words)] + [str(rng.randint(1, 30))]
+    names: list[Value] = [f"{w} {stem}" if i % 2 else w for i, w in enumerate(words)]
+    return [*names, str(rng.randint(1, 30))]
 
 
 def plan_columns(
@@ -572,7 +580,7 @@ def synthesize(
     base_seed: int = 0,
     limits: Limits = DEFAULT_LIMITS,
     retries: int = 3,
-    gold_tree: exp.Expression | None = None,
+    gold_tree: exp.Expr | None = None,
 ) -> SynthesizedExample:
     """Build ``k`` databases for (context, gold) and run the gold on each.
 

@@ -289,13 +289,13 @@ def _submit(
 
     kube = connect(settings)  # 1. kubeconfig + reachability (clear error otherwise)
     ns = kube.namespace
-    extra = None
+    cluster_extra: dict[str, list[str]] | None = None
     if adapter_run:
         from sqlctl import preflight
 
         preflight.check_namespace(kube, ns)  # before looking for the training run in it
-        extra = _adapter_sources(kube, paths, models, values, sets, adapter_run)
-    plans, report = submit_to_cluster(kube, paths, task, run_ids, values, sets, extra)
+        cluster_extra = _adapter_sources(kube, paths, models, values, sets, adapter_run)
+    plans, report = submit_to_cluster(kube, paths, task, run_ids, values, sets, cluster_extra)
     if output != OutputFormat.table:
         from sqlctl.output import emit
 
