@@ -386,8 +386,8 @@ BASE_RUN = "runs:\n  - model: mistral7b\n    gpus: 1\n"
         ("eval", BASE_RUN + "    nodes: 2\n", "runs.0.nodes"),
         ("train", BASE_RUN + "    recipe:\n      training:\n        lr: 1\n", "runs.0.recipe.training"),
         ("train", BASE_RUN + "    recipe:\n      optimizer: {}\n", "runs.0.recipe"),
-        ("train", BASE_RUN + "secrets:\n  HF_TOKEN: hf_live_secret_value\n", "secrets"),
-        ("train", BASE_RUN + "env:\n  - name: HF_TOKEN\n    value: hf_live_secret_value\n", "env.0.value"),
+        ("train", BASE_RUN + "secrets:\n  HF_TOKEN: fake_secret_value\n", "secrets"),
+        ("train", BASE_RUN + "env:\n  - name: HF_TOKEN\n    value: fake_secret_value\n", "env.0.value"),
         (
             "eval",
             BASE_RUN + "    env:\n      - name: OPENAI_API_KEY\n        value: sk-live_secret_value\n",
