@@ -98,6 +98,11 @@ def sqlctl(cluster: Any, namespace: str, *args: str, kubeconfig: Path | None = N
     return CliRunner().invoke(app, ["--kubeconfig", cfg, "-n", namespace, *args], catch_exceptions=False)
 
 
+def submit_train(cluster: Any, namespace: str, jobs_dir: Path, model: str, *extra: str) -> Result:
+    """``sqlctl submit train -m MODEL -d --jobs-dir JOBS_DIR EXTRA...``: a detached submission to the test cluster."""
+    return sqlctl(cluster, namespace, "submit", "train", "-m", model, "-d", "--jobs-dir", str(jobs_dir), *extra)
+
+
 def kube_for(cluster: Any, namespace: str) -> Kube:
     return connect(KubeSettings(kubeconfig=str(cluster.kubeconfig), namespace=namespace))
 
@@ -148,19 +153,7 @@ def test_submit_schedule_follow_complete_pull(k8s_cluster: Any, ns: str, jobs_di
     k8s_cluster.kubelet.add_rule(
         Script(lines=tuple(lines), interval=0.2), namespace=ns, labels={"sqlmaster.io/run-id": run_id}
     )
-    submitted = sqlctl(
-        k8s_cluster,
-        ns,
-        "submit",
-        "train",
-        "-m",
-        "tiny",
-        "--run-id",
-        run_id,
-        "-d",
-        "--jobs-dir",
-        str(jobs_dir),
-    )
+    submitted = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", run_id)
     assert submitted.exit_code == 0, submitted.output
     assert f"run {run_id} submitted" in submitted.output
     assert f"sqlctl logs {run_id} -f" in submitted.output  # next commands printed
@@ -207,19 +200,7 @@ def test_submit_schedule_follow_complete_pull(k8s_cluster: Any, ns: str, jobs_di
     readers = kube.list("v1", "Pod", ns, label_selector="sqlmaster.io/role=artifact-reader")
     assert all(p["metadata"].get("deletionTimestamp") for p in readers)  # deleted (or going)
 
-    again = sqlctl(
-        k8s_cluster,
-        ns,
-        "submit",
-        "train",
-        "-m",
-        "tiny",
-        "--run-id",
-        run_id,
-        "-d",
-        "--jobs-dir",
-        str(jobs_dir),
-    )
+    again = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", run_id)
     assert again.exit_code == 0, again.output
     assert "already submitted; nothing new created" in again.output
     assert len(kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={run_id}")) == 1
@@ -227,21 +208,7 @@ def test_submit_schedule_follow_complete_pull(k8s_cluster: Any, ns: str, jobs_di
 
 def test_nine_gpus_stay_pending_with_the_schedulers_reason(k8s_cluster: Any, ns: str, jobs_dir: Path) -> None:
     run_id = "train-tiny-big-0001"
-    result = sqlctl(
-        k8s_cluster,
-        ns,
-        "submit",
-        "train",
-        "-m",
-        "tiny",
-        "--run-id",
-        run_id,
-        "-d",
-        "--jobs-dir",
-        str(jobs_dir),
-        "--set",
-        "runs[0].gpus=9",
-    )
+    result = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", run_id, "--set", "runs[0].gpus=9")
     assert result.exit_code == 0, result.output
     assert "largest matching node offers 8" in result.output  # preflight warning, not an error
 
@@ -296,22 +263,7 @@ def test_cancel_leaves_no_job_and_no_pod(k8s_cluster: Any, ns: str, jobs_dir: Pa
     k8s_cluster.kubelet.add_rule(
         Script(lines=("working",), hold=True), namespace=ns, labels={"sqlmaster.io/run-id": run_id}
     )
-    assert (
-        sqlctl(
-            k8s_cluster,
-            ns,
-            "submit",
-            "train",
-            "-m",
-            "tiny",
-            "--run-id",
-            run_id,
-            "-d",
-            "--jobs-dir",
-            str(jobs_dir),
-        ).exit_code
-        == 0
-    )
+    assert submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", run_id).exit_code == 0
     kube = kube_for(k8s_cluster, ns)
     selector = f"sqlmaster.io/run-id={run_id}"
     wait_until(
@@ -391,32 +343,17 @@ def test_bad_kubeconfig_missing_namespace_missing_secret(
 
     core = CoreV1Api(k8s_cluster.api())
     core.delete_namespaced_secret("sqlmaster-keys", ns)
-    result = sqlctl(k8s_cluster, ns, "submit", "train", "-m", "gemma7b", "-d", "--jobs-dir", str(jobs_dir))
+    result = submit_train(k8s_cluster, ns, jobs_dir, "gemma7b")
     assert result.exit_code == 2
     assert "error: Secret 'sqlmaster-keys' does not exist" in result.output
     assert f"kubectl -n {ns} create secret generic sqlmaster-keys --from-literal=HF_TOKEN=..." in result.output
 
     core.create_namespaced_secret(ns, {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"WANDB_API_KEY": "x"}})
-    result = sqlctl(k8s_cluster, ns, "submit", "train", "-m", "gemma7b", "-d", "--jobs-dir", str(jobs_dir))
+    result = submit_train(k8s_cluster, ns, jobs_dir, "gemma7b")
     assert result.exit_code == 2
     assert "has no non-empty key HF_TOKEN (gated model gemma7b needs it)" in result.output
     # a model the registry does not gate does not need HF_TOKEN
-    assert (
-        sqlctl(
-            k8s_cluster,
-            ns,
-            "submit",
-            "train",
-            "-m",
-            "deci7b",
-            "-d",
-            "--jobs-dir",
-            str(jobs_dir),
-            "--run-id",
-            "train-deci7b-ok-0001",
-        ).exit_code
-        == 0
-    )
+    assert submit_train(k8s_cluster, ns, jobs_dir, "deci7b", "--run-id", "train-deci7b-ok-0001").exit_code == 0
     created = run_objects(kube, ns)
     assert [j for j in created["Job"] if "gemma7b" in j] == []
     assert run_objects(kube, ns, "sqlmaster.io/model=tiny") == nothing
