@@ -18,7 +18,9 @@ from sqlctl.main import app
 from sqlctl.paths import resolve_paths
 from typer.testing import CliRunner
 
-MODELS = ("tiny", "gemma7b", "mistral7b", "deci7b", "llama2-7b")
+from sqlmaster.models.registry import MODELS as REGISTRY
+
+MODELS = tuple(REGISTRY)
 TRAIN_ID = "train-tiny-20240315-142501-9f3c"
 
 
