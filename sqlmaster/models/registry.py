@@ -93,6 +93,17 @@ MODELS: dict[str, ModelSpec] = {
             config_file="llama-2-7b-hf.json",
         ),
         ModelSpec(
+            name="qwen2.5-7b",
+            hub_id="Qwen/Qwen2.5-7B",  # the base model, not -Instruct: we fine-tune without a chat template
+            # The base tokenizer's pad token is <|endoftext|>, which is also its EOS: padding with EOS would mask
+            # the EOS the completion ends with. <|fim_pad|> (id 151662) is a special token of the vocabulary used
+            # only for code fill-in-the-middle, so it never appears in a SQL completion (never a target).
+            pad_token="<|fim_pad|>",
+            revision="d149729398750b98c0af14eb82c78cfe92750796",  # main on the hub when this entry was added
+            description="Qwen2.5 7B base (GQA with 4 KV heads, QKV bias, 152k vocabulary; Apache-2.0)",
+            config_file="qwen2.5-7b.json",
+        ),
+        ModelSpec(
             name="tiny",
             hub_id="sqlmaster/tiny",  # not on the hub: built from config, tokenizer trained locally
             pad_token="<pad>",
