@@ -104,6 +104,17 @@ MODELS: dict[str, ModelSpec] = {
             config_file="qwen2.5-7b.json",
         ),
         ModelSpec(
+            name="llama3.1-8b",
+            hub_id="meta-llama/Llama-3.1-8B",  # the base model, not -Instruct
+            # Llama 3.1 has no pad token; <|finetune_right_pad_id|> (id 128004) is the reserved special token
+            # Meta added for exactly this (right padding in fine-tuning): it is never in text, so never a target.
+            pad_token="<|finetune_right_pad_id|>",
+            gated=True,  # Llama 3.1 Community License must be accepted on the hub
+            revision="d04e592bb4f6aa9cfee91e2e20afa771667e1d4b",  # main on the hub when this entry was added
+            description="Llama 3.1 8B base (GQA with 8 KV heads, 128k vocabulary, 128k context)",
+            config_file="llama-3.1-8b.json",
+        ),
+        ModelSpec(
             name="tiny",
             hub_id="sqlmaster/tiny",  # not on the hub: built from config, tokenizer trained locally
             pad_token="<pad>",
