@@ -20,6 +20,17 @@ def test_every_7b_model_is_a_pinned_hub_model_with_shipped_config_values() -> No
         assert spec.description
 
 
+def test_new_models_are_pinned_and_pad_with_reserved_tokens() -> None:
+    qwen, llama = MODELS["qwen2.5-7b"], MODELS["llama3.1-8b"]
+    assert (qwen.hub_id, qwen.gated) == ("Qwen/Qwen2.5-7B", False)
+    assert (llama.hub_id, llama.gated) == ("meta-llama/Llama-3.1-8B", True)
+    # Neither base model has a pad token of its own that is not EOS: both pad with a reserved special token.
+    assert qwen.pad_token == "<|fim_pad|>" and llama.pad_token == "<|finetune_right_pad_id|>"
+    for spec in (qwen, llama):
+        assert spec.revision and len(spec.revision) == 40
+        assert not spec.trust_remote_code
+
+
 def test_per_model_settings_follow_the_original() -> None:
     assert MODELS["gemma7b"].pad_token == "<pad>"
     for name in ("mistral7b", "llama2-7b", "deci7b"):
@@ -38,6 +49,13 @@ def test_per_model_settings_follow_the_original() -> None:
         ("llama2-7b", 39_976_960),
         ("gemma7b", 50_003_968),
         ("deci7b", 41_168_896),
+        # computed from the shipped shapes, r * (fan_in + fan_out) per adapted matrix:
+        # Qwen2.5-7B: hidden 3584, 28 heads x 128, 4 KV heads (512), MLP 18944, 28 layers ->
+        #   16 * (2*7168 + 2*4096 + 3*22528) = 1,441,792 per layer, x 28
+        ("qwen2.5-7b", 40_370_176),
+        # Llama 3.1 8B: the same shapes as Mistral 7B (4096, 8 KV heads of 128, MLP 14336, 32 layers) ->
+        #   16 * (2*8192 + 2*5120 + 3*18432) = 1,310,720 per layer, x 32
+        ("llama3.1-8b", 41_943_040),
     ],
 )
 def test_lora_parameter_counts_match_the_original_runs(name: str, expected: int) -> None:
