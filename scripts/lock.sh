@@ -29,7 +29,7 @@ if [[ ! -x $UV ]]; then
     exit 2
 fi
 common=(--no-config --python-version "$PYTHON_VERSION" --python-platform "$PLATFORM" --default-index "$INDEX"
-    --only-binary :all:)
+    --only-binary :all: --no-python-downloads)
 
 # The project's own build requirements ([build-system] requires, one line in pyproject.toml) go into every lock:
 # the Dockerfiles build the project with --no-build-isolation, so nothing unlocked is fetched for it either.
