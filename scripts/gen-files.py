@@ -118,7 +118,9 @@ def model_table() -> str:
     rows = ["| model | hub id | what | notes |", "|---|---|---|---|"]
     for spec in MODELS.values():
         hub = "built from config" if spec.is_tiny else f"`{spec.hub_id}`"
-        rows.append(f"| `{spec.name}` | {hub} | {spec.description} | {_notes(spec)} |")
+        cells = [f"`{spec.name}`", hub, spec.description, _notes(spec)]
+        # GitHub tables split cells at every "|", even inside code spans (<|fim_pad|>), unless escaped.
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
 
 

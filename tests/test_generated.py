@@ -66,3 +66,13 @@ def test_chart_recipe_is_the_recipes_own_schema(gen: ModuleType) -> None:
 def test_a_missing_region_marker_is_a_clear_error(gen: ModuleType) -> None:
     with pytest.raises(SystemExit, match="region 'models' markers not found"):
         gen.replace_region("no markers here\n", "models", "x\n", gen.HTML)
+
+
+def test_readme_model_table_has_four_cells_per_row(gen: ModuleType) -> None:
+    """Pad tokens such as <|fim_pad|> hold '|': escaped, or GitHub splits the row into more cells."""
+    import re
+
+    rows = [line for line in gen.model_table().splitlines() if line.startswith("| `")]
+    assert len(rows) == len(MODELS)
+    for row in rows:
+        assert len(re.split(r"(?<!\\)\|", row.strip().strip("|"))) == 4, row
