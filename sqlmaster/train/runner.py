@@ -85,12 +85,24 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
             "tiny with LoRA on a randomly initialised base learns little (measured: 0%% execution accuracy); "
             "use model.mode=full, or model.modules_to_save=[embed_tokens, lm_head]"
         )
-    if run.path.exists() and not run.path.is_dir():
-        raise ConfigError(f"output directory {run.path} is a file. Choose another --output-dir")
+    _check_output_dir(run.path)
     steps = [step for step, path in checkpoint_dirs(run.checkpoints) if is_complete(path)]
     plan = plan_run(run, spec.name, recipe, options, steps[-1] if steps else None)
     _sync_ranks()  # every rank has read the directory before rank 0 changes it
     return Job(spec, recipe, run, plan, options, device=_device())
+
+
+def _check_output_dir(path: Path) -> None:
+    """Fail now, not after the data loaded, when the output directory cannot be created or written."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output directory {path} is a file. Choose another --output-dir")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write to output directory {path} ({existing} is not a writable directory). Choose a writable path"
+        )
 
 
 def _check_scheduler(name: str) -> None:
