@@ -56,7 +56,8 @@ def check_user_values(paths: RepoPaths, task: str, user: UserValues) -> None:
     paths.task_chart(task)
     for path in user.files:
         if not path.is_file():
-            raise SqlctlError(f"values file {path} does not exist", "Check the path given to --values.")
+            what = "is not a file" if path.exists() else "does not exist"
+            raise SqlctlError(f"values file {path} {what}", "Check the path given to --values.")
     check_chart_sets(list(user.sets))
     recipe_set_json(list(user.recipe_sets), 1)
 

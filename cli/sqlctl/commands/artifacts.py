@@ -9,6 +9,7 @@ the pod. From object storage: `--source s3://bucket/runs` (or gs://, hf://, file
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 import time
@@ -31,6 +32,8 @@ from sqlctl.options import (
 app = typer.Typer(no_args_is_help=True)
 
 ARTIFACTS_URI_ANNOTATION = "sqlmaster.io/artifacts-uri"
+# A DNS-1123 subdomain, as Kubernetes requires of object names (a claim name also becomes a chart value).
+_CLAIM = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def _progress(total: int | None, label: str) -> Any:
@@ -174,6 +177,8 @@ def pull(
 
     target = dest / run_id
     check_destination(target)
+    if claim is not None and not _CLAIM.match(claim):
+        raise SqlctlError(f"--claim {claim[:80]!r} is not a valid claim name", "Use the PVC's name (kubectl get pvc).")
     if source:
         _pull_source(source, run_id, target)
         return
