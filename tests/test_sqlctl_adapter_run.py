@@ -18,7 +18,10 @@ from sqlctl.paths import resolve_paths
 from sqlctl.submission import Extras, UserValues, adapter_extras, render_model
 from typer.testing import CliRunner
 
-MODELS = ("tiny", "gemma7b", "mistral7b", "deci7b", "llama2-7b")
+from sqlmaster.models.registry import MODELS as REGISTRY
+from sqlmaster.models.registry import SEVEN_B_MODELS
+
+MODELS = tuple(REGISTRY)
 TRAIN_ID = "train-tiny-20240315-142501-9f3c"
 
 
@@ -113,12 +116,13 @@ def test_a_claim_the_user_chose_is_kept(jobs_dir: Path, tmp_path: Path) -> None:
 
 
 def test_model_all_sets_every_models_adapter_run(jobs_dir: Path) -> None:
-    multi = "train-all-in-one-0001"  # one training release that trained the four 7B models
-    kube = FakeKube([train_job(multi, m, f"{multi}-data") for m in MODELS[1:]])
+    multi = "train-all-in-one-0001"  # one training release that trained the 7B models
+    kube = FakeKube([train_job(multi, m, f"{multi}-data") for m in SEVEN_B_MODELS])
     paths = resolve_paths(None, jobs_dir)
-    for model in MODELS[1:]:
+    for model in SEVEN_B_MODELS:
         extras = adapter_extras(kube, paths, "eval", model, UserValues(), multi)
-        command = job_command(render_model(paths, "eval", model, f"eval-{model}-1", "team", UserValues(), extras))
+        release = f"eval-{model.replace('.', '-')}-1"  # a run id is a DNS label: qwen2.5-7b -> qwen2-5-7b
+        command = job_command(render_model(paths, "eval", model, release, "team", UserValues(), extras))
         assert command[command.index("--adapter") + 1] == f"/data/runs/{multi}/{model}"
 
 

@@ -24,6 +24,7 @@ from sqlctl.main import app
 from sqlctl.paths import resolve_paths
 from typer.testing import CliRunner, Result
 
+from sqlmaster.models.registry import MODELS as REGISTRY
 from tests.k8s.fake_kubelet import Script
 
 pytestmark = pytest.mark.k8s
@@ -41,7 +42,7 @@ def jobs_dir(tmp_path: Path) -> Path:
     root = tmp_path / "jobs"
     for task in ("train", "eval"):
         (root / task).mkdir(parents=True)
-        for model in ("tiny", "gemma7b", "mistral7b", "deci7b", "llama2-7b"):
+        for model in REGISTRY:
             values = {
                 "runs": [{"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}}}],
                 "storage": {"existingClaim": CLAIM},

@@ -78,7 +78,7 @@ def test_dry_run_json_and_generated_run_ids(jobs_dir: Path) -> None:
 
 
 def test_model_all_submits_the_four_7b_models(tmp_path: Path) -> None:
-    from sqlmaster.models.registry import MODELS
+    from sqlmaster.models.registry import MODELS, SEVEN_B_MODELS
 
     jobs = tmp_path / "jobs"
     (jobs / "train").mkdir(parents=True)
@@ -88,8 +88,8 @@ def test_model_all_submits_the_four_7b_models(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     jobs_rendered = [i for i in json.loads(result.stdout)["items"] if i["kind"] == "Job"]
     models = sorted(j["metadata"]["labels"]["sqlmaster.io/model"] for j in jobs_rendered)
-    assert models == sorted(["gemma7b", "mistral7b", "deci7b", "llama2-7b"])
-    assert len({j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in jobs_rendered}) == 4
+    assert models == sorted(SEVEN_B_MODELS)
+    assert len({j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in jobs_rendered}) == len(SEVEN_B_MODELS)
 
 
 def test_unknown_model_lists_the_valid_ones(jobs_dir: Path) -> None:

@@ -33,7 +33,9 @@ app = typer.Typer(no_args_is_help=True)
 
 ModelOpt = Annotated[
     str,
-    typer.Option("--model", "-m", help="Registry model (see `sqlctl models`), or 'all' for the 7B models."),
+    typer.Option(
+        "--model", "-m", help="Registry model (see `sqlctl models`), or 'all' for every registry model but tiny."
+    ),
 ]
 ValuesOpt = Annotated[
     list[Path] | None,
