@@ -197,7 +197,8 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: tuple[str, lis
     for task in ("train", "eval"):
         (jobs / task).mkdir(parents=True)
         for model in ("tiny", "gemma7b", "mistral7b"):
-            run = {"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}}}
+            recipe = {"training": {"max_steps": 3}} if task == "train" else {"data": {"seed": 3}}
+            run = {"model": model, "gpus": 1, "recipe": recipe}
             (jobs / task / f"{model}.yaml").write_text(yaml.safe_dump({"runs": [run]}))
     finished = tmp_path / "runs" / "train-1" / "tiny"
     finished.mkdir(parents=True)

@@ -44,7 +44,9 @@ def jobs_dir(tmp_path: Path) -> Path:
         (root / task).mkdir(parents=True)
         for model in REGISTRY:
             values = {
-                "runs": [{"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}}}],
+                "runs": [
+                    {"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}} if task == "train" else {}}
+                ],
                 "storage": {"existingClaim": CLAIM},
             }
             (root / task / f"{model}.yaml").write_text(yaml.safe_dump(values))
