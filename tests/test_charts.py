@@ -421,6 +421,20 @@ def test_schema_refuses_bad_values(tmp_path: Path, task: str, text: str, field: 
         ("train", BASE_RUN + "priorityClassName: high prio\n", "priorityClassName", "not a Kubernetes object name"),
         ("train", BASE_RUN + "    recipe:\n      training:\n        max_steps: many\n", "max_steps", "integer"),
         ("eval", BASE_RUN + "    recipe:\n      evaluation:\n        do_sample: maybe\n", "do_sample", "boolean"),
+        # bounds and choices come from sqlmaster/config.py's field metadata (recipe_json_schema)
+        ("train", BASE_RUN + "    recipe:\n      model:\n        mode: half\n", "mode", '"lora", "full"'),
+        (
+            "train",
+            BASE_RUN + "    recipe:\n      training:\n        warmup_steps: -5\n",
+            "warmup_steps",
+            "greater than or equal to 0",
+        ),
+        (
+            "eval",
+            BASE_RUN + "    recipe:\n      evaluation:\n        batch_size: 0\n",
+            "batch_size",
+            "greater than or equal to 1",
+        ),
     ],
 )
 def test_schema_names_the_fix_for_sizes_names_and_types(

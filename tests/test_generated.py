@@ -54,24 +54,25 @@ def test_a_new_registry_entry_reaches_every_generated_place(gen: ModuleType, mon
     assert "`newmodel-9b`" in out["docs/design.md"]
 
 
-def test_recipe_schema_comes_from_the_dataclasses(gen: ModuleType) -> None:
-    """Every recipe field, with its JSON type and default, and nothing else."""
-    from sqlmaster.config import SECTIONS, Recipe
+def test_chart_recipe_is_the_recipes_own_schema(gen: ModuleType) -> None:
+    """The charts embed sqlmaster.config.recipe_json_schema() as it is."""
+    from sqlmaster.config import recipe_json_schema
 
-    schema = gen.recipe_schema()
-    defaults = Recipe().to_dict()
-    assert list(schema["properties"]) == list(SECTIONS)
-    for name, cls in SECTIONS.items():
-        section = schema["properties"][name]
-        assert section["additionalProperties"] is False
-        assert list(section["properties"]) == [f.name for f in dataclasses.fields(cls)]
-        for key, prop in section["properties"].items():
-            assert prop["default"] == defaults[name][key], f"{name}.{key}"
-    assert schema["properties"]["training"]["properties"]["max_steps"]["type"] == "integer"
-    assert schema["properties"]["data"]["properties"]["max_train_rows"]["type"] == ["integer", "null"]
-    assert schema["properties"]["model"]["properties"]["target_modules"]["type"] == ["array", "null"]
+    base = yaml.safe_load((REPO / gen.SCHEMA_BASE).read_text())
+    for task in ("train", "eval"):
+        assert gen.chart_schema(task, base)["$defs"]["recipe"] == recipe_json_schema()
 
 
 def test_a_missing_region_marker_is_a_clear_error(gen: ModuleType) -> None:
     with pytest.raises(SystemExit, match="region 'models' markers not found"):
         gen.replace_region("no markers here\n", "models", "x\n", gen.HTML)
+
+
+def test_readme_model_table_has_four_cells_per_row(gen: ModuleType) -> None:
+    """Pad tokens such as <|fim_pad|> hold '|': escaped, or GitHub splits the row into more cells."""
+    import re
+
+    rows = [line for line in gen.model_table().splitlines() if line.startswith("| `")]
+    assert len(rows) == len(MODELS)
+    for row in rows:
+        assert len(re.split(r"(?<!\\)\|", row.strip().strip("|"))) == 4, row

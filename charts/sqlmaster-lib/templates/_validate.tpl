@@ -47,8 +47,8 @@ schema cannot say (cross-field rules) and repeats the safety checks for `--skip-
 {{- if and (hasKey $run "adapterRunId") (ne $task "eval") -}}
 {{- $problems = append $problems (printf "runs[%d].adapterRunId is for evaluation: these look like eval values (jobs/eval/<model>.yaml). Fix: install them with the eval chart, helm install sqlmaster-eval charts/sqlmaster-eval -f FILE" $i) -}}
 {{- end -}}
-{{- if and (hasKey (default (dict) $run.recipe) "training") (eq $task "eval") -}}
-{{- $problems = append $problems (printf "runs[%d].recipe.training is for training: these look like training values (jobs/train/<model>.yaml). Fix: install them with the train chart, helm install sqlmaster-train charts/sqlmaster-train -f FILE; evaluate with -f jobs/eval/<model>.yaml" $i) -}}
+{{- if and (hasKey (default (dict) $run.recipe) "training") (not (hasKey $run "adapterRunId")) (eq $task "eval") -}}
+{{- $problems = append $problems (printf "runs[%d] has recipe.training and no adapterRunId: these look like training values (jobs/train/<model>.yaml). Fix: install them with the train chart, helm install sqlmaster-train charts/sqlmaster-train -f FILE; evaluate with -f jobs/eval/<model>.yaml" $i) -}}
 {{- end -}}
 {{- range $j, $e := concat (default (list) $.Values.env) (default (list) $run.env) -}}
 {{- if and (has (toString $e.name) $keyNames) (hasKey $e "value") -}}
