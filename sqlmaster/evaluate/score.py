@@ -63,6 +63,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from sqlmaster.atomic import atomic_open, finite
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.sandbox import (
     DEFAULT_LIMITS,
@@ -71,11 +72,10 @@ from sqlmaster.evaluate.sandbox import (
     limit_address_space,
     set_process_heap_limit,
 )
+from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
 
 CONVENTIONS = ("official", "strict")  # see sqlmaster.evaluate.execution
 SCORE_FIELDS = ("execution_match", "exact_match", "executes", "gold_valid", "gold_nontrivial", "error")
-RECORDS_FILE = "records.jsonl"
-METRICS_FILE = "metrics.json"
 WORKER_HEAP_LIMIT_BYTES = 1 << 30  # SQLite heap per worker process
 WORKER_ADDRESS_SPACE_BYTES = 6 << 30  # virtual memory per worker process (Python objects included)
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -602,36 +602,14 @@ def compute_metrics(records: list[dict[str, Any]], settings: ScoreSettings) -> d
 # ------------------------------------------------------------------------------------------------ output
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (JSON has no NaN/Infinity)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
+def json_line(value: Any, indent: int | None = None) -> str:
+    """Strict JSON text: non-finite numbers become null (JSON has no NaN/Infinity)."""
+    return json.dumps(finite(value), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
 
 
-def json_bytes(value: Any, indent: int | None = None) -> bytes:
-    """Strict JSON as UTF-8: non-finite numbers become null; a lone surrogate becomes its ``\\udXXX`` escape
-    (valid JSON that reads back as the same string), so no string can make the write fail."""
-    text = json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
-    return text.encode("utf-8", errors="backslashreplace")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: a crash leaves the old file or the
-    new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+# A lone surrogate ('\ud800', valid in JSON input) cannot be encoded as UTF-8; written as its backslash escape it
+# is the JSON escape of the same string, so the file stays valid UTF-8 JSON and reads back unchanged.
+SAFE_ENCODING_ERRORS = "backslashreplace"
 
 
 def prepare_output_dir(output_dir: str | Path, overwrite: bool, flag: str = "--output-dir") -> Path:
@@ -677,8 +655,11 @@ def write_results(output_dir: Path, records: list[dict[str, Any]], metrics: dict
     never describe different runs."""
     try:
         (output_dir / METRICS_FILE).unlink(missing_ok=True)
-        atomic_write_bytes(output_dir / RECORDS_FILE, b"".join(json_bytes(r) + b"\n" for r in records))
-        atomic_write_bytes(output_dir / METRICS_FILE, json_bytes(metrics, indent=2) + b"\n")
+        with atomic_open(output_dir / RECORDS_FILE, errors=SAFE_ENCODING_ERRORS) as handle:
+            for record in records:
+                handle.write(json_line(record) + "\n")
+        with atomic_open(output_dir / METRICS_FILE, errors=SAFE_ENCODING_ERRORS) as handle:
+            handle.write(json_line(metrics, indent=2) + "\n")
     except OSError as exc:
         raise ConfigError(f"cannot write results into {output_dir} ({exc.strerror}). Free space or fix permissions")
 
