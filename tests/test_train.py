@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from sqlmaster.config import load_recipe
 from sqlmaster.errors import ConfigError
 from sqlmaster.train.checkpoints import COMPLETE_MARKER, latest_complete
 
@@ -33,6 +32,7 @@ MICRO = [
     "model.tiny_vocab_size=300",
     "model.gradient_checkpointing=false",
     "data.max_train_rows=240",
+    "data.drop_invalid_gold=false",  # tiny's recipe drops them; checking 15k gold queries per run costs seconds
     "data.test_size=10",
     "data.validation_size=8",
     "prompt.template=compact",
@@ -54,9 +54,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _train(run_dir: Path, *extra: str) -> dict:
+    """In-process `sqlmaster train --model tiny --set ...`: tiny's jobs/ recipe under MICRO, as the CLI resolves it."""
+    from sqlmaster.recipes import resolve_recipe
     from sqlmaster.train.runner import run_training
 
-    return run_training("tiny", run_dir, load_recipe(None, [*MICRO, *extra]))
+    return run_training("tiny", run_dir, resolve_recipe("train", "tiny", None, [*MICRO, *extra]).recipe)
 
 
 def _cli(run_dir: Path, *extra: str, python: list[str] | None = None) -> list[str]:

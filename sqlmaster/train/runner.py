@@ -240,7 +240,7 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
         log.info("resuming from %s", resume_from)
     with recorded_status(record):
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        eval_metrics = trainer.evaluate()
+        eval_metrics = _final_eval(trainer)
         stop_reason = "max_steps"
         if max_time is not None and max_time.triggered:
             stop_reason = "max_time"
@@ -255,6 +255,19 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
         distributed.barrier()
     _finish_wandb(report_to)
     return metrics
+
+
+def _final_eval(trainer: Any) -> dict[str, Any]:
+    """The eval metrics of the final weights.
+
+    The Trainer's own evaluation at the last step is reused when there was one (evaluating the same weights
+    twice costs a whole validation pass). With early stopping the final weights are the best checkpoint's,
+    so they are evaluated afresh.
+    """
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if not trainer.args.load_best_model_at_end and evals and evals[-1]["step"] == trainer.state.global_step:
+        return {k: v for k, v in evals[-1].items() if k.startswith("eval_")}
+    return dict(trainer.evaluate())
 
 
 def _recorder(job: Job, run_info: dict[str, Any]) -> Any:
