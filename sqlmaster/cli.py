@@ -137,19 +137,25 @@ def eval_run(
 @eval_app.command("score")
 def eval_score(
     input: Annotated[
-        Path, typer.Option("--input", "-i", help="JSONL with question, context, answer, prediction per line.")
+        Path,
+        typer.Option("--input", "-i", help="JSONL: answer, prediction and a context, db_id or db_path per line."),
     ],
     output_dir: OutputDirOpt,
-    workers: Annotated[int | None, typer.Option(help="Scoring processes (default: CPU count).")] = None,
+    db_dir: Annotated[
+        Path | None, typer.Option(help="Folder of real databases for db_id rows: DIR/<db_id>/<db_id>.sqlite.")
+    ] = None,
+    convention: Annotated[
+        str, typer.Option(help="official (Spider test-suite: DISTINCT removed) or strict (SQL as written).")
+    ] = "strict",
+    overwrite: Annotated[bool, typer.Option(help="Replace results already in --output-dir.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Scoring processes (default: up to 2).")] = None,
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
-    from sqlmaster.evaluate.score import score_file
+    from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
 
-    metrics = score_file(input, output_dir, workers=workers)
-    typer.echo(
-        f"execution accuracy {metrics['execution_accuracy']:.1%}  exact match {metrics['exact_match']:.1%}  "
-        f"executes {metrics['executes']:.1%}  n={metrics['n']}  -> {output_dir}"
-    )
+    settings = ScoreSettings(convention=convention)
+    metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
+    typer.echo(f"{summary_line(metrics)}  -> {output_dir}")
 
 
 @eval_app.command("report")
