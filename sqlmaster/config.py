@@ -61,10 +61,13 @@ class ModelConfig:
     lora_dropout: float = 0.05
     target_modules: list[str] | None = None  # None = the registry's list for the model
     modules_to_save: list[str] | None = None  # extra modules trained in full next to LoRA
-    attn_implementation: str = "auto"  # auto = flash_attention_2 when importable on CUDA, else sdpa
+    attn_implementation: str = "auto"  # auto: see sqlmaster/models/attention.py (flash-attn, flex_attention, sdpa)
     dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU; or bfloat16 | float16 | float32
     gradient_checkpointing: bool = True  # trade ~30% compute for activations that fit long packs
     revision: str | None = None  # hub revision of the base model (None = registry pin or main)
+    # "pretrained" (hub weights) or "random": the registry's shipped config, random weights, a BPE tokenizer trained
+    # on the data; measures throughput without a download (scripts/gpu-suite.sh), learns nothing useful.
+    init: str = "pretrained"
     # Architecture of the `tiny` model (built from config; ignored for every other model).
     tiny_vocab_size: int = 4096  # BPE vocabulary trained on the training split
     tiny_hidden_size: int = 192
@@ -76,8 +79,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("lora", "full"):
             raise ConfigError(f"model.mode must be 'lora' or 'full', not {self.mode!r}")
-        if self.attn_implementation not in ("auto", "flash_attention_2", "sdpa", "eager"):
-            raise ConfigError("model.attn_implementation must be one of auto, flash_attention_2, sdpa, eager")
+        from sqlmaster.models.attention import ATTN_CHOICES
+
+        if self.attn_implementation not in ATTN_CHOICES:
+            raise ConfigError(f"model.attn_implementation must be one of {', '.join(ATTN_CHOICES)}")
+        if self.init not in ("pretrained", "random"):
+            raise ConfigError(f"model.init must be 'pretrained' or 'random', not {self.init!r}")
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise ConfigError("model.dtype must be one of auto, bfloat16, float16, float32")
         if self.lora_r < 1:
@@ -112,6 +119,9 @@ class TrainingConfig:
     group_by_length: bool = False  # without packing: batch examples of similar length (less padding)
     completion_only_loss: bool = True  # loss on the SQL only; prompt tokens get label -100
     eval_batch_size: int | None = None  # per device; None = per_device_train_batch_size
+    # Speed levers (docs/gpu.md; scripts/gpu-suite.sh measures each): CUDA only.
+    liger_kernel: bool = False  # liger-kernel's fused Triton RMSNorm, SwiGLU and RoPE (TRL fuses the LM head itself)
+    torch_compile: bool = False  # torch.compile the model (first steps pay the compile)
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length"):
