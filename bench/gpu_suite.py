@@ -3,8 +3,10 @@
     python bench/gpu_suite.py OUT_DIR [--budget-s 450]          # on a CUDA GPU (scripts/gpu-suite.sh wraps this)
     python bench/gpu_suite.py OUT_DIR --cpu                     # CPU rehearsal: tiny shapes, same code, same JSON
 
-Writes OUT_DIR/gpu-suite.json (rewritten after every phase, so a run stopped early still leaves its figures)
-and OUT_DIR/gpu-suite.txt (a short table). Every phase runs in its own process with a time limit taken from
+Writes OUT_DIR/gpu-suite.json (rewritten after every phase, so a run stopped early still leaves its figures),
+OUT_DIR/gpu-suite.txt (a short table) and OUT_DIR/gpu-suite-logs.tar.gz (each phase's output); run directories,
+checkpoints and adapters stay in a temporary work folder (``--work-dir``), so OUT_DIR holds three small files
+(the device tool brings back at most 8). Every phase runs in its own process with a time limit taken from
 what is left of the budget; a phase that does not fit is recorded as skipped with the reason, a failing one
 as failed with its last output lines, and the rest go on. Phases, most important first:
 
@@ -27,8 +29,11 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -91,9 +96,9 @@ def tiny_config_dir(model: str, work: Path) -> Path:
 
 
 class Suite:
-    def __init__(self, out: Path, cpu: bool, budget_s: float, models: list[str], gemma: bool) -> None:
+    def __init__(self, out: Path, work: Path, cpu: bool, budget_s: float, models: list[str], gemma: bool) -> None:
         self.out = out
-        self.work = out / "work"
+        self.work = work
         self.work.mkdir(parents=True, exist_ok=True)
         self.shape = Shape(cpu)
         self.deadline = time.monotonic() + budget_s
@@ -128,6 +133,9 @@ class Suite:
         tmp.write_text(json.dumps(self.result, indent=2, default=str))
         tmp.replace(self.out / "gpu-suite.json")
         (self.out / "gpu-suite.txt").write_text(summary_text(self.result))
+        with tarfile.open(self.out / "gpu-suite-logs.tar.gz", "w:gz") as tar:
+            for log in sorted(self.work.glob("*.log")):
+                tar.add(log, arcname=log.name)
 
     def fits(self, phase: str, kind: str) -> float | None:
         """Seconds this phase may take, or None (recorded as skipped) when what is left is too little."""
@@ -422,6 +430,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=None, help="seconds for everything (gpu 450, cpu 170)")
     parser.add_argument("--models", nargs="+", help="training models (gpu: mistral7b llama2-7b; cpu: mistral7b)")
     parser.add_argument("--no-gemma", action="store_true", help="never run gemma7b's arms")
+    parser.add_argument("--work-dir", type=Path, help="run directories and logs (default: a new temporary folder)")
     parser.add_argument("--machine-info", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.machine_info:
@@ -437,8 +446,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     budget = args.budget_s or (170.0 if args.cpu else 450.0)
     models = args.models or (["mistral7b"] if args.cpu else list(TRAIN_MODELS))
-    suite = Suite(args.out, args.cpu, budget, models, gemma=not args.no_gemma)
-    suite.main()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="gpu-suite-"))
+    print(f"work folder: {work}", flush=True)
+    suite = Suite(args.out, work, args.cpu, budget, models, gemma=not args.no_gemma)
+    try:
+        suite.main()
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)  # run folders with checkpoints: the logs are in OUT_DIR
     print(summary_text(suite.result), flush=True)
 
 

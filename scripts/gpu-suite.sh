@@ -4,7 +4,8 @@
 #   scripts/gpu-suite.sh OUT_DIR          # on a CUDA machine (the lent H200): everything within 8 minutes
 #   scripts/gpu-suite.sh --cpu OUT_DIR    # CPU rehearsal: tiny shapes, same code path and JSON (CI runs it)
 #
-# Writes OUT_DIR/gpu-suite.json and OUT_DIR/gpu-suite.txt. Wheels in .whl/ (scripts/gpu-wheels.sh fetches them)
+# Writes OUT_DIR/gpu-suite.json, gpu-suite.txt and gpu-suite-logs.tar.gz (GPU_SUITE_WORK: where run folders go,
+# default a temporary folder; GPU_SUITE_SECONDS: the whole budget, default 470 s on GPU, 170 s on CPU). Wheels in .whl/ (scripts/gpu-wheels.sh fetches them)
 # are installed first into a temporary site dir that shadows the machine's own packages; docs/gpu.md says why
 # each is carried and gives the exact device command.
 set -euo pipefail
@@ -42,4 +43,4 @@ export PYTHONPATH="${site:+$site:}$repo:$repo/cli${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
 export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 left=$(( total - ($(date +%s) - start) ))
-exec "$python" "$repo/bench/gpu_suite.py" "$out" $cpu --budget-s "$left"
+exec "$python" "$repo/bench/gpu_suite.py" "$out" $cpu --budget-s "$left" ${GPU_SUITE_WORK:+--work-dir "$GPU_SUITE_WORK"}

@@ -9,7 +9,9 @@ cores).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -25,10 +27,20 @@ def _number(value: object) -> bool:
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("gpu-suite")
+    env = {**os.environ, "GPU_SUITE_WORK": str(out / "work")}
     proc = subprocess.run(
-        [str(REPO / "scripts" / "gpu-suite.sh"), "--cpu", str(out)], capture_output=True, text=True, timeout=400
+        [str(REPO / "scripts" / "gpu-suite.sh"), "--cpu", str(out / "result")],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = out / "result"
+    # Three small files, whatever ran: what the device tool can bring back (at most 8, 2 folders deep).
+    assert sorted(p.name for p in out.iterdir()) == ["gpu-suite-logs.tar.gz", "gpu-suite.json", "gpu-suite.txt"]
+    with tarfile.open(out / "gpu-suite-logs.tar.gz") as tar:
+        assert "train-mistral7b-sqlmaster.log" in tar.getnames()
     assert (out / "gpu-suite.txt").read_text().startswith("gpu-suite (cpu)")
     return json.loads((out / "gpu-suite.json").read_text())
 
