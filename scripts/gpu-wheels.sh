@@ -10,36 +10,38 @@ cd "$repo"
 
 # Carried because the machine has none (trl, datasets and datasets' dill, multiprocess; liger-kernel) or another
 # version than CI and the images (transformers 5.17 there: our code uses 5.23's names; peft; fsspec, which
-# datasets pins). Versions: requirements/train.txt's pin (the images' lock), else the version installed in .venv
-# (the one CI tests with) for transitive dependencies that file does not list.
+# datasets pins). Versions and sha256 hashes come from requirements/train.lock, the images' lock: one source.
 names=(transformers trl peft datasets dill multiprocess fsspec)
-extra=(liger-kernel==0.8.5)  # not in the images' lock (yet): a speed lever the suite measures
+extra=(liger-kernel==0.8.5)  # not in the images' lock: a speed lever the suite measures before anyone ships it
 
 python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] && python=.venv/bin/python
-pins=()
+pinned=$(mktemp)
+trap 'rm -f "$pinned"' EXIT
 for name in "${names[@]}"; do
-  pin=$(grep -i -m1 -E "^${name}==" requirements/train.txt | sed 's/[ ;\\].*//' || true)
-  if [[ -z "$pin" ]]; then
-    version=$("$python" -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || true)
-    if [[ -z "$version" ]]; then
-      echo "error: neither requirements/train.txt nor .venv has ${name}. Run scripts/setup.sh first" >&2
-      exit 2
-    fi
-    pin="${name}==${version}"
+  # The pin line and its --hash continuation lines, exactly as the lock has them.
+  block=$(awk -v n="$name" 'BEGIN{IGNORECASE=1} $0 ~ "^"n"==" {on=1} on {print; if ($0 !~ /\\$/) exit}' \
+    requirements/train.lock)
+  if [[ -z "$block" ]]; then
+    echo "error: requirements/train.lock pins no ${name}. Re-lock (scripts/lock.sh) or drop it from $0" >&2
+    exit 2
   fi
-  pins+=("$pin")
+  printf '%s\n' "$block" >>"$pinned"
 done
-pins+=("${extra[@]}")
+
 rm -rf .whl
 mkdir -p .whl
-"$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-  --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${pins[@]}"
+platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
+  --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
+download=(-m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+  "${platforms[@]}" -d .whl)
+"$python" "${download[@]}" --require-hashes -r "$pinned"
+"$python" "${download[@]}" "${extra[@]}"
+expected=$(( ${#names[@]} + ${#extra[@]} ))
 
 count=$(ls .whl/*.whl | wc -l)
-if [[ "$count" -ne "${#pins[@]}" ]]; then
-  echo "error: expected ${#pins[@]} wheels, got $count in .whl/. Check the pins: ${pins[*]}" >&2
+if [[ "$count" -ne "$expected" ]]; then
+  echo "error: expected $expected wheels (one version each), got $count in .whl/" >&2
   exit 1
 fi
 wheels=$(du -cb .whl/*.whl | tail -1 | cut -f1)

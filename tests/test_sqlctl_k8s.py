@@ -24,6 +24,7 @@ from sqlctl.main import app
 from sqlctl.paths import resolve_paths
 from typer.testing import CliRunner, Result
 
+from sqlmaster.models.registry import MODELS as REGISTRY
 from tests.k8s.fake_kubelet import Script
 
 pytestmark = pytest.mark.k8s
@@ -41,7 +42,7 @@ def jobs_dir(tmp_path: Path) -> Path:
     root = tmp_path / "jobs"
     for task in ("train", "eval"):
         (root / task).mkdir(parents=True)
-        for model in ("tiny", "gemma7b", "mistral7b", "deci7b", "llama2-7b"):
+        for model in REGISTRY:
             values = {
                 "runs": [{"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}}}],
                 "storage": {"existingClaim": CLAIM},
@@ -282,37 +283,59 @@ def test_cancel_leaves_no_job_and_no_pod(k8s_cluster: Any, ns: str, jobs_dir: Pa
 
 
 def test_fifty_parallel_submissions_make_exactly_fifty_jobs(k8s_cluster: Any, ns: str, jobs_dir: Path) -> None:
-    from sqlctl.commands.submit import submit_to_cluster
-    from sqlctl.runid import new_run_id
+    from sqlctl.submission import UserValues, submit_to_cluster
 
     kube = kube_for(k8s_cluster, ns)
     paths = resolve_paths(None, jobs_dir)
-    run_ids = [new_run_id("train", "tiny") for _ in range(50)]
-    assert len(set(run_ids)) == 50
 
-    def submit(run_id: str) -> list[dict[str, str]]:
-        return submit_to_cluster(kube, paths, "train", {"tiny": run_id}, [], [])[1]
+    def submit(run_id: str | None) -> tuple[list[Any], list[dict[str, str]]]:
+        return submit_to_cluster(kube, paths, "train", ["tiny"], UserValues(), run_id)
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        reports = list(pool.map(submit, run_ids))
+        results = list(pool.map(submit, [None] * 50))  # ids generated, as `sqlctl submit` does
+    run_ids = [plans[0].run_id for plans, _ in results]
+    assert len(set(run_ids)) == 50
     jobs = kube.list("batch/v1", "Job", ns, label_selector="sqlmaster.io/run-id")
     assert len(jobs) == 50
     assert sorted(j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in jobs) == sorted(run_ids)
-    assert all(r["action"] == "created" for rep in reports for r in rep)
+    assert all(r["action"] == "created" for _, report in results for r in report)
 
-    # the same run id from ten threads at once: one creates, nine find it and leave it alone
+    # the same explicit run id from ten threads at once: one creates, nine find it and leave it alone
     same = "train-tiny-same-0001"
     barrier = threading.Barrier(10)
 
     def racer(_: int) -> list[dict[str, str]]:
         barrier.wait()
-        return submit(same)
+        return submit(same)[1]
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         raced = list(pool.map(racer, range(10)))
     job_actions = [r["action"] for rep in raced for r in rep if r["kind"] == "Job"]
     assert sorted(job_actions) == ["created"] + ["exists"] * 9
     assert len(kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={same}")) == 1
+
+
+def test_a_generated_id_that_is_taken_gets_a_fresh_one(
+    k8s_cluster: Any, ns: str, jobs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generated id is never taken for a re-submission: the submission is created under a fresh id."""
+    import sqlctl.runid
+
+    taken = "train-tiny-20260101-000000-0000beef"
+    assert submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", taken).exit_code == 0
+    real = sqlctl.runid.new_run_id
+    ids = iter([taken, taken])  # the first two "random" ids clash with the existing run
+    monkeypatch.setattr(sqlctl.runid, "new_run_id", lambda task, model: next(ids, None) or real(task, model))
+    result = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "-o", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (fresh,) = report["runs"]
+    assert fresh != taken and {o["action"] for o in report["objects"]} == {"created"}
+    kube = kube_for(k8s_cluster, ns)
+    ids_now = sorted(j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in kube.list("batch/v1", "Job", ns))
+    assert ids_now == sorted([taken, fresh])
+    again = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", taken)  # explicit: idempotent
+    assert again.exit_code == 0 and "already submitted; nothing new created" in again.output
 
 
 # --- preflight: clear errors, nothing created ---------------------------------------------------------------

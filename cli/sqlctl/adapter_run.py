@@ -2,7 +2,8 @@
 
 An evaluation reads the adapter from `/data/runs/<adapterRunId>/<model>` on the claim named by
 `storage.existingClaim`. Each training release creates its own claim (`<release>-data`), so pointing an
-evaluation at a training run needs both values; users should not have to look the claim up. Here sqlctl
+evaluation at a training run needs both values; users should not have to look the claim up (sqlctl.submission
+layers it below the user's own values files, so a claim the user names wins). Here sqlctl
 finds the training run's Jobs by their `sqlmaster.io/run-id` label, checks that the run is a training run
 that trained the models to evaluate and has not failed, and reads the claim its `data` volume mounts.
 For `--local` the training run is the folder `<runs-dir>/<id>/<model>` that `sqlmaster train` wrote.
@@ -14,35 +15,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlctl.errors import SqlctlError, warn
 from sqlctl.kube import Kube
 from sqlctl.manifests import LABEL_MODEL, LABEL_RUN_ID, LABEL_TASK, claim_names, labels, name_of, pod_spec
-from sqlctl.values import Values, layered_values
 
 # Keys the user may set that --adapter-run also sets (or looks up).
 _ADAPTER_KEY = re.compile(r"^runs\[\d+\]\.adapterRunId$")
 _RUN_INFO = "run.json"  # written by `sqlmaster train` (docs/design.md, run directory)
-
-
-@dataclass(frozen=True)
-class AdapterSource:
-    """What --adapter-run adds to one model's helm values, as `--set-string` assignments."""
-
-    adapter_sets: list[str]  # runs[i].adapterRunId=<train run id>, one per runs[] entry
-    claim: str | None  # the training run's claim; None when the user chose storage.existingClaim
-
-
-def run_models(values: Values) -> list[str]:
-    """The model of every runs[] entry of layered values, in order."""
-    entries: list[Any] = values.get("runs") or []
-    models = [str(e.get("model") or "") if isinstance(e, dict) else "" for e in entries]
-    if not models or not all(models):
-        raise SqlctlError("the eval values define no runs[] entry with a model", "Set runs[].model.")
-    return models
 
 
 def check_user_sets(sets: list[str]) -> None:
@@ -54,16 +36,6 @@ def check_user_sets(sets: list[str]) -> None:
                     f"--adapter-run and --set {part} both choose the training run",
                     "Give the training run once: drop the --set.",
                 )
-
-
-def user_chose_claim(value_files: list[Path], sets: list[str]) -> bool:
-    """True when the user's own --values/--set name storage.existingClaim (then it is theirs to keep)."""
-    storage = layered_values(value_files, sets).get("storage")
-    return isinstance(storage, dict) and "existingClaim" in storage
-
-
-def adapter_sets(models: list[str], train_run_id: str) -> list[str]:
-    return [f"runs[{i}].adapterRunId={train_run_id}" for i in range(len(models))]
 
 
 def _trained_models(jobs: list[dict[str, Any]]) -> list[str]:
@@ -122,18 +94,6 @@ def training_claim(kube: Kube, namespace: str, train_run_id: str, models: list[s
             "Pass --set storage.existingClaim=CLAIM yourself.",
         )
     return found[0]
-
-
-def resolve_cluster(
-    kube: Kube,
-    namespace: str,
-    train_run_id: str,
-    models: list[str],
-    claim_is_users: bool,
-) -> AdapterSource:
-    """--adapter-run for a cluster submission of one eval values file whose runs[] evaluate `models`."""
-    claim = training_claim(kube, namespace, train_run_id, models)
-    return AdapterSource(adapter_sets(models, train_run_id), None if claim_is_users else claim)
 
 
 def check_local(runs_dir: Path, train_run_id: str, models: list[str]) -> None:

@@ -21,17 +21,12 @@ from typing import TYPE_CHECKING, Any
 from sqlmaster.config import ModelConfig
 from sqlmaster.errors import ConfigError
 from sqlmaster.models.registry import ModelSpec, resolve_model
+from sqlmaster.rundir import ADAPTER_CONFIG_FILE, TOKENIZER_CONFIG_FILE, RunDir
 
 if TYPE_CHECKING:
     import torch
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-RUN_INFO_FILE = "run.json"
-ADAPTER_DIR = "adapter"  # LoRA runs: adapter weights + tokenizer
-MODEL_DIR = "model"  # full runs: all weights + tokenizer
-MERGED_DIR = "merged"  # optional: base + adapter merged
-BASE_DIR = "base"  # tiny LoRA runs: the randomly initialised base the adapter was trained on
 
 
 def default_device() -> str:
@@ -149,13 +144,18 @@ def load_base_model(
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / RUN_INFO_FILE
+    path = RunDir(run_dir).run_info
     try:
-        return json.loads(path.read_text())
+        info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{run_dir} is not a training run directory (no {RUN_INFO_FILE}). Check the path") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc.msg}); the run may not have finished") from None
+        raise ConfigError(f"{run_dir} is not a training run directory (no {path.name}). Check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); the run may not have finished") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}. Check the path") from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"{path} does not hold a JSON object; it was not written by `sqlmaster train`")
+    return info
 
 
 def load_trained(
@@ -176,17 +176,17 @@ def load_trained(
     """
     from peft import PeftModel
 
-    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
     device = device or default_device()
-    if not (run_dir / RUN_INFO_FILE).exists() and (run_dir / "adapter_config.json").exists():
-        return _load_bare_adapter(run_dir, device=device, for_generation=for_generation)
-    info = read_run_info(run_dir)
+    if not rd.is_run() and (rd.path / ADAPTER_CONFIG_FILE).exists():
+        return _load_bare_adapter(rd.path, device=device, for_generation=for_generation)
+    info = read_run_info(rd.path)
     base = info.get("base_model") or {}
     spec = resolve_model(base.get("name") or base.get("hub_id") or "")
     model_cfg = ModelConfig(**_known(ModelConfig, (info.get("recipe") or {}).get("model") or {}))
 
     if merged:
-        directory = run_dir / MERGED_DIR
+        directory = rd.merged
         if not directory.is_dir():
             raise ConfigError(f"{directory} does not exist: the run was trained without output.merge=true")
         return (*_load_dir(directory, spec, model_cfg, device, for_generation), info)
@@ -196,13 +196,13 @@ def load_trained(
             "not saved, so it cannot be evaluated. Train with model.init=pretrained"
         )
     if info.get("mode") == "full":
-        return (*_load_dir(run_dir / MODEL_DIR, spec, model_cfg, device, for_generation), info)
+        return (*_load_dir(rd.model, spec, model_cfg, device, for_generation), info)
 
-    adapter_dir = run_dir / ADAPTER_DIR
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise ConfigError(f"{adapter_dir} holds no adapter_config.json; the run did not finish saving its adapter")
+    adapter_dir = rd.adapter
+    if not (adapter_dir / ADAPTER_CONFIG_FILE).exists():
+        raise ConfigError(f"{adapter_dir} holds no {ADAPTER_CONFIG_FILE}; the run did not finish saving its adapter")
     base_path = base.get("path")
-    base_model = load_base_model(spec, model_cfg, device=device, path=(run_dir / base_path) if base_path else None)
+    base_model = load_base_model(spec, model_cfg, device=device, path=(rd.path / base_path) if base_path else None)
     tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir)
     model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
     model.eval()
@@ -229,7 +229,7 @@ def _load_bare_adapter(
     spec = next((s for s in _registry_specs() if s.hub_id == base_id), None) or resolve_model(base_id)
     model_cfg = ModelConfig()
     base_model = load_base_model(spec, model_cfg, device=device)
-    has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()
+    has_tokenizer = (adapter_dir / TOKENIZER_CONFIG_FILE).exists()
     tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir if has_tokenizer else None)
     model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
     model.eval()

@@ -13,27 +13,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlmaster.atomic import write_json, write_text
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
 from sqlmaster.logs import setup_logging
-from sqlmaster.models.loading import (
+from sqlmaster.models.loading import hf_token, load_base_model, load_tokenizer
+from sqlmaster.models.registry import ModelSpec, resolve_model
+from sqlmaster.rundir import (
     ADAPTER_DIR,
     BASE_DIR,
+    CHECKPOINTS_DIR,
+    COMPLETE_MARKER,
     MERGED_DIR,
+    METRICS_FILE,
     MODEL_DIR,
     RUN_INFO_FILE,
-    hf_token,
-    load_base_model,
-    load_tokenizer,
+    RunDir,
 )
-from sqlmaster.models.registry import ModelSpec, resolve_model
 from sqlmaster.train import distributed
-from sqlmaster.train.outputs import git_commit, now, package_versions, write_json
+from sqlmaster.train.outputs import git_commit, now, package_versions
 
 log = logging.getLogger("sqlmaster.train")
-
-CHECKPOINTS_DIR = "checkpoints"
-METRICS_FILE = "metrics.json"
 
 
 def run_training(model: str, output_dir: Path, recipe: Recipe) -> dict[str, Any]:
@@ -204,9 +204,8 @@ def _load_base(
         return model, tokenizer, info
 
     from sqlmaster.models.tiny import architecture_from, build_tiny, save_tiny
-    from sqlmaster.train.checkpoints import COMPLETE_MARKER
 
-    base_dir = run_dir / BASE_DIR
+    base_dir = RunDir(run_dir).base
     info.update(path=BASE_DIR, hub_id=None)
     if (base_dir / COMPLETE_MARKER).is_file():
         tokenizer = load_tokenizer(spec, for_generation=False, path=base_dir)
@@ -216,7 +215,7 @@ def _load_base(
     model, tokenizer = build_tiny(texts, architecture_from(recipe.model), seed=recipe.training.seed)
     if distributed.is_main_process():
         save_tiny(model, tokenizer, base_dir)
-        (base_dir / COMPLETE_MARKER).write_text("ok\n")
+        write_text(base_dir / COMPLETE_MARKER, "ok\n")
     tokenizer.padding_side = spec.padding_side_train
     import torch
 

@@ -49,10 +49,11 @@ def _progress(total: int | None, label: str) -> Any:
 
 
 def _pull_source(source: str, run_id: str, dest: Path) -> dict[str, str]:
-    from sqlctl.transfer import list_fsspec, pull_fsspec
+    from sqlctl.transfer import list_fsspec, pull_fsspec, report_skipped_links
 
     url = source.rstrip("/") + "/" + run_id
     listing = list_fsspec(url)
+    report_skipped_links(listing.skipped_links)
     progress, task = _progress(sum(listing.files.values()), f"pulling {run_id}")
     with progress:
         got = pull_fsspec(listing, dest, lambda n: progress.advance(task, n))
@@ -166,11 +167,13 @@ def pull(
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
 ) -> None:
-    """Pull a run's adapter, metrics, evaluation report and logs into DEST/<run-id>/, sha256-verified."""
-    from sqlctl.runid import validate_run_id
+    """Pull a run's adapter, metrics, evaluation report and logs into DEST/<run-id>/, sha256-verified.
 
-    validate_run_id(run_id)
+    An existing DEST/<run-id>/ is merged into, never emptied: your own files there are left alone."""
+    from sqlctl.transfer import check_destination
+
     target = dest / run_id
+    check_destination(target)
     if source:
         _pull_source(source, run_id, target)
         return
@@ -180,7 +183,7 @@ def pull(
     from sqlctl.kube import connect
     from sqlctl.manifests import claim_names, pod_spec
     from sqlctl.runs import run_jobs
-    from sqlctl.transfer import extract_verified, parse_manifest
+    from sqlctl.transfer import extract_verified, parse_manifest, report_skipped_links
 
     kube = connect(kube_settings(ctx, kubeconfig, context, namespace))
     jobs = run_jobs(kube, run_id, kube.namespace)
@@ -210,6 +213,7 @@ def pull(
         with tempfile.TemporaryDirectory(prefix="sqlctl-pull-") as tmp:
             reader = _read_reader_log(kube, name, Path(tmp) / "run.tar")
             manifest = parse_manifest(reader.manifest_lines)
+            report_skipped_links(reader.skipped_links)
             sizes = extract_verified(reader.tar_file, manifest, target)
     finally:
         if not keep_reader:
