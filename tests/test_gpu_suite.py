@@ -32,7 +32,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> dict:
         [str(REPO / "scripts" / "gpu-suite.sh"), "--cpu", str(out / "result")],
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=600,
         env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
