@@ -14,8 +14,8 @@ as failed with its last output lines, and the rest go on. Phases, most important
 2. training, per model (mistral7b, llama2-7b): arm ``original`` then arm ``sqlmaster`` (bench/bench_train_gpu.py);
 3. generation, mistral7b: the original's way against ours (bench/bench_generate.py --suite);
 4. ``pytest -m gpu``;
-5. levers: ``sqlmaster`` with the speed levers (no gradient checkpointing, liger-kernel where importable; then
-   larger micro-batches), per model, with a loss check against the shipped recipe's arm;
+5. levers: ``sqlmaster`` with the speed levers added one by one (no gradient checkpointing; + liger-kernel where
+   importable; + 16 x 2 micro-batches), per model, with a loss check against the shipped recipe's arm;
 6. gemma7b's two training arms, if time is left.
 
 In ``--cpu`` mode the models are tiny configs of the same architectures (written to OUT_DIR/work), the
@@ -290,16 +290,20 @@ class Suite:
         self.write()
 
     def lever_sets(self) -> list[tuple[str, list[str]]]:
+        """Lever arms, surest gain first; each adds to the previous so a broken lever does not hide the others."""
         import importlib.util
 
-        levers = ["model.gradient_checkpointing=false"]
-        if not self.shape.cpu and importlib.util.find_spec("liger_kernel") is not None:
-            levers.append("training.liger_kernel=true")
-        if self.shape.cpu:  # same tokens per step, one micro-batch instead of two
-            bigger = ["training.per_device_train_batch_size=4", "training.gradient_accumulation_steps=1"]
-        else:
-            bigger = ["training.per_device_train_batch_size=16", "training.gradient_accumulation_steps=2"]
-        return [("sqlmaster_levers", levers), ("sqlmaster_levers_mb", [*levers, *bigger])]
+        no_gc = ["model.gradient_checkpointing=false"]
+        sets = [("sqlmaster_no_gc", no_gc)]
+        if self.shape.cpu:
+            return sets  # the rehearsal checks the lever path once (liger and big batches are GPU levers)
+        last = no_gc
+        if importlib.util.find_spec("liger_kernel") is not None:
+            last = [*no_gc, "training.liger_kernel=true"]
+            sets.append(("sqlmaster_no_gc_liger", last))
+        bigger = ["training.per_device_train_batch_size=16", "training.gradient_accumulation_steps=2"]
+        sets.append((sets[-1][0] + "_mb16", [*last, *bigger]))
+        return sets
 
     def main(self) -> None:
         self.write()
@@ -312,12 +316,9 @@ class Suite:
                 self.train_arm(model, "sqlmaster", "sqlmaster_sdpa", ["model.attn_implementation=sdpa"])
         self.generation()
         self.pytest()
-        sets = self.lever_sets()
-        for name, overrides in sets[:1] + ([] if self.shape.cpu else sets[1:]):
-            for model in self.models:
+        for model in self.models[:1] if self.shape.cpu else self.models:  # the first model's levers first
+            for name, overrides in self.lever_sets():
                 self.train_arm(model, "sqlmaster", name, overrides)
-                if self.shape.cpu:
-                    break  # the rehearsal checks the lever path once
         if self.gemma and not self.shape.cpu:
             self.train_arm("gemma7b", "original", "original", [])
             self.train_arm("gemma7b", "sqlmaster", "sqlmaster", [])
