@@ -10,8 +10,9 @@ cd "$repo"
 
 # Carried because the machine has none (trl, datasets and datasets' dill, multiprocess; liger-kernel) or another
 # version than CI and the images (transformers 5.17 there: our code uses 5.23's names; peft; fsspec, which
-# datasets pins). Versions and sha256 hashes come from requirements/train.lock, the images' lock: one source.
-names=(transformers trl peft datasets dill multiprocess fsspec)
+# datasets pins; regex, which transformers 5.23 checks at import: >= 2025.10.22). Versions and sha256 hashes
+# come from requirements/train.lock, the images' lock: one source.
+names=(transformers trl peft datasets dill multiprocess fsspec regex)
 extra=(liger-kernel==0.8.5)  # not in the images' lock: a speed lever the suite measures before anyone ships it
 
 python=${PYTHON:-python3}
