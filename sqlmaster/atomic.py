@@ -8,6 +8,8 @@ systems), is flushed to disk, and then replaces the target with ``os.replace`` (
     write_text(path, markdown)
     with atomic_open(path) as fh:      # stream large files (records.jsonl) without holding them in memory
         for row in rows: fh.write(...)
+    with atomic_dir(run_dir / "adapter") as tmp:   # a directory of weights, swapped in whole
+        model.save_pretrained(tmp)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +38,7 @@ def atomic_open(path: str | Path, *, encoding: str = "utf-8", errors: str = "str
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates 0600; keep the permissions an ordinary write would give (umask applies).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -78,3 +79,42 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A fresh directory to fill; it replaces ``path`` only when the block exits without an exception.
+
+    Used for saved weights (adapter/, model/, merged/): a crash while saving leaves the old directory (or
+    none), never a half-written one that loading would take for the real thing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would flip it for every thread for a moment)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask

@@ -41,12 +41,17 @@ def knob(
     exclusive_maximum: float | None = None,
     choices: Sequence[str] | None = None,
     nonempty: bool = False,
+    role: str | None = None,
 ) -> dict[str, Any]:
     """The ``field(metadata=...)`` of a recipe key: its help text and the constraints its values must meet.
 
     Bounds apply to numbers, ``choices`` to strings, ``nonempty`` to strings and lists; ``None`` is allowed
     exactly when the annotation says ``| None``. Numbers must also be finite (no NaN or infinity).
+    ``role`` (default: the section's ``ROLE``) says what changing the key means for an existing run directory;
+    see ``ROLES``.
     """
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
     constraints = {
         "minimum": minimum,
         "exclusive_minimum": exclusive_minimum,
@@ -55,16 +60,29 @@ def knob(
         "choices": tuple(choices) if choices is not None else None,
         "nonempty": nonempty or None,
     }
-    return {"help": help, **{k: v for k, v in constraints.items() if v is not None}}
+    extra = {"role": role} if role else {}
+    return {"help": help, **{k: v for k, v in constraints.items() if v is not None}, **extra}
 
 
 CONSTRAINTS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "choices", "nonempty")
+
+# What a changed key means for a run directory that already holds a run (sqlmaster/train/guard.py):
+ROLES = {
+    # the data split, prompt, weights' shape or the optimizer/scheduler state restored from checkpoints:
+    # another value is another run, refused (a new --output-dir, or --overwrite)
+    "identity": "defines the run: a new --output-dir or --overwrite",
+    # how training continues from the last checkpoint: allowed with --resume-with-changes
+    "resumable": "changes how training continues: needs --resume-with-changes",
+    # no effect on the trained weights: always allowed
+    "runtime": "free to change between attempts",
+}
 
 
 class _Section:
     """Base of the recipe sections: every field is checked against its type and ``knob`` after construction."""
 
     SECTION: ClassVar[str]
+    ROLE: ClassVar[str] = "resumable"  # of keys whose knob names none
 
     def __post_init__(self) -> None:
         hints = _type_hints(type(self))
@@ -84,6 +102,7 @@ class DataConfig(_Section):
     """Where the examples come from and how they are split."""
 
     SECTION: ClassVar[str] = "data"
+    ROLE: ClassVar[str] = "identity"  # another split would leak test rows into training
 
     source: str = field(
         default="shipped",
@@ -116,6 +135,7 @@ class PromptConfig(_Section):
     """Which prompt template frames question and schema (see sqlmaster/prompt.py)."""
 
     SECTION: ClassVar[str] = "prompt"
+    ROLE: ClassVar[str] = "identity"
 
     template: str = field(
         default="original",
@@ -128,6 +148,7 @@ class ModelConfig(_Section):
     """How the base model is adapted."""
 
     SECTION: ClassVar[str] = "model"
+    ROLE: ClassVar[str] = "identity"  # the weights' shape and what is trained
 
     mode: str = field(
         default="lora",
@@ -138,7 +159,7 @@ class ModelConfig(_Section):
         default=32, metadata=knob("LoRA scaling numerator (scale = lora_alpha / lora_r)", minimum=1)
     )
     lora_dropout: float = field(
-        default=0.05, metadata=knob("dropout on the LoRA input", minimum=0, exclusive_maximum=1)
+        default=0.05, metadata=knob("dropout on the LoRA input", minimum=0, exclusive_maximum=1, role="resumable")
     )
     target_modules: list[str] | None = field(
         default=None, metadata=knob("modules LoRA adapts; null = the registry's list for the model", nonempty=True)
@@ -152,6 +173,7 @@ class ModelConfig(_Section):
             "attention kernel; auto = flash_attention_2 when importable on CUDA, else flex_attention for packed "
             "training on CUDA, else sdpa (sqlmaster/models/attention.py)",
             choices=ATTN_CHOICES,
+            role="runtime",
         ),
     )
     dtype: str = field(
@@ -159,10 +181,11 @@ class ModelConfig(_Section):
         metadata=knob(
             "weights dtype; auto = bfloat16 on GPU, float32 on CPU",
             choices=("auto", "bfloat16", "float16", "float32"),
+            role="resumable",
         ),
     )
     gradient_checkpointing: bool = field(
-        default=True, metadata=knob("trade ~30% compute for activations that fit long packs")
+        default=True, metadata=knob("trade ~30% compute for activations that fit long packs", role="runtime")
     )
     revision: str | None = field(
         default=None, metadata=knob("hub revision of the base model; null = the registry's pin or main", nonempty=True)
@@ -209,13 +232,16 @@ class TrainingConfig(_Section):
     gradient_accumulation_steps: int = field(
         default=4, metadata=knob("micro-steps per optimizer step (8 x 4 x 1024 = 32,768 tokens when packed)", minimum=1)
     )
-    learning_rate: float = field(default=3.0e-4, metadata=knob("peak learning rate", exclusive_minimum=0))
-    lr_scheduler_type: str = field(
-        default="cosine", metadata=knob("a transformers scheduler name (cosine, linear, constant, ...)", nonempty=True)
+    learning_rate: float = field(
+        default=3.0e-4, metadata=knob("peak learning rate", exclusive_minimum=0, role="identity")
     )
-    warmup_steps: int = field(default=100, metadata=knob("linear warm-up steps", minimum=0))
+    lr_scheduler_type: str = field(
+        default="cosine",
+        metadata=knob("a transformers scheduler name (cosine, linear, constant, ...)", nonempty=True, role="identity"),
+    )
+    warmup_steps: int = field(default=100, metadata=knob("linear warm-up steps", minimum=0, role="identity"))
     max_grad_norm: float = field(default=0.3, metadata=knob("gradient clipping norm; 0 = no clipping", minimum=0))
-    weight_decay: float = field(default=0.0, metadata=knob("AdamW weight decay", minimum=0))
+    weight_decay: float = field(default=0.0, metadata=knob("AdamW weight decay", minimum=0, role="identity"))
     seed: int = field(
         default=1399, metadata=knob("training seed (and tiny's initial weights)", minimum=0, maximum=SEED_MAX)
     )
@@ -225,17 +251,23 @@ class TrainingConfig(_Section):
     save_steps: int = field(
         default=20, metadata=knob("checkpoint cadence: a preempted pod loses at most this many steps", minimum=1)
     )
-    logging_steps: int = field(default=10, metadata=knob("steps between log lines", minimum=1))
+    logging_steps: int = field(default=10, metadata=knob("steps between log lines", minimum=1, role="runtime"))
     early_stopping_patience: int | None = field(
         default=1, metadata=knob("evaluations without improvement before stopping; null disables", minimum=1)
     )
-    save_total_limit: int = field(default=3, metadata=knob("checkpoints kept (the best one is always kept)", minimum=1))
+    save_total_limit: int = field(
+        default=3, metadata=knob("checkpoints kept (the best one is always kept)", minimum=1, role="runtime")
+    )
     num_threads: int | None = field(
-        default=None, metadata=knob("CPU threads for torch; null = torch's default", minimum=1)
+        default=None, metadata=knob("CPU threads for torch; null = torch's default", minimum=1, role="runtime")
     )
     max_time_minutes: float | None = field(
         default=None,
-        metadata=knob("stop cleanly (with a checkpoint) after this wall time; null = no limit", exclusive_minimum=0),
+        metadata=knob(
+            "stop cleanly (with a checkpoint) after this wall time; null = no limit",
+            exclusive_minimum=0,
+            role="runtime",
+        ),
     )
     bf16: bool | None = field(
         default=None, metadata=knob("bf16 autocast; null = on where the GPU supports it, off on CPU")
@@ -247,15 +279,18 @@ class TrainingConfig(_Section):
         default=True, metadata=knob("loss on the SQL only; prompt tokens get label -100")
     )
     eval_batch_size: int | None = field(
-        default=None, metadata=knob("evaluation batch per device; null = per_device_train_batch_size", minimum=1)
+        default=None,
+        metadata=knob("evaluation batch per device; null = per_device_train_batch_size", minimum=1, role="runtime"),
     )
     # Speed levers (docs/gpu.md; scripts/gpu-suite.sh measures each against the shipped recipe).
     liger_kernel: bool = field(
         default=False,
-        metadata=knob("CUDA only: liger-kernel's fused Triton RMSNorm, SwiGLU and RoPE (TRL fuses the LM head)"),
+        metadata=knob(
+            "CUDA only: liger-kernel's fused Triton RMSNorm, SwiGLU and RoPE (TRL fuses the LM head)", role="runtime"
+        ),
     )
     torch_compile: bool = field(
-        default=False, metadata=knob("torch.compile the model (the first steps pay the compile)")
+        default=False, metadata=knob("torch.compile the model (the first steps pay the compile)", role="runtime")
     )
 
     def check(self) -> None:
@@ -271,6 +306,7 @@ class OutputConfig(_Section):
     """What is written besides the adapter."""
 
     SECTION: ClassVar[str] = "output"
+    ROLE: ClassVar[str] = "runtime"
 
     merge: bool = field(default=False, metadata=knob("also save base + adapter merged into full weights (merged/)"))
     push_to_hub: bool = field(
@@ -291,6 +327,7 @@ class TrackingConfig(_Section):
     """Experiment tracking."""
 
     SECTION: ClassVar[str] = "tracking"
+    ROLE: ClassVar[str] = "runtime"
 
     wandb_project: str = field(default="sqlmaster", metadata=knob("W&B project", nonempty=True))
     wandb_mode: str = field(
@@ -307,6 +344,7 @@ class EvaluationConfig(_Section):
     """How a trained run is evaluated."""
 
     SECTION: ClassVar[str] = "evaluation"
+    ROLE: ClassVar[str] = "runtime"
 
     datasets: list[str] = field(
         default_factory=lambda: ["sql-create-context-test"],
@@ -364,7 +402,7 @@ def _type_hints(cls: type) -> dict[str, Any]:
 
 def _fix(key: str, f: Field[Any]) -> str:
     """The fix every value error ends with: where to set the key, and its default as an example."""
-    return f"Fix it in the recipe file or with --set {key}={_yaml_scalar(_default_of(f))} (the default)"
+    return f"Fix it in the recipe file or with --set {key}={yaml_value(_default_of(f))} (the default)"
 
 
 def _default_of(f: Field[Any]) -> Any:
@@ -373,7 +411,8 @@ def _default_of(f: Field[Any]) -> Any:
     return None if f.default is MISSING else f.default
 
 
-def _yaml_scalar(value: Any) -> str:
+def yaml_value(value: Any) -> str:
+    """``value`` as it would be written after ``--set key=`` (flow style: [a, b], null, true, 0.0003)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
 
 
@@ -563,6 +602,7 @@ class KeySpec:
     help: str
     constraints: dict[str, Any]  # subset of CONSTRAINTS
     schema: dict[str, Any]  # JSON Schema of the value
+    role: str  # one of ROLES: what changing it means for an existing run directory
 
     @property
     def key(self) -> str:
@@ -599,6 +639,7 @@ def recipe_keys() -> list[KeySpec]:
                     help=f.metadata["help"],
                     constraints=constraints,
                     schema=_key_schema(hints[f.name], f),
+                    role=f.metadata.get("role", cls.ROLE),
                 )
             )
     return keys

@@ -129,13 +129,14 @@ def pypi() -> None:
     """Fail (not skip) with the reason when PyPI is unreachable: CI has network, and a missing check must show."""
     try:
         with urllib.request.urlopen(PYPI + "uv/", timeout=20):
-            pass
+            return
     except (urllib.error.URLError, OSError) as exc:
-        pytest.fail(
-            f"tests/test_locks.py resolves the images' locks against PyPI and cannot reach {PYPI} ({exc}). "
-            "Run it where PyPI is reachable, or deselect these tests with -m 'not network'",
-            pytrace=False,
-        )
+        error = exc
+    pytest.fail(
+        f"tests/test_locks.py resolves the images' locks against PyPI and cannot reach {PYPI} ({error}). "
+        "Run it where PyPI is reachable, or deselect these tests with -m 'not network'",
+        pytrace=False,
+    )
 
 
 def run_check(root: Path, *images: str) -> subprocess.CompletedProcess[str]:

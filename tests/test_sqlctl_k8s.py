@@ -44,7 +44,9 @@ def jobs_dir(tmp_path: Path) -> Path:
         (root / task).mkdir(parents=True)
         for model in REGISTRY:
             values = {
-                "runs": [{"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}}}],
+                "runs": [
+                    {"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}} if task == "train" else {}}
+                ],
                 "storage": {"existingClaim": CLAIM},
             }
             (root / task / f"{model}.yaml").write_text(yaml.safe_dump(values))
@@ -191,13 +193,18 @@ def test_submit_schedule_follow_complete_pull(k8s_cluster: Any, ns: str, jobs_di
     for name, data in files.items():
         (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (run_dir / name).write_bytes(data)
+    (run_dir / "latest").symlink_to("adapter")  # links are not copied, and the pull says so
     serve_reader(k8s_cluster, ns, pvc_root)
     dest = tmp_path / "pulled"
     pulled = sqlctl(k8s_cluster, ns, "artifacts", "pull", run_id, "--dest", str(dest))
     assert pulled.exit_code == 0, pulled.output
     assert "every sha256 verified" in pulled.output
+    assert "warning: 1 symbolic link(s) at the source were not copied: ./tiny/latest" in pulled.output
     for name, data in files.items():
         assert (dest / run_id / "tiny" / name).read_bytes() == data
+    (dest / run_id / "notes.md").write_text("mine")  # pulling again keeps the user's own files
+    assert sqlctl(k8s_cluster, ns, "artifacts", "pull", run_id, "--dest", str(dest)).exit_code == 0
+    assert (dest / run_id / "notes.md").read_text() == "mine"
     readers = kube.list("v1", "Pod", ns, label_selector="sqlmaster.io/role=artifact-reader")
     assert all(p["metadata"].get("deletionTimestamp") for p in readers)  # deleted (or going)
 
@@ -336,6 +343,42 @@ def test_a_generated_id_that_is_taken_gets_a_fresh_one(
     assert ids_now == sorted([taken, fresh])
     again = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", taken)  # explicit: idempotent
     assert again.exit_code == 0 and "already submitted; nothing new created" in again.output
+
+
+def test_the_created_job_and_local_run_the_same_command_and_recipe(
+    k8s_cluster: Any, ns: str, jobs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the API server holds after a submission is what --local runs (paths mapped to --runs-dir)."""
+    monkeypatch.setenv("SQLMASTER_BIN", "sqlmaster")
+    run_id = "train-tiny-same-as-local"
+    options = (
+        *("--set", "runs[0].baseModel=/models/base,runs[0].extraArgs={--max-steps=2}"),
+        *("--recipe-set", "training.learning_rate=3e-4", "--set", "runs[0].recipe.data.seed=7"),
+    )
+    submitted = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", run_id, *options)
+    assert submitted.exit_code == 0, submitted.output
+    kube = kube_for(k8s_cluster, ns)
+    (job,) = kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={run_id}")
+    (configmap,) = kube.list("v1", "ConfigMap", ns, label_selector=f"sqlmaster.io/run-id={run_id}")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    runs = tmp_path / "runs"
+    local = sqlctl(
+        k8s_cluster,
+        ns,
+        *("submit", "train", "-m", "tiny", "--local", "--dry-run", "-o", "json", "--run-id", run_id),
+        *("--jobs-dir", str(jobs_dir), "--runs-dir", str(runs), *options),
+    )
+    assert local.exit_code == 0, local.output
+    (plan,) = json.loads(local.stdout)
+    recipe = str(runs / run_id / "tiny" / "recipe.yaml")
+    expected = [
+        a.replace("/etc/sqlmaster/recipe.yaml", recipe).replace("/data/runs", str(runs))
+        for a in [*container["command"], *container.get("args", [])]
+    ]
+    assert plan["argv"] == expected
+    assert "/models/base" in expected and expected[-1] == "--max-steps=2"
+    assert plan["files"] == {recipe: configmap["data"]["recipe.yaml"]}
+    assert yaml.safe_load(configmap["data"]["recipe.yaml"])["training"]["learning_rate"] == 0.0003
 
 
 # --- preflight: clear errors, nothing created ---------------------------------------------------------------

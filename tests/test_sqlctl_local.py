@@ -14,6 +14,8 @@ from sqlctl.logstream import StreamCursor, parse_timestamp, split_timestamp
 from sqlctl.main import app
 from typer.testing import CliRunner
 
+from sqlmaster.rundir import RunDir
+
 FAKE_SQLMASTER = """
 import json, os, sys
 from pathlib import Path
@@ -98,8 +100,8 @@ OPTIONS = {
     "baseModel": ["--set", "runs[0].baseModel=/models/my-tiny"],
     "extraArgs": ["--set", "runs[0].extraArgs={--max-steps=3,--eval-steps=2}"],
     "gpus=2 (torchrun)": ["--set", "runs[0].gpus=2"],
-    "--recipe-set": ["--recipe-set", "training.learning_rate=3e-4", "--recipe-set", "prompt.template=compact"],
-    "--set recipe key": ["--set", "runs[0].recipe.training.seed=7"],
+    "--recipe-set": ["--recipe-set", "data.seed=7", "--recipe-set", "prompt.template=compact"],
+    "--set recipe key": ["--set", "runs[0].recipe.data.test_size=50"],
 }
 
 
@@ -114,7 +116,8 @@ def test_local_and_cluster_render_the_same_command_and_recipe(
     (plan,) = local_plan(task, jobs, runs, *args)
     command = [*container(cluster)["command"], *container(cluster).get("args", [])]
     assert plan["argv"] == as_local(command, runs, f"{task}-x", fake)
-    assert plan["files"] == {str(runs / f"{task}-x" / "tiny" / "recipe.yaml"): recipe_text(cluster)}
+    recipe_file = RunDir(runs / f"{task}-x" / "tiny").recipe  # the run directory's name for it
+    assert plan["files"] == {str(recipe_file): recipe_text(cluster)}
     plain_env = {e["name"]: e["value"] for e in container(cluster)["env"] if "value" in e}
     plain_env.pop("HF_HOME")  # the claim's cache has no local meaning: the local default cache is used
     assert plan["env"] == plain_env
@@ -230,6 +233,10 @@ def test_recipe_syntax_in_set_is_refused_with_both_fixes(jobs: Path, tmp_path: P
         "error: --set training.max_steps=5 names a recipe key, but sqlctl's --set sets chart values (Helm syntax). "
         "Use --recipe-set training.max_steps=5 (every run) or --set runs[0].recipe.training.max_steps=5 (one run)."
     )
+    from sqlctl.recipeset import check_chart_sets, set_assignments
+
+    assert set_assignments(r"a=1,b={x,y},c=d\,e") == ["a=1", "b={x,y}", r"c=d\,e"]
+    check_chart_sets(["runs[0].extraArgs={--x,training.x=1}", r"env=a\,training.x=1"])  # values, not keys
     for bad, message in {
         "max_steps=5": "is not section.key=value",
         "trainin.max_steps=5": "'trainin' is not a recipe section",

@@ -21,16 +21,18 @@ from typing import Any
 from sqlctl.errors import SqlctlError, warn
 from sqlctl.kube import Kube
 from sqlctl.manifests import LABEL_MODEL, LABEL_RUN_ID, LABEL_TASK, claim_names, labels, name_of, pod_spec
+from sqlmaster.rundir import RUN_INFO_FILE, RunDir
 
 # Keys the user may set that --adapter-run also sets (or looks up).
 _ADAPTER_KEY = re.compile(r"^runs\[\d+\]\.adapterRunId$")
-_RUN_INFO = "run.json"  # written by `sqlmaster train` (docs/design.md, run directory)
 
 
 def check_user_sets(sets: list[str]) -> None:
     """--adapter-run and a hand-written `--set runs[N].adapterRunId=...` contradict each other."""
+    from sqlctl.recipeset import set_assignments
+
     for assignment in sets:
-        for part in assignment.split(","):
+        for part in set_assignments(assignment):
             if _ADAPTER_KEY.match(part.partition("=")[0].strip()):
                 raise SqlctlError(
                     f"--adapter-run and --set {part} both choose the training run",
@@ -104,20 +106,20 @@ def check_local(runs_dir: Path, train_run_id: str, models: list[str]) -> None:
             f"no local training run {train_run_id!r} in {runs_dir}",
             "Train it first (sqlctl submit train --local ...) or pass the --runs-dir it wrote to.",
         )
-    trained = sorted(p.name for p in root.iterdir() if (p / _RUN_INFO).is_file())
+    trained = sorted(p.name for p in root.iterdir() if RunDir(p).is_run())
     for model in models:
-        run_dir = root / model
+        run_dir = RunDir(root / model)
         if model not in trained:
             what = (
-                f"local run {train_run_id!r} is not a training run ({run_dir} holds no {_RUN_INFO})"
-                if run_dir.is_dir()
+                f"local run {train_run_id!r} is not a training run ({run_dir.path} holds no {RUN_INFO_FILE})"
+                if run_dir.path.is_dir()
                 else f"local training run {train_run_id!r} did not train {model}; it trained "
                 f"{', '.join(trained) or 'nothing yet'}"
             )
             raise SqlctlError(what, "Pass the id of a `sqlctl submit train --local` run of this model.")
         try:
-            status = json.loads((run_dir / _RUN_INFO).read_text()).get("status")
+            status = json.loads(run_dir.run_info.read_text()).get("status")
         except (OSError, ValueError, AttributeError):
             status = None
         if status != "completed":
-            warn(f"local training run {run_dir} has not completed (status {status or 'unknown'})")
+            warn(f"local training run {run_dir.path} has not completed (status {status or 'unknown'})")

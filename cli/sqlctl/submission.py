@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlctl.errors import EXIT_FAILURE, SqlctlError, warn
 from sqlctl.paths import RepoPaths
+
+if TYPE_CHECKING:
+    from sqlctl.render import RenderRequest
 
 Manifest = dict[str, Any]
 _RETRIES = 5  # fresh ids tried when a generated id is taken (32 random bits: a clash is ~1e-5 per 200/s)
@@ -56,14 +59,16 @@ def check_user_values(paths: RepoPaths, task: str, user: UserValues) -> None:
     paths.task_chart(task)
     for path in user.files:
         if not path.is_file():
-            raise SqlctlError(f"values file {path} does not exist", "Check the path given to --values.")
+            what = "is not a file" if path.exists() else "does not exist"
+            raise SqlctlError(f"values file {path} {what}", "Check the path given to --values.")
     check_chart_sets(list(user.sets))
     recipe_set_json(list(user.recipe_sets), 1)
 
 
 def _request(
     paths: RepoPaths, task: str, model: str, run_id: str, namespace: str, user: UserValues, extras: Extras
-) -> Any:
+) -> RenderRequest:
+    """helm's arguments for one model's release (helm's order: files, --set, --set-json, --set-string)."""
     from sqlctl.recipeset import recipe_set_json
     from sqlctl.render import RenderRequest
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlmaster.config import ModelConfig
 from sqlmaster.errors import ConfigError
+from sqlmaster.hub import with_hub_retries
 from sqlmaster.models.registry import ModelSpec, resolve_model
 from sqlmaster.rundir import ADAPTER_CONFIG_FILE, TOKENIZER_CONFIG_FILE, RunDir
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     import torch
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+T = TypeVar("T")
 
 
 def default_device() -> str:
@@ -84,10 +88,9 @@ def load_tokenizer(
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
     if path is None:
         kwargs.update(revision=revision or spec.revision, token=hf_token(spec))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    except OSError as exc:
-        raise ConfigError(f"cannot load the tokenizer of {source}: {exc}") from None
+    tokenizer = _from_pretrained(
+        f"the tokenizer of {source}", lambda: AutoTokenizer.from_pretrained(source, **kwargs), hub=path is None
+    )
     set_pad_token(tokenizer, spec)
     tokenizer.padding_side = spec.padding_side_generate if for_generation else spec.padding_side_train
     return tokenizer
@@ -134,13 +137,26 @@ def load_base_model(
     }
     if path is None:
         kwargs.update(revision=model_cfg.revision or spec.revision, token=hf_token(spec))
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as exc:
-        raise ConfigError(f"cannot load model {source}: {exc}") from None
+    model = _from_pretrained(
+        f"model {source}", lambda: AutoModelForCausalLM.from_pretrained(source, **kwargs), hub=path is None
+    )
     import torch
 
     return model.to(torch.device(device))  # type: ignore[arg-type]  # transformers mis-types .to
+
+
+def _from_pretrained(what: str, load: Callable[[], T], *, hub: bool) -> T:
+    """``load()``; an unreachable hub is retried and then exit 1 (sqlmaster.hub), any other failure is exit 2."""
+
+    def config_error(exc: Exception) -> ConfigError:
+        return ConfigError(f"cannot load {what}: {' '.join(str(exc).split())}")
+
+    if hub:
+        return with_hub_retries(what, load, config_error=config_error)
+    try:
+        return load()
+    except (OSError, ValueError) as exc:
+        raise config_error(exc) from None
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:

@@ -156,6 +156,8 @@ def _check(opts: SubmitOptions) -> tuple[RepoPaths, list[str]]:
         validate_run_id(opts.adapter_run, "--adapter-run")
         check_user_sets(list(opts.user.sets))
     check_user_values(paths, opts.task, opts.user)
+    if opts.local and opts.runs_dir.exists() and not opts.runs_dir.is_dir():
+        raise SqlctlError(f"--runs-dir {opts.runs_dir} is not a folder", "Pass a folder (it is created if missing).")
     return paths, models
 
 
