@@ -253,7 +253,7 @@ def _gen_arm(
     }
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=32, help="prompts to generate for")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -265,7 +265,11 @@ def main() -> None:
     parser.add_argument("--n-original", type=int, default=4, help="suite: examples the original generates")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="suite: more batch sizes for ours")
     parser.add_argument("--rows", type=int, default=2000, help="suite: training rows the tokenizer is trained on")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = make_parser().parse_args()
     if args.suite:
         result = suite(args.model, args.n_original, args.n, args.batch_sizes, args.max_new_tokens, args.rows)
         text = json.dumps(result, indent=2)

@@ -338,7 +338,25 @@ def sqlmaster_arm(args: argparse.Namespace, overrides: list[str]) -> dict[str, A
     return result
 
 
-def main() -> None:
+def benchmark_overrides(steps: int, extra: list[str]) -> list[str]:
+    """Short, benchmark-only settings on top of the recipe (both arms): random weights, the shipped data, no
+    evaluation or checkpoint inside the timed steps, a log line per step; then the caller's ``--set`` values."""
+    return [
+        "model.init=random",
+        "data.source=shipped",
+        "data.validation_size=16",
+        "data.test_size=16",
+        f"training.max_steps={steps}",
+        "training.logging_steps=1",
+        f"training.eval_steps={steps * 10}",
+        f"training.save_steps={steps * 10}",
+        "training.early_stopping_patience=null",
+        "tracking.wandb_mode=disabled",
+        *extra,
+    ]
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arm", choices=["original", "sqlmaster"], required=True)
     parser.add_argument("--model", required=True, help="registry name or a local directory with a config.json")
@@ -352,28 +370,18 @@ def main() -> None:
     parser.add_argument("--measured-tflops", type=float, default=None, help="bf16 matmul rate measured on this GPU")
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--json", type=Path, required=True, help="write the arm's figures here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = make_parser().parse_args()
     if args.recipe is None:
         args.recipe = REPO / "jobs" / "train" / f"{Path(args.model).name}.yaml"
     os.environ.setdefault("WANDB_MODE", "disabled")
 
     from sqlmaster.config import load_recipe
 
-    steps = args.warmup + args.steps
-    # Short, benchmark-only overrides on top of the recipe: no evaluation or checkpoint inside the timed steps.
-    overrides = [
-        "model.init=random",
-        "data.source=shipped",
-        "data.validation_size=16",
-        "data.test_size=16",
-        f"training.max_steps={steps}",
-        "training.logging_steps=1",
-        f"training.eval_steps={steps * 10}",
-        f"training.save_steps={steps * 10}",
-        "training.early_stopping_patience=null",
-        "tracking.wandb_mode=disabled",
-        *args.overrides,
-    ]
+    overrides = benchmark_overrides(args.warmup + args.steps, args.overrides)
     started = time.perf_counter()
     if args.arm == "original":
         result = original_arm(args, load_recipe(args.recipe, overrides), overrides)

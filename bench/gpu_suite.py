@@ -100,6 +100,7 @@ class Suite:
     def __init__(self, out: Path, work: Path, cpu: bool, budget_s: float, models: list[str], gemma: bool) -> None:
         self.out = out
         self.work = work
+        self.out.mkdir(parents=True, exist_ok=True)
         self.work.mkdir(parents=True, exist_ok=True)
         self.shape = Shape(cpu)
         self.deadline = time.monotonic() + budget_s
@@ -193,6 +194,7 @@ class Suite:
         timeout = self.fits(phase, "train")
         if timeout is None:
             entry["arms"][name] = {"status": "skipped", "error": "not enough time left"}
+            ratios(entry)
             self.write()
             return
         shape = self.shape
