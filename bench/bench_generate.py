@@ -206,7 +206,9 @@ def suite(
     arms["original"] = _gen_arm(n_original, outputs, wall, 1, True, max_new_tokens, memory(), "plain (merged)")
 
     # (b) ours: HFGenerator over base + unmerged adapter, greedy, batched.
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=list(spec.target_modules))
+    lora = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=list(spec.target_modules), task_type="CAUSAL_LM"
+    )
     adapted = get_peft_model(model, lora).eval()
     sizes = [evaluation.batch_size] + [b for b in batch_sizes if b != evaluation.batch_size]
     for index, size in enumerate(sizes):
