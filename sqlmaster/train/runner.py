@@ -75,7 +75,7 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
     """Configuration errors found before any data or weights load (exit code 2, nothing written)."""
     from sqlmaster.train.checkpoints import checkpoint_dirs, is_complete
 
-    if not spec.is_tiny:
+    if not spec.is_tiny and recipe.model.init == "pretrained":
         hf_token(spec)  # gated model without HF_TOKEN
     if recipe.output.push_to_hub and not os.environ.get("HF_TOKEN"):
         raise ConfigError("output.push_to_hub=true needs HF_TOKEN in the environment. Set it, or push later")
@@ -283,7 +283,7 @@ def _recorder(job: Job, run_info: dict[str, Any]) -> Any:
 
 def _warn_dense_packing(recipe: Recipe, base_model: Any) -> None:
     attn = getattr(base_model.config, "_attn_implementation", None)
-    if recipe.training.packing and attn != "flash_attention_2":
+    if recipe.training.packing and attn not in ("flash_attention_2", "flex_attention"):
         log.warning(
             "packing with %s attention: the flattened batch gets a dense block-diagonal mask, so attention costs "
             "(batch x max_length)^2 (measured 2x slower than length-grouped padding for tiny on CPU). Install "
@@ -297,9 +297,18 @@ def _load_base(job: Job, data: Data) -> tuple[Any, Any, dict[str, Any]]:
     spec, recipe, device = job.spec, job.recipe, job.device
     revision = recipe.model.revision or spec.revision
     info: dict[str, Any] = {"name": spec.name, "hub_id": spec.hub_id, "revision": revision}
+    if not spec.is_tiny and recipe.model.init == "random":  # throughput benchmarks: nothing downloaded
+        from sqlmaster.models.random_init import build_random
+
+        texts = (row["prompt"] + row["completion"] for row in data.train_rows)
+        model, tokenizer = build_random(
+            spec, recipe.model, texts, device=device, seed=recipe.training.seed, packing=recipe.training.packing
+        )
+        return model, tokenizer, {**info, "init": "random", "revision": None}
     if not spec.is_tiny:
         tokenizer = load_tokenizer(spec, for_generation=False, revision=recipe.model.revision)
-        return load_base_model(spec, recipe.model, device=device), tokenizer, info
+        model = load_base_model(spec, recipe.model, device=device, packing=recipe.training.packing)
+        return model, tokenizer, info
 
     from sqlmaster.models.tiny import architecture_from, build_tiny, save_tiny
 
