@@ -334,6 +334,7 @@ RUNTIME_CASES = [
     "resume after SIGTERM",
     "W&B unreachable",
     "hub unreachable (model)",
+    "hub outage, real libraries (slow)",
     "hub unreachable (dataset)",
     "hub: repository not found",
     "--overwrite",
@@ -492,6 +493,31 @@ def test_unreachable_hub_is_retried_then_exit_1(
         re.M,
     ), output
     assert "Traceback" not in output and not (tmp_path / "hub" / "run.json").exists()
+
+
+@pytest.mark.slow
+def test_a_real_hub_outage_exits_1(tmp_path: Path) -> None:
+    """The same through the real libraries: the hub endpoint refuses connections (huggingface_hub retries ~50 s)."""
+    env = _env(HF_ENDPOINT="http://127.0.0.1:9", SQLMASTER_HUB_ATTEMPTS="1")
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        env.pop(key, None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "sqlmaster.cli",
+        *TRAIN[:2],
+        "someorg/somemodel",
+        "--output-dir",
+        str(tmp_path / "x"),
+        "--set",
+        "data.max_train_rows=10",
+        "--set",
+        "tracking.wandb_mode=disabled",
+    ]
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "error: cannot reach the Hugging Face hub for the tokenizer of someorg/somemodel" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_unreachable_hub_for_a_dataset_is_retried_then_exit_1(
