@@ -128,22 +128,21 @@ def spider_pairs(per_kind: int) -> list[dict[str, Any]]:
         gold = ex.query
         if ex.db_id not in columns:
             columns[ex.db_id] = _columns(database_path(ex.db_id))
-        seen = {gold.strip()}
-
-        def add(source: str, sql: str | None) -> None:
+        tree = sqlast.parse(gold)
+        candidates: list[tuple[str, str | None]] = [("gold", gold)]
+        candidates.append(("reprinted", tree.sql(dialect=sqlast.DIALECT) if tree is not None else None))
+        candidates += [(f"mutant:{m.kind}", m.sql) for m in mutants(gold, columns[ex.db_id], per_kind=per_kind)]
+        candidates += [
+            ("neighbour", examples[j].query)
+            for j in (i - 1, i + 1)
+            if 0 <= j < len(examples) and examples[j].db_id == ex.db_id
+        ]
+        candidates.append(("sql-create-context", sample_answers.get(normalise_text(ex.question))))
+        seen: set[str] = set()
+        for source, sql in candidates:
             if sql and sql.strip() not in seen:
                 seen.add(sql.strip())
                 pairs.append({"example": i, "db_id": ex.db_id, "answer": gold, "prediction": sql, "source": source})
-
-        pairs.append({"example": i, "db_id": ex.db_id, "answer": gold, "prediction": gold, "source": "gold"})
-        tree = sqlast.parse(gold)
-        add("reprinted", tree.sql(dialect=sqlast.DIALECT) if tree is not None else None)
-        for m in mutants(gold, columns[ex.db_id], per_kind=per_kind):
-            add(f"mutant:{m.kind}", m.sql)
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(examples) and examples[j].db_id == ex.db_id:
-                add("neighbour", examples[j].query)
-        add("sql-create-context", sample_answers.get(normalise_text(ex.question)))
     return pairs
 
 
@@ -169,7 +168,11 @@ def run_official(pairs: list[dict[str, Any]], db_root: Path, keep_distinct: bool
         try:
             verdicts.append(
                 eval_exec_match(
-                    db, p["prediction"], p["answer"], plug_value=False, keep_distinct=keep_distinct,
+                    db,
+                    p["prediction"],
+                    p["answer"],
+                    plug_value=False,
+                    keep_distinct=keep_distinct,
                     progress_bar_for_each_datapoint=False,
                 )
             )
@@ -297,12 +300,12 @@ def bench_synthesized(args: argparse.Namespace) -> None:
     total_nt: Counter[str] = Counter()
     failed_to_run: Counter[str] = Counter()
     start = time.perf_counter()
-    for r in mutant_rows:
-        prep = cache.get(r["context"], r["answer"], args.databases, args.seed, DEFAULT_LIMITS)
+    for row in mutant_rows:
+        prep = cache.get(row["context"], row["answer"], args.databases, args.seed, DEFAULT_LIMITS)
         if prep.synth.gold_error is not None:
             continue
-        for m in mutants(r["answer"], set(prep.synth.column_names)):
-            res = score_prediction(prep, m.sql, gold=r["answer"])
+        for m in mutants(row["answer"], set(prep.synth.column_names)):
+            res = score_prediction(prep, m.sql, gold=row["answer"])
             if not res.executes:
                 failed_to_run[m.kind] += 1
                 continue

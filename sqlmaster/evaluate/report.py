@@ -27,7 +27,6 @@ from sqlmaster.errors import ConfigError
 from sqlmaster.rundir import CHECKPOINT_PREFIX, EVAL_DIR, METRICS_FILE, TRAINER_STATE_FILE, RunDir
 
 
-
 def find_metrics(paths: Iterable[Path]) -> list[tuple[Path, Path]]:
     """``(run_dir, metrics.json)`` for every evaluation under ``paths`` (run, eval or dataset directories).
 
@@ -40,11 +39,11 @@ def find_metrics(paths: Iterable[Path]) -> list[tuple[Path, Path]]:
             raise ConfigError(f"{path} is not a directory. Pass run directories that hold eval/<dataset>/metrics.json")
         direct = path / METRICS_FILE
         eval_dir = path if path.name == EVAL_DIR else RunDir(path).eval
-        if direct.is_file() and (not eval_dir.is_dir() or path.parent.name == EVAL_DIR):
-            if _load_metrics(direct, strict=True) is not None:
-                run_dir = path.parent.parent if path.parent.name == EVAL_DIR else path.parent
-                found.append((run_dir, direct))
-                continue
+        dataset_dir = direct.is_file() and (not eval_dir.is_dir() or path.parent.name == EVAL_DIR)
+        if dataset_dir and _load_metrics(direct, strict=True) is not None:
+            run_dir = path.parent.parent if path.parent.name == EVAL_DIR else path.parent
+            found.append((run_dir, direct))
+            continue
         hits = sorted(p for p in eval_dir.glob(f"*/{METRICS_FILE}") if _load_metrics(p, strict=True) is not None)
         if not hits:
             raise ConfigError(
@@ -317,9 +316,12 @@ def write_report(run_dirs: Sequence[Path], output_dir: Path) -> str:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create --output-dir {output_dir} ({exc.strerror}). Choose a writable path")
+        reason = exc.strerror
+        raise ConfigError(f"cannot create --output-dir {output_dir} ({reason}). Choose a writable path") from None
     if not os.access(output_dir, os.W_OK):
-        raise ConfigError(f"cannot write into --output-dir {output_dir} (permission denied). Choose a writable path")
+        raise ConfigError(
+            f"cannot write into --output-dir {output_dir} (permission denied). Choose a writable path"
+        ) from None
     markdown = render_markdown(rows)
     charts = [plot_execution_accuracy(rows, output_dir / "execution_accuracy.png")]
     if any(isinstance(r["latency_p50_s"], int | float) for r in rows):

@@ -142,9 +142,10 @@ def check_output(output: Path) -> Path:
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the folder of --output {output} ({exc.strerror}). Choose a writable path")
+        reason = exc.strerror
+        raise ConfigError(f"cannot create the folder of --output {output} ({reason}). Choose a writable path") from None
     if not os.access(output.parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
-        raise ConfigError(f"cannot write --output {output} (permission denied). Choose a writable path")
+        raise ConfigError(f"cannot write --output {output} (permission denied). Choose a writable path") from None
     return output
 
 
