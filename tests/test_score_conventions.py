@@ -220,3 +220,28 @@ def test_signature_never_rejects_what_normalisation_accepts() -> None:
     assert checked > 300
     assert exact_match("SELECT \"T1\".name FROM t AS T1 WHERE a != 'x'", "select t1.name from t t1 where a <> 'x'")
     assert not exact_match("SELECT name FROM t WHERE a > 1", "SELECT name FROM t WHERE a > 2")
+
+
+def test_eval_score_command_scores_a_mixed_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    rows = [
+        {"context": CTX, "answer": "SELECT name FROM t", "prediction": "SELECT name FROM t"},
+        {
+            "db_id": "concert_singer",
+            "answer": "SELECT DISTINCT country FROM singer",
+            "prediction": "SELECT country FROM singer",
+        },
+    ]
+    path = _write(tmp_path / "in.jsonl", rows)
+    env = {**os.environ, "PYTHONPATH": f"{repo}:{repo / 'cli'}"}
+    args = ["-i", str(path), "-o", str(tmp_path / "out"), "--db-dir", str(SPIDER_DB_DIR), "--convention", "official"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sqlmaster.cli", "eval", "score", *args], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "execution accuracy 100.0% (official; strict 50.0%)" in proc.stdout
+    assert [r["execution_match"] for r in _records(tmp_path / "out")] == [True, True]

@@ -684,6 +684,8 @@ def score_records(
     tasks = [_task(r) for r in records]
     fn = functools.partial(score_example, settings)
     if workers <= 0:
+        global _STATE
+        _STATE = None  # caches live for one scoring run, as they do in worker processes
         out = []
         for t in tasks:
             try:
