@@ -33,7 +33,8 @@ common=(--no-config --python-version "$PYTHON_VERSION" --python-platform "$PLATF
 
 # The project's own build requirements ([build-system] requires, one line in pyproject.toml) go into every lock:
 # the Dockerfiles build the project with --no-build-isolation, so nothing unlocked is fetched for it either.
-build_requires=$(sed -n '/^\[build-system\]/,/^\[/ s/^requires *= *\[\(.*\)\]/\1/p' pyproject.toml | tr -d ' "' | tr ',' '\n')
+build_requires=$(sed -n '/^\[build-system\]/,/^\[/ s/^requires *= *\[\(.*\)\]/\1/p' pyproject.toml |
+    tr -d ' "' | tr ',' '\n')
 if [[ -z $build_requires ]]; then
     echo "error: no one-line 'requires = [...]' under [build-system] in pyproject.toml. Keep it on one line" >&2
     exit 2
@@ -51,7 +52,9 @@ compile() {
 
 pins() { grep -E '^[A-Za-z0-9]' "$1" | sed 's/ .*//' | sort; }  # name==version, one a line
 # hashes FILE: "name==version sha256:..." for every hash in a lock.
-hashes() { awk '/^[A-Za-z0-9]/ {pin = $1} /--hash=/ {sub(/.*--hash=/, ""); sub(/ .*/, ""); print pin, $0}' "$1" | sort; }
+hashes() {
+    awk '/^[A-Za-z0-9]/ {pin = $1} /--hash=/ {sub(/.*--hash=/, ""); sub(/ .*/, ""); print pin, $0}' "$1" | sort
+}
 
 if [[ ${1:-} != --check ]]; then
     for image in "${IMAGES[@]}"; do
@@ -69,7 +72,7 @@ status=0
 for image in "$@"; do
     lock=requirements/$image.lock
     if [[ -z ${EXTRAS[$image]+x} || ! -f $lock ]]; then
-        echo "error: no lock for image '$image'. Images: ${IMAGES[*]} (scripts/lock.sh writes requirements/<image>.lock)" >&2
+        echo "error: no lock for image '$image'. Pass one of: ${IMAGES[*]} (or run scripts/lock.sh to write them)" >&2
         exit 2
     fi
     # 1. The lock installs on the image's platform: its pins and all their dependencies resolve, with hashes required

@@ -105,12 +105,24 @@ def test_pip_installs_only_from_the_lock_with_hashes(image: str) -> None:
             assert not re.search(r"\b(curl|wget)\b", c.value[0]), c.value[0]
 
 
+def package_folders() -> set[str]:
+    """The top-level source folders pyproject.toml's package-dir maps into the installed packages (e.g. jobs/)."""
+    return {folder.split("/")[0] for folder in PYPROJECT["tool"]["setuptools"]["package-dir"].values()}
+
+
 @pytest.mark.parametrize("image", IMAGES)
 def test_project_build_has_what_pyproject_needs(image: str) -> None:
-    """setuptools checks license-files at build time: every file pyproject.toml names is copied to /src."""
-    copied_to_src = [v for c in commands(image) if c.cmd == "COPY" and c.value[-1] == "/src/" for v in c.value[:-1]]
+    """The project is built from /src: every file pyproject.toml names (setuptools checks license-files) and every
+    package folder it maps (sqlmaster/, cli/, jobs/ ...) is copied there, and .dockerignore keeps none of them out."""
+    copies = [list(c.value) for c in commands(image) if c.cmd == "COPY"]
+    files = {v for value in copies if value[-1] == "/src/" for v in value[:-1]}
     for name in ["pyproject.toml", PYPROJECT["project"]["readme"], *PYPROJECT["project"]["license-files"]]:
-        assert name in copied_to_src, f"Dockerfile.{image} builds the project without {name}"
+        assert name in files, f"Dockerfile.{image} builds the project without {name}"
+    folders = {value[0] for value in copies if len(value) == 2 and value[1] == f"/src/{value[0]}"}
+    assert package_folders() <= folders, f"Dockerfile.{image} does not COPY {package_folders() - folders} to /src"
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
+    dropped = ignored & (package_folders() | files)
+    assert not dropped, f".dockerignore excludes {dropped}, which the project build needs"
 
 
 def test_dockerignore_keeps_secrets_and_clutter_out() -> None:

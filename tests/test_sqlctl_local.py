@@ -233,6 +233,10 @@ def test_recipe_syntax_in_set_is_refused_with_both_fixes(jobs: Path, tmp_path: P
         "error: --set training.max_steps=5 names a recipe key, but sqlctl's --set sets chart values (Helm syntax). "
         "Use --recipe-set training.max_steps=5 (every run) or --set runs[0].recipe.training.max_steps=5 (one run)."
     )
+    from sqlctl.recipeset import check_chart_sets, set_assignments
+
+    assert set_assignments(r"a=1,b={x,y},c=d\,e") == ["a=1", "b={x,y}", r"c=d\,e"]
+    check_chart_sets(["runs[0].extraArgs={--x,training.x=1}", r"env=a\,training.x=1"])  # values, not keys
     for bad, message in {
         "max_steps=5": "is not section.key=value",
         "trainin.max_steps=5": "'trainin' is not a recipe section",

@@ -29,8 +29,10 @@ _ADAPTER_KEY = re.compile(r"^runs\[\d+\]\.adapterRunId$")
 
 def check_user_sets(sets: list[str]) -> None:
     """--adapter-run and a hand-written `--set runs[N].adapterRunId=...` contradict each other."""
+    from sqlctl.recipeset import set_assignments
+
     for assignment in sets:
-        for part in assignment.split(","):
+        for part in set_assignments(assignment):
             if _ADAPTER_KEY.match(part.partition("=")[0].strip()):
                 raise SqlctlError(
                     f"--adapter-run and --set {part} both choose the training run",

@@ -36,11 +36,27 @@ def _first_key(assignment: str) -> str:
     return re.split(r"[.\[]", assignment.partition("=")[0].strip(), maxsplit=1)[0]
 
 
+def set_assignments(text: str) -> list[str]:
+    """`a=1,b={x,y},c=d\\,e` -> ["a=1", "b={x,y}", "c=d\\,e"]: helm's commas (outside {lists}, unescaped)."""
+    parts, start, depth, escaped = [], 0, 0, False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "{}":
+            depth += 1 if char == "{" else -1
+        elif char == "," and depth <= 0:
+            parts.append(text[start:index])
+            start = index + 1
+    return [*parts, text[start:]]
+
+
 def check_chart_sets(sets: list[str]) -> None:
     """Refuse a Helm `--set` written in sqlmaster's recipe syntax (`training.max_steps=5`)."""
     sections = set(recipe_sections())
     for assignment in sets:
-        for part in assignment.split(","):
+        for part in set_assignments(assignment):
             if "=" in part and _first_key(part) in sections:
                 key, _, value = part.partition("=")
                 raise SqlctlError(
