@@ -182,3 +182,8 @@ def test_bad_inputs_fail_before_any_model_loads(run_dir: Path, tmp_path: Path) -
         run_evaluation("tiny", tmp_path, tmp_path, None, None, recipe)
     with pytest.raises(ConfigError, match="no pretrained weights"):
         run_evaluation("tiny", None, tmp_path, None, None, recipe)
+    output_file = tmp_path / "a-file"
+    output_file.write_text("not a directory")
+    with pytest.raises(ConfigError, match="cannot create --output-dir"):
+        run_evaluation("tiny", run_dir, output_file, ["sql-create-context-test"], 2, recipe, generator=object())
+    assert output_file.read_text() == "not a directory"

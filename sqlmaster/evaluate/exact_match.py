@@ -60,9 +60,7 @@ def normalize_sql(sql: str, column_names: AbstractSet[str] | None = None) -> str
 # Tokens whose multiset no normalisation below changes: words, numbers, quoted strings and identifiers (quotes
 # dropped), operators. Keywords that normalisation adds or drops (AS, INNER, OUTER, ASC) and the spellings it
 # unifies (!= and <>, == and =) are folded, so equal normal forms imply equal signatures.
-_SIGNATURE_TOKEN = re.compile(
-    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|\w+|<>|!=|==|<=|>=|[<>=*+/%|-]"""
-)
+_SIGNATURE_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|\w+|<>|!=|==|<=|>=|[<>=*+/%|-]""")
 _SIGNATURE_DROP = frozenset({"as", "inner", "outer", "asc"})
 _SIGNATURE_ADDED = re.compile(r"\bon\s+true\b|\blimit\s+-\s*1\b", re.IGNORECASE)  # sqlglot adds these
 _SIGNATURE_SAME = {"!=": "<>", "==": "="}

@@ -17,27 +17,34 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlmaster.atomic import write_json, write_text
 from sqlmaster.errors import ConfigError
-
-METRICS_FILE = "metrics.json"
+from sqlmaster.rundir import CHECKPOINT_PREFIX, EVAL_DIR, METRICS_FILE, TRAINER_STATE_FILE, RunDir
 
 
 def find_metrics(paths: Iterable[Path]) -> list[tuple[Path, Path]]:
-    """``(run_dir, metrics.json)`` for every evaluation under ``paths`` (run, eval or dataset directories)."""
+    """``(run_dir, metrics.json)`` for every evaluation under ``paths`` (run, eval or dataset directories).
+
+    A metrics.json under ``eval/<dataset>/`` that cannot be read is an error naming the file, not a silent gap
+    in the leaderboard.
+    """
     found: list[tuple[Path, Path]] = []
     for path in map(Path, paths):
         if not path.is_dir():
             raise ConfigError(f"{path} is not a directory. Pass run directories that hold eval/<dataset>/metrics.json")
-        if (path / METRICS_FILE).is_file() and _is_eval_metrics(path / METRICS_FILE):
-            run_dir = path.parent.parent if path.parent.name == "eval" else path.parent
-            found.append((run_dir, path / METRICS_FILE))
+        direct = path / METRICS_FILE
+        eval_dir = path if path.name == EVAL_DIR else RunDir(path).eval
+        dataset_dir = direct.is_file() and (not eval_dir.is_dir() or path.parent.name == EVAL_DIR)
+        if dataset_dir and _load_metrics(direct, strict=True) is not None:
+            run_dir = path.parent.parent if path.parent.name == EVAL_DIR else path.parent
+            found.append((run_dir, direct))
             continue
-        eval_dir = path if path.name == "eval" else path / "eval"
-        hits = sorted(p for p in eval_dir.glob(f"*/{METRICS_FILE}") if _is_eval_metrics(p))
+        hits = sorted(p for p in eval_dir.glob(f"*/{METRICS_FILE}") if _load_metrics(p, strict=True) is not None)
         if not hits:
             raise ConfigError(
                 f"no evaluation results under {path} (looked for {eval_dir}/<dataset>/{METRICS_FILE}). "
@@ -48,22 +55,41 @@ def find_metrics(paths: Iterable[Path]) -> list[tuple[Path, Path]]:
     return found
 
 
-def _is_eval_metrics(path: Path) -> bool:
+def _load_metrics(path: Path, strict: bool = False) -> dict[str, Any] | None:
+    """An evaluation's metrics, or None when the file is some other metrics.json (training's).
+
+    ``strict``: a file that is not readable JSON is a ConfigError naming it (else None)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and "execution_accuracy" in data and "dataset" in data
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        if not strict:
+            return None
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise ConfigError(
+            f"{path} is not a readable metrics file ({reason}). Re-run `sqlmaster eval run` for that dataset, or "
+            "move the file out of the run directory"
+        ) from None
+    if not isinstance(data, dict) or "execution_accuracy" not in data or "dataset" not in data:
+        return None
+    return data
 
 
 def leaderboard_rows(found: Sequence[tuple[Path, Path]]) -> list[dict[str, Any]]:
     """One row per evaluation, ranked within each dataset by execution accuracy (then exact match)."""
     rows = []
     for run_dir, metrics_path in found:
-        m = json.loads(metrics_path.read_text())
+        m = _load_metrics(metrics_path, strict=True) or {}
+        convention = m.get("convention") or "strict"  # evaluations before conventions were named kept DISTINCT
+        others = {
+            str(c): v
+            for c, v in ((m.get("scorer") or {}).get("execution_accuracy_by_convention") or {}).items()
+            if c != convention
+        }
         rows.append(
             {
-                "dataset": m["dataset"],
+                "dataset": str(m["dataset"]),
+                "convention": convention,
+                "execution_accuracy_other_conventions": others,
                 "label": _label(m, run_dir),
                 "model": m.get("model"),
                 "adapter": m.get("adapter"),
@@ -112,6 +138,11 @@ def _interval(ci: Any) -> str:
     return ""
 
 
+def _convention(row: dict[str, Any]) -> str:
+    others = "; ".join(f"{c} {_pct(v)}" for c, v in sorted(row["execution_accuracy_other_conventions"].items()))
+    return f"{row['convention']}" + (f" ({others})" if others else "")
+
+
 def _seconds(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, int | float) else "–"
 
@@ -124,9 +155,9 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         lines += [
             f"## {dataset} (n = {n})",
             "",
-            "| rank | model | execution accuracy [95% CI] | exact match | embedding distance ↓ | "
+            "| rank | model | execution accuracy [95% CI] | convention | exact match | embedding distance ↓ | "
             "latency p50 / p99 s | tokens/s |",
-            "|---:|---|---|---:|---:|---:|---:|",
+            "|---:|---|---|---|---:|---:|---:|---:|",
         ]
         for r in subset:
             distance = f"{r['embedding_distance']:.3f}" if isinstance(r["embedding_distance"], int | float) else "–"
@@ -134,7 +165,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {r['rank']} | {r['label']} | "
                 f"{_pct(r['execution_accuracy'])}{_interval(r['execution_accuracy_ci'])} "
-                f"| {_pct(r['exact_match'])} | {distance} | {_seconds(r['latency_p50_s'])} / "
+                f"| {_convention(r)} | {_pct(r['exact_match'])} | {distance} | {_seconds(r['latency_p50_s'])} / "
                 f"{_seconds(r['latency_p99_s'])} | {tokens} |"
             )
         embedders = sorted({str(r["embedder"]) for r in subset if r["embedder"]})
@@ -148,7 +179,9 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
             lines += ["", text[0].upper() + text[1:] + "."]
         lines.append("")
     lines.append(
-        "Execution accuracy: the predicted SQL returns the gold query's rows on every test database. "
+        "Execution accuracy: the predicted SQL returns the gold query's rows on every test database, under the "
+        "named convention (official: the Spider test-suite evaluator's, DISTINCT removed from both queries; "
+        "strict: the SQL as written), with the other convention's figure in brackets. "
         "Intervals are 95% bootstrap intervals. Latency is per example, batched generation's wall time shared "
         "among the batch."
     )
@@ -221,15 +254,29 @@ def plot_latency(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def loss_history(run_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]] | None:
-    """(train, eval) loss by step from the run's newest trainer_state.json, if it has one."""
-    candidates = [run_dir / "trainer_state.json", *run_dir.glob("checkpoints/checkpoint-*/trainer_state.json")]
-    states = [p for p in candidates if p.is_file()]
+    """(train, eval) loss by step from the run's newest trainer_state.json, if it has a readable one (the chart
+    is optional: a damaged file leaves it out rather than failing the report)."""
+    rd = RunDir(run_dir)
+    pattern = f"{CHECKPOINT_PREFIX}*/{TRAINER_STATE_FILE}"
+    candidates = [rd.path / TRAINER_STATE_FILE, *rd.checkpoints.glob(pattern)]
+    states = []
+    for path in candidates:
+        try:
+            state = json.loads(path.read_bytes().decode("utf-8")) if path.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            state = None
+        if isinstance(state, dict):
+            states.append(state)
     if not states:
         return None
-    newest = max(states, key=lambda p: json.loads(p.read_text()).get("global_step") or 0)
-    history = json.loads(newest.read_text()).get("log_history") or []
-    train = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
-    evals = [(int(h["step"]), float(h["eval_loss"])) for h in history if "eval_loss" in h and "step" in h]
+    newest = max(states, key=lambda st: _num(st.get("global_step")))
+    history = newest.get("log_history")
+    history = [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
+    try:
+        train = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
+        evals = [(int(h["step"]), float(h["eval_loss"])) for h in history if "eval_loss" in h and "step" in h]
+    except (TypeError, ValueError):
+        return None
     return (train, evals) if train or evals else None
 
 
@@ -261,10 +308,20 @@ def write_report(run_dirs: Sequence[Path], output_dir: Path) -> str:
     """Write leaderboard.json, leaderboard.md and the charts into ``output_dir``; return the Markdown."""
     if not run_dirs:
         raise ConfigError("no run directories given. Pass one or more directories that hold eval/<dataset>/")
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"--output-dir {output_dir} is a file, not a directory. Pass a directory path")
     found = find_metrics(run_dirs)
     rows = leaderboard_rows(found)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror
+        raise ConfigError(f"cannot create --output-dir {output_dir} ({reason}). Choose a writable path") from None
+    if not os.access(output_dir, os.W_OK):
+        raise ConfigError(
+            f"cannot write into --output-dir {output_dir} (permission denied). Choose a writable path"
+        ) from None
     markdown = render_markdown(rows)
     charts = [plot_execution_accuracy(rows, output_dir / "execution_accuracy.png")]
     if any(isinstance(r["latency_p50_s"], int | float) for r in rows):
@@ -277,8 +334,6 @@ def write_report(run_dirs: Sequence[Path], output_dir: Path) -> str:
     if histories:
         charts.append(plot_training_loss(histories, output_dir / "training_loss.png"))
     markdown += "\n" + "\n".join(f"![{c.stem.replace('_', ' ')}]({c.name})" for c in charts) + "\n"
-    (output_dir / "leaderboard.md").write_text(markdown, encoding="utf-8")
-    (output_dir / "leaderboard.json").write_text(
-        json.dumps({"rows": rows, "charts": [c.name for c in charts]}, indent=2) + "\n", encoding="utf-8"
-    )
+    write_text(output_dir / "leaderboard.md", markdown, errors="backslashreplace")
+    write_json(output_dir / "leaderboard.json", {"rows": rows, "charts": [c.name for c in charts]})
     return markdown

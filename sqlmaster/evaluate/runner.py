@@ -198,6 +198,12 @@ def run_evaluation(
     for dataset in built:
         dataset.info["data_recipe_from"] = data_origin
 
+    # ... and an unusable output directory (a file, no permission) too, before the model loads.
+    from sqlmaster.evaluate.score import prepare_output_dir
+
+    for dataset in built:
+        prepare_output_dir(eval_root(Path(output_dir)) / dataset.name, overwrite=True)
+
     backend = getattr(generator, "backend", None) or choose_backend(recipe.evaluation.backend)
     if generator is None:
         generator = make_generator(target, recipe, backend)

@@ -90,7 +90,7 @@ class Limits:
     max_sql_chars: int = 100_000  # SQLITE_LIMIT_SQL_LENGTH
     max_like_pattern: int = 10_000  # SQLITE_LIMIT_LIKE_PATTERN_LENGTH (matching cost grows with it)
     progress_every: int = 2_000  # VM instructions between clock checks
-    cpu_s_per_statement: float = 4.0  # RLIMIT_CPU budget of one statement (worker processes only)
+    cpu_s_per_statement: float = 3.0  # RLIMIT_CPU budget of one statement (worker processes only)
 
 
 DEFAULT_LIMITS = Limits()

@@ -326,7 +326,8 @@ def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str
             result = state.golds.get(db_path, conn, gold, c, limits)
             golds[c] = result if isinstance(result, str) else [result]
         column_names = None
-        gold_error = golds[settings.convention] if isinstance(golds[settings.convention], str) else None
+        main_gold = golds[settings.convention]
+        gold_error = main_gold if isinstance(main_gold, str) else None
     else:
         prepared = state.examples.get(context, gold, settings.databases_per_example, settings.seed, limits)
         gold_error = f"gold invalid: {prepared.synth.gold_error}" if prepared.synth.gold_error else None
@@ -336,7 +337,8 @@ def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str
             connections = prepared.connections(limits)
             for c in conventions:
                 golds[c] = prepared.gold_results(gold, c, limits)
-            gold_error = golds[settings.convention] if isinstance(golds[settings.convention], str) else None
+            main_gold = golds[settings.convention]
+            gold_error = main_gold if isinstance(main_gold, str) else None
 
     # Exact match: a textual match needs no parsing; a prediction past the size cap is never parsed.
     em: bool | None
@@ -522,6 +524,7 @@ def run_isolated(
                         done(index, out)
                         ready = []  # poll() decides for the next message
                 except (EOFError, OSError):
+                    w.proc.join(timeout=2)  # the pipe closes a moment before the exit status is known
                     failure = _crash_reason(w.proc.exitcode)
                 if not w.busy:
                     continue
@@ -661,7 +664,8 @@ def write_results(output_dir: Path, records: list[dict[str, Any]], metrics: dict
         with atomic_open(output_dir / METRICS_FILE, errors=SAFE_ENCODING_ERRORS) as handle:
             handle.write(json_line(metrics, indent=2) + "\n")
     except OSError as exc:
-        raise ConfigError(f"cannot write results into {output_dir} ({exc.strerror}). Free space or fix permissions")
+        reason = exc.strerror
+        raise ConfigError(f"cannot write results into {output_dir} ({reason}). Free space or fix permissions") from None
 
 
 # ------------------------------------------------------------------------------------------------ entry points
@@ -680,6 +684,8 @@ def score_records(
     tasks = [_task(r) for r in records]
     fn = functools.partial(score_example, settings)
     if workers <= 0:
+        global _STATE
+        _STATE = None  # caches live for one scoring run, as they do in worker processes
         out = []
         for t in tasks:
             try:
@@ -728,8 +734,8 @@ def score_file(
     """
     settings = settings or ScoreSettings()
     settings.validate()
+    records = read_records(input_path, db_dir)  # a bad input creates nothing, not even the output directory
     out = prepare_output_dir(output_dir, overwrite)
-    records = read_records(input_path, db_dir)
     lines, metrics = score_rows(records, settings, workers)
     metrics["input"] = str(input_path)
     write_results(out, lines, metrics)
@@ -743,7 +749,8 @@ def summary_line(metrics: dict[str, Any]) -> str:
         return f"{value:.1%}" if isinstance(value, int | float) else "n/a"
 
     others = [
-        f"{c} {pct(v)}" for c, v in (metrics.get("execution_accuracy_by_convention") or {}).items()
+        f"{c} {pct(v)}"
+        for c, v in (metrics.get("execution_accuracy_by_convention") or {}).items()
         if c != metrics.get("convention")
     ]
     return (

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmaster.data.examples import Example
 from sqlmaster.data.validity import gold_runs
-from sqlmaster.errors import ConfigError
+from sqlmaster.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,44 @@ def generate_triplets(
     return list(kept.values()), stats
 
 
+def check_output(output: Path) -> Path:
+    """Refuse an unusable output path before any API call is paid for."""
+    output = Path(output)
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a directory. Pass a file path, e.g. {output / 'triplets.jsonl'}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror
+        raise ConfigError(f"cannot create the folder of --output {output} ({reason}). Choose a writable path") from None
+    if not os.access(output.parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise ConfigError(f"cannot write --output {output} (permission denied). Choose a writable path") from None
+    return output
+
+
+def api_error(exc: Exception) -> Exception | None:
+    """The project's error for a failed API call: transient (exit 1, retry) or configuration (exit 2)."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai comes with langchain-openai
+        openai = None  # type: ignore[assignment]
+    name = type(exc).__name__
+    if openai is not None:
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            return ConfigError(f"the OpenAI API refused the key ({name}). Set a valid OPENAI_API_KEY")
+        if isinstance(exc, openai.NotFoundError):
+            return ConfigError(f"the OpenAI API does not know the model ({exc}). Pass another --llm")
+        transient = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
+        if isinstance(exc, transient):
+            return TransientError(
+                f"the OpenAI API could not be reached or is overloaded ({name}: {exc}). Retry later; check the "
+                "network or proxy"
+            )
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return TransientError(f"the OpenAI API could not be reached ({name}: {exc}). Retry later")
+    return None
+
+
 def make_dataset(
     output: Path,
     n: int = 10,
@@ -143,17 +181,28 @@ def make_dataset(
     max_requests: int | None = None,
     concurrency: int = 4,
 ) -> int:
-    """Generate ``n`` triplets into ``output`` (JSONL); returns how many were written.
+    """Generate ``n`` triplets into ``output`` (JSONL, written atomically); returns how many were written.
 
-    ``chat`` is any LangChain chat model (tests pass a fake one); by default ``ChatOpenAI(model, 0.8)``.
+    ``chat`` is any LangChain chat model (tests pass a fake one); by default ``ChatOpenAI(model, 0.8)``. The
+    output path and ``n`` are checked before the first request.
     """
+    from sqlmaster.atomic import atomic_open
+    from sqlmaster.evaluate.score import SAFE_ENCODING_ERRORS, json_line
+
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, not {n}")
+    output = check_output(output)
     chat = chat or make_chat_model(model)
-    triplets, stats = generate_triplets(chat, n, max_requests, concurrency)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", encoding="utf-8") as handle:
+    try:
+        triplets, stats = generate_triplets(chat, n, max_requests, concurrency)
+    except Exception as exc:
+        mapped = api_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from None
+    with atomic_open(output, errors=SAFE_ENCODING_ERRORS) as handle:
         for triplet in triplets:
-            handle.write(json.dumps(triplet.to_dict(), ensure_ascii=False) + "\n")
+            handle.write(json_line(triplet.to_dict()) + "\n")
     log.info("make-dataset: kept %d of %d replies (%s)", len(triplets), stats["requests"], stats)
     if len(triplets) < n:
         log.warning("make-dataset: only %d of the %d requested triplets were valid and distinct", len(triplets), n)

@@ -1,0 +1,164 @@
+"""A corpus of bad inputs for `sqlmaster eval score | report | make-dataset` (issue 12). Each case runs the real
+command line and asserts: the exit code (2: fix the input; 1: a transient failure worth retrying), exactly one
+`error:` line naming the problem, no traceback, and that nothing in the sandbox changed (earlier results, the
+inputs, the databases)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sqlmaster.data.spider import database_path
+
+REPO = Path(__file__).resolve().parent.parent
+CTX = "CREATE TABLE t (name VARCHAR, age INTEGER)"
+GOOD = {"question": "q", "context": CTX, "answer": "SELECT name FROM t", "prediction": "SELECT name FROM t"}
+
+
+@dataclass(frozen=True)
+class Case:
+    args: tuple[str, ...]
+    message: str  # a part of the error line
+    code: int = 2
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def _row(**fields: object) -> str:
+    return json.dumps({"answer": "SELECT 1", "prediction": "SELECT 1", **fields})
+
+
+SCORE = ("eval", "score", "-i")
+CASES: dict[str, Case] = {
+    # eval score: the output
+    "output is a file": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/good.jsonl"), "is a file, not a directory"),
+    "output below a file": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/good.jsonl/out"), "cannot create --output-dir"),
+    "earlier results": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/scored"), "already holds scoring results"),
+    # eval score: the input
+    "binary input": Case((*SCORE, "{s}/binary.jsonl", "-o", "{s}/new"), "binary.jsonl:1: not UTF-8 text"),
+    "input is a directory": Case((*SCORE, "{s}/scored", "-o", "{s}/new"), "is a directory"),
+    "input missing": Case((*SCORE, "{s}/nope.jsonl", "-o", "{s}/new"), "input file not found"),
+    "empty input": Case((*SCORE, "{s}/empty.jsonl", "-o", "{s}/new"), "no records"),
+    "malformed JSON": Case((*SCORE, "{s}/malformed.jsonl", "-o", "{s}/new"), "malformed.jsonl:2: not valid JSON"),
+    "JSON array line": Case((*SCORE, "{s}/array.jsonl", "-o", "{s}/new"), "array.jsonl:1: expected a JSON object"),
+    "answer not a string": Case((*SCORE, "{s}/badtype.jsonl", "-o", "{s}/new"), "field 'answer' must be"),
+    "missing prediction": Case((*SCORE, "{s}/nopred.jsonl", "-o", "{s}/new"), "missing field(s) prediction"),
+    "unknown db_id": Case(
+        (*SCORE, "{s}/unknown_db.jsonl", "-o", "{s}/new", "--db-dir", "{s}/dbs"), "unknown_db.jsonl:2: unknown db_id"
+    ),
+    "db_id without --db-dir": Case((*SCORE, "{s}/known_db.jsonl", "-o", "{s}/new"), "but no --db-dir was given"),
+    "--db-dir not a folder": Case(
+        (*SCORE, "{s}/known_db.jsonl", "-o", "{s}/new", "--db-dir", "{s}/good.jsonl"), "is not a directory"
+    ),
+    "missing database file": Case((*SCORE, "{s}/missing_db.jsonl", "-o", "{s}/new"), "database file for db_path"),
+    "not an SQLite file": Case((*SCORE, "{s}/not_sqlite.jsonl", "-o", "{s}/new"), "is not an SQLite database file"),
+    "unknown convention": Case(
+        (*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--convention", "lenient"), "unknown convention 'lenient'"
+    ),
+    # eval report
+    "report: malformed metrics.json": Case(("eval", "report", "{s}/run_bad", "-o", "{s}/report"), "not a readable"),
+    "report: binary metrics.json": Case(("eval", "report", "{s}/run_binary", "-o", "{s}/report"), "not a readable"),
+    "report: output is a file": Case(("eval", "report", "{s}/run_ok", "-o", "{s}/good.jsonl"), "is a file"),
+    "report: run is a file": Case(("eval", "report", "{s}/good.jsonl", "-o", "{s}/report"), "is not a directory"),
+    "report: no results": Case(("eval", "report", "{s}/dbs", "-o", "{s}/report"), "no evaluation results"),
+    # eval make-dataset: the output is checked before any API call; no network is retryable (exit 1)
+    "make-dataset: output is a directory": Case(
+        ("eval", "make-dataset", "-o", "{s}/scored", "--n", "1"), "is a directory"
+    ),
+    "make-dataset: n = 0": Case(("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "0"), "--n must be >= 1"),
+    "make-dataset: no key": Case(("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "1"), "OPENAI_API_KEY"),
+    "make-dataset: no network": Case(
+        ("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "1"),
+        "could not be reached",
+        code=1,
+        env=(("OPENAI_API_KEY", "sk-test-not-a-key"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")),
+    ),
+}
+
+
+def _sandbox(root: Path) -> None:
+    """Inputs, databases, earlier scoring results and evaluated runs that no failed command may touch."""
+    (root / "good.jsonl").write_text(json.dumps(GOOD) + "\n")
+    (root / "binary.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (root / "empty.jsonl").write_text("\n\n")
+    (root / "malformed.jsonl").write_text(json.dumps(GOOD) + "\n{'question': 1\n")
+    (root / "array.jsonl").write_text("[1, 2]\n")
+    (root / "badtype.jsonl").write_text(json.dumps({**GOOD, "answer": 3}) + "\n")
+    (root / "nopred.jsonl").write_text(json.dumps({"context": CTX, "answer": "SELECT 1"}) + "\n")
+    dbs = root / "dbs"
+    (dbs / "concert_singer").mkdir(parents=True)
+    shutil.copy(database_path("concert_singer"), dbs / "concert_singer" / "concert_singer.sqlite")
+    (root / "notdb.sqlite").write_text("SQLite? no")
+    (root / "unknown_db.jsonl").write_text(json.dumps(GOOD) + "\n" + _row(db_id="no_such_db") + "\n")
+    (root / "known_db.jsonl").write_text(_row(db_id="concert_singer") + "\n")
+    (root / "missing_db.jsonl").write_text(_row(db_path=str(root / "gone.sqlite")) + "\n")
+    (root / "not_sqlite.jsonl").write_text(_row(db_path=str(root / "notdb.sqlite")) + "\n")
+    scored = root / "scored"
+    scored.mkdir()
+    (scored / "records.jsonl").write_text('{"earlier": true}\n')
+    (scored / "metrics.json").write_text('{"earlier": true}\n')
+    for name, content in (("run_bad", b"{not json"), ("run_binary", b"\xff\xfe\x00metrics"), ("run_ok", None)):
+        dataset = root / name / "eval" / "spider-dev"
+        dataset.mkdir(parents=True)
+        data = content or json.dumps({"dataset": "spider-dev", "execution_accuracy": 0.5, "n": 2}).encode()
+        (dataset / "metrics.json").write_bytes(data)
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("badinput")
+    _sandbox(root)
+    return root
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(sandbox: Path, name: str) -> None:
+    case = CASES[name]
+    before = _snapshot(sandbox)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env.update(PYTHONPATH=f"{REPO}:{REPO / 'cli'}", **dict(case.env))
+    args = [a.replace("{s}", str(sandbox)) for a in case.args]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sqlmaster.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == case.code, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(errors) == 1 and case.message in errors[0], proc.stderr
+    assert _snapshot(sandbox) == before
+
+
+def test_read_only_output_directory(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("runs as root here: a read-only directory is still writable to root")
+    (tmp_path / "in.jsonl").write_text(json.dumps(GOOD) + "\n")
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'cli'}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sqlmaster.cli", "eval", "score", "-i", str(tmp_path / "in.jsonl"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 2 and "cannot write into" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_corpus_size() -> None:
+    """The report counts these: keep the number in one place."""
+    assert len(CASES) == 26
