@@ -72,6 +72,7 @@ class ModelConfig:
     tiny_heads: int = 4
     tiny_intermediate_size: int = 512
     tiny_tie_embeddings: bool = False  # untied embeddings/head learned better at this size (measured)
+    tiny_split_digits: bool = False  # every digit its own token: ids and numbers are copied digit by digit
 
     def __post_init__(self) -> None:
         if self.mode not in ("lora", "full"):
@@ -112,6 +113,12 @@ class TrainingConfig:
     group_by_length: bool = False  # without packing: batch examples of similar length (less padding)
     completion_only_loss: bool = True  # loss on the SQL only; prompt tokens get label -100
     eval_batch_size: int | None = None  # per device; None = per_device_train_batch_size
+    # Train for wall time instead of max_steps (sqlmaster/train/budget.py): the LR schedule is laid over the budget.
+    time_budget_minutes: float | None = None  # None = train max_steps; set = max_steps is ignored
+    budget_decay_fraction: float = (
+        1.0  # last fraction of the budget with LR decay (1.0 cosine, 0.2 warm-up-stable-decay)
+    )
+    budget_evaluations: int = 4  # evaluations + checkpoints at even fractions of the budget
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length"):
@@ -130,6 +137,12 @@ class TrainingConfig:
             raise ConfigError("training.num_threads must be >= 1 (or null for torch's default)")
         if self.max_time_minutes is not None and self.max_time_minutes <= 0:
             raise ConfigError("training.max_time_minutes must be > 0 (or null for no limit)")
+        if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
+            raise ConfigError("training.time_budget_minutes must be > 0 (or null to train max_steps)")
+        if not 0 < self.budget_decay_fraction <= 1:
+            raise ConfigError("training.budget_decay_fraction must be in (0, 1], e.g. 1.0 (cosine) or 0.2")
+        if self.budget_evaluations < 0:
+            raise ConfigError("training.budget_evaluations must be >= 0")
 
 
 @dataclass

@@ -315,15 +315,19 @@ def score_records(
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     tasks = [(r["context"], r["answer"], r["prediction"] or "", settings) for r in records]
-    if workers <= 0:
-        out = []
-        for t in tasks:
-            try:
-                out.append(score_example(t))
-            except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
-                out.append(_failure(f"{type(exc).__name__}: {exc}"))
-        return out
-    return run_isolated(score_example, tasks, workers, settings.example_timeout_s)
+    from sqlmaster.logs import progress
+
+    with progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
+        if workers <= 0:
+            out = []
+            for t in tasks:
+                try:
+                    out.append(score_example(t))
+                except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
+                    out.append(_failure(f"{type(exc).__name__}: {exc}"))
+                advance()
+            return out
+        return run_isolated(score_example, tasks, workers, settings.example_timeout_s, on_result=lambda _: advance())
 
 
 def score_file(

@@ -116,6 +116,8 @@ def run_training(model: str, output_dir: Path, recipe: Recipe) -> dict[str, Any]
     stop_reason = "max_steps"
     if max_time is not None and max_time.triggered:
         stop_reason = "max_time"
+    elif trainer.time_budget is not None:
+        stop_reason = "time_budget" if trainer.time_budget.stopped else "early_stopping"
     elif trainer.state.global_step < trainer.state.max_steps:
         stop_reason = "early_stopping"
     metrics = _metrics(trainer, result.metrics, eval_metrics, stop_reason, time.monotonic() - started)
@@ -123,6 +125,7 @@ def run_training(model: str, output_dir: Path, recipe: Recipe) -> dict[str, Any]
     if distributed.is_main_process():
         outputs = _save_outputs(trainer, tokenizer, spec, recipe, run_dir)
         run_info.update(outputs=outputs, finished=now(), status="completed", stop_reason=stop_reason)
+        run_info.update(steps=metrics["steps"], epochs=metrics["epochs"])
         run_info["adapter_parameters"] = metrics.get("adapter_parameters")
         write_json(run_dir / METRICS_FILE, metrics)
         write_json(run_dir / RUN_INFO_FILE, run_info)
@@ -229,7 +232,8 @@ def _build_trainer(
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback
 
-    from sqlmaster.train.arguments import lora_config, sft_config
+    from sqlmaster.train.arguments import lora_config, sft_config, use_lean_loss
+    from sqlmaster.train.budget import TimeBudgetCallback, budget_from
     from sqlmaster.train.callbacks import (
         CheckpointCompleteCallback,
         LogLineCallback,
@@ -239,14 +243,19 @@ def _build_trainer(
     from sqlmaster.train.trainer import SQLMasterTrainer
 
     args = sft_config(recipe, checkpoints_dir=checkpoints_dir, run_id=run_id, report_to=report_to, device=device)
-    callbacks: list[Any] = [CheckpointCompleteCallback(), LogLineCallback()]
+    budget = budget_from(recipe.training)
+    callbacks: list[Any] = [CheckpointCompleteCallback(), LogLineCallback(budget)]
     if recipe.training.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience))
     max_time = None
     if recipe.training.max_time_minutes is not None:
         max_time = MaxTimeCallback(recipe.training.max_time_minutes * 60)
         callbacks.append(max_time)
+    if budget is not None:
+        callbacks.append(TimeBudgetCallback(budget))
     trainer = SQLMasterTrainer(
+        time_budget=budget,
+        lean_loss=use_lean_loss(recipe, device),
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_rows),
