@@ -1,12 +1,28 @@
-"""Scorer benchmark: throughput, non-trivial gold rate, and mutant kill rate by kind on the shipped sample.
+"""Scorer benchmark: (1) the official Spider evaluator vs ours on Spider dev pairs — agreement per convention and
+speed, in the same run; (2) synthesized-database throughput on the whole shipped sample, projected to the full
+78,577-row sql-create-context, with the mutant kill rate.
 
-    OMP_NUM_THREADS=1 python bench/bench_scorer.py                    # whole sample, 2 workers
-    OMP_NUM_THREADS=1 python bench/bench_scorer.py --limit 2000       # quicker
-    python bench/bench_scorer.py --input other.jsonl --workers 4
+    # the official evaluator (taoyds/test-suite-sql-eval) and its deps, for this benchmark only:
+    pip install --target /tmp/peerdeps sqlparse tqdm
+    OMP_NUM_THREADS=1 python bench/bench_scorer.py --peer /work/shared/peers/test-suite-sql-eval \\
+        --peer-deps /tmp/peerdeps --repeat 3
+    python bench/bench_scorer.py --skip-spider --limit 2000         # throughput on a subset only
 
-Throughput is measured through ``score_file`` (gold scored as the prediction, 3 synthesized databases per
-example, worker processes) so that it includes process start-up, IPC and output writing. The mutant figures
-score every mutant of every valid gold in-process with one synthesis per example (cached).
+**Spider dev pairs.** No real model predictions ship with the project, so the predictions are a proxy: for each
+of the 972 dev examples whose database ships, (a) the gold itself, (b) the gold re-printed by sqlglot (the same
+query written differently), (c) single-edit mutants of the gold (:mod:`sqlmaster.evaluate.mutants`: flipped
+comparisons, MIN/MAX, dropped conditions, changed literals, SUM/AVG, AND/OR, ASC/DESC, DISTINCT toggled; up to
+``--per-kind`` each), (d) the gold of the neighbouring dev question on the same database (a human-written
+query for a related question: some equivalent, most near misses), and (e) the answer that sql-create-context
+gives for the same question, where the shipped sample has one (human-written, differently formatted). The
+official evaluator scores every pair with ``eval_exec_match(plug_value=False, keep_distinct=...)``
+(official convention: ``keep_distinct=False``; strict: ``True``) one pair at a time in this process, as its
+``evaluation.py`` does; ours scores the same pairs through ``score_file`` (reading the JSONL, worker
+processes, writing records and metrics) — once with ``--workers`` processes and once in-process on one core.
+
+**Throughput.** ``score_file`` on the whole shipped sample with the gold as the prediction (3 synthesized
+databases per example), end to end (process start-up, IPC and output writing included); ``--repeat`` runs,
+best and spread reported. The mutant kill rate scores every mutant of every valid gold in-process.
 """
 
 from __future__ import annotations
@@ -17,23 +33,42 @@ import json
 import os
 import platform
 import random
+import re
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlmaster.data.examples import normalise_text
+from sqlmaster.data.spider import database_path, dev_examples
+from sqlmaster.evaluate import sqlast
 from sqlmaster.evaluate.execution import ExampleCache, score_prediction
 from sqlmaster.evaluate.mutants import KINDS, mutants
 from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS
 from sqlmaster.evaluate.score import ScoreSettings, score_file
 
-DEFAULT_INPUT = Path("/work/shared/data/sql-create-context/sample-15716.jsonl")
+FULL_DATASET_ROWS = 78_577
+SHIPPED_SAMPLE = Path(__file__).resolve().parent.parent / "sqlmaster/data/shipped/sql-create-context-sample.jsonl.gz"
 
 
-def _load(path: Path, limit: int | None, seed: int) -> list[dict[str, str]]:
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = sorted(set(re.findall(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*)\b", text)))
+    model = re.search(r"model name\s*:\s*(.*)", text)
+    return f"{model.group(1) if model else platform.processor()}; flags: {' '.join(flags) or 'no avx512/amx'}"
+
+
+def _load(path: Path, limit: int | None, seed: int) -> list[dict[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
@@ -42,39 +77,219 @@ def _load(path: Path, limit: int | None, seed: int) -> list[dict[str, str]]:
     return rows
 
 
-def _default_input() -> Path:
-    shipped = sorted((Path(__file__).resolve().parent.parent / "sqlmaster/data/shipped").glob("*.jsonl*"))
-    return shipped[0] if shipped else DEFAULT_INPUT
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the scorer's workers), user + system."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", type=Path, default=None, help="JSONL with question/context/answer")
-    parser.add_argument("--limit", type=int, default=None, help="seeded random subset of this many rows")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--databases", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    path = args.input or _default_input()
-    rows = _load(path, args.limit, args.seed)
+class Timer:
+    """Wall and CPU seconds of a block (CPU: this process and its workers; robust to a shared machine)."""
+
+    def __enter__(self) -> Timer:
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, _cpu_seconds() - self.cpu
+
+
+def _spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"best {min(values):.2f}, median {statistics.median(values):.2f}, worst {max(values):.2f}"
+
+
+# ------------------------------------------------------------------------------------------------ Spider pairs
+
+
+def _columns(db_path: Path) -> set[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {str(r[1]).lower() for n in names for r in conn.execute(f"PRAGMA table_info('{n}')")}
+    finally:
+        conn.close()
+
+
+def spider_pairs(per_kind: int) -> list[dict[str, Any]]:
+    """The proxy predictions described in the module docstring, one dict per (gold, prediction) pair."""
+    examples = dev_examples(executable_only=True)
+    sample_answers: dict[str, str] = {}
+    if SHIPPED_SAMPLE.is_file():
+        for row in _load(SHIPPED_SAMPLE, None, 0):
+            sample_answers.setdefault(normalise_text(row["question"]), row["answer"])
+    columns: dict[str, set[str]] = {}
+    pairs: list[dict[str, Any]] = []
+    for i, ex in enumerate(examples):
+        gold = ex.query
+        if ex.db_id not in columns:
+            columns[ex.db_id] = _columns(database_path(ex.db_id))
+        seen = {gold.strip()}
+
+        def add(source: str, sql: str | None) -> None:
+            if sql and sql.strip() not in seen:
+                seen.add(sql.strip())
+                pairs.append({"example": i, "db_id": ex.db_id, "answer": gold, "prediction": sql, "source": source})
+
+        pairs.append({"example": i, "db_id": ex.db_id, "answer": gold, "prediction": gold, "source": "gold"})
+        tree = sqlast.parse(gold)
+        add("reprinted", tree.sql(dialect=sqlast.DIALECT) if tree is not None else None)
+        for m in mutants(gold, columns[ex.db_id], per_kind=per_kind):
+            add(f"mutant:{m.kind}", m.sql)
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(examples) and examples[j].db_id == ex.db_id:
+                add("neighbour", examples[j].query)
+        add("sql-create-context", sample_answers.get(normalise_text(ex.question)))
+    return pairs
+
+
+def spider_layout(tmp: Path) -> Path:
+    """Spider's layout (``<db_id>/<db_id>.sqlite``, one database per folder), as the official evaluator needs
+    (it runs on every .sqlite file in the folder of the one it is given)."""
+    root = tmp / "database"
+    for ex in dev_examples(executable_only=True):
+        folder = root / ex.db_id
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            (folder / f"{ex.db_id}.sqlite").symlink_to(database_path(ex.db_id))
+    return root
+
+
+def run_official(pairs: list[dict[str, Any]], db_root: Path, keep_distinct: bool) -> tuple[list[int | None], Timer]:
+    from exec_eval import eval_exec_match  # the peer, on PYTHONPATH for this benchmark only
+
+    verdicts: list[int | None] = []
+    timer = Timer().__enter__()
+    for p in pairs:
+        db = str(db_root / p["db_id"] / f"{p['db_id']}.sqlite")
+        try:
+            verdicts.append(
+                eval_exec_match(
+                    db, p["prediction"], p["answer"], plug_value=False, keep_distinct=keep_distinct,
+                    progress_bar_for_each_datapoint=False,
+                )
+            )
+        except AssertionError:  # the official evaluator asserts that the gold runs
+            verdicts.append(None)
+    timer.__exit__()
+    return verdicts, timer
+
+
+def run_ours(
+    pairs: list[dict[str, Any]],
+    db_root: Path,
+    tmp: Path,
+    convention: str,
+    workers: int,
+    tag: str,
+    exact_match: bool = True,
+) -> tuple[list[dict[str, Any]], Timer]:
+    src = tmp / f"pairs-{tag}.jsonl"
+    src.write_text("".join(json.dumps({k: p[k] for k in ("db_id", "answer", "prediction")}) + "\n" for p in pairs))
+    out = tmp / f"ours-{tag}"
+    settings = ScoreSettings(convention=convention, exact_match=exact_match)
+    with Timer() as timer:
+        score_file(src, out, workers=workers, settings=settings, db_dir=db_root)
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    return records, timer
+
+
+def bench_spider(args: argparse.Namespace) -> None:
+    if args.peer is None:
+        print("spider: skipped (pass --peer PATH to the official evaluator's folder)")
+        return
+    sys.path[:0] = [str(args.peer)] + ([str(args.peer_deps)] if args.peer_deps else [])
+    pairs = spider_pairs(args.per_kind)
+    sources = Counter(p["source"].split(":")[0] for p in pairs)
     print(
-        f"machine: {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.2f}; input {path} ({len(rows)} rows)"
+        f"\n== Spider dev pairs: {len(pairs)} pairs over {len({p['example'] for p in pairs})} questions "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(sources.items()))})"
     )
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        db_root = spider_layout(tmp)
+        for convention, keep_distinct in (("official", False), ("strict", True)):
+            if convention not in args.conventions:
+                continue
+            timers: dict[str, list[Timer]] = defaultdict(list)
+            official: list[int | None] = []
+            ours: list[dict[str, Any]] = []
+            for r in range(args.repeat):
+                official, t = run_official(pairs, db_root, keep_distinct)
+                timers["official evaluator (1 process)"].append(t)
+                ours, t = run_ours(pairs, db_root, tmp, convention, args.workers, f"{convention}-{r}")
+                timers[f"ours, {args.workers} workers"].append(t)
+                _, t = run_ours(pairs, db_root, tmp, convention, 0, f"{convention}-{r}-1")
+                timers["ours, in-process (1 core)"].append(t)
+                _, t = run_ours(pairs, db_root, tmp, convention, args.workers, f"{convention}-{r}-x", False)
+                timers[f"ours, {args.workers} workers, no exact match"].append(t)
+            judged = [(p, o, m) for p, o, m in zip(pairs, official, ours, strict=True) if o is not None]
+            agree = sum(bool(o) == bool(m["execution_match"]) for _, o, m in judged)
+            by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            for p, o, m in judged:
+                by_source[p["source"].split(":")[0]][0] += bool(o) == bool(m["execution_match"])
+                by_source[p["source"].split(":")[0]][1] += 1
+            print(
+                f"\n-- convention {convention} (official evaluator keep_distinct={keep_distinct}):\n"
+                f"agreement: {agree}/{len(judged)} = {agree / len(judged):.4%} "
+                f"(official gold errors, left out: {len(pairs) - len(judged)}); "
+                f"matches: official {sum(bool(o) for _, o, _ in judged)}, "
+                f"ours {sum(bool(m['execution_match']) for _, _, m in judged)}"
+            )
+            print("  by source: " + ", ".join(f"{k} {a}/{n}" for k, (a, n) in sorted(by_source.items())))
+            base = timers["official evaluator (1 process)"]
+            base_wall, base_cpu = min(t.wall for t in base), min(t.cpu for t in base)
+            print(f"  {'':<36} {'WALL s (best; spread)':<44} {'CPU s':>7} {'PAIRS/S':>8} {'SPEED-UP wall / CPU':>20}")
+            for name, runs in timers.items():
+                wall, cpu = min(t.wall for t in runs), min(t.cpu for t in runs)
+                print(
+                    f"  {name:<36} {_spread([t.wall for t in runs]):<44} {cpu:>7.2f} {len(pairs) / wall:>8.0f} "
+                    f"{base_wall / wall:>9.1f}x / {base_cpu / cpu:.1f}x"
+                )
+            shown = 0
+            for p, o, m in judged:
+                if bool(o) != bool(m["execution_match"]) and shown < args.show:
+                    shown += 1
+                    print(
+                        f"  DIFF [{p['source']}] {p['db_id']}: official={o} ours={m['execution_match']} "
+                        f"err={m['error']}\n    gold: {p['answer']}\n    pred: {p['prediction']}"
+                    )
 
+
+# ------------------------------------------------------------------------------------------------ throughput
+
+
+def bench_synthesized(args: argparse.Namespace) -> None:
+    path = args.input or SHIPPED_SAMPLE
+    rows = _load(path, args.limit, args.seed)
+    print(f"\n== Synthesized databases: {path} ({len(rows)} rows, gold as prediction)")
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "gold.jsonl"
         src.write_text("".join(json.dumps({**r, "prediction": r["answer"]}) + "\n" for r in rows))
-        settings = ScoreSettings(databases_per_example=args.databases, seed=args.seed)
-        metrics = score_file(src, Path(tmp) / "out", workers=args.workers, settings=settings)
+        rates: list[float] = []
+        metrics: dict[str, Any] = {}
+        for r in range(args.repeat):
+            settings = ScoreSettings(databases_per_example=args.databases, seed=args.seed)
+            start = time.perf_counter()
+            metrics = score_file(src, Path(tmp) / f"out{r}", workers=args.workers, settings=settings)
+            rates.append(len(rows) / (time.perf_counter() - start))
+            print(f"  run {r + 1}: {rates[-1]:.0f} examples/s (load average {os.getloadavg()[0]:.2f})")
+    best = max(rates)
     print(
-        f"throughput: {metrics['examples_per_s']:.1f} examples/s ({args.workers} workers, "
-        f"{args.databases} DBs/example, {metrics['elapsed_s']:.1f}s)\n"
+        f"throughput: {_spread(rates)} examples/s ({args.workers} workers, {args.databases} DBs/example, end to end)"
+        f"\nprojected for the full {FULL_DATASET_ROWS:,} rows: {FULL_DATASET_ROWS / best:.0f} s at the best rate, "
+        f"{FULL_DATASET_ROWS / min(rates):.0f} s at the worst\n"
         f"gold vs itself: execution_accuracy={metrics['execution_accuracy']:.4f} "
         f"exact_match={metrics['exact_match']:.4f} gold_invalid={metrics['gold_invalid']} "
-        f"non-trivial gold results={metrics['gold_nontrivial_rate']:.4f}"
+        f"non-trivial gold results={metrics['gold_nontrivial_rate']:.4f} worker_failures={metrics['worker_failures']}"
     )
-
+    if args.skip_mutants:
+        return
+    mutant_rows = rows if args.mutant_limit is None else _load(path, args.mutant_limit, args.seed)
     cache = ExampleCache(maxsize=4)
     killed: Counter[str] = Counter()
     total: Counter[str] = Counter()
@@ -82,12 +297,12 @@ def main() -> None:
     total_nt: Counter[str] = Counter()
     failed_to_run: Counter[str] = Counter()
     start = time.perf_counter()
-    for r in rows:
+    for r in mutant_rows:
         prep = cache.get(r["context"], r["answer"], args.databases, args.seed, DEFAULT_LIMITS)
         if prep.synth.gold_error is not None:
             continue
         for m in mutants(r["answer"], set(prep.synth.column_names)):
-            res = score_prediction(prep.synth, m.sql, prep.ordered)
+            res = score_prediction(prep, m.sql, gold=r["answer"])
             if not res.executes:
                 failed_to_run[m.kind] += 1
                 continue
@@ -97,7 +312,10 @@ def main() -> None:
                 total_nt[m.kind] += 1
                 killed_nt[m.kind] += not res.match
     elapsed = time.perf_counter() - start
-    print(f"\nmutant kill rate ({sum(total.values())} mutants that run, scored in {elapsed:.1f}s in-process)")
+    print(
+        f"\nmutant kill rate on {len(mutant_rows)} rows ({sum(total.values())} mutants that run, "
+        f"scored in {elapsed:.1f}s in-process, strict convention)"
+    )
     print(f"{'KIND':<17} {'KILLED':>7} {'TOTAL':>7} {'RATE':>7} {'RATE (non-trivial gold)':>24} {'NOT RUN':>7}")
     for kind in (*KINDS, "ALL"):
         k = sum(killed.values()) if kind == "ALL" else killed[kind]
@@ -107,6 +325,35 @@ def main() -> None:
         nr = sum(failed_to_run.values()) if kind == "ALL" else failed_to_run[kind]
         if n:
             print(f"{kind:<17} {k:>7} {n:>7} {k / n:>7.3f} {knt / max(nnt, 1):>24.3f} {nr:>7}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", type=Path, default=None, help="JSONL with question/context/answer")
+    parser.add_argument("--limit", type=int, default=None, help="seeded random subset of this many rows")
+    parser.add_argument("--mutant-limit", type=int, default=None, help="rows for the kill rate (default: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--databases", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs of each measurement")
+    parser.add_argument("--peer", type=Path, default=None, help="folder of the official evaluator (exec_eval.py)")
+    parser.add_argument("--peer-deps", type=Path, default=None, help="folder holding sqlparse and tqdm for it")
+    parser.add_argument("--per-kind", type=int, default=2, help="mutants per kind per Spider gold")
+    parser.add_argument("--show", type=int, default=10, help="disagreements to print per convention")
+    parser.add_argument("--conventions", nargs="+", default=["official", "strict"], choices=["official", "strict"])
+    parser.add_argument("--skip-spider", action="store_true")
+    parser.add_argument("--skip-synthesized", action="store_true")
+    parser.add_argument("--skip-mutants", action="store_true")
+    args = parser.parse_args()
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPUs ({cpu_flags()}), Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.2f}, nice {os.nice(0)}, commit {git or '?'}"
+    )
+    if not args.skip_spider:
+        bench_spider(args)
+    if not args.skip_synthesized:
+        bench_synthesized(args)
 
 
 if __name__ == "__main__":

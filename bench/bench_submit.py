@@ -1,7 +1,8 @@
-"""Submit latency, first-log-line latency and 50 parallel submissions against the test control plane.
+"""Submit latency, first-log-line latency and parallel submissions against the test control plane.
 
     python bench/bench_submit.py                 # needs scripts/k8s-build.sh and scripts/tools.sh first
     python bench/bench_submit.py --sequential 20 --parallel 50 --workers 10
+    nice -n 15 python bench/bench_submit.py --sequential 0 --first-line 0 --parallel 200 --workers 20 --repeat 10
 
 What is measured (wall clock on this machine; the control plane runs here too and shares its cores):
 - submit: `submit_to_cluster` for one run = helm template + preflight (namespace, 3-4 access reviews,
@@ -9,13 +10,15 @@ What is measured (wall clock on this machine; the control plane runs here too an
   (see `sqlctl --help` timing in tests/test_sqlctl_cli.py for that).
 - first log line: from the start of the submission until `logs -f` prints the pod's first line; this
   includes the Job controller creating the pod, the scheduler binding it and the (fake) kubelet starting it.
-- parallel: N submissions from a thread pool sharing one connection; wall time, and a check that exactly
-  N Jobs exist afterwards.
+- parallel: N submissions with generated run ids (as `sqlctl submit` makes them) from a thread pool sharing
+  one connection, `--repeat` times; wall time, and a check that each round created exactly N Jobs (a lost
+  submission exits 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -23,16 +26,20 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "cli")]
 
 import yaml  # noqa: E402
-from sqlctl.commands.submit import submit_to_cluster  # noqa: E402
-from sqlctl.kube import KubeSettings, connect  # noqa: E402
+from sqlctl.kube import Kube, KubeSettings, connect  # noqa: E402
 from sqlctl.logstream import FollowOptions, RunFollower  # noqa: E402
-from sqlctl.paths import resolve_paths  # noqa: E402
+from sqlctl.paths import RepoPaths, resolve_paths  # noqa: E402
 from sqlctl.runid import new_run_id  # noqa: E402
+from sqlctl.submission import UserValues, render_model, submit_to_cluster  # noqa: E402
+
+NS = "bench"
+NONE = UserValues()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,6 +48,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(name: str, values: list[float]) -> str:
+    if not values:
+        return f"{name:<22} n=0"
     ms = [v * 1000 for v in values]
     return (
         f"{name:<22} n={len(ms):<3} median {statistics.median(ms):7.1f} ms"
@@ -48,19 +57,112 @@ def summary(name: str, values: list[float]) -> str:
     )
 
 
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = sorted(set(re.findall(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*)\b", text)))
+    return f"{model.group(1) if model else '?'}; {' '.join(flags) or 'no avx512/amx'}"
+
+
+def prepare_namespace(cp: Any, work: Path) -> RepoPaths:
+    """Namespace, a bound claim and the keys Secret (what docs/cluster.md asks users to create)."""
+    from kubernetes.client import CoreV1Api
+
+    core = CoreV1Api(cp.api())
+    core.create_namespace({"metadata": {"name": NS}})
+    while not (sas := core.list_namespaced_service_account(NS).items) or not sas[0].secrets:
+        time.sleep(0.1)
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": "bench-pv"},
+            "spec": {
+                "capacity": {"storage": "1Ti"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/tmp/bench-pv"},
+                "claimRef": {"namespace": NS, "name": "data"},
+            },
+        }
+    )
+    core.create_namespaced_persistent_volume_claim(
+        NS,
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+                "storageClassName": "",
+                "volumeName": "bench-pv",
+            },
+        },
+    )
+    core.create_namespaced_secret(NS, {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"HF_TOKEN": "x"}})
+    jobs = work / "jobs" / "train"
+    jobs.mkdir(parents=True)
+    (jobs / "tiny.yaml").write_text(
+        yaml.safe_dump({"runs": [{"model": "tiny", "gpus": 1}], "storage": {"existingClaim": "data"}})
+    )
+    return resolve_paths(None, work / "jobs")
+
+
+def submit(kube: Kube, paths: RepoPaths, run_id: str | None = None) -> str:
+    plans, _ = submit_to_cluster(kube, paths, "train", ["tiny"], NONE, run_id)
+    return plans[0].run_id
+
+
+def timed(times: int, action: Any) -> list[float]:
+    out = []
+    for _ in range(times):
+        start = time.perf_counter()
+        action()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def first_line_latency(kube: Kube, paths: RepoPaths) -> float:
+    from sqlctl.runs import run_jobs
+
+    got = threading.Event()
+    seen: list[float] = []
+    start = time.perf_counter()
+    run_id = submit(kube, paths)
+
+    def printer(_prefix: str, _line: str) -> None:
+        if not seen:
+            seen.append(time.perf_counter())
+            got.set()
+
+    follower = RunFollower(kube, NS, run_id, printer, FollowOptions(follow=True, poll=0.1), ranks=[0])
+    follower.run(run_jobs(kube, run_id, NS))
+    return seen[0] - start
+
+
+def parallel_round(kube: Kube, paths: RepoPaths, count: int, workers: int) -> tuple[float, int]:
+    """`count` submissions at once; returns (wall seconds, Jobs created)."""
+    before = len(kube.list("batch/v1", "Job", NS, label_selector="sqlmaster.io/run-id"))
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda _: submit(kube, paths), range(count)))
+    wall = time.perf_counter() - start
+    after = len(kube.list("batch/v1", "Job", NS, label_selector="sqlmaster.io/run-id"))
+    return wall, after - before
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sequential", type=int, default=10, help="submissions timed one after another")
     parser.add_argument("--first-line", type=int, default=5, help="runs timed until their first log line")
     parser.add_argument("--parallel", type=int, default=50, help="submissions made at once")
     parser.add_argument("--workers", type=int, default=10, help="threads for the parallel submissions")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of parallel submissions")
     args = parser.parse_args()
-
-    from kubernetes.client import CoreV1Api
 
     from tests.k8s.controlplane import Binaries, ControlPlane, make_serving_cert
     from tests.k8s.fake_kubelet import FakeKubelet, Script
 
+    print(f"CPU: {cpu_flags()}")
     work = Path(tempfile.mkdtemp(prefix="sqlctl-bench-"))
     cp = ControlPlane(Binaries.find())
     started = time.perf_counter()
@@ -69,96 +171,31 @@ def main() -> None:
     kubelet = FakeKubelet(cp.api, cert_file=cert, key_file=key, nodes=2).start()
     print(f"control plane + fake kubelet up in {time.perf_counter() - started:.1f} s")
     try:
-        ns = "bench"
-        core = CoreV1Api(cp.api())
-        core.create_namespace({"metadata": {"name": ns}})
-        while not (sas := core.list_namespaced_service_account(ns).items) or not sas[0].secrets:
-            time.sleep(0.1)
-        core.create_persistent_volume(
-            {
-                "metadata": {"name": "bench-pv"},
-                "spec": {
-                    "capacity": {"storage": "1Ti"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "hostPath": {"path": "/tmp/bench-pv"},
-                    "claimRef": {"namespace": ns, "name": "data"},
-                },
-            }
+        paths = prepare_namespace(cp, work)
+        kubelet.add_rule(Script(lines=("first line", "second line")), namespace=NS)
+        kube = connect(KubeSettings(kubeconfig=str(cp.kubeconfig), namespace=NS))
+        submit(kube, paths)  # warm-up
+        sequential = timed(args.sequential, lambda: submit(kube, paths))
+        version = kube.server_version
+        helm_only = timed(
+            args.sequential,
+            lambda: render_model(paths, "train", "tiny", new_run_id("train", "tiny"), NS, NONE, None, version),
         )
-        core.create_namespaced_persistent_volume_claim(
-            ns,
-            {
-                "metadata": {"name": "data"},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": "1Gi"}},
-                    "storageClassName": "",
-                    "volumeName": "bench-pv",
-                },
-            },
-        )
-        core.create_namespaced_secret(ns, {"metadata": {"name": "sqlmaster-keys"}, "stringData": {"HF_TOKEN": "x"}})
-        jobs = work / "jobs" / "train"
-        jobs.mkdir(parents=True)
-        (jobs / "tiny.yaml").write_text(
-            yaml.safe_dump({"runs": [{"model": "tiny", "gpus": 1}], "storage": {"existingClaim": "data"}})
-        )
-        paths = resolve_paths(None, work / "jobs")
-        kubelet.add_rule(Script(lines=("first line", "second line")), namespace=ns)
-
-        kube = connect(KubeSettings(kubeconfig=str(cp.kubeconfig), namespace=ns))
-        submit_to_cluster(kube, paths, "train", {"tiny": new_run_id("train", "tiny")}, [], [])  # warm-up
-
-        sequential = []
-        for _ in range(args.sequential):
-            start = time.perf_counter()
-            submit_to_cluster(kube, paths, "train", {"tiny": new_run_id("train", "tiny")}, [], [])
-            sequential.append(time.perf_counter() - start)
-
-        from sqlctl.commands.submit import _render
-
-        render_only = []
-        for _ in range(args.sequential):
-            start = time.perf_counter()
-            _render(paths, "train", "tiny", new_run_id("train", "tiny"), ns, [], [], kube.server_version)
-            render_only.append(time.perf_counter() - start)
-
-        first_line = []
-        for _ in range(args.first_line):
-            run_id = new_run_id("train", "tiny")
-            got = threading.Event()
-            start = time.perf_counter()
-            submit_to_cluster(kube, paths, "train", {"tiny": run_id}, [], [])
-            seen: list[float] = []
-
-            def printer(_prefix: str, _line: str, seen: list[float] = seen, got: threading.Event = got) -> None:
-                if not seen:
-                    seen.append(time.perf_counter())
-                    got.set()
-
-            follower = RunFollower(kube, ns, run_id, printer, FollowOptions(follow=True, poll=0.1), ranks=[0])
-            from sqlctl.runs import run_jobs
-
-            follower.run(run_jobs(kube, run_id, ns))
-            first_line.append(seen[0] - start)
-
-        before = len(kube.list("batch/v1", "Job", ns, label_selector="sqlmaster.io/run-id"))
-        run_ids = [new_run_id("train", "tiny") for _ in range(args.parallel)]
-        start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            list(pool.map(lambda r: submit_to_cluster(kube, paths, "train", {"tiny": r}, [], []), run_ids))
-        wall = time.perf_counter() - start
-        after = len(kube.list("batch/v1", "Job", ns, label_selector="sqlmaster.io/run-id"))
-
+        first_line = [first_line_latency(kube, paths) for _ in range(args.first_line)]
         print(summary("submit (sequential)", sequential))
-        print(summary("  of which helm", render_only))
+        print(summary("  of which helm", helm_only))
         print(summary("submit -> first log", first_line))
-        print(
-            f"{'parallel submissions':<22} n={args.parallel} workers={args.workers}: wall {wall:.2f} s, "
-            f"{args.parallel / wall:.1f} submissions/s, "
-            f"Jobs created {after - before} (expected {args.parallel})"
-        )
-        if after - before != args.parallel:
+        lost = 0
+        for round_ in range(1, args.repeat + 1):
+            wall, created = parallel_round(kube, paths, args.parallel, args.workers)
+            lost += args.parallel - created
+            print(
+                f"parallel round {round_}/{args.repeat}: n={args.parallel} workers={args.workers}: wall {wall:.2f} s, "
+                f"{args.parallel / wall:.1f} submissions/s, Jobs created {created} (expected {args.parallel})",
+                flush=True,
+            )
+        print(f"parallel: {args.repeat} rounds, {lost} submissions lost")
+        if lost:
             sys.exit(1)
     finally:
         kubelet.stop()

@@ -1,26 +1,37 @@
 """The ``sqlmaster`` command: the workload's entry point inside the images, the charts' Jobs and sqlctl --local.
 
-    sqlmaster train --model tiny --output-dir runs/tiny                       # CPU, minutes
-    sqlmaster train --model mistral7b --recipe jobs/train/mistral7b.yaml --output-dir /data/runs/x/mistral7b
+    sqlmaster train --model tiny --output-dir runs/tiny                       # tiny's recipe (jobs/train/tiny.yaml)
+    sqlmaster train --model mistral7b --output-dir /data/runs/x/mistral7b    # jobs/train/mistral7b.yaml
     torchrun --nproc_per_node 8 -m sqlmaster.cli train --model mistral7b ...  # DDP
     sqlmaster eval run --model tiny --adapter runs/tiny --output-dir runs/tiny/eval
     sqlmaster eval score --input predictions.jsonl --output-dir scored/
     sqlmaster eval report runs/* --output-dir report/
     sqlmaster quickstart                                                      # README command 1
+    sqlmaster recipe show --model tiny --set training.max_steps=50           # each value and where it came from
+    sqlmaster recipe keys                                                     # every key: type, default, help
+
+A model's recipe is its default: without ``--recipe``, ``train`` and ``eval run`` start from
+``jobs/<task>/<model>.yaml`` (sqlmaster/recipes.py) and say which file they used.
 
 Heavy libraries are imported inside the commands, so ``--help`` is instant. A configuration error exits
-with code 2 and one line naming the problem and the fix (the charts fail the Job at once on code 2).
+with code 2 and one line naming the problem and the fix (the charts fail the Job at once on code 2); a
+transient one (hub unreachable) exits 1; SIGINT/SIGTERM exit 130/143 (sqlmaster/errors.py).
 """
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sqlmaster.errors import ConfigError
+from sqlmaster.errors import ConfigError, Interrupted, TransientError
+
+if TYPE_CHECKING:
+    from sqlmaster.recipes import ResolvedRecipe
 
 app = typer.Typer(
     name="sqlmaster",
@@ -31,6 +42,8 @@ app = typer.Typer(
 )
 eval_app = typer.Typer(help="Generate, score and report evaluations.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+recipe_app = typer.Typer(help="Explain recipes: the resolved values with their sources, and every key.")
+app.add_typer(recipe_app, name="recipe", no_args_is_help=True)
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Registry name (see `sqlctl models`), hub id or local path.")
@@ -38,9 +51,13 @@ ModelOpt = Annotated[
 OutputDirOpt = Annotated[
     Path, typer.Option("--output-dir", "-o", help="Run directory (created; resumed if it holds checkpoints).")
 ]
-RecipeOpt = Annotated[Path | None, typer.Option("--recipe", "-r", help="Recipe YAML (a jobs/ values file works too).")]
+RecipeOpt = Annotated[
+    Path | None,
+    typer.Option("--recipe", "-r", help="Recipe YAML (or a jobs/ values file). Default: the model's jobs/ file."),
+]
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")
+    list[str] | None,
+    typer.Option("--set", help="Override a recipe value: section.key=value (repeatable; see `sqlmaster recipe keys`)."),
 ]
 
 
@@ -51,15 +68,41 @@ def train(
     recipe: RecipeOpt = None,
     max_steps: Annotated[int | None, typer.Option(help="Shortcut for --set training.max_steps=N.")] = None,
     set_: SetOpt = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="OUTPUT_DIR holds a run of another model, recipe or data: remove its outputs (each is logged) and "
+            "start afresh. A run of the same recipe is still resumed.",
+        ),
+    ] = False,
+    resume_with_changes: Annotated[
+        bool,
+        typer.Option(
+            "--resume-with-changes",
+            help="Continue the run in OUTPUT_DIR with changed resumable keys (max_steps, batch shape, cadence); "
+            "the change is recorded in run.json.",
+        ),
+    ] = False,
 ) -> None:
-    """Fine-tune MODEL on the recipe's data; resumes from the latest checkpoint in OUTPUT_DIR."""
-    from sqlmaster.config import load_recipe
-    from sqlmaster.train.runner import run_training
+    """Fine-tune MODEL on the recipe's data; resumes from the latest checkpoint in OUTPUT_DIR.
+
+    A directory holding a run made with another recipe, model or data is refused (exit 2) before anything
+    is written; --overwrite and --resume-with-changes say what to do instead.
+    """
+    from sqlmaster.recipes import resolve_recipe
+    from sqlmaster.train.guard import TrainOptions
 
     overrides = list(set_ or [])
     if max_steps is not None:
         overrides.append(f"training.max_steps={max_steps}")
-    run_training(model, output_dir, load_recipe(recipe, overrides))
+    resolved = resolve_recipe("train", model, recipe, overrides)
+    _say(resolved.describe())
+    options = TrainOptions(overwrite, resume_with_changes, recipe_source=str(resolved.file or resolved.origin))
+
+    from sqlmaster.train.runner import run_training
+
+    run_training(model, output_dir, resolved.recipe, options)
 
 
 @eval_app.command("run")
@@ -79,29 +122,40 @@ def eval_run(
     set_: SetOpt = None,
 ) -> None:
     """Generate SQL for evaluation datasets and score it (execution accuracy, exact match, embedding distance)."""
-    from sqlmaster.config import load_recipe
+    from sqlmaster.recipes import resolve_recipe
+
+    resolved = resolve_recipe("eval", model, recipe, list(set_ or []))
+    _say(resolved.describe())
+
     from sqlmaster.evaluate.runner import run_evaluation
 
-    cfg = load_recipe(recipe, list(set_ or []))
-    run_evaluation(model=model, adapter=adapter, output_dir=output_dir, datasets=dataset, limit=limit, recipe=cfg)
+    run_evaluation(
+        model=model, adapter=adapter, output_dir=output_dir, datasets=dataset, limit=limit, recipe=resolved.recipe
+    )
 
 
 @eval_app.command("score")
 def eval_score(
     input: Annotated[
-        Path, typer.Option("--input", "-i", help="JSONL with question, context, answer, prediction per line.")
+        Path,
+        typer.Option("--input", "-i", help="JSONL: answer, prediction and a context, db_id or db_path per line."),
     ],
     output_dir: OutputDirOpt,
-    workers: Annotated[int | None, typer.Option(help="Scoring processes (default: CPU count).")] = None,
+    db_dir: Annotated[
+        Path | None, typer.Option(help="Folder of real databases for db_id rows: DIR/<db_id>/<db_id>.sqlite.")
+    ] = None,
+    convention: Annotated[
+        str, typer.Option(help="official (Spider test-suite: DISTINCT removed) or strict (SQL as written).")
+    ] = "strict",
+    overwrite: Annotated[bool, typer.Option(help="Replace results already in --output-dir.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Scoring processes (default: up to 2).")] = None,
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
-    from sqlmaster.evaluate.score import score_file
+    from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
 
-    metrics = score_file(input, output_dir, workers=workers)
-    typer.echo(
-        f"execution accuracy {metrics['execution_accuracy']:.1%}  exact match {metrics['exact_match']:.1%}  "
-        f"executes {metrics['executes']:.1%}  n={metrics['n']}  -> {output_dir}"
-    )
+    settings = ScoreSettings(convention=convention)
+    metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
+    typer.echo(f"{summary_line(metrics)}  -> {output_dir}")
 
 
 @eval_app.command("report")
@@ -142,11 +196,101 @@ def quickstart(
     run_quickstart(output_dir, jobs_dir)
 
 
+@recipe_app.command("show")
+def recipe_show(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Start from this model's jobs/<task>/<model>.yaml.")
+    ] = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+    task: Annotated[str, typer.Option(help="train or eval: which jobs/ folder --model's recipe comes from.")] = "train",
+    output: Annotated[str, typer.Option("--output", "-o", help="yaml (annotated with sources) or json.")] = "yaml",
+) -> None:
+    """Print the resolved recipe; each value says where it came from: default, the recipe file, or --set."""
+    from sqlmaster.recipes import TASKS, resolve_recipe
+
+    if task not in TASKS:
+        raise ConfigError(f"--task must be one of {', '.join(TASKS)} (got {task!r})")
+    if output not in ("yaml", "json"):
+        raise ConfigError(f"--output must be yaml or json (got {output!r})")
+    resolved = resolve_recipe(task, model, recipe, list(set_ or []))
+    typer.echo(_recipe_json(resolved) if output == "json" else _recipe_yaml(resolved))
+
+
+@recipe_app.command("keys")
+def recipe_keys_command(
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+) -> None:
+    """List every recipe key with its type, default, allowed values, what changing it means, and help."""
+    from sqlmaster.config import recipe_keys, yaml_value
+
+    keys = recipe_keys()
+    if output == "json":
+        records = [
+            {"key": k.key, "type": k.type, "default": k.default, "allowed": k.constraint_text(), "role": k.role,
+             "help": k.help}
+            for k in keys
+        ]  # fmt: skip
+        typer.echo(json.dumps(records, indent=2))
+        return
+    if output != "table":
+        raise ConfigError(f"--output must be table or json (got {output!r})")
+    rows = [("KEY", "TYPE", "DEFAULT", "ALLOWED", "ON A RUN", "HELP")]
+    rows += [(k.key, k.type, yaml_value(k.default), k.constraint_text() or "-", k.role, k.help) for k in keys]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)) + "  " + row[5])
+
+
+def _recipe_yaml(resolved: ResolvedRecipe) -> str:
+    from sqlmaster.config import yaml_value
+
+    values = resolved.recipe.to_dict()
+    lines = [f"# {resolved.describe()}", "# each value: # default | the recipe file | --set"]
+    for section, keys in values.items():
+        lines.append(f"{section}:")
+        for key, value in keys.items():
+            text = f"  {key}: {yaml_value(value)}"
+            lines.append(f"{text.ljust(48)} # {resolved.sources.get(f'{section}.{key}', 'default')}")
+    return "\n".join(lines)
+
+
+def _recipe_json(resolved: ResolvedRecipe) -> str:
+    values = resolved.recipe.to_dict()
+    return json.dumps(
+        {
+            "file": str(resolved.file) if resolved.file else None,
+            "origin": resolved.origin,
+            "recipe": values,
+            "sources": resolved.sources,
+        },
+        indent=2,
+    )
+
+
+def _say(line: str) -> None:
+    """An informational line on stdout from the main process only (torchrun starts one per GPU)."""
+    from sqlmaster.train.distributed import is_main_process
+
+    if is_main_process():
+        typer.echo(line)
+
+
 def main() -> None:
     try:
         app()
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except TransientError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        name = signal.Signals(exc.signum).name
+        typer.echo(
+            f"interrupted by {name}: run.json records it; the same command resumes from the last checkpoint",
+            err=True,
+        )
         sys.exit(exc.exit_code)
 
 

@@ -6,190 +6,371 @@ A recipe file is YAML with one mapping per section (``data``, ``prompt``, ``mode
 ``tracking``, ``evaluation``); it is exactly the ``recipe:`` value of a ``jobs/`` values file, so Helm and
 sqlctl carry the same recipe. Unknown sections or keys are errors: a typo must not silently train with a
 default. The resolved recipe is saved in every run directory (``run.json``).
+
+Every key is declared once, here: its type (the annotation), its default, and in ``field(metadata=knob(...))``
+its help text and constraints (bounds, choices). Validation, ``sqlmaster recipe keys`` and the charts'
+``values.schema.json`` recipe sections (``recipe_json_schema()``) are all derived from these declarations;
+rules between keys live in each section's ``check()``.
 """
 
 from __future__ import annotations
 
+import math
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from sqlmaster.errors import ConfigError
+from sqlmaster.prompt import TEMPLATES
+
+SEED_MAX = 2**32 - 1  # numpy's seed range (the HF Trainer seeds numpy with it)
+
+
+def knob(
+    help: str,
+    *,
+    minimum: float | None = None,
+    exclusive_minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_maximum: float | None = None,
+    choices: Sequence[str] | None = None,
+    nonempty: bool = False,
+    role: str | None = None,
+) -> dict[str, Any]:
+    """The ``field(metadata=...)`` of a recipe key: its help text and the constraints its values must meet.
+
+    Bounds apply to numbers, ``choices`` to strings, ``nonempty`` to strings and lists; ``None`` is allowed
+    exactly when the annotation says ``| None``. Numbers must also be finite (no NaN or infinity).
+    ``role`` (default: the section's ``ROLE``) says what changing the key means for an existing run directory;
+    see ``ROLES``.
+    """
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    constraints = {
+        "minimum": minimum,
+        "exclusive_minimum": exclusive_minimum,
+        "maximum": maximum,
+        "exclusive_maximum": exclusive_maximum,
+        "choices": tuple(choices) if choices is not None else None,
+        "nonempty": nonempty or None,
+    }
+    extra = {"role": role} if role else {}
+    return {"help": help, **{k: v for k, v in constraints.items() if v is not None}, **extra}
+
+
+CONSTRAINTS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "choices", "nonempty")
+
+# What a changed key means for a run directory that already holds a run (sqlmaster/train/guard.py):
+ROLES = {
+    # the data split, prompt, weights' shape or the optimizer/scheduler state restored from checkpoints:
+    # another value is another run, refused (a new --output-dir, or --overwrite)
+    "identity": "defines the run: a new --output-dir or --overwrite",
+    # how training continues from the last checkpoint: allowed with --resume-with-changes
+    "resumable": "changes how training continues: needs --resume-with-changes",
+    # no effect on the trained weights: always allowed
+    "runtime": "free to change between attempts",
+}
+
+
+class _Section:
+    """Base of the recipe sections: every field is checked against its type and ``knob`` after construction."""
+
+    SECTION: ClassVar[str]
+    ROLE: ClassVar[str] = "resumable"  # of keys whose knob names none
+
+    def __post_init__(self) -> None:
+        hints = _type_hints(type(self))
+        for f in fields(typing.cast(Any, self)):
+            key = f"{self.SECTION}.{f.name}"
+            value = getattr(self, f.name)
+            _check_type(key, value, hints[f.name], f)
+            _check_constraints(key, value, f)
+        self.check()
+
+    def check(self) -> None:
+        """Rules between keys of this section (the per-key rules come from the metadata)."""
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     """Where the examples come from and how they are split."""
 
-    source: str = "shipped"  # "shipped" (sample inside the package), a hub id, or a .json/.jsonl/.parquet path
-    validation_size: int = 100  # rows held out for eval loss / early stopping (the original used 100)
-    test_size: int = 500  # rows held out for evaluation; never seen in training
-    seed: int = 1399  # split seed (the original's)
-    dedupe: bool = True  # drop exact duplicate (question, context, answer) rows
-    drop_invalid_gold: bool = False  # drop rows whose gold SQL fails on its own schema (2.1% of the sample)
-    exclude_spider_dev: bool = False  # drop training rows whose question is a Spider dev question
-    max_train_rows: int | None = None  # cap on training rows (after the split), for quick runs
+    SECTION: ClassVar[str] = "data"
+    ROLE: ClassVar[str] = "identity"  # another split would leak test rows into training
 
-    def __post_init__(self) -> None:
-        if self.validation_size < 1 or self.test_size < 0:
-            raise ConfigError("data.validation_size must be >= 1 and data.test_size >= 0")
+    source: str = field(
+        default="shipped",
+        metadata=knob(
+            '"shipped" (the sample inside the package), a Hugging Face dataset id, or a .json/.jsonl/.parquet path',
+            nonempty=True,
+        ),
+    )
+    validation_size: int = field(
+        default=100, metadata=knob("rows held out for eval loss and early stopping (the original used 100)", minimum=1)
+    )
+    test_size: int = field(
+        default=500, metadata=knob("rows held out for evaluation; never seen in training", minimum=0)
+    )
+    seed: int = field(default=1399, metadata=knob("split seed (the original's)", minimum=0, maximum=SEED_MAX))
+    dedupe: bool = field(default=True, metadata=knob("drop exact duplicate (question, context, answer) rows"))
+    drop_invalid_gold: bool = field(
+        default=False, metadata=knob("drop rows whose gold SQL fails on its own schema (2.1% of the sample)")
+    )
+    exclude_spider_dev: bool = field(
+        default=False, metadata=knob("drop training rows whose question is a Spider dev question")
+    )
+    max_train_rows: int | None = field(
+        default=None, metadata=knob("cap on training rows (after the split), for quick runs; null = all", minimum=1)
+    )
 
 
 @dataclass
-class PromptConfig:
+class PromptConfig(_Section):
     """Which prompt template frames question and schema (see sqlmaster/prompt.py)."""
 
-    template: str = "original"  # "original" (the 7B recipes) or "compact" (tiny)
+    SECTION: ClassVar[str] = "prompt"
+    ROLE: ClassVar[str] = "identity"
 
-    def __post_init__(self) -> None:
-        from sqlmaster.prompt import get_template
-
-        get_template(self.template)
+    template: str = field(
+        default="original",
+        metadata=knob('"original" (the 7B recipes) or "compact" (tiny)', choices=tuple(TEMPLATES)),
+    )
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     """How the base model is adapted."""
 
-    mode: str = "lora"  # "lora" (the 7B recipes) or "full" (all parameters; tiny)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: list[str] | None = None  # None = the registry's list for the model
-    modules_to_save: list[str] | None = None  # extra modules trained in full next to LoRA
-    attn_implementation: str = "auto"  # auto = flash_attention_2 when importable on CUDA, else sdpa
-    dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU; or bfloat16 | float16 | float32
-    gradient_checkpointing: bool = True  # trade ~30% compute for activations that fit long packs
-    revision: str | None = None  # hub revision of the base model (None = registry pin or main)
-    # Architecture of the `tiny` model (built from config; ignored for every other model).
-    tiny_vocab_size: int = 4096  # BPE vocabulary trained on the training split
-    tiny_hidden_size: int = 192
-    tiny_layers: int = 4
-    tiny_heads: int = 4
-    tiny_intermediate_size: int = 512
-    tiny_tie_embeddings: bool = False  # untied embeddings/head learned better at this size (measured)
-    tiny_split_digits: bool = False  # every digit its own token: ids and numbers are copied digit by digit
+    SECTION: ClassVar[str] = "model"
+    ROLE: ClassVar[str] = "identity"  # the weights' shape and what is trained
 
-    def __post_init__(self) -> None:
-        if self.mode not in ("lora", "full"):
-            raise ConfigError(f"model.mode must be 'lora' or 'full', not {self.mode!r}")
-        if self.attn_implementation not in ("auto", "flash_attention_2", "sdpa", "eager"):
-            raise ConfigError("model.attn_implementation must be one of auto, flash_attention_2, sdpa, eager")
-        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
-            raise ConfigError("model.dtype must be one of auto, bfloat16, float16, float32")
-        if self.lora_r < 1:
-            raise ConfigError("model.lora_r must be >= 1")
-        if self.tiny_hidden_size % self.tiny_heads:
-            raise ConfigError("model.tiny_hidden_size must be a multiple of model.tiny_heads")
+    mode: str = field(
+        default="lora",
+        metadata=knob('"lora" (the 7B recipes) or "full" (all parameters; tiny)', choices=("lora", "full")),
+    )
+    lora_r: int = field(default=16, metadata=knob("LoRA rank", minimum=1))
+    lora_alpha: int = field(
+        default=32, metadata=knob("LoRA scaling numerator (scale = lora_alpha / lora_r)", minimum=1)
+    )
+    lora_dropout: float = field(
+        default=0.05, metadata=knob("dropout on the LoRA input", minimum=0, exclusive_maximum=1, role="resumable")
+    )
+    target_modules: list[str] | None = field(
+        default=None, metadata=knob("modules LoRA adapts; null = the registry's list for the model", nonempty=True)
+    )
+    modules_to_save: list[str] | None = field(
+        default=None, metadata=knob("extra modules trained in full next to LoRA (e.g. [embed_tokens, lm_head])")
+    )
+    attn_implementation: str = field(
+        default="auto",
+        metadata=knob(
+            "auto = flash_attention_2 when importable on CUDA, else sdpa",
+            choices=("auto", "flash_attention_2", "sdpa", "eager"),
+            role="runtime",
+        ),
+    )
+    dtype: str = field(
+        default="auto",
+        metadata=knob(
+            "weights dtype; auto = bfloat16 on GPU, float32 on CPU",
+            choices=("auto", "bfloat16", "float16", "float32"),
+            role="resumable",
+        ),
+    )
+    gradient_checkpointing: bool = field(
+        default=True, metadata=knob("trade ~30% compute for activations that fit long packs", role="runtime")
+    )
+    revision: str | None = field(
+        default=None, metadata=knob("hub revision of the base model; null = the registry's pin or main", nonempty=True)
+    )
+    # Architecture of the `tiny` model (built from config; ignored for every other model).
+    tiny_vocab_size: int = field(
+        default=4096, metadata=knob("tiny only: BPE vocabulary trained on the training split", minimum=16)
+    )
+    tiny_hidden_size: int = field(
+        default=192, metadata=knob("tiny only: hidden size (a multiple of 2 x tiny_heads)", minimum=2)
+    )
+    tiny_layers: int = field(default=4, metadata=knob("tiny only: decoder layers", minimum=1))
+    tiny_heads: int = field(default=4, metadata=knob("tiny only: attention heads", minimum=1))
+    tiny_intermediate_size: int = field(default=512, metadata=knob("tiny only: MLP width", minimum=1))
+    tiny_tie_embeddings: bool = field(
+        default=False, metadata=knob("tiny only: tie embeddings and head (untied learned better at this size)")
+    )
+    tiny_split_digits: bool = field(
+        default=False,
+        metadata=knob("tiny only: one token per digit, so ids and numbers are copied digit by digit"),
+    )
+
+    def check(self) -> None:
+        # Rotary position embeddings rotate pairs of dimensions: each head needs an even size.
+        if self.tiny_hidden_size % (2 * self.tiny_heads):
+            raise ConfigError(
+                f"model.tiny_hidden_size must be a multiple of 2 x model.tiny_heads (got {self.tiny_hidden_size} "
+                f"and {self.tiny_heads}). E.g. --set model.tiny_hidden_size={2 * self.tiny_heads * 16}"
+            )
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(_Section):
     """Optimisation; defaults are the original recipe (one A100-80GB)."""
 
-    max_steps: int = 500  # optimizer steps
-    per_device_train_batch_size: int = 8  # sequences per device per micro-step
-    gradient_accumulation_steps: int = 4  # 8 x 4 x 1024 = 32,768 tokens per step when packed
-    learning_rate: float = 3.0e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: int = 100
-    max_grad_norm: float = 0.3
-    weight_decay: float = 0.0
-    seed: int = 1399
-    max_length: int = 1024  # tokens per (packed) sequence
-    packing: bool = True  # padding-free packing; examples never attend to each other
-    eval_steps: int = 20
-    save_steps: int = 20  # checkpoint cadence: a preempted pod loses at most this many steps
-    logging_steps: int = 10
-    early_stopping_patience: int | None = 1  # evaluations without improvement; None disables
-    save_total_limit: int = 3
-    num_threads: int | None = None  # CPU threads for torch (None = torch default)
-    max_time_minutes: float | None = None  # stop cleanly (with a checkpoint) after this wall time
-    bf16: bool | None = None  # bf16 autocast; None = on where the GPU supports it, off on CPU
-    group_by_length: bool = False  # without packing: batch examples of similar length (less padding)
-    completion_only_loss: bool = True  # loss on the SQL only; prompt tokens get label -100
-    eval_batch_size: int | None = None  # per device; None = per_device_train_batch_size
-    # Train for wall time instead of max_steps (sqlmaster/train/budget.py): the LR schedule is laid over the budget.
-    time_budget_minutes: float | None = None  # None = train max_steps; set = max_steps is ignored
-    budget_decay_fraction: float = (
-        1.0  # last fraction of the budget with LR decay (1.0 cosine, 0.2 warm-up-stable-decay)
-    )
-    budget_evaluations: int = 4  # evaluations + checkpoints at even fractions of the budget
+    SECTION: ClassVar[str] = "training"
 
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"training.{name} must be >= 1")
-        if self.learning_rate <= 0:
-            raise ConfigError("training.learning_rate must be > 0")
-        if self.eval_steps < 1 or self.save_steps < 1 or self.logging_steps < 1:
-            raise ConfigError("training.eval_steps, save_steps and logging_steps must be >= 1")
+    max_steps: int = field(default=500, metadata=knob("optimizer steps", minimum=1))
+    per_device_train_batch_size: int = field(default=8, metadata=knob("sequences per device per micro-step", minimum=1))
+    gradient_accumulation_steps: int = field(
+        default=4, metadata=knob("micro-steps per optimizer step (8 x 4 x 1024 = 32,768 tokens when packed)", minimum=1)
+    )
+    learning_rate: float = field(
+        default=3.0e-4, metadata=knob("peak learning rate", exclusive_minimum=0, role="identity")
+    )
+    lr_scheduler_type: str = field(
+        default="cosine",
+        metadata=knob("a transformers scheduler name (cosine, linear, constant, ...)", nonempty=True, role="identity"),
+    )
+    warmup_steps: int = field(default=100, metadata=knob("linear warm-up steps", minimum=0, role="identity"))
+    max_grad_norm: float = field(default=0.3, metadata=knob("gradient clipping norm; 0 = no clipping", minimum=0))
+    weight_decay: float = field(default=0.0, metadata=knob("AdamW weight decay", minimum=0, role="identity"))
+    seed: int = field(
+        default=1399, metadata=knob("training seed (and tiny's initial weights)", minimum=0, maximum=SEED_MAX)
+    )
+    max_length: int = field(default=1024, metadata=knob("tokens per (packed) sequence", minimum=1))
+    packing: bool = field(default=True, metadata=knob("padding-free packing; examples never attend to each other"))
+    eval_steps: int = field(default=20, metadata=knob("steps between evaluations of the validation loss", minimum=1))
+    save_steps: int = field(
+        default=20, metadata=knob("checkpoint cadence: a preempted pod loses at most this many steps", minimum=1)
+    )
+    logging_steps: int = field(default=10, metadata=knob("steps between log lines", minimum=1, role="runtime"))
+    early_stopping_patience: int | None = field(
+        default=1, metadata=knob("evaluations without improvement before stopping; null disables", minimum=1)
+    )
+    save_total_limit: int = field(
+        default=3, metadata=knob("checkpoints kept (the best one is always kept)", minimum=1, role="runtime")
+    )
+    num_threads: int | None = field(
+        default=None, metadata=knob("CPU threads for torch; null = torch's default", minimum=1, role="runtime")
+    )
+    max_time_minutes: float | None = field(
+        default=None,
+        metadata=knob(
+            "stop cleanly (with a checkpoint) after this wall time; null = no limit",
+            exclusive_minimum=0,
+            role="runtime",
+        ),
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata=knob("bf16 autocast; null = on where the GPU or CPU computes bf16 natively (avx512_bf16/amx_bf16)"),
+    )
+    group_by_length: bool = field(
+        default=False, metadata=knob("without packing: batch examples of similar length (less padding)")
+    )
+    completion_only_loss: bool = field(
+        default=True, metadata=knob("loss on the SQL only; prompt tokens get label -100")
+    )
+    eval_batch_size: int | None = field(
+        default=None,
+        metadata=knob("evaluation batch per device; null = per_device_train_batch_size", minimum=1, role="runtime"),
+    )
+    # Train for wall time instead of max_steps (sqlmaster/train/budget.py): the LR schedule is laid over the budget.
+    time_budget_minutes: float | None = field(
+        default=None,
+        metadata=knob(
+            "train for this wall time instead of max_steps (then unused); the LR schedule ends at the budget",
+            exclusive_minimum=0,
+        ),
+    )
+    budget_decay_fraction: float = field(
+        default=1.0,
+        metadata=knob(
+            "with a time budget: the last fraction of it with LR decay (1.0 = cosine; 0.2 = warm-up-stable-decay)",
+            exclusive_minimum=0,
+            maximum=1,
+        ),
+    )
+    budget_evaluations: int = field(
+        default=4,
+        metadata=knob("with a time budget: evaluations and checkpoints at this many even fractions of it", minimum=0),
+    )
+
+    def check(self) -> None:
         if self.early_stopping_patience is not None and self.save_steps % self.eval_steps:
             raise ConfigError(
                 "training.save_steps must be a multiple of training.eval_steps with early stopping "
-                "(the best checkpoint must exist); e.g. set both to 20"
+                f"(the best checkpoint must exist; got {self.save_steps} and {self.eval_steps}). E.g. set both to 20"
             )
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ConfigError("training.num_threads must be >= 1 (or null for torch's default)")
-        if self.max_time_minutes is not None and self.max_time_minutes <= 0:
-            raise ConfigError("training.max_time_minutes must be > 0 (or null for no limit)")
-        if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
-            raise ConfigError("training.time_budget_minutes must be > 0 (or null to train max_steps)")
-        if not 0 < self.budget_decay_fraction <= 1:
-            raise ConfigError("training.budget_decay_fraction must be in (0, 1], e.g. 1.0 (cosine) or 0.2")
-        if self.budget_evaluations < 0:
-            raise ConfigError("training.budget_evaluations must be >= 0")
 
 
 @dataclass
-class OutputConfig:
+class OutputConfig(_Section):
     """What is written besides the adapter."""
 
-    merge: bool = False  # also save base+adapter merged into full weights (merged/)
-    push_to_hub: bool = False  # push the adapter (not an empty post-merge file) to the hub
-    hub_repo_id: str | None = None  # e.g. "my-org/mistral7b-sql-lora"; required with push_to_hub
+    SECTION: ClassVar[str] = "output"
+    ROLE: ClassVar[str] = "runtime"
 
-    def __post_init__(self) -> None:
+    merge: bool = field(default=False, metadata=knob("also save base + adapter merged into full weights (merged/)"))
+    push_to_hub: bool = field(
+        default=False, metadata=knob("push the adapter to a private hub repository (needs HF_TOKEN)")
+    )
+    hub_repo_id: str | None = field(
+        default=None,
+        metadata=knob('hub repository, e.g. "my-org/mistral7b-sql-lora"; needed with push_to_hub', nonempty=True),
+    )
+
+    def check(self) -> None:
         if self.push_to_hub and not self.hub_repo_id:
             raise ConfigError("output.push_to_hub needs output.hub_repo_id, e.g. --set output.hub_repo_id=org/name")
 
 
 @dataclass
-class TrackingConfig:
+class TrackingConfig(_Section):
     """Experiment tracking."""
 
-    wandb_project: str = "sqlmaster"
-    wandb_mode: str = "auto"  # auto = online with WANDB_API_KEY, else offline; or online | offline | disabled
+    SECTION: ClassVar[str] = "tracking"
+    ROLE: ClassVar[str] = "runtime"
 
-    def __post_init__(self) -> None:
-        if self.wandb_mode not in ("auto", "online", "offline", "disabled"):
-            raise ConfigError("tracking.wandb_mode must be one of auto, online, offline, disabled")
+    wandb_project: str = field(default="sqlmaster", metadata=knob("W&B project", nonempty=True))
+    wandb_mode: str = field(
+        default="auto",
+        metadata=knob(
+            "auto = online with WANDB_API_KEY, else offline (files under logs/)",
+            choices=("auto", "online", "offline", "disabled"),
+        ),
+    )
 
 
 @dataclass
-class EvaluationConfig:
+class EvaluationConfig(_Section):
     """How a trained run is evaluated."""
 
-    datasets: list[str] = field(default_factory=lambda: ["sql-create-context-test"])
-    limit: int | None = None  # examples per dataset (None = all)
-    batch_size: int = 16
-    max_new_tokens: int = 128
-    do_sample: bool = False  # greedy by default: a metric should not depend on a dice roll
-    temperature: float = 0.5  # used only with do_sample (the original's sampling settings)
-    top_p: float = 0.9
-    top_k: int = 100
-    databases_per_example: int = 3  # synthesized databases per example for execution accuracy
-    backend: str = "auto"  # auto = vllm when installed and on GPU, else hf
+    SECTION: ClassVar[str] = "evaluation"
+    ROLE: ClassVar[str] = "runtime"
 
-    def __post_init__(self) -> None:
-        if self.backend not in ("auto", "hf", "vllm"):
-            raise ConfigError("evaluation.backend must be one of auto, hf, vllm")
-        if self.databases_per_example < 1:
-            raise ConfigError("evaluation.databases_per_example must be >= 1")
+    datasets: list[str] = field(
+        default_factory=lambda: ["sql-create-context-test"],
+        metadata=knob("sql-create-context-test, spider-dev, or triplets .jsonl paths", nonempty=True),
+    )
+    limit: int | None = field(default=None, metadata=knob("examples per dataset; null = all", minimum=1))
+    batch_size: int = field(default=16, metadata=knob("prompts generated per batch", minimum=1))
+    max_new_tokens: int = field(default=128, metadata=knob("generated tokens per prompt", minimum=1))
+    do_sample: bool = field(
+        default=False, metadata=knob("sample instead of greedy (a metric should not depend on a dice roll)")
+    )
+    temperature: float = field(default=0.5, metadata=knob("used only with do_sample", exclusive_minimum=0))
+    top_p: float = field(default=0.9, metadata=knob("used only with do_sample", exclusive_minimum=0, maximum=1))
+    top_k: int = field(default=100, metadata=knob("used only with do_sample", minimum=1))
+    databases_per_example: int = field(
+        default=3, metadata=knob("synthesized databases per example for execution accuracy", minimum=1)
+    )
+    backend: str = field(
+        default="auto",
+        metadata=knob("auto = vllm when installed and on GPU, else hf", choices=("auto", "hf", "vllm")),
+    )
 
 
 @dataclass
@@ -208,7 +389,108 @@ class Recipe:
         return asdict(self)
 
 
-SECTIONS: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in fields(Recipe)}
+SECTIONS: dict[str, type[_Section]] = {f.name: typing.get_type_hints(Recipe)[f.name] for f in fields(Recipe)}
+
+
+# --- validation driven by the annotations and the knob metadata -------------------------------------------------
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a section (``from __future__ import annotations`` leaves them strings)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _fix(key: str, f: Field[Any]) -> str:
+    """The fix every value error ends with: where to set the key, and its default as an example."""
+    return f"Fix it in the recipe file or with --set {key}={yaml_value(_default_of(f))} (the default)"
+
+
+def _default_of(f: Field[Any]) -> Any:
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return None if f.default is MISSING else f.default
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` as it would be written after ``--set key=`` (flow style: [a, b], null, true, 0.0003)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+
+def _check_type(key: str, value: Any, hint: Any, f: Field[Any]) -> None:
+    if _matches(value, hint):
+        return
+    raise ConfigError(f"{key} must be {_type_phrase(hint)} (got {value!r}). {_fix(key, f)}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_matches(item, args[0]) for item in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_phrase(hint: Any) -> str:
+    """'an integer', 'a number or null', 'a list of strings' (for messages)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_phrase(arg) for arg in args)
+    if origin is list:
+        return f"a list of {_type_phrase(args[0]).split(' ', 1)[1]}s, e.g. [a, b]"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _check_constraints(key: str, value: Any, f: Field[Any]) -> None:
+    meta = f.metadata
+    if value is None:
+        return
+    problem = None
+    if isinstance(value, float) and not math.isfinite(value):
+        problem = "a finite number"
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        problem = _bound_problem(value, meta)
+    elif meta.get("choices") is not None and value not in meta["choices"]:
+        problem = f"one of {', '.join(meta['choices'])}"
+    if problem is None and meta.get("nonempty") and isinstance(value, str | list) and not value:
+        problem = "non-empty"
+    if problem is not None:
+        raise ConfigError(f"{key} must be {problem} (got {value!r}). {_fix(key, f)}")
+
+
+def _bound_problem(value: float, meta: typing.Mapping[str, Any]) -> str | None:
+    checks = (
+        ("minimum", ">=", lambda v, b: v >= b),
+        ("exclusive_minimum", ">", lambda v, b: v > b),
+        ("maximum", "<=", lambda v, b: v <= b),
+        ("exclusive_maximum", "<", lambda v, b: v < b),
+    )
+    for name, op, ok in checks:
+        if name in meta and not ok(value, meta[name]):
+            return f"{op} {_number(meta[name])}"
+    return None
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+# --- reading recipes --------------------------------------------------------------------------------------------
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
@@ -223,31 +505,47 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The recipe mapping of a recipe file, or of the single run of a ``jobs/`` values file."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe file {path} is not UTF-8 text (a binary file?). Pass a YAML recipe") from None
+    except IsADirectoryError:
+        raise ConfigError(f"recipe file {path} is a directory. Pass a YAML file, e.g. jobs/train/tiny.yaml") from None
     except OSError as exc:
         raise ConfigError(f"cannot read recipe file {path}: {exc.strerror}. Check the path") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"recipe file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"recipe file {path} must be a mapping of sections (data, model, training, ...)")
     # A jobs/ values file may be passed directly: take the recipe of its single run.
     if "runs" in data and "recipe" not in data:
         runs = data["runs"]
-        if not isinstance(runs, list) or len(runs) != 1:
-            raise ConfigError(f"{path} is a values file with {len(runs)} runs; pass a recipe file instead")
-        data = runs[0].get("recipe", {}) or {}
+        if not isinstance(runs, list) or len(runs) != 1 or not isinstance(runs[0], dict):
+            count = len(runs) if isinstance(runs, list) else "no list of"
+            raise ConfigError(f"{path} is a values file with {count} runs; pass a recipe file (or one run) instead")
+        data = runs[0].get("recipe") or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"runs[0].recipe in {path} must be a mapping of sections (data, model, training, ...)")
     return data
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
     """Parse ``section.key=value``; the value is YAML (so 3e-4, true, null and [a, b] work)."""
-    if "=" not in item or "." not in item.split("=", 1)[0]:
+    dotted = item.split("=", 1)[0].strip()
+    if "[" in dotted or dotted.startswith(("runs.", "recipe.")) or dotted.count(".") > 1:
+        recipe_key = dotted.rsplit("recipe.", 1)[-1] if "recipe." in dotted else "training.max_steps"
+        raise ConfigError(
+            f"--set {dotted} is a Helm-style key (sqlctl and helm address the values file: "
+            f"runs[0].recipe.<section>.<key>); sqlmaster reads one recipe, so write section.key=value, "
+            f"e.g. --set {recipe_key}={item.split('=', 1)[1] if '=' in item else 'VALUE'}"
+        )
+    if "=" not in item or "." not in dotted:
         raise ConfigError(f"bad override {item!r}: write it as section.key=value, e.g. training.max_steps=100")
-    dotted, value_text = item.split("=", 1)
-    section, key = dotted.strip().split(".", 1)
+    value_text = item.split("=", 1)[1]
+    section, key = dotted.split(".", 1)
     try:
         value = yaml.safe_load(value_text) if value_text.strip() else None
     except yaml.YAMLError:
@@ -266,60 +564,153 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
         values = raw.get(name) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"recipe section {name!r} must be a mapping, not {type(values).__name__}")
-        valid = {f.name: f for f in fields(cls)}
-        unknown = set(values) - set(valid)
+        hints = _type_hints(cls)
+        unknown = set(values) - set(hints) - {"SECTION"} or set(values) & {"SECTION"}
         if unknown:
+            valid = [f.name for f in fields(typing.cast(Any, cls))]
             raise ConfigError(
-                f"unknown key(s) {sorted(unknown)} in recipe section {name!r}. Valid keys: {', '.join(valid)}"
+                f"unknown key(s) {sorted(map(str, unknown))} in recipe section {name!r}. Valid keys: {', '.join(valid)}"
             )
-        coerced = {key: _coerce(f"{name}.{key}", value, valid[key].type) for key, value in values.items()}
-        built[name] = cls(**coerced)
+        built[name] = cls(**{key: _coerce(value, hints[key]) for key, value in values.items()})
     return Recipe(**built)
 
 
-def _coerce(where: str, value: Any, annotation: Any) -> Any:
-    """Check (and gently convert) a YAML value against a dataclass field's type annotation."""
-    hint = _resolve(annotation)
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _coerce(where, value, non_none[0])
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, e.g. [a, b]")
-        return [_coerce(where, v, args[0]) for v in value]
-    if hint is bool:
-        if isinstance(value, bool):
+def _coerce(value: Any, hint: Any) -> Any:
+    """Gently convert a YAML value towards a field's type; the section then checks the result."""
+    if isinstance(value, str) and _accepts(hint, float) and not _accepts(hint, str):
+        try:
+            return float(value)  # YAML 1.1 reads "3e-4" as a string
+        except ValueError:
             return value
-        raise ConfigError(f"{where} must be true or false, not {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be an integer, not {value!r}")
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # YAML 1.1 reads "3e-4" as a string
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} must be a number, not {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where} must be a string, not {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and _accepts(hint, float) and not _accepts(hint, int):
+        return float(value)
     return value
 
 
-def _resolve(annotation: Any) -> Any:
-    if isinstance(annotation, str):
-        return eval(annotation, {**globals(), "typing": typing})  # annotations are our own, postponed
-    return annotation
+def _accepts(hint: Any, kind: type) -> bool:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return kind in typing.get_args(hint)
+    return hint is kind
 
 
-def recipe_to_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+# --- describing the keys: `sqlmaster recipe keys` and the charts' JSON Schema ----------------------------------
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One recipe key, as `sqlmaster recipe keys` lists it and the chart schemas describe it."""
+
+    section: str
+    name: str
+    type: str  # "int", "float | null", "list[str]", ...
+    default: Any
+    help: str
+    constraints: dict[str, Any]  # subset of CONSTRAINTS
+    schema: dict[str, Any]  # JSON Schema of the value
+    role: str  # one of ROLES: what changing it means for an existing run directory
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def constraint_text(self) -> str:
+        """E.g. ">= 1", "one of lora, full", "> 0, <= 1", "non-empty"; "" when unconstrained."""
+        c = self.constraints
+        parts = [f"{op} {_number(c[name])}" for name, op in _OPS if name in c]
+        if "choices" in c:
+            parts.append("one of " + ", ".join(c["choices"]))
+        if c.get("nonempty"):
+            parts.append("non-empty")
+        return ", ".join(parts)
+
+
+_OPS = (("minimum", ">="), ("exclusive_minimum", ">"), ("maximum", "<="), ("exclusive_maximum", "<"))
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+
+
+def recipe_keys() -> list[KeySpec]:
+    """Every recipe key in declaration order, with type, default, help text and constraints."""
+    keys = []
+    for section, cls in SECTIONS.items():
+        hints = _type_hints(cls)
+        for f in fields(typing.cast(Any, cls)):
+            constraints = {k: v for k, v in f.metadata.items() if k in CONSTRAINTS}
+            keys.append(
+                KeySpec(
+                    section=section,
+                    name=f.name,
+                    type=_type_name(hints[f.name]),
+                    default=_default_of(f),
+                    help=f.metadata["help"],
+                    constraints=constraints,
+                    schema=_key_schema(hints[f.name], f),
+                    role=f.metadata.get("role", cls.ROLE),
+                )
+            )
+    return keys
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is list:
+        return f"list[{_type_name(args[0])}]"
+    return "null" if hint is type(None) else hint.__name__
+
+
+def _key_schema(hint: Any, f: Field[Any]) -> dict[str, Any]:
+    """JSON Schema (draft 7 subset, which Helm's values.schema.json understands) of one key."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    members = list(args) if origin in (typing.Union, types.UnionType) else [hint]
+    meta = f.metadata
+    schema: dict[str, Any] = {"description": meta["help"]}
+    json_types = []
+    for member in members:
+        if typing.get_origin(member) is list:
+            json_types.append("array")
+            schema["items"] = {"type": _JSON_TYPES[typing.get_args(member)[0]]}
+            if meta.get("nonempty"):
+                schema["minItems"] = 1
+        else:
+            json_types.append(_JSON_TYPES[member])
+    schema["type"] = json_types[0] if len(json_types) == 1 else json_types
+    if "choices" in meta:
+        schema["enum"] = [*meta["choices"], *([None] if "null" in json_types else [])]
+    for name, keyword in (
+        ("minimum", "minimum"),
+        ("exclusive_minimum", "exclusiveMinimum"),
+        ("maximum", "maximum"),
+        ("exclusive_maximum", "exclusiveMaximum"),
+    ):
+        if name in meta:
+            schema[keyword] = meta[name]
+    if meta.get("nonempty") and "string" in json_types:
+        schema["minLength"] = 1
+    schema["default"] = _default_of(f)
+    return schema
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    """JSON Schema of a whole recipe: one object per section, unknown sections and keys refused.
+
+    The charts' ``values.schema.json`` embed this (scripts/gen-*.py), so ``helm install`` checks a recipe
+    with the same types, bounds and choices as ``sqlmaster train``.
+    """
+    by_section: dict[str, dict[str, Any]] = {}
+    for spec in recipe_keys():
+        by_section.setdefault(spec.section, {})[spec.name] = spec.schema
+    return {
+        "type": "object",
+        "description": "The run's recipe (sqlmaster/config.py): data, prompt, model, training, ... sections.",
+        "additionalProperties": False,
+        "properties": {
+            section: {
+                "type": "object",
+                "description": (SECTIONS[section].__doc__ or "").strip().splitlines()[0],
+                "additionalProperties": False,
+                "properties": properties,
+            }
+            for section, properties in by_section.items()
+        },
+    }

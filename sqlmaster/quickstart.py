@@ -9,21 +9,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sqlmaster.config import load_recipe
+from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
+from sqlmaster.recipes import jobs_dirs, resolve_recipe
 
 
-def find_jobs_file(task: str, model: str, jobs_dir: Path | None = None) -> Path:
-    """Locate ``jobs/<task>/<model>.yaml``: in ``jobs_dir``, else the checkout this package runs from, else cwd."""
-    candidates = [jobs_dir] if jobs_dir else [Path(__file__).resolve().parent.parent / "jobs", Path.cwd() / "jobs"]
-    for root in candidates:
-        path = root / task / f"{model}.yaml"
-        if path.is_file():
-            return path
-    raise ConfigError(
-        f"cannot find jobs/{task}/{model}.yaml (looked in {', '.join(str(c) for c in candidates)}). "
-        "Run from a SQLMaster checkout or pass --jobs-dir"
-    )
+def _tiny_recipe(task: str, jobs_dir: Path | None) -> Recipe:
+    """tiny's own recipe for ``task``, resolved like ``sqlmaster train --model tiny`` (sqlmaster/recipes.py)."""
+    resolved = resolve_recipe(task, "tiny", jobs_dir=jobs_dir)
+    if resolved.file is None:
+        raise ConfigError(
+            f"cannot find jobs/{task}/tiny.yaml (looked in {', '.join(map(str, jobs_dirs(jobs_dir)))}). "
+            "Run from a SQLMaster checkout, install the package, or pass --jobs-dir"
+        )
+    print(resolved.describe())
+    return resolved.recipe
 
 
 def run_quickstart(output_dir: Path, jobs_dir: Path | None = None) -> None:
@@ -33,8 +33,8 @@ def run_quickstart(output_dir: Path, jobs_dir: Path | None = None) -> None:
 
     started = time.monotonic()
     run_dir = output_dir / "tiny"
-    run_training("tiny", run_dir, load_recipe(find_jobs_file("train", "tiny", jobs_dir)))
-    eval_recipe = load_recipe(find_jobs_file("eval", "tiny", jobs_dir))
+    run_training("tiny", run_dir, _tiny_recipe("train", jobs_dir))
+    eval_recipe = _tiny_recipe("eval", jobs_dir)
     run_evaluation(
         model="tiny", adapter=run_dir, output_dir=run_dir / "eval", datasets=None, limit=None, recipe=eval_recipe
     )

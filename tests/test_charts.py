@@ -22,10 +22,12 @@ import yaml
 from kubernetes_validate.utils import schema_contents
 from referencing import Registry, Resource
 
+from sqlmaster.models.registry import MODELS as REGISTRY
+from sqlmaster.models.registry import SEVEN_B_MODELS
 from tests.helm import CHARTS, JOBS, render, render_error, run_helm
 
 K8S_VERSIONS = ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0"]
-MODELS = ["tiny", "gemma7b", "mistral7b", "deci7b", "llama2-7b"]
+MODELS = list(REGISTRY)  # every registry model has a jobs/train and a jobs/eval file
 TASKS = ["train", "eval"]
 KEYS = ["HF_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY", "LANGSMITH_API_KEY"]
 JOB_FILES = [(task, model) for task in TASKS for model in MODELS]
@@ -175,7 +177,7 @@ def test_keys_only_from_secret(task: str, model: str, rendered: dict) -> None:
         assert "value" not in env[key], f"{key} must not be a literal"
         ref = env[key]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == "sqlmaster-keys" and ref["key"] == key
-        gated = model in {"gemma7b", "mistral7b", "llama2-7b"}
+        gated = REGISTRY[model].gated
         assert ref["optional"] is not (key == "HF_TOKEN" and gated), f"{key} optional for {model}"
     # No object of the release carries a key's value, and no Secret is created by the chart.
     assert not of_kind(objs, "Secret")
@@ -408,6 +410,79 @@ def test_schema_refuses_bad_values(tmp_path: Path, task: str, text: str, field: 
     assert "secret_value" not in err  # helm must not echo a literal key back
 
 
+@pytest.mark.parametrize(
+    ("task", "text", "field", "message"),
+    [
+        ("train", BASE_RUN + "shm:\n  sizeLimit: lots\n", "shm.sizeLimit", "not a Kubernetes quantity"),
+        ("eval", BASE_RUN + "storage:\n  size: 200 GB\n", "storage.size", "not a Kubernetes quantity"),
+        ("train", BASE_RUN + "resources:\n  limits:\n    memory: 64gigs\n", "memory", "not a Kubernetes quantity"),
+        ("train", BASE_RUN + "storage:\n  existingClaim: ../x\n", "existingClaim", "not a Kubernetes object name"),
+        ("eval", BASE_RUN + "secrets:\n  name: Keys/x\n", "secrets.name", "not a Kubernetes object name"),
+        ("train", BASE_RUN + "priorityClassName: high prio\n", "priorityClassName", "not a Kubernetes object name"),
+        ("train", BASE_RUN + "    recipe:\n      training:\n        max_steps: many\n", "max_steps", "integer"),
+        ("eval", BASE_RUN + "    recipe:\n      evaluation:\n        do_sample: maybe\n", "do_sample", "boolean"),
+        # bounds and choices come from sqlmaster/config.py's field metadata (recipe_json_schema)
+        ("train", BASE_RUN + "    recipe:\n      model:\n        mode: half\n", "mode", '"lora", "full"'),
+        (
+            "train",
+            BASE_RUN + "    recipe:\n      training:\n        warmup_steps: -5\n",
+            "warmup_steps",
+            "greater than or equal to 0",
+        ),
+        (
+            "eval",
+            BASE_RUN + "    recipe:\n      evaluation:\n        batch_size: 0\n",
+            "batch_size",
+            "greater than or equal to 1",
+        ),
+    ],
+)
+def test_schema_names_the_fix_for_sizes_names_and_types(
+    tmp_path: Path, task: str, text: str, field: str, message: str
+) -> None:
+    err = render_error(task, [_values(tmp_path, text)])
+    assert "values don't meet the specifications of the schema" in err
+    assert field in err and message in err, err
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("chart", "other"), [("train", "eval"), ("eval", "train")])
+def test_each_chart_refuses_the_other_tasks_values_file(chart: str, other: str, model: str) -> None:
+    """jobs/train files in the eval chart would evaluate the base model with no adapter; the reverse, train
+    with an eval recipe. Both are refused, naming the chart the file belongs to."""
+    err = render_error(chart, [JOBS / other / f"{model}.yaml"])
+    assert f"helm install sqlmaster-{other} charts/sqlmaster-{other} -f FILE" in err, err
+    # Past the schema, validateValues says the same.
+    err = render_error(chart, [JOBS / other / f"{model}.yaml"], [], "--skip-schema-validation")
+    assert "VALUES VALIDATION" in err and f"helm install sqlmaster-{other} charts/sqlmaster-{other}" in err, err
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["claimName=../x"], "not a Kubernetes object name"),
+        (["claimName=Data_Claim"], "not a Kubernetes object name"),
+        (["claimName=c", "runsPath=/data/../etc"], "absolute path without '..'"),
+        (["claimName=c", "runsPath=data/runs"], "absolute path without '..'"),
+    ],
+)
+def test_artifacts_chart_refuses_bad_claim_and_paths(sets: list[str], message: str) -> None:
+    args = ["template", "pull", str(CHARTS / "sqlmaster-artifacts"), "--set", "runId=run-1"]
+    for s in sets:
+        args += ["--set", s]
+    proc = run_helm(*args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    if sets[0] == "claimName=../x":  # the template repeats the name check past --skip-schema-validation
+        proc = run_helm(*args, "--skip-schema-validation", check=False)
+        assert proc.returncode != 0 and 'claimName "../x" is not a PVC name' in proc.stderr, proc.stderr
+
+
+def test_artifacts_chart_accepts_a_claim_name() -> None:
+    args = ["template", "pull", str(CHARTS / "sqlmaster-artifacts"), "--set", "runId=run-1,claimName=train-data.v1"]
+    (pod,) = [d for d in yaml.safe_load_all(run_helm(*args).stdout) if d]
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "train-data.v1"
+
+
 def test_schema_allows_secret_references(tmp_path: Path) -> None:
     text = BASE_RUN + "env:\n  - name: HF_TOKEN\n    valueFrom:\n      secretKeyRef: {name: other, key: t}\n"
     env = env_of(one(render("train", [_values(tmp_path, text)]), "Job"))
@@ -460,12 +535,17 @@ def test_vendored_library_matches_source() -> None:
         assert not stale, f"{tgz} is stale ({stale}): run helm dependency update charts/sqlmaster-{task}"
 
 
-def test_schemas_share_their_definitions() -> None:
+def test_schemas_enumerate_the_registry_and_share_their_rules() -> None:
+    """Both schemas are generated (tests/test_generated.py checks they are current); here: what they say."""
+    from sqlmaster.config import SECTIONS
+
     train, ev = (json.loads((CHARTS / f"sqlmaster-{t}" / "values.schema.json").read_text()) for t in TASKS)
-    for name in ("recipe", "envVar", "resources"):
+    for name in ("envVar", "resources", "quantity", "dnsSubdomain"):
         assert train["$defs"][name] == ev["$defs"][name], name
-    assert train["$defs"]["run"]["properties"]["model"]["enum"] == MODELS
-    assert set(ev["$defs"]["run"]["properties"]) - set(train["$defs"]["run"]["properties"]) == {"adapterRunId"}
+    for schema in (train, ev):
+        assert schema["$defs"]["run"]["properties"]["model"]["enum"] == MODELS
+        assert list(schema["$defs"]["recipe"]["properties"]) == list(SECTIONS)
+    assert set(ev["$defs"]["run"]["properties"]) == set(train["$defs"]["run"]["properties"])
     assert train["properties"].keys() == ev["properties"].keys()
 
 
@@ -516,7 +596,7 @@ def test_job_file_header(task: str, model: str) -> None:
     assert run["model"] == model and run["gpus"] >= 1 and run["nodes"] >= 1
 
 
-@pytest.mark.parametrize("model", ["gemma7b", "mistral7b", "deci7b", "llama2-7b"])
+@pytest.mark.parametrize("model", SEVEN_B_MODELS)
 def test_7b_train_recipes_are_the_original(model: str) -> None:
     recipe = yaml.safe_load((JOBS / "train" / f"{model}.yaml").read_text())["runs"][0]["recipe"]
     assert recipe["model"] | {} == recipe["model"]

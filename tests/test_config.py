@@ -42,11 +42,24 @@ def test_a_jobs_values_file_is_accepted(tmp_path: Path) -> None:
         ({"trainer": {}}, r"unknown recipe section\(s\) \['trainer'\]"),
         ({"training": {"max_steps": "many"}}, "training.max_steps must be an integer"),
         ({"training": {"packing": "yes"}}, "training.packing must be true or false"),
-        ({"model": {"mode": "qlora"}}, "model.mode must be 'lora' or 'full'"),
-        ({"prompt": {"template": "fancy"}}, "unknown prompt template 'fancy'"),
+        ({"model": {"mode": "qlora"}}, r"model.mode must be one of lora, full \(got 'qlora'\)"),
+        ({"prompt": {"template": "fancy"}}, "prompt.template must be one of original, compact"),
         ({"training": {"save_steps": 30, "eval_steps": 20}}, "save_steps must be a multiple"),
         ({"output": {"push_to_hub": True}}, "needs output.hub_repo_id"),
-        ({"model": {"tiny_hidden_size": 100, "tiny_heads": 3}}, "multiple of model.tiny_heads"),
+        ({"model": {"tiny_hidden_size": 100, "tiny_heads": 3}}, "multiple of 2 x model.tiny_heads"),
+        ({"model": {"tiny_heads": 0}}, r"model.tiny_heads must be >= 1 \(got 0\)\. .*--set model.tiny_heads=4"),
+        ({"data": {"max_train_rows": 0}}, r"data.max_train_rows must be >= 1 .*--set data.max_train_rows=null"),
+        ({"training": {"warmup_steps": -5}}, r"training.warmup_steps must be >= 0 \(got -5\)"),
+        ({"evaluation": {"batch_size": 0}}, r"evaluation.batch_size must be >= 1"),
+        ({"training": {"learning_rate": "1e400"}}, r"training.learning_rate must be a finite number \(got inf\)"),
+        ({"training": {"learning_rate": float("nan")}}, r"training.learning_rate must be a finite number"),
+        ({"training": {"learning_rate": 0}}, r"training.learning_rate must be > 0"),
+        ({"evaluation": {"top_p": 1.5}}, r"evaluation.top_p must be <= 1"),
+        ({"model": {"target_modules": []}}, r"model.target_modules must be non-empty"),
+        ({"model": {"target_modules": "q_proj"}}, r"model.target_modules must be a list of strings"),
+        ({"data": {"source": ""}}, r"data.source must be non-empty"),
+        ({"training": {"seed": -1}}, r"training.seed must be >= 0"),
+        ({"training": {"num_threads": 1.5}}, r"training.num_threads must be an integer or null"),
         ({"training": [1]}, "must be a mapping"),
     ],
 )
@@ -86,3 +99,58 @@ def test_chart_schemas_know_exactly_the_recipe_keys(chart: str) -> None:
     assert set(sections) == set(SECTIONS)
     for name, cls in SECTIONS.items():
         assert set(sections[name]["properties"]) == {f.name for f in fields(cls)}, f"recipe section {name}"
+
+
+def test_direct_construction_is_checked_too() -> None:
+    """The checks live in the sections, so code that builds a section (e.g. from run.json) gets them as well."""
+    from sqlmaster.config import TrainingConfig
+
+    with pytest.raises(ConfigError, match=r"training\.max_steps must be >= 1"):
+        TrainingConfig(max_steps=0)
+
+
+def test_helm_style_set_keys_are_explained() -> None:
+    with pytest.raises(ConfigError, match=r"Helm-style key .* e\.g\. --set training\.max_steps=5"):
+        parse_override("runs[0].recipe.training.max_steps=5")
+
+
+def test_every_key_has_help_and_a_json_schema() -> None:
+    """`sqlmaster recipe keys` and the charts' schemas come from the same declarations."""
+    from dataclasses import fields
+
+    from sqlmaster.config import SECTIONS, recipe_json_schema, recipe_keys
+
+    keys = recipe_keys()
+    assert [k.key for k in keys] == [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
+    assert all(k.help and k.schema["description"] == k.help for k in keys)
+    by_key = {k.key: k for k in keys}
+    assert by_key["training.max_steps"].type == "int" and by_key["training.max_steps"].default == 500
+    assert by_key["training.max_steps"].constraint_text() == ">= 1"
+    assert by_key["training.num_threads"].type == "int | null"
+    assert by_key["model.mode"].constraint_text() == "one of lora, full"
+
+    schema = recipe_json_schema()
+    assert schema["additionalProperties"] is False and set(schema["properties"]) == set(SECTIONS)
+    training = schema["properties"]["training"]
+    assert training["additionalProperties"] is False
+    assert training["properties"]["learning_rate"] == {
+        "description": by_key["training.learning_rate"].help,
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "default": 3e-4,
+    }
+    assert training["properties"]["early_stopping_patience"]["type"] == ["integer", "null"]
+    assert schema["properties"]["model"]["properties"]["mode"]["enum"] == ["lora", "full"]
+    assert schema["properties"]["evaluation"]["properties"]["datasets"]["default"] == ["sql-create-context-test"]
+
+
+def test_every_default_satisfies_its_own_schema() -> None:
+    """A default that broke its own constraints would make every recipe invalid; jsonschema checks both ways."""
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema comes with kubernetes-validate (dev extra)")
+    from sqlmaster.config import recipe_json_schema
+
+    jsonschema.validate(Recipe().to_dict(), recipe_json_schema())
+    bad = Recipe().to_dict()
+    bad["training"]["warmup_steps"] = -5
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, recipe_json_schema())

@@ -138,7 +138,10 @@ def test_eval_run_writes_predictions_and_metrics(run_dir: Path, monkeypatch: pyt
 
     spider = json.loads((run_dir / "eval" / "spider-dev" / "metrics.json").read_text())
     assert spider["n"] == 4 and spider["dataset_info"]["dropped_in_training_data"] > 0
-    assert spider["scorer"]["databases"] == "real database files (db_path)"
+    assert spider["scorer"]["databases"] == {"real": 4, "synthesized": 0}
+    # Spider dev under the official convention (comparable with published figures), strict beside it.
+    assert spider["convention"] == "official" and "execution_accuracy_strict" in spider
+    assert metrics["convention"] == "strict" and "execution_accuracy_official" in metrics
     spider_records = (run_dir / "eval" / "spider-dev" / "records.jsonl").read_text().splitlines()
     assert all(json.loads(line)["gold_valid"] for line in spider_records)
 

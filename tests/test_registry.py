@@ -6,14 +6,29 @@ from sqlmaster.errors import ConfigError
 from sqlmaster.models.registry import MODELS, SEVEN_B_MODELS, lora_trainable_parameters, resolve_model
 
 
-def test_four_seven_b_models_and_tiny() -> None:
-    assert set(MODELS) == {"gemma7b", "mistral7b", "deci7b", "llama2-7b", "tiny"}
-    assert {MODELS[m].hub_id for m in SEVEN_B_MODELS} == {
-        "google/gemma-7b",
-        "mistralai/Mistral-7B-v0.1",
-        "Deci/DeciLM-7B",
-        "meta-llama/Llama-2-7b-hf",
-    }
+def test_every_7b_model_is_a_pinned_hub_model_with_shipped_config_values() -> None:
+    """Read from the registry, not a list kept here: a new entry is checked the moment it is added."""
+    assert set(SEVEN_B_MODELS) == set(MODELS) - {"tiny"}
+    for name in SEVEN_B_MODELS:
+        spec = MODELS[name]
+        org, repo = spec.hub_id.split("/")
+        assert org and repo, spec.hub_id
+        cfg = spec.config()  # shipped config.json values: architecture facts offline
+        assert cfg["_source"].startswith(f"config.json of {spec.hub_id}")
+        assert cfg["hidden_size"] % cfg["num_attention_heads"] == 0 or "head_dim" in cfg
+        assert spec.pad_token, f"{name}: a pad token that is never a training target must be chosen"
+        assert spec.description
+
+
+def test_new_models_are_pinned_and_pad_with_reserved_tokens() -> None:
+    qwen, llama = MODELS["qwen2.5-7b"], MODELS["llama3.1-8b"]
+    assert (qwen.hub_id, qwen.gated) == ("Qwen/Qwen2.5-7B", False)
+    assert (llama.hub_id, llama.gated) == ("meta-llama/Llama-3.1-8B", True)
+    # Neither base model has a pad token of its own that is not EOS: both pad with a reserved special token.
+    assert qwen.pad_token == "<|fim_pad|>" and llama.pad_token == "<|finetune_right_pad_id|>"
+    for spec in (qwen, llama):
+        assert spec.revision and len(spec.revision) == 40
+        assert not spec.trust_remote_code
 
 
 def test_per_model_settings_follow_the_original() -> None:
@@ -34,6 +49,13 @@ def test_per_model_settings_follow_the_original() -> None:
         ("llama2-7b", 39_976_960),
         ("gemma7b", 50_003_968),
         ("deci7b", 41_168_896),
+        # computed from the shipped shapes, r * (fan_in + fan_out) per adapted matrix:
+        # Qwen2.5-7B: hidden 3584, 28 heads x 128, 4 KV heads (512), MLP 18944, 28 layers ->
+        #   16 * (2*7168 + 2*4096 + 3*22528) = 1,441,792 per layer, x 28
+        ("qwen2.5-7b", 40_370_176),
+        # Llama 3.1 8B: the same shapes as Mistral 7B (4096, 8 KV heads of 128, MLP 14336, 32 layers) ->
+        #   16 * (2*8192 + 2*5120 + 3*18432) = 1,310,720 per layer, x 32
+        ("llama3.1-8b", 41_943_040),
     ],
 )
 def test_lora_parameter_counts_match_the_original_runs(name: str, expected: int) -> None:

@@ -11,14 +11,17 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlctl.adapter_run import check_user_sets, training_claim, user_chose_claim
-from sqlctl.commands.submit import _adapter_sources, _render
+from sqlctl.adapter_run import check_user_sets, training_claim
 from sqlctl.errors import SqlctlError
 from sqlctl.main import app
 from sqlctl.paths import resolve_paths
+from sqlctl.submission import Extras, UserValues, adapter_extras, render_model
 from typer.testing import CliRunner
 
-MODELS = ("tiny", "gemma7b", "mistral7b", "deci7b", "llama2-7b")
+from sqlmaster.models.registry import MODELS as REGISTRY
+from sqlmaster.models.registry import SEVEN_B_MODELS
+
+MODELS = tuple(REGISTRY)
 TRAIN_ID = "train-tiny-20240315-142501-9f3c"
 
 
@@ -90,9 +93,9 @@ def job_command(manifests: list[dict[str, Any]]) -> list[str]:
 def test_adapter_run_sets_the_run_and_the_training_runs_claim(jobs_dir: Path) -> None:
     kube = FakeKube([train_job(TRAIN_ID, "tiny", f"{TRAIN_ID}-data")])
     paths = resolve_paths(None, jobs_dir)
-    extra = _adapter_sources(kube, paths, ["tiny"], [], [], TRAIN_ID)
-    assert extra == {"tiny": [f"runs[0].adapterRunId={TRAIN_ID}", f"storage.existingClaim={TRAIN_ID}-data"]}
-    manifests = _render(paths, "eval", "tiny", "eval-tiny-1", "team", [], [], None, extra["tiny"])
+    extras = adapter_extras(kube, paths, "eval", "tiny", UserValues(), TRAIN_ID)
+    assert extras == Extras(adapter_run=TRAIN_ID, claim=f"{TRAIN_ID}-data")
+    manifests = render_model(paths, "eval", "tiny", "eval-tiny-1", "team", UserValues(), extras)
     assert data_claim(manifests) == f"{TRAIN_ID}-data"  # not the jobs file's sqlmaster-train-data
     command = job_command(manifests)
     assert command[command.index("--adapter") + 1] == f"/data/runs/{TRAIN_ID}/tiny"
@@ -100,27 +103,26 @@ def test_adapter_run_sets_the_run_and_the_training_runs_claim(jobs_dir: Path) ->
 
 
 def test_a_claim_the_user_chose_is_kept(jobs_dir: Path, tmp_path: Path) -> None:
+    """helm layers the training run's claim below the user's --values and --set, so theirs wins."""
     kube = FakeKube([train_job(TRAIN_ID, "tiny", f"{TRAIN_ID}-data")])
     paths = resolve_paths(None, jobs_dir)
-    sets = ["storage.existingClaim=shared-claim"]
-    extra = _adapter_sources(kube, paths, ["tiny"], [], sets, TRAIN_ID)
-    assert extra == {"tiny": [f"runs[0].adapterRunId={TRAIN_ID}"]}
-    assert data_claim(_render(paths, "eval", "tiny", "eval-1", "team", [], sets, None, extra["tiny"])) == (
-        "shared-claim"
-    )
+    by_set = UserValues(sets=("storage.existingClaim=shared-claim",))
+    extras = adapter_extras(kube, paths, "eval", "tiny", by_set, TRAIN_ID)
+    assert data_claim(render_model(paths, "eval", "tiny", "eval-1", "team", by_set, extras)) == "shared-claim"
     mine = tmp_path / "mine.yaml"
     mine.write_text(yaml.safe_dump({"storage": {"existingClaim": "from-file"}}))
-    assert user_chose_claim([mine], []) and not user_chose_claim([], ["storage.size=1Gi"])
+    by_file = UserValues(files=(mine,))
+    assert data_claim(render_model(paths, "eval", "tiny", "eval-1", "team", by_file, extras)) == "from-file"
 
 
 def test_model_all_sets_every_models_adapter_run(jobs_dir: Path) -> None:
-    multi = "train-all-in-one-0001"  # one training release that trained the four 7B models
-    kube = FakeKube([train_job(multi, m, f"{multi}-data") for m in MODELS[1:]])
+    multi = "train-all-in-one-0001"  # one training release that trained the 7B models
+    kube = FakeKube([train_job(multi, m, f"{multi}-data") for m in SEVEN_B_MODELS])
     paths = resolve_paths(None, jobs_dir)
-    extra = _adapter_sources(kube, paths, list(MODELS[1:]), [], [], multi)
-    assert set(extra) == set(MODELS[1:])
-    for model, assignments in extra.items():
-        command = job_command(_render(paths, "eval", model, f"eval-{model}-1", "team", [], [], None, assignments))
+    for model in SEVEN_B_MODELS:
+        extras = adapter_extras(kube, paths, "eval", model, UserValues(), multi)
+        release = f"eval-{model.replace('.', '-')}-1"  # a run id is a DNS label: qwen2.5-7b -> qwen2-5-7b
+        command = job_command(render_model(paths, "eval", model, release, "team", UserValues(), extras))
         assert command[command.index("--adapter") + 1] == f"/data/runs/{multi}/{model}"
 
 
@@ -162,7 +164,7 @@ def test_adapter_run_and_a_set_adapter_run_id_conflict(jobs_dir: Path) -> None:
     )
     assert result.exit_code == 2 and "both choose the training run" in result.output
     bad = CliRunner().invoke(app, ["submit", "eval", "-m", "tiny", "-a", "Not_An_Id", "--dry-run"])
-    assert bad.exit_code == 2 and "is not a valid name" in bad.output
+    assert bad.exit_code == 2 and "is not a valid run id" in bad.output
 
 
 # --- checks on the training run ---------------------------------------------------------------------------
@@ -202,6 +204,7 @@ import json, sys
 from pathlib import Path
 argv = sys.argv[1:]
 out = Path(argv[argv.index("--output-dir") + 1])
+out.mkdir(parents=True, exist_ok=True)
 if argv[0] == "train":
     (out / "run.json").write_text(json.dumps({"status": "completed"}))
 (out / "called.json").write_text(json.dumps(argv))
@@ -223,7 +226,7 @@ def test_local_train_then_eval_with_adapter_run(
 
     evaluated = CliRunner().invoke(app, ["submit", "eval", *common, "--run-id", "eval-1", "-a", "train-1"])
     assert evaluated.exit_code == 0, evaluated.output
-    argv = json.loads((runs / "eval-1" / "tiny" / "called.json").read_text())
+    argv = json.loads((runs / "eval-1" / "tiny" / "eval" / "called.json").read_text())
     assert argv[:4] == ["eval", "run", "--model", "tiny"]
     assert argv[argv.index("--adapter") + 1] == str(runs / "train-1" / "tiny")
 

@@ -174,3 +174,31 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     assert f"cannot reach the Kubernetes API server at https://127.0.0.1:{port}" in result.output
     missing_ctx = CliRunner().invoke(app, ["list", "--kubeconfig", str(kubeconfig), "--context", "nope"])
     assert missing_ctx.exit_code == 2 and "nope" in missing_ctx.output
+
+
+def test_no_sqlctl_module_or_local_plan_imports_torch(tmp_path: Path) -> None:
+    """sqlctl runs where torch is not installed: importing any of its modules, and planning a --local run
+    (which reads sqlmaster's recipe sections and registry), must not import torch or transformers."""
+    probe = (
+        "import importlib, pkgutil, sys, io, contextlib\n"
+        "import sqlctl\n"
+        "for mod in pkgutil.walk_packages(sqlctl.__path__, 'sqlctl.'):\n"
+        "    if mod.name != 'sqlctl.__main__':  # it runs the CLI\n"
+        "        importlib.import_module(mod.name)\n"
+        "from sqlctl.main import app\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n"
+        "        runs = sys.argv.pop()\n"
+        "        app(args=['submit', 'train', '-m', 'tiny', '--local', '--dry-run', '--runs-dir', runs,\n"
+        "                  '--recipe-set', 'training.max_steps=2'])\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "assert 'argv' in out.getvalue(), out.getvalue()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft', 'trl')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "runs")], capture_output=True, text=True, env=_child_env()
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -24,6 +24,7 @@ from sqlctl.main import app
 from sqlctl.paths import resolve_paths
 from typer.testing import CliRunner, Result
 
+from sqlmaster.models.registry import MODELS as REGISTRY
 from tests.k8s.fake_kubelet import Script
 
 pytestmark = pytest.mark.k8s
@@ -41,9 +42,11 @@ def jobs_dir(tmp_path: Path) -> Path:
     root = tmp_path / "jobs"
     for task in ("train", "eval"):
         (root / task).mkdir(parents=True)
-        for model in ("tiny", "gemma7b", "mistral7b", "deci7b", "llama2-7b"):
+        for model in REGISTRY:
             values = {
-                "runs": [{"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}}}],
+                "runs": [
+                    {"model": model, "gpus": 1, "recipe": {"training": {"max_steps": 3}} if task == "train" else {}}
+                ],
                 "storage": {"existingClaim": CLAIM},
             }
             (root / task / f"{model}.yaml").write_text(yaml.safe_dump(values))
@@ -190,13 +193,18 @@ def test_submit_schedule_follow_complete_pull(k8s_cluster: Any, ns: str, jobs_di
     for name, data in files.items():
         (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (run_dir / name).write_bytes(data)
+    (run_dir / "latest").symlink_to("adapter")  # links are not copied, and the pull says so
     serve_reader(k8s_cluster, ns, pvc_root)
     dest = tmp_path / "pulled"
     pulled = sqlctl(k8s_cluster, ns, "artifacts", "pull", run_id, "--dest", str(dest))
     assert pulled.exit_code == 0, pulled.output
     assert "every sha256 verified" in pulled.output
+    assert "warning: 1 symbolic link(s) at the source were not copied: ./tiny/latest" in pulled.output
     for name, data in files.items():
         assert (dest / run_id / "tiny" / name).read_bytes() == data
+    (dest / run_id / "notes.md").write_text("mine")  # pulling again keeps the user's own files
+    assert sqlctl(k8s_cluster, ns, "artifacts", "pull", run_id, "--dest", str(dest)).exit_code == 0
+    assert (dest / run_id / "notes.md").read_text() == "mine"
     readers = kube.list("v1", "Pod", ns, label_selector="sqlmaster.io/role=artifact-reader")
     assert all(p["metadata"].get("deletionTimestamp") for p in readers)  # deleted (or going)
 
@@ -282,37 +290,95 @@ def test_cancel_leaves_no_job_and_no_pod(k8s_cluster: Any, ns: str, jobs_dir: Pa
 
 
 def test_fifty_parallel_submissions_make_exactly_fifty_jobs(k8s_cluster: Any, ns: str, jobs_dir: Path) -> None:
-    from sqlctl.commands.submit import submit_to_cluster
-    from sqlctl.runid import new_run_id
+    from sqlctl.submission import UserValues, submit_to_cluster
 
     kube = kube_for(k8s_cluster, ns)
     paths = resolve_paths(None, jobs_dir)
-    run_ids = [new_run_id("train", "tiny") for _ in range(50)]
-    assert len(set(run_ids)) == 50
 
-    def submit(run_id: str) -> list[dict[str, str]]:
-        return submit_to_cluster(kube, paths, "train", {"tiny": run_id}, [], [])[1]
+    def submit(run_id: str | None) -> tuple[list[Any], list[dict[str, str]]]:
+        return submit_to_cluster(kube, paths, "train", ["tiny"], UserValues(), run_id)
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        reports = list(pool.map(submit, run_ids))
+        results = list(pool.map(submit, [None] * 50))  # ids generated, as `sqlctl submit` does
+    run_ids = [plans[0].run_id for plans, _ in results]
+    assert len(set(run_ids)) == 50
     jobs = kube.list("batch/v1", "Job", ns, label_selector="sqlmaster.io/run-id")
     assert len(jobs) == 50
     assert sorted(j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in jobs) == sorted(run_ids)
-    assert all(r["action"] == "created" for rep in reports for r in rep)
+    assert all(r["action"] == "created" for _, report in results for r in report)
 
-    # the same run id from ten threads at once: one creates, nine find it and leave it alone
+    # the same explicit run id from ten threads at once: one creates, nine find it and leave it alone
     same = "train-tiny-same-0001"
     barrier = threading.Barrier(10)
 
     def racer(_: int) -> list[dict[str, str]]:
         barrier.wait()
-        return submit(same)
+        return submit(same)[1]
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         raced = list(pool.map(racer, range(10)))
     job_actions = [r["action"] for rep in raced for r in rep if r["kind"] == "Job"]
     assert sorted(job_actions) == ["created"] + ["exists"] * 9
     assert len(kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={same}")) == 1
+
+
+def test_a_generated_id_that_is_taken_gets_a_fresh_one(
+    k8s_cluster: Any, ns: str, jobs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generated id is never taken for a re-submission: the submission is created under a fresh id."""
+    import sqlctl.runid
+
+    taken = "train-tiny-20260101-000000-0000beef"
+    assert submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", taken).exit_code == 0
+    real = sqlctl.runid.new_run_id
+    ids = iter([taken, taken])  # the first two "random" ids clash with the existing run
+    monkeypatch.setattr(sqlctl.runid, "new_run_id", lambda task, model: next(ids, None) or real(task, model))
+    result = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "-o", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (fresh,) = report["runs"]
+    assert fresh != taken and {o["action"] for o in report["objects"]} == {"created"}
+    kube = kube_for(k8s_cluster, ns)
+    ids_now = sorted(j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in kube.list("batch/v1", "Job", ns))
+    assert ids_now == sorted([taken, fresh])
+    again = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", taken)  # explicit: idempotent
+    assert again.exit_code == 0 and "already submitted; nothing new created" in again.output
+
+
+def test_the_created_job_and_local_run_the_same_command_and_recipe(
+    k8s_cluster: Any, ns: str, jobs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the API server holds after a submission is what --local runs (paths mapped to --runs-dir)."""
+    monkeypatch.setenv("SQLMASTER_BIN", "sqlmaster")
+    run_id = "train-tiny-same-as-local"
+    options = (
+        *("--set", "runs[0].baseModel=/models/base,runs[0].extraArgs={--max-steps=2}"),
+        *("--recipe-set", "training.learning_rate=3e-4", "--set", "runs[0].recipe.data.seed=7"),
+    )
+    submitted = submit_train(k8s_cluster, ns, jobs_dir, "tiny", "--run-id", run_id, *options)
+    assert submitted.exit_code == 0, submitted.output
+    kube = kube_for(k8s_cluster, ns)
+    (job,) = kube.list("batch/v1", "Job", ns, label_selector=f"sqlmaster.io/run-id={run_id}")
+    (configmap,) = kube.list("v1", "ConfigMap", ns, label_selector=f"sqlmaster.io/run-id={run_id}")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    runs = tmp_path / "runs"
+    local = sqlctl(
+        k8s_cluster,
+        ns,
+        *("submit", "train", "-m", "tiny", "--local", "--dry-run", "-o", "json", "--run-id", run_id),
+        *("--jobs-dir", str(jobs_dir), "--runs-dir", str(runs), *options),
+    )
+    assert local.exit_code == 0, local.output
+    (plan,) = json.loads(local.stdout)
+    recipe = str(runs / run_id / "tiny" / "recipe.yaml")
+    expected = [
+        a.replace("/etc/sqlmaster/recipe.yaml", recipe).replace("/data/runs", str(runs))
+        for a in [*container["command"], *container.get("args", [])]
+    ]
+    assert plan["argv"] == expected
+    assert "/models/base" in expected and expected[-1] == "--max-steps=2"
+    assert plan["files"] == {recipe: configmap["data"]["recipe.yaml"]}
+    assert yaml.safe_load(configmap["data"]["recipe.yaml"])["training"]["learning_rate"] == 0.0003
 
 
 # --- preflight: clear errors, nothing created ---------------------------------------------------------------

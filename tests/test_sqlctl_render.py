@@ -1,5 +1,4 @@
-"""Rendering through helm: dry runs print the chart's manifests, bad input names its fix, and
-sqlctl's helm-style value layering (used by --local) agrees with helm itself."""
+"""Rendering through helm: dry runs print the chart's manifests and bad input names its fix."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import pytest
 import yaml
 from sqlctl.main import app
 from sqlctl.render import RenderRequest, render
-from sqlctl.values import apply_set, layered_values, merge
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,11 +74,11 @@ def test_dry_run_json_and_generated_run_ids(jobs_dir: Path) -> None:
     run_id = items[0]["metadata"]["labels"]["sqlmaster.io/run-id"]
     import re
 
-    assert re.fullmatch(r"eval-tiny-\d{8}-\d{6}-[0-9a-f]{4}", run_id)
+    assert re.fullmatch(r"eval-tiny-\d{8}-\d{6}-[0-9a-f]{8}", run_id)
 
 
 def test_model_all_submits_the_four_7b_models(tmp_path: Path) -> None:
-    from sqlmaster.models.registry import MODELS
+    from sqlmaster.models.registry import MODELS, SEVEN_B_MODELS
 
     jobs = tmp_path / "jobs"
     (jobs / "train").mkdir(parents=True)
@@ -90,8 +88,8 @@ def test_model_all_submits_the_four_7b_models(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     jobs_rendered = [i for i in json.loads(result.stdout)["items"] if i["kind"] == "Job"]
     models = sorted(j["metadata"]["labels"]["sqlmaster.io/model"] for j in jobs_rendered)
-    assert models == sorted(["gemma7b", "mistral7b", "deci7b", "llama2-7b"])
-    assert len({j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in jobs_rendered}) == 4
+    assert models == sorted(SEVEN_B_MODELS)
+    assert len({j["metadata"]["labels"]["sqlmaster.io/run-id"] for j in jobs_rendered}) == len(SEVEN_B_MODELS)
 
 
 def test_unknown_model_lists_the_valid_ones(jobs_dir: Path) -> None:
@@ -112,7 +110,7 @@ def test_schema_refusal_shows_helms_message(jobs_dir: Path) -> None:
 
 def test_bad_run_id_and_missing_values_file(jobs_dir: Path, tmp_path: Path) -> None:
     bad = invoke("submit", "train", "-m", "tiny", "--dry-run", "--run-id", "Bad_ID", "--jobs-dir", str(jobs_dir))
-    assert bad.exit_code == 2 and "run id 'Bad_ID' is not a valid name" in bad.output
+    assert bad.exit_code == 2 and "run id 'Bad_ID' is not a valid run id" in bad.output
     missing = invoke(
         "submit",
         "train",
@@ -179,49 +177,3 @@ def test_artifacts_chart_renders_a_gpu_free_read_only_reader() -> None:
         render(
             RenderRequest(release="r", chart=CHARTS / "sqlmaster-artifacts", namespace="ns", set_strings=["runId=x"])
         )
-
-
-# --- helm-compatible layering for --local -------------------------------------------------------------
-
-
-def test_set_parsing_follows_helm_strvals() -> None:
-    values = apply_set({}, "a.b=1,a.c=true,a.d=null,a.e=1e-4,a.f=007,lst={x,y},runs[1].model=tiny")
-    assert values == {
-        "a": {"b": 1, "c": True, "e": "1e-4", "f": "007"},
-        "lst": ["x", "y"],
-        "runs": [None, {"model": "tiny"}],
-    }
-    assert apply_set({"k": {"x": 1}}, r"k.x=a\,b") == {"k": {"x": "a,b"}}
-    assert apply_set({"k": {"x": 1, "y": 2}}, "k.x=null") == {"k": {"y": 2}}
-
-
-def test_merge_maps_deeply_and_replaces_lists() -> None:
-    base = {"a": {"x": 1, "y": [1, 2]}, "keep": True}
-    assert merge(base, {"a": {"y": [3]}, "keep": None}) == {"a": {"x": 1, "y": [3]}}
-
-
-def test_layering_matches_helm(tmp_path: Path) -> None:
-    """The same files and --set through helm and through sqlctl.values give the same values."""
-    from sqlctl.render import helm_binary
-
-    chart = tmp_path / "echo"
-    (chart / "templates").mkdir(parents=True)
-    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: echo\nversion: 0.1.0\n")
-    defaults = {"runs": [], "job": {"backoffLimit": 3, "ttl": 10}, "nodeSelector": {"a": "b"}}
-    (chart / "values.yaml").write_text(yaml.safe_dump(defaults))
-    (chart / "templates" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: echo}\ndata:\n  values: {{ toJson .Values | quote }}\n"
-    )
-    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
-    one.write_text(
-        yaml.safe_dump({"runs": [{"model": "tiny", "recipe": {"training": {"max_steps": 5}}}], "job": {"ttl": 20}})
-    )
-    two.write_text(yaml.safe_dump({"nodeSelector": {"a": None, "c": "d"}}))
-    sets = ["runs[0].recipe.training.max_steps=9,runs[0].gpus=2", "job.backoffLimit=1", "x.lr=3e-4"]
-    docs = render(
-        RenderRequest(release="e", chart=chart, namespace="n", value_files=[one, two], sets=sets),
-        helm=helm_binary(),
-    )
-    from_helm = json.loads(docs[0]["data"]["values"])
-    ours = layered_values([chart / "values.yaml", one, two], sets)
-    assert ours == from_helm

@@ -88,9 +88,74 @@ def test_reader_output_round_trip(tmp_path: Path) -> None:
     for name, data in files.items():
         assert (dest / name).read_bytes() == data
     assert (dest / ".sqlctl-SHA256SUMS").read_text().count("\n") == len(files)
-    # pulling again replaces the folder cleanly
+    # pulling again merges into the folder: nothing doubled, no staging left behind
     extract_verified(reader.tar_file, manifest, dest)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["run-1"]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_pull_into_an_existing_folder_keeps_the_users_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "pvc" / "run-1"
+    files = make_run(run_dir)
+    reader = feed(run_reader(run_dir, tmp_path), tmp_path / "a.tar")
+    manifest = parse_manifest(reader.manifest_lines)
+    dest = tmp_path / "pulled" / "run-1"
+    extract_verified(reader.tar_file, manifest, dest)
+    (dest / "my-notes.txt").write_text("mine")  # the user's own file
+    (dest / "tiny" / "analysis").mkdir()
+    (dest / "tiny" / "analysis" / "plot.png").write_bytes(b"png")
+
+    # the run moved on: metrics changed, a new file appeared; pulling again updates our files only
+    (run_dir / "tiny" / "metrics.json").write_bytes(b'{"train_loss": 0.5}\n')
+    (run_dir / "tiny" / "eval" / "report.md").write_text("# report")
+    reader = feed(run_reader(run_dir, tmp_path), tmp_path / "b.tar")
+    extract_verified(reader.tar_file, parse_manifest(reader.manifest_lines), dest)
+    assert (dest / "my-notes.txt").read_text() == "mine"
+    assert (dest / "tiny" / "analysis" / "plot.png").read_bytes() == b"png"
+    assert (dest / "tiny" / "metrics.json").read_bytes() == b'{"train_loss": 0.5}\n'
+    assert (dest / "tiny" / "eval" / "report.md").read_text() == "# report"
+    err = capsys.readouterr().err
+    assert "merged into the existing" in err and "1 new, 1 updated" in err and "2 other file(s)" in err
+
+    # a file the user changed since the pull is never overwritten: the pull stops and changes nothing
+    (dest / "tiny" / "run.json").write_text("edited by hand")
+    (run_dir / "tiny" / "run.json").write_text('{"model": "tiny", "status": "completed"}')
+    before = snapshot(dest.parent)
+    reader = feed(run_reader(run_dir, tmp_path), tmp_path / "c.tar")
+    with pytest.raises(SqlctlError, match=r"1 file\(s\) that differ .* e\.g\. tiny/run\.json; nothing was changed"):
+        extract_verified(reader.tar_file, parse_manifest(reader.manifest_lines), dest)
+    assert snapshot(dest.parent) == before
+    assert len(files) == 7
+
+
+def test_source_symlinks_are_reported_not_copied(tmp_path: Path) -> None:
+    run_dir = tmp_path / "pvc" / "run-1"
+    make_run(run_dir)
+    (run_dir / "tiny" / "latest").symlink_to("adapter")
+    (run_dir / "tiny" / "secret").symlink_to("/etc/hostname")
+    reader = feed(run_reader(run_dir, tmp_path), tmp_path / "a.tar")
+    assert reader.skipped_links == ["./tiny/latest", "./tiny/secret"]
+    assert not any("latest" in line or "secret" in line for line in reader.manifest_lines)
+    bucket = tmp_path / "pvc"
+    result = CliRunner().invoke(
+        app, ["artifacts", "pull", "run-1", "--source", str(bucket), "--dest", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 symbolic link(s) at the source were not copied: ./tiny/latest, ./tiny/secret" in result.output
+    assert not (tmp_path / "out" / "run-1" / "tiny" / "secret").exists()
+
+
+def test_dest_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    make_run(bucket / "run-1")
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep")
+    result = CliRunner().invoke(app, ["artifacts", "pull", "run-1", "--source", str(bucket), "--dest", str(blocker)])
+    assert result.exit_code == 2 and result.output.startswith(f"error: {blocker} exists and is not a folder.")
+    assert blocker.read_text() == "keep"
 
 
 def test_missing_run_folder_is_reported(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 An evaluation reads the adapter from `/data/runs/<adapterRunId>/<model>` on the claim named by
 `storage.existingClaim`. Each training release creates its own claim (`<release>-data`), so pointing an
-evaluation at a training run needs both values; users should not have to look the claim up. Here sqlctl
+evaluation at a training run needs both values; users should not have to look the claim up (sqlctl.submission
+layers it below the user's own values files, so a claim the user names wins). Here sqlctl
 finds the training run's Jobs by their `sqlmaster.io/run-id` label, checks that the run is a training run
 that trained the models to evaluate and has not failed, and reads the claim its `data` volume mounts.
 For `--local` the training run is the folder `<runs-dir>/<id>/<model>` that `sqlmaster train` wrote.
@@ -14,56 +15,29 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlctl.errors import SqlctlError, warn
 from sqlctl.kube import Kube
 from sqlctl.manifests import LABEL_MODEL, LABEL_RUN_ID, LABEL_TASK, claim_names, labels, name_of, pod_spec
-from sqlctl.values import Values, layered_values
+from sqlmaster.rundir import RUN_INFO_FILE, RunDir
 
 # Keys the user may set that --adapter-run also sets (or looks up).
 _ADAPTER_KEY = re.compile(r"^runs\[\d+\]\.adapterRunId$")
-_RUN_INFO = "run.json"  # written by `sqlmaster train` (docs/design.md, run directory)
-
-
-@dataclass(frozen=True)
-class AdapterSource:
-    """What --adapter-run adds to one model's helm values, as `--set-string` assignments."""
-
-    adapter_sets: list[str]  # runs[i].adapterRunId=<train run id>, one per runs[] entry
-    claim: str | None  # the training run's claim; None when the user chose storage.existingClaim
-
-
-def run_models(values: Values) -> list[str]:
-    """The model of every runs[] entry of layered values, in order."""
-    entries: list[Any] = values.get("runs") or []
-    models = [str(e.get("model") or "") if isinstance(e, dict) else "" for e in entries]
-    if not models or not all(models):
-        raise SqlctlError("the eval values define no runs[] entry with a model", "Set runs[].model.")
-    return models
 
 
 def check_user_sets(sets: list[str]) -> None:
     """--adapter-run and a hand-written `--set runs[N].adapterRunId=...` contradict each other."""
+    from sqlctl.recipeset import set_assignments
+
     for assignment in sets:
-        for part in assignment.split(","):
+        for part in set_assignments(assignment):
             if _ADAPTER_KEY.match(part.partition("=")[0].strip()):
                 raise SqlctlError(
                     f"--adapter-run and --set {part} both choose the training run",
                     "Give the training run once: drop the --set.",
                 )
-
-
-def user_chose_claim(value_files: list[Path], sets: list[str]) -> bool:
-    """True when the user's own --values/--set name storage.existingClaim (then it is theirs to keep)."""
-    storage = layered_values(value_files, sets).get("storage")
-    return isinstance(storage, dict) and "existingClaim" in storage
-
-
-def adapter_sets(models: list[str], train_run_id: str) -> list[str]:
-    return [f"runs[{i}].adapterRunId={train_run_id}" for i in range(len(models))]
 
 
 def _trained_models(jobs: list[dict[str, Any]]) -> list[str]:
@@ -124,18 +98,6 @@ def training_claim(kube: Kube, namespace: str, train_run_id: str, models: list[s
     return found[0]
 
 
-def resolve_cluster(
-    kube: Kube,
-    namespace: str,
-    train_run_id: str,
-    models: list[str],
-    claim_is_users: bool,
-) -> AdapterSource:
-    """--adapter-run for a cluster submission of one eval values file whose runs[] evaluate `models`."""
-    claim = training_claim(kube, namespace, train_run_id, models)
-    return AdapterSource(adapter_sets(models, train_run_id), None if claim_is_users else claim)
-
-
 def check_local(runs_dir: Path, train_run_id: str, models: list[str]) -> None:
     """--adapter-run for --local: `<runs_dir>/<id>/<model>` must be a training run directory."""
     root = runs_dir / train_run_id
@@ -144,20 +106,20 @@ def check_local(runs_dir: Path, train_run_id: str, models: list[str]) -> None:
             f"no local training run {train_run_id!r} in {runs_dir}",
             "Train it first (sqlctl submit train --local ...) or pass the --runs-dir it wrote to.",
         )
-    trained = sorted(p.name for p in root.iterdir() if (p / _RUN_INFO).is_file())
+    trained = sorted(p.name for p in root.iterdir() if RunDir(p).is_run())
     for model in models:
-        run_dir = root / model
+        run_dir = RunDir(root / model)
         if model not in trained:
             what = (
-                f"local run {train_run_id!r} is not a training run ({run_dir} holds no {_RUN_INFO})"
-                if run_dir.is_dir()
+                f"local run {train_run_id!r} is not a training run ({run_dir.path} holds no {RUN_INFO_FILE})"
+                if run_dir.path.is_dir()
                 else f"local training run {train_run_id!r} did not train {model}; it trained "
                 f"{', '.join(trained) or 'nothing yet'}"
             )
             raise SqlctlError(what, "Pass the id of a `sqlctl submit train --local` run of this model.")
         try:
-            status = json.loads((run_dir / _RUN_INFO).read_text()).get("status")
+            status = json.loads(run_dir.run_info.read_text()).get("status")
         except (OSError, ValueError, AttributeError):
             status = None
         if status != "completed":
-            warn(f"local training run {run_dir} has not completed (status {status or 'unknown'})")
+            warn(f"local training run {run_dir.path} has not completed (status {status or 'unknown'})")

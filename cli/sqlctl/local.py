@@ -1,11 +1,15 @@
-"""`--local`: run a jobs/ values file's runs as local `sqlmaster` processes, no cluster needed.
+"""`--local`: run what the chart renders as local processes, no cluster needed.
 
-The recipe comes from the same values a cluster run would get — chart defaults, the jobs/ file, each
-`--values`, each `--set`, layered as helm layers them — and is written to
-`<runs-dir>/<run-id>/<model>/recipe.yaml`, then
-`sqlmaster train --model M --recipe .../recipe.yaml --output-dir <runs-dir>/<run-id>/<model>` (or
-`sqlmaster eval run ...`) runs with its output streamed here. Local runs are not tracked by
-`sqlctl list/logs/artifacts`, which read the cluster: their files are already on this machine.
+The chart is the only source of the command: `helm template` renders the release exactly as for the
+cluster (same values, same layering, same schema checks), and each rendered Job becomes one local run:
+- its container's `command` + `args`, with the chart's paths mapped to this machine: the runs folder on the
+  claim (`/data/runs`, found as the part of `--output-dir` before `/<run-id>/<model>`) is `--runs-dir`, and
+  each file the recipe ConfigMap mounts (`/etc/sqlmaster/recipe.yaml`) is that file written into
+  `<runs-dir>/<run-id>/<model>/`; the program `sqlmaster` is $SQLMASTER_BIN or the local console script;
+- its plain `env` values (Secret references are not copied: the local environment's own keys are used;
+  values under the claim outside the runs folder, such as HF_HOME's cache, are left to the local default).
+A path that would land outside `--runs-dir`, or a chart path with no local meaning, is refused.
+Local runs are not tracked by `sqlctl list/logs/artifacts`, which read the cluster.
 """
 
 from __future__ import annotations
@@ -15,22 +19,32 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from sqlctl.errors import EXIT_CONFIG, SqlctlError
-from sqlctl.values import Values
+from sqlctl.manifests import CONTAINER, LABEL_MODEL, LABEL_RUN_ID, labels, name_of, pod_spec
+
+Manifest = dict[str, Any]
+PROGRAM = "sqlmaster"  # the console script the chart's command starts (directly or through torchrun)
 
 
 @dataclass(frozen=True)
 class LocalRun:
+    """One rendered Job as a local process."""
+
+    run_id: str
     model: str
-    run_dir: Path
-    recipe_path: Path
+    run_dir: Path  # <runs-dir>/<run-id>/<model>
     argv: list[str]
+    env: dict[str, str]
+    files: dict[Path, str] = field(default_factory=dict)  # ConfigMap files to write first (the recipe)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as `--dry-run -o json|yaml` prints it."""
+        files = {str(path): text for path, text in self.files.items()}
+        return {"runId": self.run_id, "model": self.model, "argv": self.argv, "env": self.env, "files": files}
 
 
 def sqlmaster_command() -> list[str]:
@@ -38,61 +52,153 @@ def sqlmaster_command() -> list[str]:
     override = os.environ.get("SQLMASTER_BIN")
     if override:
         return shlex.split(override)
-    found = shutil.which("sqlmaster") or (
-        str(Path(sys.executable).with_name("sqlmaster"))
-        if Path(sys.executable).with_name("sqlmaster").is_file()
-        else None
-    )
+    beside = Path(sys.executable).with_name(PROGRAM)
+    found = shutil.which(PROGRAM) or (str(beside) if beside.is_file() else None)
     if found:
         return [found]
     return [sys.executable, "-c", "from sqlmaster.cli import main; main()"]
 
 
-def plan_local(task: str, values: Values, run_id: str, runs_dir: Path) -> list[LocalRun]:
-    """One LocalRun per `runs[]` entry of the layered values."""
-    runs: list[Any] = values.get("runs") or []
-    if not runs:
-        raise SqlctlError("the values define no runs[] entry", "Add runs: [{model: ..., recipe: {...}}] to the values.")
+class _PathMap:
+    """The chart's paths inside the pod -> paths on this machine, for one Job."""
+
+    def __init__(self, job: Manifest, configmaps: dict[str, Manifest], runs_dir: Path, run_dir: Path) -> None:
+        spec = pod_spec(job) or {}
+        container = _container(job)
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        self.runs_dir = runs_dir
+        self.claim_mounts: list[str] = []
+        self.files: dict[str, tuple[Path, str]] = {}  # pod path -> (local path, content)
+        for mount in container.get("volumeMounts") or []:
+            volume = volumes.get(mount.get("name", ""), {})
+            if "persistentVolumeClaim" in volume:
+                self.claim_mounts.append(mount["mountPath"].rstrip("/"))
+            elif "configMap" in volume:
+                data = (configmaps.get(volume["configMap"]["name"]) or {}).get("data") or {}
+                for item in volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]:
+                    pod_path = str(PurePosixPath(mount["mountPath"]) / item["path"])
+                    self.files[pod_path] = (run_dir / PurePosixPath(item["path"]).name, str(data.get(item["key"], "")))
+        self.runs_root = ""  # set by `locate_runs_root`
+
+    def locate_runs_root(self, argv: list[str], run_id: str, model: str) -> None:
+        """The runs folder on the claim: what precedes `/<run-id>/<model>` in the `--output-dir` value."""
+        marker = f"/{run_id}/{model}"
+        for value in _flag_values(argv, "--output-dir"):
+            if marker in value:
+                self.runs_root = value[: value.index(marker)]
+                return
+        raise SqlctlError(
+            f"the chart's command has no --output-dir under <runs>/{run_id}/{model}",
+            "--local follows the chart's run directory layout (docs/design.md); fix the chart or the values.",
+        )
+
+    def local(self, value: str, where: str) -> str | None:
+        """`value` with a chart path mapped; None for a claim path with no local equivalent."""
+        if value in self.files:
+            return str(self.files[value][0])
+        if self.runs_root and (value == self.runs_root or value.startswith(self.runs_root + "/")):
+            mapped = Path(str(self.runs_dir) + value[len(self.runs_root) :])
+            if not mapped.resolve().is_relative_to(self.runs_dir):
+                raise SqlctlError(
+                    f"{where} {value!r} points outside the runs folder",
+                    "Remove the '..' from the values (--local writes only under --runs-dir).",
+                )
+            return str(mapped)
+        if any(value == m or value.startswith(m + "/") for m in [*self.claim_mounts, *_mount_dirs(self.files)]):
+            return None
+        return value
+
+
+def _mount_dirs(files: dict[str, tuple[Path, str]]) -> list[str]:
+    return sorted({str(PurePosixPath(p).parent) for p in files})
+
+
+def _flag_values(argv: list[str], flag: str) -> list[str]:
+    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+    return values + [arg.split("=", 1)[1] for arg in argv if arg.startswith(flag + "=")]
+
+
+def _container(job: Manifest) -> Manifest:
+    spec = pod_spec(job) or {}
+    found = [c for c in spec.get("containers") or [] if c.get("name") == CONTAINER]
+    if not found:
+        raise SqlctlError(f"Job {name_of(job)} has no container {CONTAINER!r}", "Fix the chart.")
+    return found[0]
+
+
+def _map_arg(arg: str, paths: _PathMap) -> str:
+    flag, eq, value = arg.partition("=")
+    if eq and flag.startswith("--"):
+        mapped = paths.local(value, f"argument {flag}")
+        what = value
+    else:
+        mapped = paths.local(arg, "argument")
+        what = arg
+    if mapped is None:
+        raise SqlctlError(
+            f"the command names {what!r} on the claim, which has no local equivalent",
+            "--local maps only the runs folder and the recipe; drop that argument from extraArgs.",
+        )
+    return f"{flag}={mapped}" if eq and flag.startswith("--") else mapped
+
+
+def _local_argv(container: Manifest, paths: _PathMap) -> list[str]:
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    mapped = [_map_arg(arg, paths) for arg in argv]
+    if PROGRAM not in mapped:
+        raise SqlctlError(f"the chart's command does not start {PROGRAM}: {shlex.join(argv)}", "Fix the chart.")
+    at = mapped.index(PROGRAM)  # the program itself, also after a launcher (torchrun --no-python sqlmaster ...)
+    return [*mapped[:at], *sqlmaster_command(), *mapped[at + 1 :]]
+
+
+def _local_env(container: Manifest, paths: _PathMap) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in container.get("env") or []:
+        if "value" not in item:  # secretKeyRef / fieldRef: the local environment provides its own
+            continue
+        mapped = paths.local(str(item["value"]), f"env {item['name']}")
+        if mapped is not None:
+            env[item["name"]] = mapped
+    return env
+
+
+def plan_local(manifests: list[Manifest], runs_dir: Path) -> list[LocalRun]:
+    """One LocalRun per rendered Job, in the order of the values' runs[]."""
+    configmaps = {name_of(m): m for m in manifests if m["kind"] == "ConfigMap"}
+    runs_dir = runs_dir.resolve()
     planned = []
-    for index, entry in enumerate(runs):
-        if not isinstance(entry, dict) or not entry.get("model"):
-            raise SqlctlError(f"runs[{index}] has no model", f"Set runs[{index}].model in the values.")
-        model = str(entry["model"])
+    for job in (m for m in manifests if m["kind"] == "Job"):
+        run_id, model = labels(job).get(LABEL_RUN_ID, ""), labels(job).get(LABEL_MODEL, "")
+        completions = int((job.get("spec") or {}).get("completions") or 1)
+        if completions > 1:
+            raise SqlctlError(
+                f"the run of {model} spans {completions} nodes, but --local runs on this machine only",
+                "Set runs[].nodes=1 for --local, or submit it to the cluster.",
+            )
         run_dir = runs_dir / run_id / model
-        recipe_path = run_dir / "recipe.yaml"
-        argv = [*sqlmaster_command()]
-        if task == "train":
-            argv += ["train", "--model", model, "--recipe", str(recipe_path), "--output-dir", str(run_dir)]
-        else:
-            argv += [
-                "eval",
-                "run",
-                "--model",
-                model,
-                "--recipe",
-                str(recipe_path),
-                "--output-dir",
-                str(run_dir),
-            ]
-            if entry.get("adapterRunId"):
-                argv += ["--adapter", str(runs_dir / str(entry["adapterRunId"]) / model)]
-        planned.append(LocalRun(model=model, run_dir=run_dir, recipe_path=recipe_path, argv=argv))
-        entry_recipe = entry.get("recipe") or {}
-        if not isinstance(entry_recipe, dict):
-            raise SqlctlError(f"runs[{index}].recipe is not a mapping", "Fix the recipe in the values.")
+        paths = _PathMap(job, configmaps, runs_dir, run_dir)
+        container = _container(job)
+        raw = [*(container.get("command") or []), *(container.get("args") or [])]
+        paths.locate_runs_root(raw, run_id, model)
+        if not run_dir.resolve().is_relative_to(runs_dir):
+            raise SqlctlError(f"model {model!r} is not a plain name", "Choose a model from `sqlctl models`.")
+        argv = _local_argv(container, paths)
+        files = {local: content for local, content in paths.files.values()}
+        planned.append(LocalRun(run_id, model, run_dir, argv, _local_env(container, paths), files))
     return planned
 
 
-def write_recipes(values: Values, planned: list[LocalRun]) -> None:
-    for entry, run in zip(values.get("runs") or [], planned, strict=True):
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        run.recipe_path.write_text(yaml.safe_dump(entry.get("recipe") or {}, sort_keys=False))
+def write_files(run: LocalRun) -> None:
+    """Write the run's ConfigMap files (its recipe) where the mapped command expects them."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    for path, content in run.files.items():
+        path.write_text(content)
 
 
 def execute(run: LocalRun) -> int:
     """Run one planned process, streaming its output line by line; returns its exit code."""
     print(f"$ {shlex.join(run.argv)}", file=sys.stderr, flush=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **run.env}
     try:
         proc = subprocess.Popen(
             run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env

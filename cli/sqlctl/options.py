@@ -8,10 +8,11 @@ winning; kubectl users type them in either place.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -19,12 +20,51 @@ from sqlctl.errors import EXIT_FAILURE, SqlctlError, print_error
 from sqlctl.kube import ApiError, KubeSettings
 from sqlctl.output import OutputFormat
 
+
+def _fail(err: SqlctlError) -> NoReturn:
+    """Stop during argument parsing with the one-line error (click's usage block is several lines)."""
+    print_error(err)
+    raise typer.Exit(err.code)
+
+
+def _checked_run_id(value: str | None) -> str | None:
+    """Run ids are checked here, before any command contacts the API server with them."""
+    from sqlctl.runid import validate_run_id
+
+    try:
+        return None if value is None else validate_run_id(value)
+    except SqlctlError as err:
+        _fail(err)
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _checked_namespace(value: str | None) -> str | None:
+    """A namespace is a DNS-1123 label; anything else would reach the API server as a path segment."""
+    if value is not None and not _DNS_LABEL.match(value):
+        shown = value if len(value) <= 60 else f"{value[:40]}…({len(value)} characters)"
+        _fail(
+            SqlctlError(
+                f"namespace {shown!r} is not a valid namespace name",
+                "Use lowercase letters, digits and '-', at most 63 characters (see `kubectl get namespaces`).",
+            )
+        )
+    return value
+
+
 KubeconfigOpt = Annotated[
     str | None, typer.Option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")
 ]
 ContextOpt = Annotated[str | None, typer.Option("--context", help="Kubeconfig context to use.")]
 NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="Namespace (default: the context's, else 'default').")
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Namespace (default: the context's, else 'default').",
+        callback=_checked_namespace,
+    ),
 ]
 AllNamespacesOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Look in every namespace.")]
 OutputOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="table for people; json or yaml for scripts.")]
@@ -38,7 +78,7 @@ JobsDirOpt = Annotated[
     Path | None,
     typer.Option("--jobs-dir", help="The jobs/ folder (env SQLMASTER_JOBS_DIR).", show_default=False),
 ]
-RunIdArg = Annotated[str, typer.Argument(help="Run id (see `sqlctl list`).")]
+RunIdArg = Annotated[str, typer.Argument(help="Run id (see `sqlctl list`).", callback=_checked_run_id)]
 
 
 @dataclass(frozen=True)

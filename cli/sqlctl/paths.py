@@ -15,7 +15,6 @@ from pathlib import Path
 
 from sqlctl.errors import SqlctlError
 
-TASKS = ("train", "eval")
 CHART_FOR_TASK = {"train": "sqlmaster-train", "eval": "sqlmaster-eval"}
 ARTIFACTS_CHART = "sqlmaster-artifacts"
 

@@ -29,22 +29,32 @@ class RenderRequest:
     release: str
     chart: Path
     namespace: str
-    value_files: list[Path] = field(default_factory=list)
+    # Values files in helm's order; at most one mapping, which helm reads from stdin (`-f -`) at its place.
+    value_files: list[Path | dict[str, Any]] = field(default_factory=list)
     sets: list[str] = field(default_factory=list)  # user --set, applied after value files (helm order)
+    set_json: list[str] = field(default_factory=list)  # --recipe-set, typed as the recipe expects
     set_strings: list[str] = field(default_factory=list)  # sqlctl's own (runId), never typed by helm
     kube_version: str | None = None
 
     def argv(self, helm: Path) -> list[str]:
         args = [str(helm), "template", self.release, str(self.chart), "--namespace", self.namespace]
-        for path in self.value_files:
-            args += ["-f", str(path)]
-        for assignment in self.sets:
-            args += ["--set", assignment]
+        for layer in self.value_files:
+            args += ["-f", "-" if isinstance(layer, dict) else str(layer)]
+        for flag, assignments in (("--set", self.sets), ("--set-json", self.set_json)):
+            for assignment in assignments:
+                args += [flag, assignment]
         for assignment in self.set_strings:
             args += ["--set-string", assignment]
         if self.kube_version:
             args += ["--kube-version", self.kube_version]
         return args
+
+    def stdin(self) -> str | None:
+        """The one mapping among the values files, as YAML for `-f -`; None when there is none."""
+        mappings = [layer for layer in self.value_files if isinstance(layer, dict)]
+        if len(mappings) > 1:
+            raise ValueError("helm reads at most one values file from stdin")
+        return yaml.safe_dump(mappings[0]) if mappings else None
 
 
 def helm_binary() -> Path:
@@ -63,7 +73,7 @@ def render(request: RenderRequest, helm: Path | None = None) -> list[Manifest]:
     """Run `helm template` and return the rendered objects (empty documents dropped)."""
     argv = request.argv(helm or helm_binary())
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(argv, input=request.stdin(), capture_output=True, text=True, timeout=120, check=False)
     except subprocess.TimeoutExpired as exc:
         raise SqlctlError("helm template did not finish in 120 s", "Check the chart for loops.") from exc
     if proc.returncode != 0:

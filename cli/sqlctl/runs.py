@@ -18,8 +18,6 @@ from sqlctl.manifests import (
     name_of,
 )
 
-TERMINAL = ("Succeeded", "Failed")
-
 
 def selector(run_id: str) -> str:
     return f"{LABEL_RUN_ID}={run_id}"

@@ -1,4 +1,4 @@
-"""Where the helm and kubectl binaries live.
+"""Where the helm binary lives.
 
 One lookup shared by `sqlctl` and the chart tests, so that both use the same helm:
 ``$SQLMASTER_HELM`` (an explicit path) wins, else ``.tools/bin/helm`` in the repository, which
@@ -17,7 +17,7 @@ TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
 
 
 class ToolNotFoundError(FileNotFoundError):
-    """A required binary (helm, kubectl) is missing; the message says how to get it."""
+    """A required binary (helm) is missing; the message says how to get it."""
 
 
 def _find(name: str, env_var: str) -> Path:
@@ -42,8 +42,3 @@ def _find(name: str, env_var: str) -> Path:
 def find_helm() -> Path:
     """Path of the helm binary: ``$SQLMASTER_HELM`` or ``.tools/bin/helm``."""
     return _find("helm", "SQLMASTER_HELM")
-
-
-def find_kubectl() -> Path:
-    """Path of the kubectl binary: ``$SQLMASTER_KUBECTL`` or ``.tools/bin/kubectl``."""
-    return _find("kubectl", "SQLMASTER_KUBECTL")

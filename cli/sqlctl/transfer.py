@@ -11,6 +11,10 @@ Reader protocol (printed by charts/sqlmaster-artifacts/templates/reader-pod.yaml
     ==END-TAR==
 Nothing is written to the destination until every file has been checked: files are extracted into a
 hidden staging folder next to it, hashed while written, and the folder is moved into place at the end.
+An existing destination is merged into, never emptied: files the user added stay, files of an earlier pull
+(recorded in its .sqlctl-SHA256SUMS and unchanged since) are updated, and a file that differs from the
+run's and is not from an earlier pull stops the pull before anything is written. Symbolic links at the
+source are not copied (the reader lists regular files only); each skipped link is reported.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import binascii
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable
@@ -30,6 +35,7 @@ from sqlctl.errors import EXIT_FAILURE, SqlctlError
 
 MANIFEST_NAME = ".sqlctl-SHA256SUMS"  # written into the pulled folder: what was verified
 REMOTE_SUMS = "SHA256SUMS"  # checked at fsspec sources when present
+SKIPPED_LINK = "==SKIPPED-LINK=="  # reader output: a symbolic link it did not copy
 Progress = Callable[[int], None]
 
 
@@ -62,6 +68,7 @@ class ReaderOutput:
     tar_file: Path
     on_bytes: Progress | None = None
     manifest_lines: list[str] = field(default_factory=list)
+    skipped_links: list[str] = field(default_factory=list)
     total: int = 0
     state: str = "start"
     error: str = ""
@@ -76,7 +83,9 @@ class ReaderOutput:
             self.state = "error"
             return True
         if self.state == "start":
-            if line == "==MANIFEST==":
+            if line.startswith(SKIPPED_LINK):
+                self.skipped_links.append(line.removeprefix(SKIPPED_LINK).strip())
+            elif line == "==MANIFEST==":
                 self.state = "manifest"
         elif self.state == "manifest":
             if line == "==END-MANIFEST==":
@@ -136,16 +145,93 @@ def _staging(dest: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
 
 
+def report_skipped_links(links: list[str]) -> None:
+    """Say which symbolic links at the source were not copied."""
+    if links:
+        shown = ", ".join(links[:5]) + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+        print(f"warning: {len(links)} symbolic link(s) at the source were not copied: {shown}", file=sys.stderr)
+
+
+def check_destination(dest: Path) -> None:
+    """`dest` (DEST/<run-id>) and its parents must be folders or not exist; checked before any transfer."""
+    for path in (dest, *dest.parents):
+        if path.exists() and not path.is_dir():
+            raise SqlctlError(f"{path} exists and is not a folder", "Pass a folder to --dest.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    try:
+        return parse_manifest(path.read_text().splitlines()) if path.is_file() else {}
+    except (SqlctlError, OSError, UnicodeDecodeError):
+        return {}  # a damaged record only means no file counts as ours
+
+
+def _merge_action(dest: Path, name: str, digest: str, ours: dict[str, str]) -> str:
+    """new | same | update (an earlier pull's file, unchanged since) | conflict (the user's own)."""
+    target = dest / name
+    parents = [p for p in target.relative_to(dest).parents if str(p) != "."]
+    if any((dest / p).is_symlink() or ((dest / p).exists() and not (dest / p).is_dir()) for p in parents):
+        return "conflict"
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        return "conflict"
+    if not target.exists():
+        return "new"
+    current = _sha256(target)
+    if current == digest:
+        return "same"
+    return "update" if ours.get(name) == current else "conflict"
+
+
+def _merge(staging: Path, dest: Path, manifest: dict[str, str]) -> None:
+    """Move the verified files into an existing `dest` without deleting or overwriting the user's files."""
+    ours = _read_sums(dest / MANIFEST_NAME)
+    actions = {name: _merge_action(dest, name, digest, ours) for name, digest in manifest.items()}
+    conflicts = sorted(name for name, action in actions.items() if action == "conflict")
+    if conflicts:
+        raise SqlctlError(
+            f"{dest} already holds {len(conflicts)} file(s) that differ from the run's and are not from an "
+            f"earlier pull, e.g. {conflicts[0]}; nothing was changed",
+            "Move those files away, or pull into another --dest.",
+        )
+    for name, action in actions.items():
+        if action in ("new", "update"):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, dest / name)
+    kept = {**{n: d for n, d in ours.items() if (dest / n).is_file()}, **manifest}
+    _write_sums(dest, kept)
+    shutil.rmtree(staging, ignore_errors=True)
+    others = sum(
+        1 for p in dest.rglob("*") if p.is_file() and p.relative_to(dest).as_posix() not in {*kept, MANIFEST_NAME}
+    )
+    count = {a: list(actions.values()).count(a) for a in ("new", "update", "same")}
+    print(
+        f"sqlctl: merged into the existing {dest} (nothing deleted): {count['new']} new, {count['update']} updated "
+        f"from an earlier pull, {count['same']} unchanged; {others} other file(s) there left as they were",
+        file=sys.stderr,
+    )
+
+
+def _write_sums(folder: Path, sums: dict[str, str]) -> None:
+    tmp = folder / f"{MANIFEST_NAME}.tmp"
+    tmp.write_text("".join(f"{h}  ./{p}\n" for p, h in sorted(sums.items())))
+    os.replace(tmp, folder / MANIFEST_NAME)
+
+
 def _publish(staging: Path, dest: Path, manifest: dict[str, str]) -> None:
-    """Record what was verified, then move the staging folder into place (replacing an older pull)."""
-    (staging / MANIFEST_NAME).write_text("".join(f"{h}  ./{p}\n" for p, h in sorted(manifest.items())))
+    """Record what was verified and move the staging folder into place, or merge into an existing `dest`."""
     if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        dest.rename(old)
-        staging.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(dest)
+        _merge(staging, dest, manifest)
+        return
+    _write_sums(staging, manifest)
+    staging.rename(dest)
 
 
 def extract_verified(tar_path: Path, manifest: dict[str, str], dest: Path) -> dict[str, int]:
@@ -196,6 +282,7 @@ class FsspecListing:
     root: str
     files: dict[str, int]  # relative path -> size
     sums: dict[str, str] | None  # from SHA256SUMS at the source, when present
+    skipped_links: list[str] = field(default_factory=list)  # symbolic links at the source, not copied
 
 
 def list_fsspec(url: str) -> FsspecListing:
@@ -213,15 +300,19 @@ def list_fsspec(url: str) -> FsspecListing:
     if not fs.exists(root):
         raise SqlctlError(f"{url} does not exist", "Check --source and the run id.")
     files: dict[str, int] = {}
+    links: list[str] = []
     for path, info in fs.find(root, detail=True).items():
-        if info.get("type", "file") == "file":
-            files[safe_relpath(path[len(root) :].lstrip("/"))] = int(info.get("size") or 0)
+        name = safe_relpath(path[len(root) :].lstrip("/"))
+        if info.get("islink"):
+            links.append(f"./{name}")
+        elif info.get("type", "file") == "file":
+            files[name] = int(info.get("size") or 0)
     sums = None
     if REMOTE_SUMS in files:
         with fs.open(f"{root}/{REMOTE_SUMS}", "r") as handle:
             sums = parse_manifest(handle.read().splitlines())
         files.pop(REMOTE_SUMS)
-    return FsspecListing(fs=fs, root=root, files=files, sums=sums)
+    return FsspecListing(fs=fs, root=root, files=files, sums=sums, skipped_links=sorted(links))
 
 
 def pull_fsspec(listing: FsspecListing, dest: Path, on_bytes: Progress | None = None) -> dict[str, str]:

@@ -58,14 +58,22 @@ def _read_local(path: Path) -> list[Mapping[str, Any]]:
                 raise ConfigError(f"{path} must hold a JSON list of objects with {', '.join(FIELDS)}")
             return data
         if name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path).to_pylist()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read data file {path}: {exc}") from None
+            return _read_parquet(path)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # EOFError: a truncated .gz
+        raise ConfigError(f"cannot read data file {path}: {exc}. Check data.source") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
     raise ConfigError(f"unsupported data file {path}: use .json, .jsonl, .jsonl.gz or .parquet")
+
+
+def _read_parquet(path: Path) -> list[Mapping[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, ValueError) as exc:  # ArrowInvalid: not a parquet file, or a damaged one
+        raise ConfigError(f"{path} is not a readable parquet file ({exc}). Check data.source") from None
 
 
 def _read_jsonl(path: Path) -> list[Mapping[str, Any]]:
@@ -85,13 +93,17 @@ def _read_jsonl(path: Path) -> list[Mapping[str, Any]]:
 def _read_hub(dataset_id: str) -> list[Mapping[str, Any]]:
     from datasets import load_dataset  # heavy; only when the hub is really used
 
-    try:
-        return list(load_dataset(dataset_id, split="train"))
-    except Exception as exc:  # the hub raises many types; all mean "could not get it"
-        raise ConfigError(
-            f"cannot load hub dataset {dataset_id}: {exc}. Without network access use data.source=shipped "
-            "or a local file"
-        ) from None
+    from sqlmaster.hub import with_hub_retries
+
+    def config_error(exc: Exception) -> ConfigError:
+        return ConfigError(
+            f"cannot load hub dataset {dataset_id}: {' '.join(str(exc).split())[:300]}. Check data.source; "
+            "without network access use data.source=shipped or a local file"
+        )
+
+    return with_hub_retries(
+        f"dataset {dataset_id}", lambda: list(load_dataset(dataset_id, split="train")), config_error=config_error
+    )
 
 
 def _validate(rows: Iterable[Mapping[str, Any]], where: str) -> list[Example]:

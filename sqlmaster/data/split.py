@@ -79,4 +79,9 @@ def make_splits(
 
     if max_train_rows is not None:
         train = train[:max_train_rows]
+    if not train:
+        raise ConfigError(
+            f"no training rows left after the split ({stats}): every row is held out or filtered. "
+            "Lower data.validation_size / data.test_size or use more data"
+        )
     return Splits(train=train, validation=validation, test=test, stats=stats)

@@ -41,15 +41,50 @@ def normalize_tree(tree: exp.Expr, column_names: AbstractSet[str] | None = None)
         ident.set("this", str(ident.this).lower())
         ident.set("quoted", False)
     try:
-        return tree.sql(dialect=sqlast.DIALECT)
+        return tree.sql(dialect=sqlast.DIALECT, copy=False)  # the tree is ours to throw away: no deep copy
     except (SqlglotError, ValueError, TypeError, KeyError):
         return None
 
 
+MAX_PARSE_CHARS = 20_000  # longer SQL is compared by the linear fallback (parsing 10 MB took minutes and GBs)
+
+
 def normalize_sql(sql: str, column_names: AbstractSet[str] | None = None) -> str | None:
-    """Canonical text of ``sql``, or ``None`` when sqlglot cannot parse it."""
+    """Canonical text of ``sql``, or ``None`` when sqlglot cannot parse it (or it is too long to parse)."""
+    if len(sql) > MAX_PARSE_CHARS:
+        return None
     tree = sqlast.parse(_strip(sql))
     return None if tree is None else normalize_tree(tree, column_names)
+
+
+# Tokens whose multiset no normalisation below changes: words, numbers, quoted strings and identifiers (quotes
+# dropped), operators. Keywords that normalisation adds or drops (AS, INNER, OUTER, ASC) and the spellings it
+# unifies (!= and <>, == and =) are folded, so equal normal forms imply equal signatures.
+_SIGNATURE_TOKEN = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|\w+|<>|!=|==|<=|>=|[<>=*+/%|-]"""
+)
+_SIGNATURE_DROP = frozenset({"as", "inner", "outer", "asc"})
+_SIGNATURE_ADDED = re.compile(r"\bon\s+true\b|\blimit\s+-\s*1\b", re.IGNORECASE)  # sqlglot adds these
+_SIGNATURE_SAME = {"!=": "<>", "==": "="}
+
+
+def signature(sql: str) -> list[str]:
+    """A cheap necessary condition for exact match: the sorted significant tokens, lower-cased.
+
+    Two queries with different signatures cannot normalise to the same text, so most wrong predictions are
+    told apart without parsing (parsing is most of the scorer's cost on real databases).
+    """
+    tokens = []
+    for token in _SIGNATURE_TOKEN.findall(_SIGNATURE_ADDED.sub(" ", _strip(sql))):
+        if token[0] in "'\"`[":
+            quote = token[0]
+            token = token[1:-1].replace(quote * 2, quote) if quote in "'\"" else token[1:-1]
+        token = token.lower()
+        if token in _SIGNATURE_DROP:
+            continue
+        tokens.append(_SIGNATURE_SAME.get(token, token))
+    tokens.sort()
+    return tokens
 
 
 def exact_match(
@@ -68,6 +103,8 @@ def exact_match(
         return False
     if _strip(prediction) == _strip(gold):
         return True
+    if signature(prediction) != signature(gold):
+        return False
     gold_norm = gold_normalized if gold_normalized is not None else normalize_sql(gold, column_names)
     pred_norm = normalize_sql(prediction, column_names) if gold_norm is not None else None
     if pred_norm is not None and gold_norm is not None:

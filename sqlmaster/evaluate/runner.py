@@ -10,12 +10,17 @@ named ``eval``):
 * ``predictions.jsonl``: per example the question, context, gold answer, predicted SQL, raw output, prompt,
   latency and generated tokens;
 * ``records.jsonl``: the predictions plus the scorer's verdicts and the embedding distance;
-* ``metrics.json``: execution accuracy, exact match, executes (each with a 95% bootstrap interval),
-  embedding distance (+ interval, + which embedder), latency p50/p99, tokens/s, n, gold_invalid, and what
-  was evaluated (model, adapter, template, backend, dataset provenance).
+* ``metrics.json``: execution accuracy (under the dataset's convention, and under the other one beside it),
+  exact match, executes (each with a 95% bootstrap interval), embedding distance (+ interval, + which
+  embedder), latency p50/p99, tokens/s, n, gold_invalid, and what was evaluated (model, adapter, template,
+  backend, dataset provenance, scoring convention).
 
-Scoring is the scorer's (:mod:`sqlmaster.evaluate.score`): execution accuracy on synthesized databases for
-``CREATE TABLE`` contexts and on the real database files for Spider dev.
+Scoring is the scorer's one path (:func:`sqlmaster.evaluate.score.score_rows`, the same as ``sqlmaster eval
+score``): synthesized databases for ``CREATE TABLE`` contexts, the real database file for Spider dev rows.
+Records and metrics are written once, each atomically, metrics last. Spider dev is scored under the official
+Spider convention (DISTINCT removed, as published figures are) with strict beside it; the other datasets under
+strict with official beside it. Re-evaluating a dataset replaces its earlier results (with a warning): the
+old metrics.json is removed before generation starts, so it never sits beside newer predictions.
 """
 
 from __future__ import annotations
@@ -30,14 +35,17 @@ from typing import Any
 
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
-from sqlmaster.evaluate.datasets import EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
+from sqlmaster.evaluate.datasets import SPIDER_DEV, EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
 from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
 from sqlmaster.logs import setup_logging
 from sqlmaster.prompt import PromptTemplate, get_template, render_prompt
+from sqlmaster.rundir import EVAL_DIR, EvalDir, RunDir
 
 log = logging.getLogger(__name__)
 
-EVAL_DIR = "eval"
+# Scoring convention per dataset (sqlmaster.evaluate.execution): Spider's published figures use the official one.
+DATASET_CONVENTIONS = {SPIDER_DEV: "official"}
+DEFAULT_CONVENTION = "strict"
 
 
 @dataclass
@@ -155,7 +163,7 @@ def _vllm_target(target: Target, recipe: Recipe) -> Any:
 
 def eval_root(output_dir: Path) -> Path:
     """``DIR/eval`` (the run-directory layout), or DIR itself when it is already called ``eval``."""
-    return output_dir if output_dir.name == EVAL_DIR else output_dir / EVAL_DIR
+    return output_dir if output_dir.name == EVAL_DIR else RunDir(output_dir).eval
 
 
 def run_evaluation(
@@ -225,27 +233,42 @@ def evaluate_dataset(
     backend: str,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Generate, write predictions, score them, add embedding distance and latency; write metrics.json."""
+    """Generate, score (one scorer path), add embedding distance and latency; write records and metrics once."""
     from sqlmaster.evaluate.embedding import embedding_distances
+    from sqlmaster.evaluate.score import (
+        DatabaseResolver,
+        ScoreSettings,
+        prepare_output_dir,
+        score_rows,
+        validate_record,
+        write_results,
+    )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files = EvalDir(out_dir)
+    prepare_output_dir(out_dir, overwrite=True)
+    if files.metrics.exists():
+        log.warning("%s: replacing the earlier evaluation in %s", dataset.name, out_dir)
+        files.metrics.unlink()  # never beside newer predictions, even if this run dies half-way
     prompts = [render_prompt(target.template, ex.question, ex.context) for ex in dataset.examples]
     started = time.perf_counter()
     generations: list[GenerationRecord] = generator.generate(prompts)
     generation_wall_s = time.perf_counter() - started
 
-    predictions_path = out_dir / "predictions.jsonl"
     rows = [_prediction_row(ex.to_dict(), gen) for ex, gen in zip(dataset.examples, generations, strict=True)]
-    _write_jsonl(predictions_path, rows)
+    _write_jsonl(files.predictions, rows)
 
-    scored = _score(predictions_path, out_dir, recipe, workers)
-    records = _read_jsonl(out_dir / "records.jsonl")
-    distances = embedding_distances([r["prediction"] for r in records], [r["answer"] for r in records], embedder)
-    for record, distance in zip(records, distances, strict=True):
-        record["embedding_distance"] = distance
-    _write_jsonl(out_dir / "records.jsonl", records)
+    resolver = DatabaseResolver(None)
+    records = [validate_record(dict(row), f"{dataset.name} example {i}", resolver) for i, row in enumerate(rows)]
+    settings = ScoreSettings(
+        convention=DATASET_CONVENTIONS.get(dataset.name, DEFAULT_CONVENTION),
+        databases_per_example=recipe.evaluation.databases_per_example,
+    )
+    lines, scored = score_rows(records, settings, workers)
+    distances = embedding_distances([r["prediction"] for r in lines], [r["answer"] for r in lines], embedder)
+    for line, distance in zip(lines, distances, strict=True):
+        line["embedding_distance"] = distance
 
-    metrics = _metrics(scored, records, generations, generation_wall_s, embedder.name)
+    metrics = _metrics(scored, lines, generations, generation_wall_s, embedder.name)
     metrics.update(
         dataset=dataset.name,
         dataset_info=dataset.info,
@@ -258,7 +281,7 @@ def evaluate_dataset(
         scorer=scored,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
+    write_results(out_dir, lines, metrics)
     return metrics
 
 
@@ -277,67 +300,6 @@ def _prediction_row(example: dict[str, Any], gen: GenerationRecord) -> dict[str,
     }
 
 
-def _score(predictions_path: Path, out_dir: Path, recipe: Recipe, workers: int | None) -> dict[str, Any]:
-    """Hand the predictions to the scorer; it writes records.jsonl and metrics.json (metrics.json is replaced).
-
-    Rows with a ``db_path`` (Spider dev) are scored on that real database file; the others on databases
-    synthesized from their CREATE TABLE context.
-    """
-    from sqlmaster.evaluate.score import ScoreSettings, score_file
-
-    settings = ScoreSettings(databases_per_example=recipe.evaluation.databases_per_example)
-    rows = _read_jsonl(predictions_path)
-    if any(row.get("db_path") for row in rows):
-        return _score_on_database_files(predictions_path, out_dir, settings, workers)
-    return score_file(predictions_path, out_dir, workers=workers, settings=settings)
-
-
-def score_on_database_file_task(task: tuple[str, str, str, Any]) -> dict[str, Any]:
-    """One (db_path, gold, prediction) scored by the scorer on the real database (runs in a scorer worker)."""
-    from sqlmaster.evaluate.exact_match import exact_match
-    from sqlmaster.evaluate.execution import score_on_database_file
-
-    db_path, gold, prediction, settings = task
-    gold_valid, result = score_on_database_file(
-        db_path, gold, prediction, settings.limits, column_order_matters=settings.column_order_matters
-    )
-    return {
-        "execution_match": result.match,
-        "exact_match": exact_match(prediction, gold),
-        "executes": result.executes,
-        "gold_valid": gold_valid,
-        "gold_nontrivial": gold_valid,  # a real database: the gold's rows are whatever the data holds
-        "error": result.error,
-    }
-
-
-def _score_on_database_files(
-    predictions_path: Path, out_dir: Path, settings: Any, workers: int | None
-) -> dict[str, Any]:
-    """score_file's contract (records.jsonl + metrics) for rows that carry their own database file."""
-    import os
-
-    from sqlmaster.evaluate.score import SCORE_FIELDS, compute_metrics, read_records, run_isolated
-
-    records = read_records(predictions_path)
-    tasks = [(r["db_path"], r["answer"], r["prediction"] or "", settings) for r in records]
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    if workers <= 0:
-        scores = [score_on_database_file_task(t) for t in tasks]
-    else:
-        scores = run_isolated(score_on_database_file_task, tasks, workers, settings.example_timeout_s)
-    lines = []
-    for record, score in zip(records, scores, strict=True):
-        line = {k: v for k, v in record.items() if k != "_line"}
-        line.update({k: score.get(k) for k in SCORE_FIELDS})
-        lines.append(line)
-    _write_jsonl(out_dir / "records.jsonl", lines)
-    metrics = compute_metrics([{**r, **s} for r, s in zip(records, scores, strict=True)], settings)
-    metrics["settings"] = asdict(settings)
-    metrics["databases"] = "real database files (db_path)"
-    return metrics
-
-
 def _metrics(
     scored: dict[str, Any],
     records: list[dict[str, Any]],
@@ -348,21 +310,29 @@ def _metrics(
     """The headline numbers of metrics.json (the scorer's full output is kept under ``scorer``)."""
     from sqlmaster.evaluate.stats import bootstrap_ci, percentile
 
-    distances = [float(r["embedding_distance"]) for r in records]
+    distances = [float(r["embedding_distance"]) for r in records if r["embedding_distance"] is not None]
     latencies = [g.latency_s for g in generations]
     tokens = sum(g.generated_tokens for g in generations)
+    others = {
+        key: scored[key]
+        for c in scored["execution_accuracy_by_convention"]
+        if c != scored["convention"]
+        for key in (f"execution_accuracy_{c}", f"execution_accuracy_{c}_ci")
+    }
     return {
         "n": scored["n"],
         "n_scored": scored["n_scored"],
         "gold_invalid": scored["gold_invalid"],
+        "convention": scored["convention"],
         "execution_accuracy": scored["execution_accuracy"],
         "execution_accuracy_ci": scored["execution_accuracy_ci"],
+        **others,
         "exact_match": scored["exact_match"],
         "exact_match_ci": scored["exact_match_ci"],
         "executes": scored["executes"],
         "executes_ci": scored["executes_ci"],
-        "embedding_distance": sum(distances) / len(distances),
-        "embedding_distance_ci": list(bootstrap_ci(distances, seed=0)),
+        "embedding_distance": sum(distances) / len(distances) if distances else None,
+        "embedding_distance_ci": list(bootstrap_ci(distances, seed=0)) if distances else [None, None],
         "embedder": embedder_name,
         # Per-example latency is the batch's wall time shared among its examples (batched generation).
         "latency_p50_s": percentile(latencies, 50),
@@ -380,17 +350,18 @@ def _sync_langsmith(dataset: EvalDataset, out_dir: Path, metrics: dict[str, Any]
     from sqlmaster.evaluate.langsmith_sync import sync_evaluation
 
     try:
-        sync_evaluation(dataset, _read_jsonl(out_dir / "records.jsonl"), metrics, client=client)
+        sync_evaluation(dataset, _read_jsonl(EvalDir(out_dir).records), metrics, client=client)
     except Exception as exc:  # tracking must never cost the evaluation that was just computed
         log.warning("LangSmith sync failed (%s: %s); results are on disk in %s", type(exc).__name__, exc, out_dir)
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    from sqlmaster.atomic import atomic_open
+    from sqlmaster.evaluate.score import SAFE_ENCODING_ERRORS, json_line
+
+    with atomic_open(path, errors=SAFE_ENCODING_ERRORS) as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
+            handle.write(json_line(row) + "\n")
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -16,23 +16,32 @@ under these guards:
 * **Time limit.** A progress handler aborts a statement after ``timeout_s`` of wall time (runaway recursive
   CTEs,
   huge cartesian products under ORDER BY or aggregates).
-* **Row cap.** Results are fetched in batches and abandoned past ``max_rows`` (a cartesian product that
-  streams).
+* **Row and byte caps.** Results are fetched in batches and abandoned past ``max_rows`` rows or
+  ``max_result_bytes`` bytes (a cartesian product that streams; ``zeroblob`` rows, which live in Python's memory
+  and so escape SQLite's heap limit).
 * **Size limits.** ``SQLITE_LIMIT_LENGTH`` caps any string/blob (``zeroblob(1e9)``),
-  ``SQLITE_LIMIT_SQL_LENGTH``
-  caps the statement text.
+  ``SQLITE_LIMIT_SQL_LENGTH`` the statement text, ``SQLITE_LIMIT_LIKE_PATTERN_LENGTH`` a LIKE/GLOB pattern;
+  SQLite's heap is capped per worker process (:func:`set_process_heap_limit`) and so is the address space
+  (:func:`limit_address_space`).
 * **One statement.** A prediction holding more than one statement is refused (scored as a miss that does not
   execute, error ``multiple statements``) rather than executing only its first statement: a grader should
   score
   what was submitted, and refusing is the stricter, simpler rule. A trailing ``;`` is fine.
 
+* **CPU time (worker processes).** The progress handler only runs between VM instructions, so one long
+  function call (``printf('%.*c', 2000000000, 'x')``, ``instr`` on megabyte strings) slips past the time limit.
+  In scorer workers :func:`enable_cpu_guard` arms ``RLIMIT_CPU`` before every statement: a statement that
+  burns more CPU than its budget gets SIGXCPU, which kills the worker; the pool records the example as a miss
+  and starts a fresh worker. Core dumps are disabled first, so the kill writes no file.
+
 Crash isolation (a segfault or a hang inside SQLite itself) is a process-level concern handled by the worker
-pool
-in :mod:`sqlmaster.evaluate.score`; this module guarantees that SQL errors surface as :class:`QueryError`.
+pool in :mod:`sqlmaster.evaluate.score`; this module guarantees that SQL errors surface as :class:`QueryError`.
 """
 
 from __future__ import annotations
 
+import math
+import resource
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -76,9 +85,12 @@ class Limits:
 
     timeout_s: float = 2.0  # wall time per statement
     max_rows: int = 10_000  # rows fetched before the query is abandoned
+    max_result_bytes: int = 64 << 20  # text/blob bytes of one result before it is abandoned
     max_value_bytes: int = 1_000_000  # SQLITE_LIMIT_LENGTH: largest string/blob/row
     max_sql_chars: int = 100_000  # SQLITE_LIMIT_SQL_LENGTH
+    max_like_pattern: int = 10_000  # SQLITE_LIMIT_LIKE_PATTERN_LENGTH (matching cost grows with it)
     progress_every: int = 2_000  # VM instructions between clock checks
+    cpu_s_per_statement: float = 4.0  # RLIMIT_CPU budget of one statement (worker processes only)
 
 
 DEFAULT_LIMITS = Limits()
@@ -109,11 +121,15 @@ def _apply_limits(conn: sqlite3.Connection, limits: Limits) -> None:
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_value_bytes)
     conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, limits.max_sql_chars)
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # belt and braces next to the authorizer
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, limits.max_like_pattern)
 
 
-def new_setup_connection(limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
-    """An empty in-memory database under the setup policy (create tables, insert rows; no escape hatches)."""
+def new_setup_connection(limits: Limits = DEFAULT_LIMITS, image: bytes | None = None) -> sqlite3.Connection:
+    """An in-memory database (empty, or a copy of ``image``) under the setup policy (create tables, insert
+    rows; no escape hatches)."""
     conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    if image is not None:
+        conn.deserialize(image)  # before the authorizer, which would refuse deserialize's internal statements
     _apply_limits(conn, limits)
     conn.set_authorizer(_setup_authorizer)
     return conn
@@ -154,6 +170,14 @@ def read_database_file(path: str | Path) -> bytes:
         mem.close()
 
 
+def connection_from_file_readonly(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
+    """A large real SQLite file queried in place: opened ``mode=ro`` and locked to read-only queries."""
+    conn = sqlite3.connect(
+        f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+    )
+    return _lock_down(conn, limits)
+
+
 def connection_from_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
     """An in-memory copy of a real SQLite file (opened read-only), locked to read-only queries."""
     return connection_from_bytes(read_database_file(path), limits)
@@ -174,6 +198,27 @@ def run_query(conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMIT
         raise QueryError("empty", "no SQL to execute")
     if len(sql) > limits.max_sql_chars:
         raise QueryError("sql", f"statement longer than {limits.max_sql_chars} characters")
+    try:
+        return _execute(conn, sql, limits)
+    except UnicodeDecodeError:
+        # Text that is not UTF-8 in a real database: decode it leniently rather than failing the query.
+        conn.text_factory = _lenient_text
+        return _execute(conn, sql, limits)
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+_SIZED = (str, bytes)
+
+
+def _batch_bytes(batch: list[Row]) -> int:
+    """Text and blob bytes of a batch of rows (numbers are small and bounded by the row cap)."""
+    return sum(len(v) for row in batch for v in row if type(v) in _SIZED)
+
+
+def _execute(conn: sqlite3.Connection, sql: str, limits: Limits) -> list[Row]:
     deadline = time.monotonic() + limits.timeout_s
     timed_out = False
 
@@ -186,9 +231,11 @@ def run_query(conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMIT
 
     conn.set_progress_handler(_progress, limits.progress_every)
     cursor: sqlite3.Cursor | None = None
+    _arm_cpu_guard(limits.cpu_s_per_statement)
     try:
         cursor = conn.execute(sql)
         rows: list[Row] = []
+        size = 0
         while True:
             batch = cursor.fetchmany(512)
             if not batch:
@@ -196,7 +243,10 @@ def run_query(conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMIT
             rows.extend(batch)
             if len(rows) > limits.max_rows:
                 raise QueryError("row_cap", f"more than {limits.max_rows} rows")
-    except QueryError:
+            size += _batch_bytes(batch)
+            if size > limits.max_result_bytes:
+                raise QueryError("row_cap", f"result larger than {limits.max_result_bytes} bytes")
+    except (QueryError, UnicodeDecodeError):
         raise
     except sqlite3.ProgrammingError as exc:
         if "one statement at a time" in str(exc):
@@ -208,18 +258,56 @@ def run_query(conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMIT
         message = str(exc)
         kind = "denied" if "authoriz" in message or "prohibited" in message else "sql"
         raise QueryError(kind, message) from None
-    except (OverflowError, MemoryError, ValueError, UnicodeDecodeError) as exc:
+    except (OverflowError, MemoryError, ValueError) as exc:
         raise QueryError("sql", f"{type(exc).__name__}: {exc}") from None
     finally:
+        _disarm_cpu_guard()
         if cursor is not None:
             cursor.close()
         conn.set_progress_handler(None, 0)
+
+
+# ------------------------------------------------------------------------------------------------ CPU guard
+
+_CPU_GUARD = False  # armed only in scorer worker processes (SIGXCPU kills the process)
+_IDLE_CPU_S = 600  # soft limit between statements: generous, the pool's watchdog covers the rest
+
+
+def enable_cpu_guard() -> None:
+    """Let :func:`run_query` bound each statement's CPU time with RLIMIT_CPU (kills this process past it).
+
+    Only for disposable worker processes. Core dumps are turned off first: SIGXCPU's default action dumps
+    core, and the sandbox writes no files.
+    """
+    global _CPU_GUARD
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _CPU_GUARD = True
+
+
+def _set_cpu_soft_limit(budget_s: float) -> None:
+    used = time.process_time()
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = math.ceil(used + budget_s)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _arm_cpu_guard(budget_s: float) -> None:
+    if _CPU_GUARD:
+        _set_cpu_soft_limit(budget_s)
+
+
+def _disarm_cpu_guard() -> None:
+    if _CPU_GUARD:
+        _set_cpu_soft_limit(_IDLE_CPU_S)
 
 
 def run_script(conn: sqlite3.Connection, script: str, limits: Limits = DEFAULT_LIMITS) -> None:
     """Run a (setup) script such as a ``CREATE TABLE`` context, under the time limit."""
     deadline = time.monotonic() + limits.timeout_s
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), limits.progress_every)
+    _arm_cpu_guard(limits.cpu_s_per_statement)
     try:
         conn.executescript(script)
     except sqlite3.DatabaseError as exc:
@@ -227,6 +315,7 @@ def run_script(conn: sqlite3.Connection, script: str, limits: Limits = DEFAULT_L
         kind = "denied" if "authoriz" in message else "sql"
         raise QueryError(kind, message) from None
     finally:
+        _disarm_cpu_guard()
         conn.set_progress_handler(None, 0)
 
 
@@ -241,3 +330,12 @@ def set_process_heap_limit(max_bytes: int) -> None:
         conn.execute(f"PRAGMA hard_heap_limit = {int(max_bytes)}")
     finally:
         conn.close()
+
+
+def limit_address_space(max_bytes: int) -> None:
+    """Cap this process's virtual memory (RLIMIT_AS): Python-side allocations past it raise MemoryError
+    instead of pushing the machine into swap. For scorer worker processes only."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        max_bytes = min(max_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, hard))

@@ -1,55 +1,84 @@
-"""``sqlmaster eval score``: score a JSONL file of predictions against gold SQL.
+"""``sqlmaster eval score``: score a JSONL file of predictions against gold SQL — the one scoring path.
 
-Input: one JSON object per line with ``question``, ``context`` (CREATE TABLE statements), ``answer`` (gold
-SQL)
-and ``prediction`` (predicted SQL; ``null`` counts as an empty prediction). Other fields (``latency_s``,
-``tokens``, ...) are kept in the records. Output in ``output_dir``:
+    sqlmaster eval score --input predictions.jsonl --output-dir scored/
+    sqlmaster eval score --input spider_preds.jsonl --output-dir scored/ --db-dir spider/database --convention official
 
-* ``records.jsonl``: one line per input line, in input order: the input fields plus ``execution_match``,
-  ``exact_match``, ``executes``, ``gold_valid``, ``gold_nontrivial`` and ``error`` (null when none).
-* ``metrics.json``: ``execution_accuracy``, ``executes`` (over the ``n_scored`` rows whose gold runs),
-  ``exact_match`` (over all ``n`` rows), ``gold_invalid``, ``gold_nontrivial_rate``, ``{metric}_ci`` 95%
-  bootstrap
-  intervals, latency percentiles when the records carry ``latency_s``, and the scorer's settings.
+Input: one JSON object per line with ``answer`` (gold SQL), ``prediction`` (predicted SQL; ``null`` counts as an
+empty prediction) and where to run them, either
+
+* ``context``: ``CREATE TABLE`` statements; the example is scored on ``databases_per_example`` databases
+  synthesized from it (:mod:`.synth`), or
+* ``db_id``: a real SQLite database at ``DB_DIR/<db_id>/<db_id>.sqlite`` (Spider's and BIRD's layout) or
+  ``DB_DIR/<db_id>.sqlite``, with ``--db-dir DB_DIR``; or ``db_path``: the database file itself (relative paths
+  are relative to the current directory).
+
+A row with a database is scored on it even when it also carries a ``context`` (the prompt's schema). Both
+kinds may be mixed in one file. Other fields (``question``, ``latency_s``, ``tokens``, ...) are kept. Output
+in ``output_dir``:
+
+* ``records.jsonl``: one line per input line, in input order: the input fields plus ``execution_match``
+  (boolean, under the chosen convention), ``execution_match_<other convention>``, ``exact_match``,
+  ``executes``, ``gold_valid``, ``gold_nontrivial``, ``error`` (null when none) and ``line``.
+* ``metrics.json``: ``execution_accuracy`` under ``convention`` and ``execution_accuracy_<other>`` beside it,
+  ``executes`` (over the ``n_scored`` rows whose gold runs), ``exact_match`` (over all ``n`` rows),
+  ``gold_invalid``, ``gold_nontrivial_rate``, ``{metric}_ci`` 95% bootstrap intervals, latency percentiles
+  when the records carry ``latency_s``, and the scorer's settings.
+
+**The output directory is never half-written or mixed with another run's files.** A directory that already
+holds ``metrics.json`` or ``records.jsonl`` is refused (exit 2) unless ``--overwrite`` is given; then the old
+``metrics.json`` is removed first, ``records.jsonl`` is written to a temporary file and renamed, and
+``metrics.json`` is written the same way last — so a ``metrics.json`` always describes the ``records.jsonl``
+beside it. Every string is written as valid UTF-8 (a lone surrogate becomes its ``\\udXXX`` JSON escape, which
+reads back as the same string) and non-finite numbers become ``null``.
 
 Why a process pool with a watchdog (and not a thread pool or plain ``try/except``): SQL errors, timeouts and
-row
-caps are already ordinary exceptions (:mod:`.sandbox`), but a crash inside SQLite's C code (or an allocation
-that
-takes the process down) cannot be caught in-process, and a hang outside SQLite's VM (where the progress
-handler
-does not fire) cannot be interrupted from Python. Each worker is a separate spawned process that scores one
-example at a time; the parent watches its pipe, its liveness and a per-example wall-clock limit, and when a
-worker dies or overruns it kills it, records that example as a miss with the reason, and starts a fresh
-worker.
-The processes also give throughput on several cores. ``workers=0`` scores in-process (no isolation; for
-debugging and small tests).
+row caps are ordinary exceptions (:mod:`.sandbox`), but a crash inside SQLite's C code, an allocation that
+takes the process down, or a single function call that runs for minutes (the progress handler cannot fire
+inside it) can only be stopped by killing the process. Each worker is a spawned process with a capped SQLite
+heap, address space and per-statement CPU time; the parent watches its pipe, its liveness and a per-example
+wall-clock limit, and when a worker dies or overruns it records that example as a miss with the reason and
+starts a fresh worker. Tasks go out in chunks, grouped so that predictions of the same example or database
+land on the same worker (its caches: one synthesis per example, one copy of each database, one gold run per
+database). ``workers=0`` scores in-process (no isolation; for debugging and small tests).
 
 Usage from Python::
 
     from sqlmaster.evaluate.score import score_file
-    metrics = score_file("predictions.jsonl", "out/")
+    metrics = score_file("predictions.jsonl", "out/", db_dir="spider/database", convention="official")
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from sqlmaster.atomic import atomic_open, finite
 from sqlmaster.errors import ConfigError
-from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits, set_process_heap_limit
+from sqlmaster.evaluate.sandbox import (
+    DEFAULT_LIMITS,
+    Limits,
+    enable_cpu_guard,
+    limit_address_space,
+    set_process_heap_limit,
+)
+from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
 
-REQUIRED_FIELDS = ("question", "context", "answer", "prediction")
+CONVENTIONS = ("official", "strict")  # see sqlmaster.evaluate.execution
 SCORE_FIELDS = ("execution_match", "exact_match", "executes", "gold_valid", "gold_nontrivial", "error")
 WORKER_HEAP_LIMIT_BYTES = 1 << 30  # SQLite heap per worker process
+WORKER_ADDRESS_SPACE_BYTES = 6 << 30  # virtual memory per worker process (Python objects included)
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class ScoreInputError(ConfigError):
@@ -60,51 +89,167 @@ class ScoreInputError(ConfigError):
 class ScoreSettings:
     """How examples are scored; saved into metrics.json so that a figure can be reproduced."""
 
-    databases_per_example: int = 3  # synthesized databases per example (results must agree on all)
+    convention: str = "strict"  # official | strict (see sqlmaster.evaluate.execution); the other is reported too
+    databases_per_example: int = 3  # synthesized databases per context row (results must agree on all)
     seed: int = 0  # base seed of database synthesis and the bootstrap
     column_order_matters: bool = False  # Spider test-suite convention: column order is not part of the answer
     bootstrap_resamples: int = 1000
-    timeout_s: float = DEFAULT_LIMITS.timeout_s  # per SQL statement
+    timeout_s: float = DEFAULT_LIMITS.timeout_s  # wall time per SQL statement (VM steps)
+    cpu_s_per_statement: float = DEFAULT_LIMITS.cpu_s_per_statement  # CPU per statement, function calls too
     max_rows: int = DEFAULT_LIMITS.max_rows  # per SQL statement
-    example_timeout_s: float = 120.0  # watchdog: wall time for one example in a worker
+    max_result_bytes: int = DEFAULT_LIMITS.max_result_bytes  # per SQL statement
+    max_prediction_chars: int = DEFAULT_LIMITS.max_sql_chars  # longer predictions are misses, never parsed
+    exact_match: bool = True  # also compute exact match (parses every prediction that differs from its gold)
+    example_timeout_s: float = 30.0  # watchdog: wall time for one example in a worker
 
     @property
     def limits(self) -> Limits:
-        return Limits(timeout_s=self.timeout_s, max_rows=self.max_rows)
+        return Limits(
+            timeout_s=self.timeout_s,
+            max_rows=self.max_rows,
+            max_result_bytes=self.max_result_bytes,
+            max_sql_chars=self.max_prediction_chars,
+            cpu_s_per_statement=self.cpu_s_per_statement,
+        )
+
+    @property
+    def other_conventions(self) -> tuple[str, ...]:
+        return tuple(c for c in CONVENTIONS if c != self.convention)
+
+    def validate(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise ScoreInputError(f"unknown convention {self.convention!r}. Use one of: {', '.join(CONVENTIONS)}")
+        if self.databases_per_example < 1:
+            raise ScoreInputError(
+                f"databases_per_example must be >= 1, got {self.databases_per_example}. Use 3 or more."
+            )
+        for name in ("timeout_s", "cpu_s_per_statement", "example_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ScoreInputError(f"{name} must be a positive number of seconds, got {value!r}.")
 
 
 # ------------------------------------------------------------------------------------------------ input
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
+def _is_sqlite_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+class DatabaseResolver:
+    """Finds and checks each row's real database once per file (a bad one is an error naming the line)."""
+
+    def __init__(self, db_dir: str | Path | None) -> None:
+        self.db_dir = Path(db_dir) if db_dir is not None else None
+        self._checked: dict[str, str] = {}
+        if self.db_dir is not None and not self.db_dir.is_dir():
+            raise ScoreInputError(
+                f"--db-dir {self.db_dir} is not a directory. Pass the folder holding <db_id>/<db_id>.sqlite"
+            )
+
+    def resolve(self, rec: dict[str, Any], where: str) -> str | None:
+        """The absolute path of the row's database, or ``None`` for a context row."""
+        db_path, db_id = rec.get("db_path"), rec.get("db_id")
+        if db_path is not None:
+            if not isinstance(db_path, str) or not db_path.strip():
+                raise ScoreInputError(f"{where}: field 'db_path' must be a non-empty string (a .sqlite file).")
+            return self._check(Path(db_path), where, f"db_path {db_path!r}")
+        if db_id is not None:
+            if not isinstance(db_id, str) or not db_id.strip() or "/" in db_id or db_id in (".", ".."):
+                raise ScoreInputError(f"{where}: field 'db_id' must be a database name, got {db_id!r}.")
+            if self.db_dir is None:
+                from sqlmaster.data.spider import spider_dir
+
+                raise ScoreInputError(
+                    f"{where}: the row names db_id {db_id!r} but no --db-dir was given. Pass --db-dir DIR, the "
+                    f"folder holding <db_id>/<db_id>.sqlite (the shipped Spider dev databases are in "
+                    f"{spider_dir() / 'database'})"
+                )
+            for candidate in (self.db_dir / db_id / f"{db_id}.sqlite", self.db_dir / f"{db_id}.sqlite"):
+                if candidate.is_file():
+                    return self._check(candidate, where, f"db_id {db_id!r}")
+            raise ScoreInputError(
+                f"{where}: unknown db_id {db_id!r}: neither {self.db_dir / db_id / (db_id + '.sqlite')} nor "
+                f"{self.db_dir / (db_id + '.sqlite')} exists. Check the db_id, or point --db-dir at the folder "
+                "holding the databases"
+            )
+        return None
+
+    def _check(self, path: Path, where: str, what: str) -> str:
+        key = str(path)
+        if key in self._checked:
+            return self._checked[key]
+        if not path.is_file():
+            raise ScoreInputError(f"{where}: database file for {what} not found: {path}. Fix the path or the db_id")
+        if not _is_sqlite_file(path):
+            raise ScoreInputError(f"{where}: {path} ({what}) is not an SQLite database file. Point it at a .sqlite")
+        resolved = str(path.resolve())
+        self._checked[key] = resolved
+        return resolved
+
+
+def validate_record(rec: Any, where: str, resolver: DatabaseResolver) -> dict[str, Any]:
+    """Check one input row; returns it with ``_db`` (database path or None) set. Raises ScoreInputError."""
+    if not isinstance(rec, dict):
+        raise ScoreInputError(f"{where}: expected a JSON object, got {type(rec).__name__}.")
+    missing = [f for f in ("answer", "prediction") if f not in rec]
+    if missing:
+        raise ScoreInputError(
+            f"{where}: missing field(s) {', '.join(missing)}. Each line needs answer, prediction (may be null) "
+            "and a context, db_id or db_path."
+        )
+    if not isinstance(rec["answer"], str) or not rec["answer"].strip():
+        raise ScoreInputError(f"{where}: field 'answer' must be a non-empty string (the gold SQL).")
+    if rec["prediction"] is not None and not isinstance(rec["prediction"], str):
+        raise ScoreInputError(f"{where}: field 'prediction' must be a string or null.")
+    db = resolver.resolve(rec, where)
+    if db is None:
+        context = rec.get("context")
+        if context is None:
+            raise ScoreInputError(
+                f"{where}: no database for this row. Give a 'context' (CREATE TABLE statements), a 'db_id' "
+                "(with --db-dir) or a 'db_path'."
+            )
+        if not isinstance(context, str) or not context.strip():
+            raise ScoreInputError(f"{where}: field 'context' must be a non-empty string.")
+    rec["_db"] = db
+    return rec
+
+
+def read_records(path: str | Path, db_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Read and validate the input JSONL. Raises :class:`ScoreInputError` naming the first bad line."""
     path = Path(path)
+    if path.is_dir():
+        raise ScoreInputError(f"--input {path} is a directory. Pass a JSONL file of predictions.")
     if not path.is_file():
         raise ScoreInputError(f"input file not found: {path}. Pass a JSONL file of predictions with --input.")
+    resolver = DatabaseResolver(db_dir)
     records: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ScoreInputError(f"cannot read {path} ({exc.strerror}). Check the file's permissions.") from None
+    with handle:
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ScoreInputError(
+                    f"{where}: not UTF-8 text (a binary file?). Pass a JSONL file, one JSON object per line."
+                ) from None
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ScoreInputError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg}). Write one JSON object per line."
-                ) from None
-            if not isinstance(rec, dict):
-                raise ScoreInputError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}.")
-            missing = [f for f in REQUIRED_FIELDS if f not in rec]
-            if missing:
-                raise ScoreInputError(
-                    f"{path}:{lineno}: missing field(s) {', '.join(missing)}. "
-                    f"Each line needs {', '.join(REQUIRED_FIELDS)} (prediction may be null)."
-                )
-            for f in ("context", "answer"):
-                if not isinstance(rec[f], str) or not rec[f].strip():
-                    raise ScoreInputError(f"{path}:{lineno}: field {f!r} must be a non-empty string.")
-            if rec["prediction"] is not None and not isinstance(rec["prediction"], str):
-                raise ScoreInputError(f"{path}:{lineno}: field 'prediction' must be a string or null.")
+            except (json.JSONDecodeError, RecursionError) as exc:
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                raise ScoreInputError(f"{where}: not valid JSON ({msg}). Write one JSON object per line.") from None
+            rec = validate_record(rec, where, resolver)
             rec["_line"] = lineno
             records.append(rec)
     if not records:
@@ -114,42 +259,148 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------------ one example
 
-_CACHE: Any = None  # ExampleCache of this process, created lazily (keeps imports light for the parent)
+_STATE: Any = None  # this process's caches, created lazily (keeps imports light for the parent)
 
 
-def score_example(task: tuple[str, str, str, ScoreSettings]) -> dict[str, Any]:
-    """Score one (context, gold, prediction). Never raises for bad SQL: problems land in ``error``."""
+class _WorkerState:
+    def __init__(self) -> None:
+        from sqlmaster.evaluate.execution import DatabaseCache, ExampleCache, GoldCache
+
+        self.examples = ExampleCache()
+        self.databases = DatabaseCache()
+        self.golds = GoldCache()
+        self.gold_forms: dict[str, str | None] = {}  # exact-match form of real-database golds
+        self.verdicts: dict[tuple[Any, str, str], Any] = {}  # (database, gold run, prediction run) -> verdict
+
+    def remember(self, key: tuple[Any, str, str], verdict: Any) -> None:
+        if len(self.verdicts) > 16384:
+            self.verdicts.clear()
+        self.verdicts[key] = verdict
+
+    def gold_form(self, gold: str) -> str | None:
+        from sqlmaster.evaluate.exact_match import normalize_sql
+
+        if gold not in self.gold_forms:
+            if len(self.gold_forms) > 8192:
+                self.gold_forms.clear()
+            self.gold_forms[gold] = normalize_sql(gold)
+        return self.gold_forms[gold]
+
+
+def _state() -> _WorkerState:
+    global _STATE
+    if _STATE is None:
+        _STATE = _WorkerState()
+    return _STATE
+
+
+def _strip(sql: str) -> str:
+    return sql.strip().rstrip(";").strip()
+
+
+def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str]) -> dict[str, Any]:
+    """Score one (database or context, gold, prediction). Never raises for bad SQL: problems land in ``error``.
+
+    ``task`` is ``(db_path, context, gold, prediction)``; ``db_path`` None means: synthesize from ``context``.
+    """
     from sqlmaster.evaluate.exact_match import exact_match
-    from sqlmaster.evaluate.execution import ExampleCache, score_prediction
+    from sqlmaster.evaluate.execution import (
+        GoldResult,
+        PredictionResult,
+        apply_convention,
+        score_on_connections,
+    )
+    from sqlmaster.evaluate.synth import is_trivial
 
-    global _CACHE
-    if _CACHE is None:
-        _CACHE = ExampleCache()
-    context, gold, prediction, settings = task
+    db_path, context, gold, prediction = task
     limits = settings.limits
-    prepared = _CACHE.get(context, gold, settings.databases_per_example, settings.seed, limits)
-    example = prepared.synth
-    em = exact_match(prediction, gold, example.column_names or None, prepared.gold_normalized)
-    if example.gold_error is not None:
+    state = _state()
+    conventions = (settings.convention, *settings.other_conventions)
+    too_long = len(prediction) > settings.max_prediction_chars
+
+    golds: dict[str, list[GoldResult] | str] = {}
+    if db_path is not None:
+        conn = state.databases.get(db_path, limits)
+        connections = [conn]
+        for c in conventions:
+            result = state.golds.get(db_path, conn, gold, c, limits)
+            golds[c] = result if isinstance(result, str) else [result]
+        column_names = None
+        gold_error = golds[settings.convention] if isinstance(golds[settings.convention], str) else None
+    else:
+        prepared = state.examples.get(context, gold, settings.databases_per_example, settings.seed, limits)
+        gold_error = f"gold invalid: {prepared.synth.gold_error}" if prepared.synth.gold_error else None
+        column_names = prepared.synth.column_names or None
+        connections = []
+        if gold_error is None:
+            connections = prepared.connections(limits)
+            for c in conventions:
+                golds[c] = prepared.gold_results(gold, c, limits)
+            gold_error = golds[settings.convention] if isinstance(golds[settings.convention], str) else None
+
+    # Exact match: a textual match needs no parsing; a prediction past the size cap is never parsed.
+    em: bool | None
+    if not settings.exact_match:
+        em = None
+    elif too_long or not prediction.strip():
+        em = False
+    elif _strip(prediction) == _strip(gold):
+        em = True
+    else:
+        gold_normalized = prepared.gold_normalized(gold) if db_path is None else state.gold_form(gold)
+        em = exact_match(prediction, gold, column_names, gold_normalized)
+
+    if gold_error is not None:
         return {
             "execution_match": False,
             "exact_match": em,
             "executes": False,
             "gold_valid": False,
             "gold_nontrivial": False,
-            "error": f"gold invalid: {example.gold_error}",
+            "error": gold_error if gold_error.startswith("gold") else f"gold invalid: {gold_error}",
         }
-    result = score_prediction(
-        example, prediction, prepared.ordered, limits, column_order_matters=settings.column_order_matters
-    )
-    return {
+    main = golds[settings.convention]
+    assert not isinstance(main, str)
+    verdicts: dict[str, PredictionResult] = {}
+    runs: dict[tuple[str, int], PredictionResult] = {}  # (SQL that ran, gold results) -> verdict
+    for c in conventions:
+        gold_c = golds[c]
+        if isinstance(gold_c, str):
+            continue
+        if too_long:
+            verdicts[c] = PredictionResult(
+                False, False, f"prediction longer than {settings.max_prediction_chars} characters (not run)"
+            )
+            continue
+        sql = apply_convention(prediction, c)
+        key = (sql, 0 if _same_golds(gold_c, main) else id(gold_c))
+        if key not in runs:
+            # The same SQL against the same gold on the same read-only databases has the same verdict: several
+            # models (or paraphrased questions) that predict the same query are run once.
+            where = db_path or f"{settings.databases_per_example}\0{settings.seed}\0{context}"  # the databases
+            vkey = (where, apply_convention(gold, c), sql)
+            cached = state.verdicts.get(vkey)
+            if cached is None:
+                cached = score_on_connections(connections, gold_c, sql, limits, settings.column_order_matters)
+                state.remember(vkey, cached)
+            runs[key] = cached
+        verdicts[c] = runs[key]
+    result = verdicts[settings.convention]
+    out: dict[str, Any] = {
         "execution_match": result.match,
         "exact_match": em,
         "executes": result.executes,
         "gold_valid": True,
-        "gold_nontrivial": example.nontrivial,
+        "gold_nontrivial": any(not is_trivial(g.rows) for g in main),
         "error": result.error,
     }
+    for c in settings.other_conventions:
+        out[f"execution_match_{c}"] = verdicts[c].match if c in verdicts else None
+    return out
+
+
+def _same_golds(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    return a is b or (len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True)))
 
 
 def _failure(reason: str) -> dict[str, Any]:
@@ -166,9 +417,13 @@ def _failure(reason: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ pool
 
+CHUNK = 16  # tasks per message to a worker (fewer round trips; a failure loses only the task in flight)
+
 
 def _worker_main(conn: Connection, fn: Callable[[Any], dict[str, Any]]) -> None:
     set_process_heap_limit(WORKER_HEAP_LIMIT_BYTES)
+    limit_address_space(WORKER_ADDRESS_SPACE_BYTES)
+    enable_cpu_guard()
     while True:
         try:
             item = conn.recv()
@@ -176,12 +431,20 @@ def _worker_main(conn: Connection, fn: Callable[[Any], dict[str, Any]]) -> None:
             return
         if item is None:
             return
-        index, payload = item
-        try:
-            out = fn(payload)
-        except Exception as exc:  # a bug in scoring one example must not stop the run
-            out = _failure(f"{type(exc).__name__}: {exc}")
-        conn.send((index, out))
+        for index, payload in item:
+            try:
+                out = fn(payload)
+            except Exception as exc:  # a bug in scoring one example must not stop the run
+                out = _failure(f"{type(exc).__name__}: {exc}")
+            conn.send((index, out))
+
+
+def _crash_reason(exitcode: int | None) -> str:
+    if exitcode == -signal.SIGXCPU:
+        return "CPU-time limit: a statement ran past its CPU budget (e.g. one long function call)"
+    if exitcode == -signal.SIGKILL:
+        return "worker process killed (out of memory?)"
+    return f"worker process crashed (exit code {exitcode})"
 
 
 class _Worker:
@@ -190,12 +453,17 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
         self.proc.start()
         child.close()
-        self.index: int | None = None
-        self.started = 0.0
+        self.chunk: deque[tuple[int, Any]] = deque()  # tasks sent and not answered; the first is in flight
+        self.started = 0.0  # when the task in flight started
 
-    def give(self, index: int, payload: Any) -> None:
-        self.index, self.started = index, time.monotonic()
-        self.conn.send((index, payload))
+    @property
+    def busy(self) -> bool:
+        return bool(self.chunk)
+
+    def give(self, chunk: list[tuple[int, Any]]) -> None:
+        self.chunk = deque(chunk)
+        self.started = time.monotonic()
+        self.conn.send(chunk)
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -218,52 +486,61 @@ def run_isolated(
     workers: int,
     task_timeout_s: float,
     on_result: Callable[[int], None] | None = None,
+    chunk: int = CHUNK,
 ) -> list[dict[str, Any]]:
-    """Apply ``fn`` to every payload in ``workers`` spawned processes, one payload at a time per process.
+    """Apply ``fn`` to every payload in ``workers`` spawned processes, in order, ``chunk`` payloads per message.
 
     A worker that crashes or runs past ``task_timeout_s`` on a payload is killed and replaced; that payload's
-    result is a failure record naming the reason. ``fn`` must be a module-level function (it is pickled).
+    result is a failure record naming the reason, and the rest of its chunk is scored again elsewhere. ``fn``
+    must be picklable (a module-level function or a ``functools.partial`` of one).
     """
-    queue = deque(enumerate(payloads))
-    results: list[dict[str, Any] | None] = [None] * len(queue)
+    items = list(enumerate(payloads))
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    queue = deque(items[i : i + chunk] for i in range(0, len(items), chunk))
     ctx = mp.get_context("spawn")  # no fork: the caller may hold threads (tokenizers, torch)
     pool = [_Worker(ctx, fn) for _ in range(max(1, min(workers, len(queue))))]
+
+    def done(index: int, out: dict[str, Any]) -> None:
+        results[index] = out
+        if on_result is not None:
+            on_result(index)
+
     try:
-        while queue or any(w.index is not None for w in pool):
+        while queue or any(w.busy for w in pool):
             for w in pool:
-                if w.index is None and queue:
-                    w.give(*queue.popleft())
-            busy = [w for w in pool if w.index is not None]
+                if not w.busy and queue:
+                    w.give(queue.popleft())
+            busy = [w for w in pool if w.busy]
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.5)
-            now = time.monotonic()
             for slot, w in enumerate(pool):
-                if w.index is None:
-                    continue
                 failure: str | None = None
-                if w.conn in ready or w.conn.poll():
-                    try:
+                try:
+                    while w.busy and (w.conn in ready or w.conn.poll()):
                         index, out = w.conn.recv()
-                        results[index] = out
-                        w.index = None
-                        if on_result is not None:
-                            on_result(index)
-                        continue
-                    except (EOFError, OSError):
-                        failure = f"worker process crashed (exit code {w.proc.exitcode})"
-                elif not w.proc.is_alive():
-                    failure = f"worker process crashed (exit code {w.proc.exitcode})"
-                elif now - w.started > task_timeout_s:
+                        w.chunk.popleft()
+                        w.started = time.monotonic()
+                        done(index, out)
+                        ready = []  # poll() decides for the next message
+                except (EOFError, OSError):
+                    failure = _crash_reason(w.proc.exitcode)
+                if not w.busy:
+                    continue
+                if failure is None and not w.proc.is_alive():
+                    w.proc.join(timeout=1)
+                    failure = _crash_reason(w.proc.exitcode)
+                elif failure is None and time.monotonic() - w.started > task_timeout_s:
                     failure = f"watchdog: example took longer than {task_timeout_s:g}s"
                 if failure is not None:
-                    assert w.index is not None
-                    results[w.index] = _failure(failure)
-                    if on_result is not None:
-                        on_result(w.index)
+                    index, _ = w.chunk.popleft()
+                    done(index, _failure(failure))
+                    if w.chunk:
+                        queue.appendleft(list(w.chunk))
+                    w.chunk = deque()
                     w.stop(kill=True)
                     pool[slot] = _Worker(ctx, fn)
     finally:
         for w in pool:
-            w.stop(kill=w.index is not None)
+            w.stop(kill=w.busy)
     return [r if r is not None else _failure("no result") for r in results]
 
 
@@ -275,28 +552,45 @@ def _rate(flags: list[bool]) -> float | None:
 
 
 def compute_metrics(records: list[dict[str, Any]], settings: ScoreSettings) -> dict[str, Any]:
+    """Headline metrics; every rate is ``None`` (not NaN) when nothing could be scored."""
     from sqlmaster.evaluate.stats import bootstrap_ci, latency_summary
 
     scored = [r for r in records if r["gold_valid"]]
     columns = {
         "execution_accuracy": [bool(r["execution_match"]) for r in scored],
         "executes": [bool(r["executes"]) for r in scored],
-        "exact_match": [bool(r["exact_match"]) for r in records],
+        "exact_match": [bool(r["exact_match"]) for r in records if r["exact_match"] is not None],
     }
-    metrics: dict[str, Any] = {"n": len(records), "n_scored": len(scored)}
+    for c in settings.other_conventions:
+        columns[f"execution_accuracy_{c}"] = [
+            bool(r.get(f"execution_match_{c}")) for r in scored if r.get(f"execution_match_{c}") is not None
+        ]
+    metrics: dict[str, Any] = {"n": len(records), "n_scored": len(scored), "convention": settings.convention}
     for name, flags in columns.items():
         metrics[name] = _rate(flags)
         lo, hi = bootstrap_ci(flags, settings.bootstrap_resamples, settings.seed) if flags else (None, None)
         metrics[f"{name}_ci"] = [lo, hi]
+    metrics["execution_accuracy_by_convention"] = {
+        settings.convention: metrics["execution_accuracy"],
+        **{c: metrics[f"execution_accuracy_{c}"] for c in settings.other_conventions},
+    }
     metrics["gold_invalid"] = len(records) - len(scored)
     metrics["gold_nontrivial_rate"] = _rate([bool(r["gold_nontrivial"]) for r in scored])
     metrics["worker_failures"] = sum(1 for r in records if r.get("worker_failure"))
+    metrics["databases"] = {
+        "real": sum(1 for r in records if r.get("_db")),
+        "synthesized": sum(1 for r in records if not r.get("_db")),
+    }
     metrics["denominators"] = {
         "execution_accuracy": "n_scored (rows whose gold query runs)",
         "executes": "n_scored",
         "exact_match": "n",
     }
-    latencies = [float(r["latency_s"]) for r in records if isinstance(r.get("latency_s"), int | float)]
+    latencies = [
+        float(r["latency_s"])
+        for r in records
+        if isinstance(r.get("latency_s"), int | float) and math.isfinite(r["latency_s"])
+    ]
     if latencies:
         metrics["latency_s"] = latency_summary(latencies)
     tokens = [int(r["tokens"]) for r in records if isinstance(r.get("tokens"), int)]
@@ -305,7 +599,76 @@ def compute_metrics(records: list[dict[str, Any]], settings: ScoreSettings) -> d
     return metrics
 
 
-# ------------------------------------------------------------------------------------------------ entry point
+# ------------------------------------------------------------------------------------------------ output
+
+
+def json_line(value: Any, indent: int | None = None) -> str:
+    """Strict JSON text: non-finite numbers become null (JSON has no NaN/Infinity)."""
+    return json.dumps(finite(value), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
+
+
+# A lone surrogate ('\ud800', valid in JSON input) cannot be encoded as UTF-8; written as its backslash escape it
+# is the JSON escape of the same string, so the file stays valid UTF-8 JSON and reads back unchanged.
+SAFE_ENCODING_ERRORS = "backslashreplace"
+
+
+def prepare_output_dir(output_dir: str | Path, overwrite: bool, flag: str = "--output-dir") -> Path:
+    """Check the output directory before any work: creatable, writable, and not holding another run's
+    results (unless ``overwrite``). Raises ConfigError with the fix."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"{flag} {output_dir} is a file, not a directory. Pass a directory path")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {flag} {output_dir} ({exc.strerror}). Choose a writable path") from None
+    existing = [name for name in (METRICS_FILE, RECORDS_FILE) if (output_dir / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"{output_dir} already holds scoring results ({', '.join(existing)}). Pass --overwrite to replace "
+            f"them, or choose another {flag}"
+        )
+    probe = output_dir / f".write-test.{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write into {output_dir} ({exc.strerror}). Choose a writable {flag}") from None
+    return output_dir
+
+
+def output_record(rec: dict[str, Any], score: dict[str, Any], other_conventions: Iterable[str]) -> dict[str, Any]:
+    """One records.jsonl line: the input row (internal keys dropped), the verdicts, and the input line."""
+    line = {k: v for k, v in rec.items() if not k.startswith("_")}
+    line.update({k: score.get(k) for k in SCORE_FIELDS})
+    for c in other_conventions:
+        line[f"execution_match_{c}"] = score.get(f"execution_match_{c}")
+    if score.get("worker_failure"):
+        line["worker_failure"] = True
+    if "_line" in rec:
+        line["line"] = rec["_line"]
+    return line
+
+
+def write_results(output_dir: Path, records: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
+    """records.jsonl, then metrics.json, each atomically; an old metrics.json goes first so that the two
+    never describe different runs."""
+    try:
+        (output_dir / METRICS_FILE).unlink(missing_ok=True)
+        with atomic_open(output_dir / RECORDS_FILE, errors=SAFE_ENCODING_ERRORS) as handle:
+            for record in records:
+                handle.write(json_line(record) + "\n")
+        with atomic_open(output_dir / METRICS_FILE, errors=SAFE_ENCODING_ERRORS) as handle:
+            handle.write(json_line(metrics, indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write results into {output_dir} ({exc.strerror}). Free space or fix permissions")
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+
+
+def _task(rec: dict[str, Any]) -> tuple[str | None, str, str, str]:
+    return (rec["_db"], rec.get("context") or "", rec["answer"], rec["prediction"] or "")
 
 
 def score_records(
@@ -314,20 +677,43 @@ def score_records(
     """Score validated records; returns one score dict per record, in order."""
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
-    tasks = [(r["context"], r["answer"], r["prediction"] or "", settings) for r in records]
     from sqlmaster.logs import progress
 
+    tasks = [_task(r) for r in records]
+    fn = functools.partial(score_example, settings)
     with progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
         if workers <= 0:
             out = []
             for t in tasks:
                 try:
-                    out.append(score_example(t))
+                    out.append(fn(t))
                 except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
                     out.append(_failure(f"{type(exc).__name__}: {exc}"))
                 advance()
             return out
-        return run_isolated(score_example, tasks, workers, settings.example_timeout_s, on_result=lambda _: advance())
+        # Predictions of one example (or one database) next to each other: they go to one worker and its caches.
+        order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))
+        ordered = [tasks[i] for i in order]
+        scores = run_isolated(fn, ordered, workers, settings.example_timeout_s, on_result=lambda _: advance())
+    result: list[dict[str, Any]] = [{}] * len(tasks)
+    for position, index in enumerate(order):
+        result[index] = scores[position]
+    return result
+
+
+def score_rows(
+    records: list[dict[str, Any]], settings: ScoreSettings, workers: int | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score validated records; returns (records.jsonl lines, metrics) without writing anything."""
+    start = time.perf_counter()
+    scores = score_records(records, settings, workers)
+    elapsed = time.perf_counter() - start
+    lines = [output_record(r, s, settings.other_conventions) for r, s in zip(records, scores, strict=True)]
+    metrics = compute_metrics([{**r, **s} for r, s in zip(records, scores, strict=True)], settings)
+    metrics["elapsed_s"] = round(elapsed, 3)
+    metrics["examples_per_s"] = round(len(records) / elapsed, 2) if elapsed > 0 else None
+    metrics["settings"] = asdict(settings)
+    return lines, metrics
 
 
 def score_file(
@@ -336,35 +722,38 @@ def score_file(
     *,
     workers: int | None = None,
     settings: ScoreSettings | None = None,
+    db_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Score ``input_path`` and write ``records.jsonl`` and ``metrics.json`` into ``output_dir``.
 
-    Returns the metrics. Raises :class:`ScoreInputError` for an unreadable or malformed input (exit code 2
-    in the
-    CLI); ``workers=None`` uses up to 2 processes, ``0`` scores in-process.
+    Returns the metrics. Raises :class:`ScoreInputError`/ConfigError for an unreadable or malformed input or
+    an unusable output directory (exit code 2 in the CLI), before any scoring; ``workers=None`` uses up to 2
+    processes, ``0`` scores in-process.
     """
     settings = settings or ScoreSettings()
-    if settings.databases_per_example < 1:
-        raise ScoreInputError(
-            f"databases_per_example must be >= 1, got {settings.databases_per_example}. Use 3 or more."
-        )
-    records = read_records(input_path)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    scores = score_records(records, settings, workers)
-    elapsed = time.perf_counter() - start
-    with (output_dir / "records.jsonl").open("w", encoding="utf-8") as handle:
-        for rec, sc in zip(records, scores, strict=True):
-            line = {k: v for k, v in rec.items() if k != "_line"}
-            line.update({k: sc.get(k) for k in SCORE_FIELDS})
-            line["line"] = rec["_line"]
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    merged = [{**rec, **sc} for rec, sc in zip(records, scores, strict=True)]
-    metrics = compute_metrics(merged, settings)
-    metrics["elapsed_s"] = round(elapsed, 3)
-    metrics["examples_per_s"] = round(len(records) / elapsed, 2) if elapsed > 0 else None
-    metrics["settings"] = asdict(settings)
+    settings.validate()
+    out = prepare_output_dir(output_dir, overwrite)
+    records = read_records(input_path, db_dir)
+    lines, metrics = score_rows(records, settings, workers)
     metrics["input"] = str(input_path)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_results(out, lines, metrics)
     return metrics
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """One line for the terminal; rates that could not be computed (no valid gold) print as 'n/a'."""
+
+    def pct(value: Any) -> str:
+        return f"{value:.1%}" if isinstance(value, int | float) else "n/a"
+
+    others = [
+        f"{c} {pct(v)}"
+        for c, v in (metrics.get("execution_accuracy_by_convention") or {}).items()
+        if c != metrics.get("convention")
+    ]
+    return (
+        f"execution accuracy {pct(metrics.get('execution_accuracy'))} ({metrics.get('convention')}"
+        f"{'; ' + ', '.join(others) if others else ''})  exact match {pct(metrics.get('exact_match'))}  "
+        f"executes {pct(metrics.get('executes'))}  n={metrics.get('n')} (gold invalid: {metrics.get('gold_invalid')})"
+    )

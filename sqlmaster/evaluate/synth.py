@@ -116,7 +116,7 @@ class GoldHints:
 
 
 def seed_for(context: str, gold: str, index: int, base_seed: int = 0) -> int:
-    digest = hashlib.sha256(f"{base_seed}\0{context}\0{gold}\0{index}".encode()).digest()
+    digest = hashlib.sha256(f"{base_seed}\0{context}\0{gold}\0{index}".encode(errors="surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big")
 
 
@@ -472,24 +472,30 @@ def plan_columns(
     return plans
 
 
+def _pick(rng: random.Random, seq: list[Value]) -> Value:
+    # rng.choice draws through Python-level _randbelow; one C-level random() is several times cheaper, and
+    # this runs for every cell of every synthesized row.
+    return seq[int(rng.random() * len(seq))]
+
+
 def _value(plan: _ColumnPlan, rng: random.Random, profile: Profile, mode: str) -> Value:
     if mode == "hit" and plan.hits:
-        return rng.choice(plan.hits)
+        return _pick(rng, plan.hits)
     if mode == "near" and plan.near:
-        return rng.choice(plan.near)
+        return _pick(rng, plan.near)
     if plan.key_pool is not None and (mode != "random" or not plan.hits):
-        return rng.choice(plan.key_pool)
+        return _pick(rng, plan.key_pool)
     if mode == "random":
         r = rng.random()
         if plan.hits and r < profile.p_hit:
-            return rng.choice(plan.hits)
+            return _pick(rng, plan.hits)
         if plan.near and r < profile.p_hit + profile.p_near:
-            return rng.choice(plan.near)
+            return _pick(rng, plan.near)
         if plan.key_pool is not None:
-            return rng.choice(plan.key_pool)
+            return _pick(rng, plan.key_pool)
         if not plan.hits and rng.random() < profile.p_null:
             return None
-    return rng.choice(plan.generic)
+    return _pick(rng, plan.generic)
 
 
 def generate_rows(
@@ -541,6 +547,8 @@ class SynthesizedExample:
     gold_error: str | None = None  # set when the context or the gold query is itself invalid
     nontrivial: bool = False  # the gold returned something beyond empty/NULL/0 on at least one database
     column_names: frozenset[str] = frozenset()  # lower-cased schema columns (resolves double-quoted names)
+    # The databases as locked, read-only connections (kept open for the predictions; not compared).
+    connections: list[sqlite3.Connection] = field(default_factory=list, compare=False, repr=False)
 
 
 def is_trivial(rows: list[Row]) -> bool:
@@ -552,10 +560,9 @@ def _quote(name: str) -> str:
 
 
 def _build(
-    context: str, tables: list[Table], rows: dict[str, list[tuple[Value, ...]]], limits: Limits
+    schema: bytes, tables: list[Table], rows: dict[str, list[tuple[Value, ...]]], limits: Limits
 ) -> sqlite3.Connection:
-    conn = new_setup_connection(limits)
-    run_script(conn, context, limits)
+    conn = new_setup_connection(limits, image=schema)  # the context's empty tables, built once per example
     conn.execute("BEGIN")
     for t in tables:
         if rows.get(t.name):
@@ -590,6 +597,8 @@ def synthesize(
     try:
         run_script(probe, context, limits)
         tables = read_schema(probe)
+        probe.set_authorizer(None)  # serialize() runs internal queries the setup policy would deny
+        schema = probe.serialize()
     except (QueryError, sqlite3.DatabaseError) as exc:
         return SynthesizedExample([], [], gold_error=f"context: {exc}")
     finally:
@@ -600,29 +609,38 @@ def synthesize(
     hints = analyse_gold(gold, tables, gold_tree)
     databases: list[bytes] = []
     gold_rows: list[list[Row]] = []
+    connections: list[sqlite3.Connection] = []
     nontrivial = False
     for i in range(k):
-        best: tuple[bytes, list[Row]] | None = None
+        best: tuple[bytes, list[Row], sqlite3.Connection] | None = None
         for attempt in range(retries + 1):
             rng = random.Random(seed_for(context, gold, i * 100 + attempt, base_seed))
             profile = PROFILES[i % len(PROFILES)] if attempt == 0 else RETRY_PROFILE
             plans = plan_columns(tables, hints, rng, profile)
             data = {t.name: generate_rows(t, plans, hints, rng, profile) for t in tables}
-            conn = _build(context, tables, data, limits)
+            conn = _build(schema, tables, data, limits)
             try:
                 conn.set_authorizer(None)  # serialize() runs internal queries the setup policy would deny
                 payload = conn.serialize()
                 lock_setup_connection(conn, limits)
                 result = run_query(conn, gold, limits)
             except QueryError as exc:
-                return SynthesizedExample([], [], gold_error=f"gold: {exc}", column_names=column_names)
-            finally:
                 conn.close()
-            best = (payload, result)
+                for c in connections:
+                    c.close()
+                if best is not None:
+                    best[2].close()
+                return SynthesizedExample([], [], gold_error=f"gold: {exc}", column_names=column_names)
+            if best is not None:
+                best[2].close()
+            best = (payload, result, conn)
             if not is_trivial(result):
                 nontrivial = True
                 break
         assert best is not None
         databases.append(best[0])
         gold_rows.append(best[1])
-    return SynthesizedExample(databases, gold_rows, nontrivial=nontrivial, column_names=column_names)
+        connections.append(best[2])
+    return SynthesizedExample(
+        databases, gold_rows, nontrivial=nontrivial, column_names=column_names, connections=connections
+    )

@@ -16,23 +16,22 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlmaster.config import ModelConfig
 from sqlmaster.errors import ConfigError
+from sqlmaster.hub import with_hub_retries
 from sqlmaster.models.registry import ModelSpec, resolve_model
+from sqlmaster.rundir import ADAPTER_CONFIG_FILE, TOKENIZER_CONFIG_FILE, RunDir
 
 if TYPE_CHECKING:
     import torch
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-RUN_INFO_FILE = "run.json"
-ADAPTER_DIR = "adapter"  # LoRA runs: adapter weights + tokenizer
-MODEL_DIR = "model"  # full runs: all weights + tokenizer
-MERGED_DIR = "merged"  # optional: base + adapter merged
-BASE_DIR = "base"  # tiny LoRA runs: the randomly initialised base the adapter was trained on
+T = TypeVar("T")
 
 
 def default_device() -> str:
@@ -97,10 +96,9 @@ def load_tokenizer(
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
     if path is None:
         kwargs.update(revision=revision or spec.revision, token=hf_token(spec))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    except OSError as exc:
-        raise ConfigError(f"cannot load the tokenizer of {source}: {exc}") from None
+    tokenizer = _from_pretrained(
+        f"the tokenizer of {source}", lambda: AutoTokenizer.from_pretrained(source, **kwargs), hub=path is None
+    )
     _set_pad_token(tokenizer, spec)
     tokenizer.padding_side = spec.padding_side_generate if for_generation else spec.padding_side_train
     return tokenizer
@@ -145,23 +143,41 @@ def load_base_model(
     }
     if path is None:
         kwargs.update(revision=model_cfg.revision or spec.revision, token=hf_token(spec))
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as exc:
-        raise ConfigError(f"cannot load model {source}: {exc}") from None
+    model = _from_pretrained(
+        f"model {source}", lambda: AutoModelForCausalLM.from_pretrained(source, **kwargs), hub=path is None
+    )
     import torch
 
     return model.to(torch.device(device))  # type: ignore[arg-type]  # transformers mis-types .to
 
 
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / RUN_INFO_FILE
+def _from_pretrained(what: str, load: Callable[[], T], *, hub: bool) -> T:
+    """``load()``; an unreachable hub is retried and then exit 1 (sqlmaster.hub), any other failure is exit 2."""
+
+    def config_error(exc: Exception) -> ConfigError:
+        return ConfigError(f"cannot load {what}: {' '.join(str(exc).split())}")
+
+    if hub:
+        return with_hub_retries(what, load, config_error=config_error)
     try:
-        return json.loads(path.read_text())
+        return load()
+    except (OSError, ValueError) as exc:
+        raise config_error(exc) from None
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    path = RunDir(run_dir).run_info
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{run_dir} is not a training run directory (no {RUN_INFO_FILE}). Check the path") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc.msg}); the run may not have finished") from None
+        raise ConfigError(f"{run_dir} is not a training run directory (no {path.name}). Check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); the run may not have finished") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}. Check the path") from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"{path} does not hold a JSON object; it was not written by `sqlmaster train`")
+    return info
 
 
 def load_trained(
@@ -182,28 +198,28 @@ def load_trained(
     """
     from peft import PeftModel
 
-    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
     device = device or default_device()
-    if not (run_dir / RUN_INFO_FILE).exists() and (run_dir / "adapter_config.json").exists():
-        return _load_bare_adapter(run_dir, device=device, for_generation=for_generation)
-    info = read_run_info(run_dir)
+    if not rd.is_run() and (rd.path / ADAPTER_CONFIG_FILE).exists():
+        return _load_bare_adapter(rd.path, device=device, for_generation=for_generation)
+    info = read_run_info(rd.path)
     base = info.get("base_model") or {}
     spec = resolve_model(base.get("name") or base.get("hub_id") or "")
     model_cfg = ModelConfig(**_known(ModelConfig, (info.get("recipe") or {}).get("model") or {}))
 
     if merged:
-        directory = run_dir / MERGED_DIR
+        directory = rd.merged
         if not directory.is_dir():
             raise ConfigError(f"{directory} does not exist: the run was trained without output.merge=true")
         return (*_load_dir(directory, spec, model_cfg, device, for_generation), info)
     if info.get("mode") == "full":
-        return (*_load_dir(run_dir / MODEL_DIR, spec, model_cfg, device, for_generation), info)
+        return (*_load_dir(rd.model, spec, model_cfg, device, for_generation), info)
 
-    adapter_dir = run_dir / ADAPTER_DIR
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise ConfigError(f"{adapter_dir} holds no adapter_config.json; the run did not finish saving its adapter")
+    adapter_dir = rd.adapter
+    if not (adapter_dir / ADAPTER_CONFIG_FILE).exists():
+        raise ConfigError(f"{adapter_dir} holds no {ADAPTER_CONFIG_FILE}; the run did not finish saving its adapter")
     base_path = base.get("path")
-    base_model = load_base_model(spec, model_cfg, device=device, path=(run_dir / base_path) if base_path else None)
+    base_model = load_base_model(spec, model_cfg, device=device, path=(rd.path / base_path) if base_path else None)
     tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir)
     model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
     model.eval()
@@ -230,7 +246,7 @@ def _load_bare_adapter(
     spec = next((s for s in _registry_specs() if s.hub_id == base_id), None) or resolve_model(base_id)
     model_cfg = ModelConfig()
     base_model = load_base_model(spec, model_cfg, device=device)
-    has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()
+    has_tokenizer = (adapter_dir / TOKENIZER_CONFIG_FILE).exists()
     tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir if has_tokenizer else None)
     model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
     model.eval()

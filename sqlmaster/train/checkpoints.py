@@ -12,8 +12,12 @@ import re
 import shutil
 from pathlib import Path
 
-COMPLETE_MARKER = "COMPLETE"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+from sqlmaster.atomic import write_text
+from sqlmaster.rundir import CHECKPOINT_PREFIX, COMPLETE_MARKER, TRAINER_STATE_FILE
+
+__all__ = ["COMPLETE_MARKER", "checkpoint_dirs", "is_complete", "latest_complete", "mark_complete", "remove_partial"]
+
+_CHECKPOINT = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")
 
 
 def checkpoint_dirs(checkpoints_dir: Path) -> list[tuple[int, Path]]:
@@ -29,7 +33,7 @@ def checkpoint_dirs(checkpoints_dir: Path) -> list[tuple[int, Path]]:
 
 
 def is_complete(checkpoint: Path) -> bool:
-    return (checkpoint / COMPLETE_MARKER).is_file() and (checkpoint / "trainer_state.json").is_file()
+    return (checkpoint / COMPLETE_MARKER).is_file() and (checkpoint / TRAINER_STATE_FILE).is_file()
 
 
 def latest_complete(checkpoints_dir: Path) -> Path | None:
@@ -49,4 +53,4 @@ def remove_partial(checkpoints_dir: Path) -> list[Path]:
 
 
 def mark_complete(checkpoint: Path) -> None:
-    (checkpoint / COMPLETE_MARKER).write_text("ok\n")
+    write_text(checkpoint / COMPLETE_MARKER, "ok\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -12,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlmaster.errors import ConfigError
+from sqlmaster.rundir import ADAPTER_WEIGHTS_FILE
 
 log = logging.getLogger("sqlmaster.train")
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "wandb", "sqlmaster")
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def now() -> str:
@@ -51,14 +50,6 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename), so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def verify_adapter(adapter_dir: Path) -> int:
     """Check the saved adapter holds real tensors; return their parameter count.
 
@@ -67,7 +58,7 @@ def verify_adapter(adapter_dir: Path) -> int:
     """
     from safetensors import safe_open
 
-    weights = adapter_dir / ADAPTER_WEIGHTS
+    weights = adapter_dir / ADAPTER_WEIGHTS_FILE
     if not weights.is_file():
         raise RuntimeError(f"{weights} was not written: the adapter is missing")
     total = 0

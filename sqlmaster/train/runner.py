@@ -3,177 +3,195 @@
 The same entry point runs on a laptop CPU, in a one-GPU pod and under ``torchrun`` (DDP): every rank trains;
 only rank 0 writes run.json, metrics.json and the saved weights. Restarting with the same output directory
 resumes from the latest *complete* checkpoint, which is what makes a preempted Kubernetes pod safe to retry.
+
+Order of work, so that a mistake costs nothing and loses nothing:
+
+1. checks that need no data or weights (tokens, scheduler name, the run directory's guard: sqlmaster/train/guard.py)
+2. the data (a bad file is exit 2 here) and the check that it is the data the directory's run trained on
+3. only then anything is written: the directory, --overwrite's removals, run.json "running"
+4. training, inside ``recorded_status``: run.json ends completed, diverged, interrupted or failed, never running
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlmaster.atomic import atomic_dir, write_json, write_text
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
 from sqlmaster.logs import setup_logging
-from sqlmaster.models.loading import (
-    ADAPTER_DIR,
-    BASE_DIR,
-    MERGED_DIR,
-    MODEL_DIR,
-    RUN_INFO_FILE,
-    hf_token,
-    load_base_model,
-    load_tokenizer,
-)
+from sqlmaster.models.loading import hf_token, load_base_model, load_tokenizer
 from sqlmaster.models.registry import ModelSpec, resolve_model
+from sqlmaster.rundir import BASE_DIR, COMPLETE_MARKER, RunDir
 from sqlmaster.train import distributed
-from sqlmaster.train.outputs import git_commit, now, package_versions, write_json
+from sqlmaster.train.guard import Plan, TrainOptions, plan_run, recipe_hash
+from sqlmaster.train.outputs import git_commit, now, package_versions
+from sqlmaster.train.status import COMPLETED, RUNNING, recorded_status, signals_interrupt
 
 log = logging.getLogger("sqlmaster.train")
 
-CHECKPOINTS_DIR = "checkpoints"
-METRICS_FILE = "metrics.json"
+
+@dataclass
+class Job:
+    """What one ``sqlmaster train`` works on; passed to the steps below instead of long parameter lists."""
+
+    spec: ModelSpec
+    recipe: Recipe
+    run: RunDir
+    plan: Plan
+    options: TrainOptions
+    device: str = "cpu"
+    run_id: str = ""
 
 
-def run_training(model: str, output_dir: Path, recipe: Recipe) -> dict[str, Any]:
+@dataclass
+class Data:
+    splits: Any  # sqlmaster.data.split.Splits
+    train_rows: list[dict[str, str]]
+    eval_rows: list[dict[str, str]]
+
+
+def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOptions | None = None) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` into ``output_dir``; returns the metrics written to metrics.json."""
     setup_logging(distributed.is_main_process())
     started = time.monotonic()
-    spec = resolve_model(model)
-    run_dir = Path(output_dir)
-    _preflight(spec, run_dir, recipe)
-
-    import torch
-
-    if recipe.training.num_threads:
-        torch.set_num_threads(recipe.training.num_threads)
-    from sqlmaster.data.pipeline import build_splits
-    from sqlmaster.prompt import get_template
-
-    template = get_template(recipe.prompt.template)
-    splits = build_splits(recipe.data)
-    train_rows = [ex.to_prompt_completion(template) for ex in splits.train]
-    eval_rows = [ex.to_prompt_completion(template) for ex in splits.validation]
-    log.info(
-        "data %s: %d train / %d validation / %d test rows (%s); template %s",
-        recipe.data.source,
-        len(train_rows),
-        len(eval_rows),
-        len(splits.test),
-        ", ".join(f"{k} {v}" for k, v in splits.stats.items()),
-        template.name,
-    )
-
-    device = _device()
-    base_model, tokenizer, base_info = _load_base(spec, recipe, run_dir, train_rows, device)
-    n_params = sum(p.numel() for p in base_model.parameters())
-    log.info(
-        "base model %s: %s parameters, device %s, world size %d",
-        spec.name,
-        f"{n_params:,}",
-        device,
-        distributed.world_size(),
-    )
-
-    attn = getattr(base_model.config, "_attn_implementation", None)
-    if recipe.training.packing and attn != "flash_attention_2":
-        log.warning(
-            "packing with %s attention: the flattened batch gets a dense block-diagonal mask, so attention costs "
-            "(batch x max_length)^2 (measured 2x slower than length-grouped padding for tiny on CPU). Install "
-            "flash-attn on GPU, or set training.packing=false training.group_by_length=true",
-            attn,
-        )
-
-    from sqlmaster.train.checkpoints import latest_complete, remove_partial
-
-    checkpoints_dir = run_dir / CHECKPOINTS_DIR
-    if distributed.is_main_process():
-        for path in remove_partial(checkpoints_dir):
-            log.warning("removed partially written checkpoint %s (the process was stopped while saving it)", path)
-    resume_from = latest_complete(checkpoints_dir)
-
-    from sqlmaster.train.tracking import configure_wandb, run_id_for
-
-    run_id = run_id_for(run_dir)
-    report_to = configure_wandb(recipe.tracking, run_id=run_id, model_name=spec.name, run_dir=run_dir)
-    trainer, max_time = _build_trainer(
-        base_model, tokenizer, spec, recipe, train_rows, eval_rows, checkpoints_dir, run_id, report_to, device
-    )
-
-    run_info = _run_info(spec, recipe, splits, base_info, run_id, n_params, trainer, device)
-    previous = _previous_run_info(run_dir)
-    run_info["started"] = previous.get("started", now()) if previous else now()
-    run_info["resumed_from"] = [*previous.get("resumed_from", []), str(resume_from)] if resume_from else []
-    if distributed.is_main_process():
-        write_json(run_dir / RUN_INFO_FILE, {**run_info, "status": "running"})
-    if resume_from:
-        log.info("resuming from %s", resume_from)
-
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    eval_metrics = trainer.evaluate()
-
-    stop_reason = "max_steps"
-    if max_time is not None and max_time.triggered:
-        stop_reason = "max_time"
-    elif trainer.time_budget is not None:
-        stop_reason = "time_budget" if trainer.time_budget.stopped else "early_stopping"
-    elif trainer.state.global_step < trainer.state.max_steps:
-        stop_reason = "early_stopping"
-    metrics = _metrics(trainer, result.metrics, eval_metrics, stop_reason, time.monotonic() - started)
-
-    if distributed.is_main_process():
-        outputs = _save_outputs(trainer, tokenizer, spec, recipe, run_dir)
-        run_info.update(outputs=outputs, finished=now(), status="completed", stop_reason=stop_reason)
-        run_info.update(steps=metrics["steps"], epochs=metrics["epochs"])
-        run_info["adapter_parameters"] = metrics.get("adapter_parameters")
-        write_json(run_dir / METRICS_FILE, metrics)
-        write_json(run_dir / RUN_INFO_FILE, run_info)
-        _print_summary(run_dir, metrics, outputs)
-    distributed.barrier()
-    _finish_wandb(report_to)
-    return metrics
+    with signals_interrupt():
+        job = _plan(resolve_model(model), RunDir(output_dir), recipe, options or TrainOptions())
+        if job.plan.action == "completed":
+            return _already_completed(job)
+        _set_threads(recipe)
+        data = _load_data(job)
+        _prepare_directory(job)
+        return _train(job, data, started)
 
 
-def _preflight(spec: ModelSpec, run_dir: Path, recipe: Recipe) -> None:
-    """Configuration errors found before any data or weights load (exit code 2, no wasted GPU time)."""
+def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -> Job:
+    """Configuration errors found before any data or weights load (exit code 2, nothing written)."""
+    from sqlmaster.train.checkpoints import checkpoint_dirs, is_complete
+
     if not spec.is_tiny:
         hf_token(spec)  # gated model without HF_TOKEN
     if recipe.output.push_to_hub and not os.environ.get("HF_TOKEN"):
         raise ConfigError("output.push_to_hub=true needs HF_TOKEN in the environment. Set it, or push later")
+    _check_scheduler(recipe.training.lr_scheduler_type)
     if spec.is_tiny and recipe.model.mode == "lora" and not recipe.model.modules_to_save:
         log.warning(
             "tiny with LoRA on a randomly initialised base learns little (measured: 0%% execution accuracy); "
             "use model.mode=full, or model.modules_to_save=[embed_tokens, lm_head]"
         )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
+    if run.path.exists() and not run.path.is_dir():
+        raise ConfigError(f"output directory {run.path} is a file. Choose another --output-dir")
+    steps = [step for step, path in checkpoint_dirs(run.checkpoints) if is_complete(path)]
+    plan = plan_run(run, spec.name, recipe, options, steps[-1] if steps else None)
+    _sync_ranks()  # every rank has read the directory before rank 0 changes it
+    return Job(spec, recipe, run, plan, options, device=_device())
+
+
+def _check_scheduler(name: str) -> None:
+    from transformers.trainer_utils import SchedulerType
+
+    valid = [s.value for s in SchedulerType]
+    if name not in valid:
         raise ConfigError(
-            f"cannot write to output directory {run_dir}: {exc.strerror}. Choose a writable path"
-        ) from None
-    previous = _previous_run_info(run_dir)
-    if previous:
-        recorded = (previous.get("base_model") or {}).get("name")
-        if recorded and recorded != spec.name:
-            raise ConfigError(
-                f"{run_dir} holds a run of model {recorded!r}, not {spec.name!r}. Use another --output-dir"
-            )
+            f"training.lr_scheduler_type must be one of {', '.join(valid)} (got {name!r}). "
+            "Fix it in the recipe file or with --set training.lr_scheduler_type=cosine (the default)"
+        )
 
 
-def _previous_run_info(run_dir: Path) -> dict[str, Any]:
+def _already_completed(job: Job) -> dict[str, Any]:
+    """A completed run asked for again with the same recipe: leave it as it is (a retried pod exits 0 at once)."""
     import json
 
-    path = run_dir / RUN_INFO_FILE
-    if not path.is_file():
-        return {}
+    log.info(
+        "%s holds a completed run of this recipe (finished %s): nothing to do. To train further, raise "
+        "--max-steps and pass --resume-with-changes; to train again, use a new --output-dir",
+        job.run.path,
+        job.plan.previous.get("finished", "?"),
+    )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        return dict(json.loads(job.run.metrics.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
         return {}
+
+
+def _set_threads(recipe: Recipe) -> None:
+    if recipe.training.num_threads:
+        import torch
+
+        torch.set_num_threads(recipe.training.num_threads)
+
+
+def _load_data(job: Job) -> Data:
+    """The splits and prompt/completion rows; refuses data that differs from what the directory's run used."""
+    from sqlmaster.data.pipeline import build_splits
+    from sqlmaster.prompt import get_template
+
+    recipe = job.recipe
+    template = get_template(recipe.prompt.template)
+    splits = build_splits(recipe.data)
+    data = Data(
+        splits=splits,
+        train_rows=[ex.to_prompt_completion(template) for ex in splits.train],
+        eval_rows=[ex.to_prompt_completion(template) for ex in splits.validation],
+    )
+    log.info(
+        "data %s: %d train / %d validation / %d test rows (%s); template %s",
+        recipe.data.source,
+        len(data.train_rows),
+        len(data.eval_rows),
+        len(splits.test),
+        ", ".join(f"{k} {v}" for k, v in splits.stats.items()),
+        template.name,
+    )
+    recorded = (job.plan.previous.get("data") or {}).get("sha256")
+    if recorded and job.plan.action != "overwrite" and recorded != splits.fingerprints():
+        differ = sorted(name for name, digest in splits.fingerprints().items() if recorded.get(name) != digest)
+        raise ConfigError(
+            f"the data differs from what the run in {job.run.path} trained on (split(s) {', '.join(differ)} have "
+            f"another sha256 than its run.json; did {recipe.data.source} change?). Nothing was changed. Use a new "
+            "--output-dir, or --overwrite to replace that run"
+        )
+    return data
+
+
+def _prepare_directory(job: Job) -> None:
+    """The first writes: the directory, what --overwrite replaces, checkpoints a killed save left half done."""
+    from sqlmaster.train.checkpoints import remove_partial
+
+    if distributed.is_main_process():
+        try:
+            job.run.path.mkdir(parents=True, exist_ok=True)
+            write_text(job.run.path / ".write-test", "")
+            (job.run.path / ".write-test").unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write to output directory {job.run.path}: {exc.strerror}. Choose a writable path"
+            ) from None
+        if job.plan.action == "overwrite":
+            changed = "; ".join(c.text() for c in job.plan.changes) or "the earlier run diverged"
+            log.warning("--overwrite: replacing the earlier run in %s (%s)", job.run.path, changed)
+            for path in job.plan.remove:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                log.warning("  removed %s", path)
+        for path in remove_partial(job.run.checkpoints):
+            log.warning("removed partially written checkpoint %s (the process was stopped while saving it)", path)
+    _sync_ranks()
+
+
+def _sync_ranks() -> None:
+    """Under DDP, wait here for every rank (initialising the process group as the Trainer would)."""
+    if distributed.world_size() == 1:
+        return
+    from accelerate import PartialState
+
+    PartialState()
+    distributed.barrier()
 
 
 def _device() -> str:
@@ -184,33 +202,96 @@ def _device() -> str:
     return "cpu"
 
 
-def _load_base(
-    spec: ModelSpec, recipe: Recipe, run_dir: Path, train_rows: list[dict[str, str]], device: str
-) -> tuple[Any, Any, dict[str, Any]]:
+def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
+    """Load, build, train, save; run.json says "running" only while this runs."""
+    from sqlmaster.train.checkpoints import latest_complete
+    from sqlmaster.train.tracking import configure_wandb, run_id_for, start_wandb
+
+    spec, recipe, run = job.spec, job.recipe, job.run
+    base_model, tokenizer, base_info = _load_base(job, data)
+    n_params = sum(p.numel() for p in base_model.parameters())
+    world = distributed.world_size()
+    log.info("base model %s: %s parameters, device %s, world size %d", spec.name, f"{n_params:,}", job.device, world)
+    _warn_dense_packing(recipe, base_model)
+
+    resume_from = latest_complete(run.checkpoints)
+    job.run_id = run_id_for(run.path)
+    report_to = configure_wandb(recipe.tracking, run_id=job.run_id, model_name=spec.name, run_dir=run.path)
+    if distributed.is_main_process():
+        start_wandb(report_to)
+    trainer, max_time = _build_trainer(job, base_model, tokenizer, data, report_to, resume_from)
+
+    run_info = _run_info(job, data, base_info, n_params, trainer, resume_from)
+    record = _recorder(job, run_info)
+    record({"status": RUNNING})
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    with recorded_status(record):
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        eval_metrics = trainer.evaluate()
+        stop_reason = "max_steps"
+        if max_time is not None and max_time.triggered:
+            stop_reason = "max_time"
+        elif trainer.time_budget is not None:
+            stop_reason = "time_budget" if trainer.time_budget.stopped else "early_stopping"
+        elif trainer.state.global_step < trainer.state.max_steps:
+            stop_reason = "early_stopping"
+        metrics = _metrics(trainer, result.metrics, eval_metrics, stop_reason, time.monotonic() - started)
+        if distributed.is_main_process():
+            outputs = _save_outputs(job, trainer, tokenizer)
+            write_json(run.metrics, metrics)
+            record({"outputs": outputs, "finished": now(), "status": COMPLETED, "stop_reason": stop_reason})
+            record({"steps": metrics["steps"], "epochs": metrics["epochs"]})
+            _print_summary(run, metrics, outputs)
+        distributed.barrier()
+    _finish_wandb(report_to)
+    return metrics
+
+
+def _recorder(job: Job, run_info: dict[str, Any]) -> Any:
+    """A function that merges fields into run.json and writes it (rank 0 only; atomically)."""
+
+    def record(fields: dict[str, Any]) -> None:
+        run_info.update(fields)
+        if distributed.is_main_process():
+            write_json(job.run.run_info, run_info)
+
+    return record
+
+
+def _warn_dense_packing(recipe: Recipe, base_model: Any) -> None:
+    attn = getattr(base_model.config, "_attn_implementation", None)
+    if recipe.training.packing and attn != "flash_attention_2":
+        log.warning(
+            "packing with %s attention: the flattened batch gets a dense block-diagonal mask, so attention costs "
+            "(batch x max_length)^2 (measured 2x slower than length-grouped padding for tiny on CPU). Install "
+            "flash-attn on GPU, or set training.packing=false training.group_by_length=true",
+            attn,
+        )
+
+
+def _load_base(job: Job, data: Data) -> tuple[Any, Any, dict[str, Any]]:
     """The base model and tokenizer; for tiny, built once per run and kept in ``base/`` for resume and eval."""
-    info: dict[str, Any] = {
-        "name": spec.name,
-        "hub_id": spec.hub_id,
-        "revision": recipe.model.revision or spec.revision,
-    }
+    spec, recipe, device = job.spec, job.recipe, job.device
+    revision = recipe.model.revision or spec.revision
+    info: dict[str, Any] = {"name": spec.name, "hub_id": spec.hub_id, "revision": revision}
     if not spec.is_tiny:
         tokenizer = load_tokenizer(spec, for_generation=False, revision=recipe.model.revision)
         return load_base_model(spec, recipe.model, device=device), tokenizer, info
 
     from sqlmaster.models.tiny import architecture_from, build_tiny, save_tiny
-    from sqlmaster.train.checkpoints import COMPLETE_MARKER
 
-    base_dir = run_dir / BASE_DIR
+    base_dir = job.run.base
     info.update(path=BASE_DIR, hub_id=None)
     if (base_dir / COMPLETE_MARKER).is_file():
         tokenizer = load_tokenizer(spec, for_generation=False, path=base_dir)
         return load_base_model(spec, recipe.model, device=device, path=base_dir), tokenizer, info
     # Every rank builds the same model (seeded, deterministic tokenizer); rank 0 keeps a copy.
-    texts = (row["prompt"] + row["completion"] for row in train_rows)
+    texts = (row["prompt"] + row["completion"] for row in data.train_rows)
     model, tokenizer = build_tiny(texts, architecture_from(recipe.model), seed=recipe.training.seed)
     if distributed.is_main_process():
         save_tiny(model, tokenizer, base_dir)
-        (base_dir / COMPLETE_MARKER).write_text("ok\n")
+        write_text(base_dir / COMPLETE_MARKER, "ok\n")
     tokenizer.padding_side = spec.padding_side_train
     import torch
 
@@ -218,50 +299,31 @@ def _load_base(
 
 
 def _build_trainer(
-    model: Any,
-    tokenizer: Any,
-    spec: ModelSpec,
-    recipe: Recipe,
-    train_rows: list[dict[str, str]],
-    eval_rows: list[dict[str, str]],
-    checkpoints_dir: Path,
-    run_id: str,
-    report_to: list[str],
-    device: str,
+    job: Job, model: Any, tokenizer: Any, data: Data, report_to: list[str], resume_from: Path | None
 ) -> tuple[Any, Any]:
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback
+    from transformers import PrinterCallback, ProgressCallback
 
     from sqlmaster.train.arguments import lora_config, sft_config, use_lean_loss
-    from sqlmaster.train.budget import TimeBudgetCallback, budget_from
-    from sqlmaster.train.callbacks import (
-        CheckpointCompleteCallback,
-        LogLineCallback,
-        MaxTimeCallback,
-        WandbRecipeCallback,
-    )
+    from sqlmaster.train.budget import TimeBudgetCallback
+    from sqlmaster.train.callbacks import WandbRecipeCallback
     from sqlmaster.train.trainer import SQLMasterTrainer
 
-    args = sft_config(recipe, checkpoints_dir=checkpoints_dir, run_id=run_id, report_to=report_to, device=device)
-    budget = budget_from(recipe.training)
-    callbacks: list[Any] = [CheckpointCompleteCallback(), LogLineCallback(budget)]
-    if recipe.training.early_stopping_patience is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience))
-    max_time = None
-    if recipe.training.max_time_minutes is not None:
-        max_time = MaxTimeCallback(recipe.training.max_time_minutes * 60)
-        callbacks.append(max_time)
-    if budget is not None:
-        callbacks.append(TimeBudgetCallback(budget))
+    recipe = job.recipe
+    args = sft_config(
+        recipe, checkpoints_dir=job.run.checkpoints, run_id=job.run_id, report_to=report_to, device=job.device
+    )
+    callbacks, max_time = _callbacks(recipe, resume_from)
+    budget = next((c.budget for c in callbacks if isinstance(c, TimeBudgetCallback)), None)
     trainer = SQLMasterTrainer(
         time_budget=budget,
-        lean_loss=use_lean_loss(recipe, device),
+        lean_loss=use_lean_loss(recipe, job.device),
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows),
+        train_dataset=Dataset.from_list(data.train_rows),
+        eval_dataset=Dataset.from_list(data.eval_rows),
         processing_class=tokenizer,
-        peft_config=lora_config(spec, recipe.model) if recipe.model.mode == "lora" else None,
+        peft_config=lora_config(job.spec, recipe.model) if recipe.model.mode == "lora" else None,
         callbacks=callbacks,
     )
     for noisy in (PrinterCallback, ProgressCallback):  # replaced by LogLineCallback's one line per log
@@ -271,34 +333,64 @@ def _build_trainer(
     return trainer, max_time
 
 
+def _callbacks(recipe: Recipe, resume_from: Path | None) -> tuple[list[Any], Any]:
+    """The Trainer callbacks of a run, and the wall-time one (or None) whose flag tells why training stopped."""
+    from transformers import EarlyStoppingCallback
+
+    from sqlmaster.train.budget import TimeBudgetCallback, budget_from
+    from sqlmaster.train.callbacks import CheckpointCompleteCallback, LogLineCallback, MaxTimeCallback
+    from sqlmaster.train.divergence import DivergenceCallback
+
+    last_step = int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None
+    budget = budget_from(recipe.training)
+    callbacks: list[Any] = [
+        CheckpointCompleteCallback(),
+        LogLineCallback(budget),
+        DivergenceCallback(recipe.training.learning_rate, last_step),
+    ]
+    if recipe.training.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience))
+    max_time = None
+    if recipe.training.max_time_minutes is not None:
+        max_time = MaxTimeCallback(recipe.training.max_time_minutes * 60)
+        callbacks.append(max_time)
+    if budget is not None:
+        callbacks.append(TimeBudgetCallback(budget))
+    return callbacks, max_time
+
+
 def _run_info(
-    spec: ModelSpec,
-    recipe: Recipe,
-    splits: Any,
-    base_info: dict[str, Any],
-    run_id: str,
-    n_params: int,
-    trainer: Any,
-    device: str,
+    job: Job, data: Data, base_info: dict[str, Any], n_params: int, trainer: Any, resume_from: Path | None
 ) -> dict[str, Any]:
+    """run.json: who made this run (model, recipe and its hash, data sha256, versions) and its history."""
+    recipe, previous = job.recipe, job.plan.previous if job.plan.action != "overwrite" else {}
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    changes = list(previous.get("recipe_changes", []))
+    if job.plan.changes and job.plan.action == "resume":
+        step = int(resume_from.name.rsplit("-", 1)[1]) if resume_from else 0
+        changes.append({"at_step": step, "changes": {c.key: [c.old, c.new] for c in job.plan.changes}})
     return {
-        "run_id": run_id,
+        "run_id": job.run_id,
         "base_model": base_info,
         "mode": recipe.model.mode,
         "prompt_template": recipe.prompt.template,
         "data": {
             "source": recipe.data.source,
-            "sha256": splits.fingerprints(),
-            "split_sizes": splits.sizes(),
-            "stats": splits.stats,
+            "sha256": data.splits.fingerprints(),
+            "split_sizes": data.splits.sizes(),
+            "stats": data.splits.stats,
         },
         "parameters": {"total": n_params, "trainable": trainable},
         "recipe": recipe.to_dict(),
+        "recipe_hash": recipe_hash(job.spec.name, recipe),
+        "recipe_source": job.options.recipe_source,
+        "recipe_changes": changes,
         "world_size": distributed.world_size(),
-        "device": device,
+        "device": job.device,
         "packages": package_versions(),
         "git_commit": git_commit(),
+        "started": previous.get("started", now()),
+        "resumed_from": [*previous.get("resumed_from", []), str(resume_from)] if resume_from else [],
     }
 
 
@@ -328,31 +420,35 @@ def _metrics(
     }
 
 
-def _save_outputs(trainer: Any, tokenizer: Any, spec: ModelSpec, recipe: Recipe, run_dir: Path) -> dict[str, str]:
-    """Save the final (best, with early stopping) weights and tokenizer; verify, push and merge as asked."""
+def _save_outputs(job: Job, trainer: Any, tokenizer: Any) -> dict[str, str]:
+    """Save the final (best, with early stopping) weights and tokenizer; verify, push and merge as asked.
+
+    Each weights directory is written aside and swapped in whole (atomic_dir): a crash while saving leaves
+    the earlier directory or none, never a half-written one.
+    """
     from sqlmaster.train.outputs import push_adapter, save_merged, verify_adapter
 
+    spec, recipe, run = job.spec, job.recipe, job.run
     outputs: dict[str, str] = {}
     model = trainer.model
     tokenizer.padding_side = spec.padding_side_train
+    target = run.adapter if recipe.model.mode == "lora" else run.model
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if recipe.model.mode == "lora":
+            count = verify_adapter(tmp)
+    outputs["adapter" if recipe.model.mode == "lora" else "model"] = target.name
     if recipe.model.mode == "lora":
-        adapter_dir = run_dir / ADAPTER_DIR
-        model.save_pretrained(adapter_dir, safe_serialization=True)
-        tokenizer.save_pretrained(adapter_dir)
-        count = verify_adapter(adapter_dir)
-        log.info("adapter saved to %s (%s parameters)", adapter_dir, f"{count:,}")
-        outputs["adapter"] = ADAPTER_DIR
+        log.info("adapter saved to %s (%s parameters)", target, f"{count:,}")
         if recipe.output.push_to_hub and recipe.output.hub_repo_id:
-            outputs["hub"] = push_adapter(adapter_dir, recipe.output.hub_repo_id)
+            outputs["hub"] = push_adapter(target, recipe.output.hub_repo_id)
         if recipe.output.merge:
-            save_merged(model, tokenizer, run_dir / MERGED_DIR)
-            outputs["merged"] = MERGED_DIR
+            with atomic_dir(run.merged) as tmp:
+                save_merged(model, tokenizer, tmp)
+            outputs["merged"] = run.merged.name
     else:
-        model_dir = run_dir / MODEL_DIR
-        model.save_pretrained(model_dir, safe_serialization=True)
-        tokenizer.save_pretrained(model_dir)
-        log.info("model saved to %s", model_dir)
-        outputs["model"] = MODEL_DIR
+        log.info("model saved to %s", target)
         if recipe.output.push_to_hub:
             log.warning("output.push_to_hub pushes LoRA adapters only; a full run's model/ was not pushed")
     if spec.is_tiny:
@@ -360,7 +456,7 @@ def _save_outputs(trainer: Any, tokenizer: Any, spec: ModelSpec, recipe: Recipe,
     return outputs
 
 
-def _print_summary(run_dir: Path, metrics: dict[str, Any], outputs: dict[str, str]) -> None:
+def _print_summary(run: RunDir, metrics: dict[str, Any], outputs: dict[str, str]) -> None:
     log.info(
         "finished: %d steps (%s), train loss %.4f -> %.4f, eval loss %.4f, %s tokens/s",
         metrics["steps"],
@@ -370,12 +466,12 @@ def _print_summary(run_dir: Path, metrics: dict[str, Any], outputs: dict[str, st
         metrics["eval_loss"] or float("nan"),
         f"{metrics['tokens_per_second']:,.0f}" if metrics["tokens_per_second"] else "?",
     )
-    log.info("outputs in %s:", run_dir.resolve())
-    for name in (RUN_INFO_FILE, METRICS_FILE, *outputs.values(), CHECKPOINTS_DIR):
-        if not name.startswith("http"):
-            log.info("  %s", run_dir / name)
-        else:
-            log.info("  %s", name)
+    log.info("outputs in %s:", run.path.resolve())
+    local = [run.path / name for name in outputs.values() if not name.startswith("http")]
+    for path in (run.run_info, run.metrics, *local, run.checkpoints):
+        log.info("  %s", path)
+    if "hub" in outputs:
+        log.info("  %s", outputs["hub"])
 
 
 def _finish_wandb(report_to: list[str]) -> None:

@@ -1,6 +1,9 @@
 """Weights & Biases set-up: online with WANDB_API_KEY, offline (files in the run directory) without it.
 
 The key is read by wandb itself from the environment; it is never logged, printed or written to run.json.
+W&B being unreachable never stops training: ``start_wandb`` opens the run before the Trainer does, and when
+the online start fails (after wandb's ``init_timeout``, env ``WANDB_INIT_TIMEOUT``, 90 s by default) it
+warns and continues offline; ``wandb sync`` uploads the files under logs/ later.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from sqlmaster.config import TrackingConfig
 from sqlmaster.errors import ConfigError
+from sqlmaster.rundir import RunDir
 
 log = logging.getLogger("sqlmaster.train")
 
@@ -45,7 +49,7 @@ def configure_wandb(cfg: TrackingConfig, *, run_id: str, model_name: str, run_di
         raise ConfigError("tracking.wandb_mode needs the wandb package. Install it or set tracking.wandb_mode=disabled")
     if mode == "online" and not os.environ.get("WANDB_API_KEY"):
         raise ConfigError("tracking.wandb_mode=online needs WANDB_API_KEY. Set it, or use tracking.wandb_mode=auto")
-    logs_dir = run_dir / "logs"
+    logs_dir = RunDir(run_dir).logs
     logs_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(f"{run_id}|{model_name}|{run_dir.resolve()}".encode()).hexdigest()[:8]
     wandb_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{run_id}-{model_name}")[:54] + f"-{digest}"
@@ -65,3 +69,28 @@ def configure_wandb(cfg: TrackingConfig, *, run_id: str, model_name: str, run_di
     os.environ.setdefault("WANDB_SILENT", "true")
     log.info("W&B: project %s, run %s, mode %s (files under %s)", cfg.wandb_project, run_id, mode, logs_dir)
     return ["wandb"]
+
+
+def start_wandb(report_to: list[str]) -> None:
+    """Open the W&B run now (main process), online if W&B answers, else offline with a warning.
+
+    The Trainer's WandbCallback then reuses this run; the run's settings come from the environment that
+    ``configure_wandb`` set.
+    """
+    if "wandb" not in report_to or os.environ.get("WANDB_MODE") != "online":
+        return
+    import wandb
+
+    try:
+        wandb.init()
+    except Exception as exc:  # CommError, AuthenticationError, timeouts: W&B could not be reached or refused us
+        log.warning(
+            "W&B is unreachable or refused the run (%s): continuing offline. Upload the files under %s later "
+            "with `wandb sync`",
+            " ".join(str(exc).split())[:200],
+            os.environ.get("WANDB_DIR", "logs/"),
+        )
+        os.environ["WANDB_MODE"] = "offline"
+        if wandb.run is not None:
+            wandb.finish()
+        wandb.init(mode="offline")

@@ -223,7 +223,7 @@ class ControlPlane:
         self,
         binaries: Binaries | None = None,
         workdir: Path | None = None,
-        ready_timeout: float = 60.0,
+        ready_timeout: float | None = None,
         extra_apiserver_args: Sequence[str] = (),
     ) -> None:
         self.binaries = binaries or Binaries.find()
@@ -231,7 +231,9 @@ class ControlPlane:
         if workdir is None:
             reap_stale_dirs()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-"))
-        self.ready_timeout = ready_timeout
+        # 180 s by default: on a 2-core machine shared with other jobs the apiserver took 43-60+ s to be ready
+        # (5 s when idle); $SQLMASTER_K8S_READY_TIMEOUT overrides.
+        self.ready_timeout = ready_timeout or float(os.environ.get("SQLMASTER_K8S_READY_TIMEOUT", "180"))
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.procs: list[_Proc] = []
         self.server = ""

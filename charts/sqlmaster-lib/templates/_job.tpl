@@ -10,17 +10,10 @@ Why each part is there:
   headless Service named like the Job (spec.subdomain).
 */}}
 {{- define "sqlmaster-lib.jobs" -}}
-{{- $task := include "sqlmaster-lib.task" . -}}
 {{- range $run := .Values.runs }}
 {{- $ctx := dict "root" $ "run" $run }}
 {{- $name := include "sqlmaster-lib.jobName" $ctx }}
 {{- $nodes := int (default 1 $run.nodes) }}
-{{- $gpus := int $run.gpus }}
-{{- $res := default $.Values.resources $run.resources }}
-{{- $gpuQty := dict "nvidia.com/gpu" $gpus }}
-{{- $requests := merge (dict) $gpuQty (omit (default (dict) $res.requests) "nvidia.com/gpu") }}
-{{- $limits := merge (dict) $gpuQty (omit (default (dict) $res.limits) "nvidia.com/gpu") }}
-{{- $required := default (list) $.Values.secrets.required }}
 ---
 apiVersion: batch/v1
 kind: Job
@@ -59,111 +52,136 @@ spec:
       annotations:
         checksum/recipe: {{ toYaml (default (dict) $run.recipe) | sha256sum }}
     spec:
-      restartPolicy: Never
-      {{- if gt $nodes 1 }}
-      subdomain: {{ $name }}
-      {{- end }}
-      automountServiceAccountToken: false
-      {{- with $.Values.serviceAccountName }}
-      serviceAccountName: {{ . }}
-      {{- end }}
-      {{- with $.Values.priorityClassName }}
-      priorityClassName: {{ . }}
-      {{- end }}
-      {{- with $.Values.imagePullSecrets }}
-      imagePullSecrets:
-        {{- range . }}
-        - name: {{ . }}
-        {{- end }}
-      {{- end }}
-      {{- with $.Values.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $.Values.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $.Values.affinity }}
-      affinity:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: {{ int $.Values.podSecurityContext.runAsUser }}
-        runAsGroup: {{ int $.Values.podSecurityContext.runAsGroup }}
-        fsGroup: {{ int $.Values.podSecurityContext.fsGroup }}
-        seccompProfile:
-          type: RuntimeDefault
-      containers:
-        - name: sqlmaster
-          image: {{ printf "%s:%s" $.Values.image.repository (toString $.Values.image.tag) | quote }}
-          imagePullPolicy: {{ $.Values.image.pullPolicy }}
-          command: {{ include "sqlmaster-lib.command" $ctx }}
-          env:
-            - name: HF_HOME
-              value: {{ printf "%s/hf-cache" (include "sqlmaster-lib.dataDir" $) | quote }}
-            - name: PYTHONUNBUFFERED
-              value: "1"
-            - name: SQLMASTER_RUN_ID
-              value: {{ include "sqlmaster-lib.runId" $ | quote }}
-            - name: SQLMASTER_MODEL
-              value: {{ $run.model | quote }}
-            - name: SQLMASTER_TASK
-              value: {{ $task | quote }}
-            {{- if gt $nodes 1 }}
-            - name: NODE_RANK
-              valueFrom:
-                fieldRef:
-                  fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
-            {{- end }}
-            {{- /* API keys: only references to the existing Secret, never values (docs/design.md). */}}
-            {{- range $key := $.Values.secrets.keys }}
-            - name: {{ $key }}
-              valueFrom:
-                secretKeyRef:
-                  name: {{ $.Values.secrets.name }}
-                  key: {{ $key }}
-                  optional: {{ not (has $key $required) }}
-            {{- end }}
-            {{- with concat (default (list) $.Values.env) (default (list) $run.env) }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
-          resources:
-            requests:
-              {{- toYaml $requests | nindent 14 }}
-            limits:
-              {{- toYaml $limits | nindent 14 }}
-          securityContext:
-            runAsNonRoot: true
-            allowPrivilegeEscalation: false
-            privileged: false
-            capabilities:
-              drop: [ALL]
-            seccompProfile:
-              type: RuntimeDefault
-          volumeMounts:
-            - name: data
-              mountPath: {{ include "sqlmaster-lib.dataDir" $ }}
-            - name: shm
-              mountPath: /dev/shm
-            - name: recipe
-              mountPath: /etc/sqlmaster
-              readOnly: true
-      volumes:
-        - name: data
-          persistentVolumeClaim:
-            claimName: {{ include "sqlmaster-lib.claimName" $ }}
-        # PyTorch DataLoader workers and NCCL exchange tensors through /dev/shm; the container default is 64 MiB.
-        - name: shm
-          emptyDir:
-            medium: Memory
-            sizeLimit: {{ $.Values.shm.sizeLimit }}
-        - name: recipe
-          configMap:
-            name: {{ $name }}
-            items:
-              - key: recipe.yaml
-                path: recipe.yaml
+      {{- include "sqlmaster-lib.podSpec" $ctx | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* ctx: one run's pod spec: scheduling (GPU node selector, tolerations), security, the container, volumes. */}}
+{{- define "sqlmaster-lib.podSpec" -}}
+{{- $run := .run -}}
+{{- $root := .root -}}
+{{- $ctx := . -}}
+{{- $name := include "sqlmaster-lib.jobName" $ctx -}}
+{{- $nodes := int (default 1 $run.nodes) -}}
+{{- $gpus := int $run.gpus -}}
+{{- $res := default $root.Values.resources $run.resources -}}
+{{- $gpuQty := dict "nvidia.com/gpu" $gpus -}}
+{{- $requests := merge (dict) $gpuQty (omit (default (dict) $res.requests) "nvidia.com/gpu") -}}
+{{- $limits := merge (dict) $gpuQty (omit (default (dict) $res.limits) "nvidia.com/gpu") -}}
+restartPolicy: Never
+{{- if gt $nodes 1 }}
+subdomain: {{ $name }}
+{{- end }}
+automountServiceAccountToken: false
+{{- with $root.Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- with $root.Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with $root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: {{ int $root.Values.podSecurityContext.runAsUser }}
+  runAsGroup: {{ int $root.Values.podSecurityContext.runAsGroup }}
+  fsGroup: {{ int $root.Values.podSecurityContext.fsGroup }}
+  seccompProfile:
+    type: RuntimeDefault
+containers:
+  - name: sqlmaster
+    image: {{ printf "%s:%s" $root.Values.image.repository (toString $root.Values.image.tag) | quote }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    command: {{ include "sqlmaster-lib.command" $ctx }}
+    env:
+      {{- include "sqlmaster-lib.env" $ctx | nindent 6 }}
+    resources:
+      requests:
+        {{- toYaml $requests | nindent 8 }}
+      limits:
+        {{- toYaml $limits | nindent 8 }}
+    securityContext:
+      runAsNonRoot: true
+      allowPrivilegeEscalation: false
+      privileged: false
+      capabilities:
+        drop: [ALL]
+      seccompProfile:
+        type: RuntimeDefault
+    volumeMounts:
+      - name: data
+        mountPath: {{ include "sqlmaster-lib.dataDir" $root }}
+      - name: shm
+        mountPath: /dev/shm
+      - name: recipe
+        mountPath: /etc/sqlmaster
+        readOnly: true
+volumes:
+  - name: data
+    persistentVolumeClaim:
+      claimName: {{ include "sqlmaster-lib.claimName" $root }}
+  # PyTorch DataLoader workers and NCCL exchange tensors through /dev/shm; the container default is 64 MiB.
+  - name: shm
+    emptyDir:
+      medium: Memory
+      sizeLimit: {{ $root.Values.shm.sizeLimit }}
+  - name: recipe
+    configMap:
+      name: {{ $name }}
+      items:
+        - key: recipe.yaml
+          path: recipe.yaml
+{{- end -}}
+
+{{/* ctx: the container's env: run identity, torchrun's node rank, API keys by reference only, extra env. */}}
+{{- define "sqlmaster-lib.env" -}}
+{{- $run := .run -}}
+{{- $root := .root -}}
+{{- $nodes := int (default 1 $run.nodes) -}}
+{{- $task := include "sqlmaster-lib.task" $root -}}
+{{- $required := default (list) $root.Values.secrets.required -}}
+- name: HF_HOME
+  value: {{ printf "%s/hf-cache" (include "sqlmaster-lib.dataDir" $root) | quote }}
+- name: PYTHONUNBUFFERED
+  value: "1"
+- name: SQLMASTER_RUN_ID
+  value: {{ include "sqlmaster-lib.runId" $root | quote }}
+- name: SQLMASTER_MODEL
+  value: {{ $run.model | quote }}
+- name: SQLMASTER_TASK
+  value: {{ $task | quote }}
+{{- if gt $nodes 1 }}
+- name: NODE_RANK
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
+{{- end }}
+{{- /* API keys: only references to the existing Secret, never values (docs/design.md). */}}
+{{- range $key := $root.Values.secrets.keys }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.secrets.name }}
+      key: {{ $key }}
+      optional: {{ not (has $key $required) }}
+{{- end }}
+{{- with concat (default (list) $root.Values.env) (default (list) $run.env) }}
+{{- toYaml . | nindent 0 }}
 {{- end }}
 {{- end -}}

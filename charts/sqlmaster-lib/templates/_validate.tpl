@@ -5,7 +5,8 @@ schema cannot say (cross-field rules) and repeats the safety checks for `--skip-
 */}}
 {{- define "sqlmaster-lib.validateValues" -}}
 {{- $task := include "sqlmaster-lib.task" . -}}
-{{- $models := list "tiny" "gemma7b" "mistral7b" "deci7b" "llama2-7b" -}}
+{{- /* The registry names: each chart's templates/_registry.tpl, generated from sqlmaster/models/registry.py. */ -}}
+{{- $models := include "sqlmaster.registryModels" . | fromJsonArray -}}
 {{- $keyNames := list "HF_TOKEN" "WANDB_API_KEY" "OPENAI_API_KEY" "LANGSMITH_API_KEY" -}}
 {{- $problems := list -}}
 {{- $runId := include "sqlmaster-lib.runId" . -}}
@@ -43,8 +44,11 @@ schema cannot say (cross-field rules) and repeats the safety checks for `--skip-
 {{- if and (gt $nodes 1) (not $.Values.storage.existingClaim) (has "ReadWriteOnce" $.Values.storage.accessModes) -}}
 {{- $problems = append $problems (printf "runs[%d].nodes=%d needs storage every node can mount, but the created claim is ReadWriteOnce. Fix: --set storage.accessModes={ReadWriteMany} or --set storage.existingClaim=NAME" $i $nodes) -}}
 {{- end -}}
-{{- if and $run.adapterRunId (ne $task "eval") -}}
-{{- $problems = append $problems (printf "runs[%d].adapterRunId is for evaluation only. Fix: remove it from the train values" $i) -}}
+{{- if and (hasKey $run "adapterRunId") (ne $task "eval") -}}
+{{- $problems = append $problems (printf "runs[%d].adapterRunId is for evaluation: these look like eval values (jobs/eval/<model>.yaml). Fix: install them with the eval chart, helm install sqlmaster-eval charts/sqlmaster-eval -f FILE" $i) -}}
+{{- end -}}
+{{- if and (hasKey (default (dict) $run.recipe) "training") (not (hasKey $run "adapterRunId")) (eq $task "eval") -}}
+{{- $problems = append $problems (printf "runs[%d] has recipe.training and no adapterRunId: these look like training values (jobs/train/<model>.yaml). Fix: install them with the train chart, helm install sqlmaster-train charts/sqlmaster-train -f FILE; evaluate with -f jobs/eval/<model>.yaml" $i) -}}
 {{- end -}}
 {{- range $j, $e := concat (default (list) $.Values.env) (default (list) $run.env) -}}
 {{- if and (has (toString $e.name) $keyNames) (hasKey $e "value") -}}

@@ -9,9 +9,11 @@ the pod. From object storage: `--source s3://bucket/runs` (or gs://, hf://, file
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +33,8 @@ from sqlctl.options import (
 app = typer.Typer(no_args_is_help=True)
 
 ARTIFACTS_URI_ANNOTATION = "sqlmaster.io/artifacts-uri"
+# A DNS-1123 subdomain, as Kubernetes requires of object names (a claim name also becomes a chart value).
+_CLAIM = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def _progress(total: int | None, label: str) -> Any:
@@ -49,10 +53,11 @@ def _progress(total: int | None, label: str) -> Any:
 
 
 def _pull_source(source: str, run_id: str, dest: Path) -> dict[str, str]:
-    from sqlctl.transfer import list_fsspec, pull_fsspec
+    from sqlctl.transfer import list_fsspec, pull_fsspec, report_skipped_links
 
     url = source.rstrip("/") + "/" + run_id
     listing = list_fsspec(url)
+    report_skipped_links(listing.skipped_links)
     progress, task = _progress(sum(listing.files.values()), f"pulling {run_id}")
     with progress:
         got = pull_fsspec(listing, dest, lambda n: progress.advance(task, n))
@@ -142,6 +147,43 @@ def _read_reader_log(kube: Any, name: str, tar_file: Path) -> Any:
     return reader
 
 
+@dataclass(frozen=True)
+class _ReaderOptions:
+    claim: str | None  # --claim, else the claim the run's Job mounts
+    timeout: float  # seconds for the reader pod to start
+    keep: bool  # --keep-reader
+    chart_dir: Path | None
+
+
+def _pull_with_reader(kube: Any, jobs: list[dict], run_id: str, target: Path, opts: _ReaderOptions) -> dict[str, int]:
+    """Start a reader pod on the run's claim, verify and extract what it prints, delete the pod."""
+    import secrets
+
+    from sqlctl import preflight
+    from sqlctl.apply import create_objects
+    from sqlctl.manifests import claim_names, pod_spec
+    from sqlctl.transfer import extract_verified, parse_manifest, report_skipped_links
+
+    claims = [c for j in jobs for c in claim_names(pod_spec(j) or {})]
+    claim = opts.claim or (claims[0] if claims else None)
+    if not claim:
+        raise SqlctlError(f"run {run_id} mounts no PersistentVolumeClaim", "Pass --claim NAME or --source URL.")
+    name = f"{run_id}-r{secrets.token_hex(2)}"
+    manifests = _reader_manifests(kube, opts.chart_dir, run_id, claim, name)
+    preflight.check_rbac(kube, kube.namespace, manifests)
+    create_objects(kube, manifests, run_id, kube.namespace)
+    try:
+        _wait_started(kube, name, opts.timeout)
+        with tempfile.TemporaryDirectory(prefix="sqlctl-pull-") as tmp:
+            reader = _read_reader_log(kube, name, Path(tmp) / "run.tar")
+            manifest = parse_manifest(reader.manifest_lines)
+            report_skipped_links(reader.skipped_links)
+            return extract_verified(reader.tar_file, manifest, target)
+    finally:
+        if not opts.keep:
+            kube.delete("v1", "Pod", name, grace_period=0)
+
+
 @app.command("pull")
 @cli_errors
 def pull(
@@ -166,53 +208,28 @@ def pull(
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
 ) -> None:
-    """Pull a run's adapter, metrics, evaluation report and logs into DEST/<run-id>/, sha256-verified."""
-    from sqlctl.runid import validate_run_id
+    """Pull a run's adapter, metrics, evaluation report and logs into DEST/<run-id>/, sha256-verified.
 
-    validate_run_id(run_id)
+    An existing DEST/<run-id>/ is merged into, never emptied: your own files there are left alone."""
+    from sqlctl.transfer import check_destination
+
     target = dest / run_id
+    check_destination(target)
+    if claim is not None and not _CLAIM.match(claim):
+        raise SqlctlError(f"--claim {claim[:80]!r} is not a valid claim name", "Use the PVC's name (kubectl get pvc).")
     if source:
         _pull_source(source, run_id, target)
         return
 
-    from sqlctl import preflight
-    from sqlctl.apply import create_objects
     from sqlctl.kube import connect
-    from sqlctl.manifests import claim_names, pod_spec
     from sqlctl.runs import run_jobs
-    from sqlctl.transfer import extract_verified, parse_manifest
 
     kube = connect(kube_settings(ctx, kubeconfig, context, namespace))
     jobs = run_jobs(kube, run_id, kube.namespace)
-    uri = next(
-        (
-            j["metadata"].get("annotations", {}).get(ARTIFACTS_URI_ANNOTATION)
-            for j in jobs
-            if (j["metadata"].get("annotations") or {}).get(ARTIFACTS_URI_ANNOTATION)
-        ),
-        None,
-    )
+    uri = next((u for j in jobs if (u := (j["metadata"].get("annotations") or {}).get(ARTIFACTS_URI_ANNOTATION))), None)
     if uri:
         _pull_source(uri.rstrip("/").removesuffix("/" + run_id), run_id, target)
         return
-    claims = [c for j in jobs for c in claim_names(pod_spec(j) or {})]
-    claim = claim or (claims[0] if claims else None)
-    if not claim:
-        raise SqlctlError(f"run {run_id} mounts no PersistentVolumeClaim", "Pass --claim NAME or --source URL.")
-    import secrets
-
-    name = f"{run_id}-r{secrets.token_hex(2)}"
-    manifests = _reader_manifests(kube, chart_dir, run_id, claim, name)
-    preflight.check_rbac(kube, kube.namespace, manifests)
-    create_objects(kube, manifests, run_id, kube.namespace)
-    try:
-        _wait_started(kube, name, timeout)
-        with tempfile.TemporaryDirectory(prefix="sqlctl-pull-") as tmp:
-            reader = _read_reader_log(kube, name, Path(tmp) / "run.tar")
-            manifest = parse_manifest(reader.manifest_lines)
-            sizes = extract_verified(reader.tar_file, manifest, target)
-    finally:
-        if not keep_reader:
-            kube.delete("v1", "Pod", name, grace_period=0)
+    sizes = _pull_with_reader(kube, jobs, run_id, target, _ReaderOptions(claim, timeout, keep_reader, chart_dir))
     total = sum(sizes.values())
     print(f"{len(sizes)} files, {total} bytes, every sha256 verified -> {target}", file=sys.stderr)

@@ -90,9 +90,8 @@ def logs(
 
     if rank is not None and all_ranks:
         raise SqlctlError("--rank and --all exclude each other", "Pass one of them.")
-    kube = connect(kube_settings(ctx, kubeconfig, context, namespace))
-    ns = kube.namespace
-    jobs = run_jobs(kube, run_id, ns)
+    if tail is not None and tail < 0:
+        raise SqlctlError(f"--tail {tail} is negative", "Pass a number of lines, 0 or more.")
     options = FollowOptions(
         follow=follow,
         tail=tail,
@@ -100,6 +99,9 @@ def logs(
         previous=previous,
         prefix=prefix.value,
     )
+    kube = connect(kube_settings(ctx, kubeconfig, context, namespace))
+    ns = kube.namespace
+    jobs = run_jobs(kube, run_id, ns)
     ranks = None if all_ranks else [rank or 0]
     outcomes = RunFollower(kube, ns, run_id, _printer(prefix.value), options, ranks=ranks, notice=_notice).run(jobs)
     if follow:

@@ -1,0 +1,183 @@
+"""Guarding a run directory: a second ``train`` into it must continue the same run, or say why not.
+
+A run directory records who made it (run.json: model, resolved recipe, its hash, data sha256). Before anything
+is written, ``plan_run`` compares the new command with it, key by key, using each recipe key's role
+(sqlmaster/config.py ``ROLES``):
+
+- ``identity`` keys (data split, prompt, model shape, optimizer settings restored from checkpoints) and the
+  model: another value is another run. Refused (exit 2) unless ``--overwrite``, which replaces the old run.
+- ``resumable`` keys (max_steps, batch shape, eval/save cadence, ...): allowed with ``--resume-with-changes``,
+  which records the change in run.json.
+- ``runtime`` keys (threads, tracking, evaluation settings): always allowed.
+
+A completed run asked for again with the same recipe is left as it is ("nothing to do"). ``--overwrite`` with
+the *same* recipe still resumes: a retried pod must never throw its own checkpoints away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmaster.config import Recipe, recipe_keys
+from sqlmaster.errors import ConfigError
+from sqlmaster.rundir import (
+    ADAPTER_DIR,
+    BASE_DIR,
+    CHECKPOINTS_DIR,
+    EVAL_DIR,
+    LOGS_DIR,
+    MERGED_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    RUN_INFO_FILE,
+    RunDir,
+)
+
+# What --overwrite removes: the files a run writes. Anything else in the directory (recipe.yaml that sqlctl
+# --local wrote, a user's notes) is left alone.
+RUN_OUTPUTS = (
+    RUN_INFO_FILE,
+    METRICS_FILE,
+    ADAPTER_DIR,
+    MODEL_DIR,
+    MERGED_DIR,
+    BASE_DIR,
+    CHECKPOINTS_DIR,
+    EVAL_DIR,
+    LOGS_DIR,
+)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How ``sqlmaster train`` may treat a directory that already holds a run."""
+
+    overwrite: bool = False  # replace a run made with another model, recipe or data
+    resume_with_changes: bool = False  # continue a run with changed resumable keys
+    recipe_source: str | None = None  # where the recipe came from (recorded in run.json)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str  # "training.max_steps", or "model" for the base model
+    old: Any
+    new: Any
+    role: str  # identity | resumable | runtime
+
+    def text(self) -> str:
+        return f"{self.key} {_short(self.old)} -> {_short(self.new)}"
+
+
+@dataclass
+class Plan:
+    """What training does with the run directory."""
+
+    action: str  # "fresh" | "resume" | "completed" (nothing to do) | "overwrite"
+    previous: dict[str, Any] = field(default_factory=dict)  # the existing run.json ({} if none)
+    changes: list[Change] = field(default_factory=list)  # resumable changes accepted with --resume-with-changes
+    remove: list[Path] = field(default_factory=list)  # what --overwrite removes
+
+
+def recipe_hash(model_name: str, recipe: Recipe) -> str:
+    """sha256 of what defines a run: the model and every identity and resumable key (runtime keys excluded)."""
+    values = recipe.to_dict()
+    defining = {
+        spec.key: values[spec.section][spec.name] for spec in recipe_keys() if spec.role in ("identity", "resumable")
+    }
+    text = json.dumps({"model": model_name, **defining}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_previous(run: RunDir) -> dict[str, Any]:
+    """The run.json of an earlier run in this directory, {} if there is none."""
+    path = run.run_info
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"{path} exists but cannot be read as a run record ({exc}). Use a new --output-dir, "
+            "or --overwrite to replace what is there"
+        ) from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"{path} is not a run record. Use a new --output-dir, or --overwrite to replace it")
+    return info
+
+
+def recipe_changes(previous: dict[str, Any], model_name: str, recipe: Recipe) -> list[Change]:
+    """Every key whose value differs from the earlier run's (keys the earlier version did not know are skipped)."""
+    changes = []
+    recorded_model = (previous.get("base_model") or {}).get("name")
+    if recorded_model and recorded_model != model_name:
+        changes.append(Change("model", recorded_model, model_name, "identity"))
+    old = previous.get("recipe") or {}
+    new = recipe.to_dict()
+    for spec in recipe_keys():
+        section = old.get(spec.section)
+        if isinstance(section, dict) and spec.name in section:
+            before, after = section[spec.name], new[spec.section][spec.name]
+            if before != after:
+                changes.append(Change(spec.key, before, after, spec.role))
+    return changes
+
+
+def plan_run(run: RunDir, model_name: str, recipe: Recipe, options: TrainOptions, latest_step: int | None) -> Plan:
+    """Decide what to do with ``run``; raises ConfigError (exit 2, nothing written) when the command must not run."""
+    previous = read_previous(run)
+    if not previous:
+        _check_max_steps(run, recipe, latest_step)
+        return Plan("resume" if latest_step is not None else "fresh")
+    changes = [c for c in recipe_changes(previous, model_name, recipe) if c.role != "runtime"]
+    status = previous.get("status")
+    if options.overwrite and (changes or status == "diverged"):
+        existing = [run.path / name for name in RUN_OUTPUTS if (run.path / name).exists()]
+        return Plan("overwrite", previous, changes, existing)
+    identity = [c for c in changes if c.role == "identity"]
+    resumable = [c for c in changes if c.role == "resumable"]
+    if identity:
+        raise ConfigError(
+            f"{run.path} holds a {status or 'earlier'} run that another recipe made: "
+            f"{'; '.join(c.text() for c in changes)}. {_keys(identity)} define{'s' * (len(identity) == 1)} the run "
+            "(model, data split, prompt, weights' shape or optimizer state), so it cannot be continued. Nothing was "
+            "changed. Use a new --output-dir, or --overwrite to replace that run"
+        )
+    _check_max_steps(run, recipe, latest_step)
+    if resumable and not options.resume_with_changes:
+        raise ConfigError(
+            f"{run.path} holds a {status or 'earlier'} run with other settings: "
+            f"{'; '.join(c.text() for c in resumable)}. "
+            "Nothing was changed. Pass --resume-with-changes to continue it with the new values, use a new "
+            "--output-dir, or --overwrite to replace that run"
+        )
+    if status == "diverged" and not resumable:
+        raise ConfigError(
+            f"{run.path} holds a run that diverged; the same recipe would diverge again. Nothing was changed. "
+            "Lower training.learning_rate and train into a new --output-dir, or --overwrite to replace that run"
+        )
+    if status == "completed" and not resumable:
+        return Plan("completed", previous)
+    return Plan("resume", previous, resumable)
+
+
+def _check_max_steps(run: RunDir, recipe: Recipe, latest_step: int | None) -> None:
+    """Resuming past max_steps would train on and overwrite the outputs ("step 6/3"): refuse it."""
+    if latest_step is not None and recipe.training.max_steps < latest_step:
+        raise ConfigError(
+            f"training.max_steps={recipe.training.max_steps} is below the step of the latest checkpoint in "
+            f"{run.path} ({latest_step}). Nothing was changed. Set --max-steps to at least {latest_step}, or use "
+            "a new --output-dir"
+        )
+
+
+def _keys(changes: list[Change]) -> str:
+    return ", ".join(c.key for c in changes)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
