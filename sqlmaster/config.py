@@ -265,7 +265,7 @@ class TrainingConfig(_Section):
     )
     bf16: bool | None = field(
         default=None,
-        metadata=knob("bf16 autocast; null = on where the GPU or CPU computes bf16 natively (avx512_bf16/amx_bf16)"),
+        metadata=knob("bf16 autocast; null = on where the GPU supports it or the CPU has AMX (amx_bf16)"),
     )
     group_by_length: bool = field(
         default=False, metadata=knob("without packing: batch examples of similar length (less padding)")

@@ -10,9 +10,10 @@ from sqlmaster.models.registry import ModelSpec
 from sqlmaster.train import distributed
 from sqlmaster.train.budget import UNBOUNDED_STEPS
 
-# CPU features that execute bf16 matrix products natively. Without them PyTorch emulates bf16 through fp32
-# conversions, which measured 6-15x slower than fp32 on an AMD EPYC without AVX-512.
-NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# CPU features that make bf16 autocast pay off. Measured for tiny (bench/bench_train_cpu.py, batch 32, 2 threads):
+# on a Xeon with avx512_bf16 but no AMX, bf16 autocast ran at 0.53x the fp32 tokens/s (9.1k vs 17.1k), and on an
+# AMD EPYC without AVX-512 emulated bf16 was 6-15x slower. AMX tiles (amx_bf16) are the native bf16 matrix engine.
+NATIVE_BF16_CPU_FLAGS = frozenset({"amx_bf16"})
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
