@@ -3,10 +3,25 @@
     OMP_NUM_THREADS=2 python bench/bench_generate.py                       # tiny on CPU, ~1 minute
     OMP_NUM_THREADS=2 python bench/bench_generate.py --n 64 --batch-size 32
     python bench/bench_generate.py --gpu --model mistral7b --n 256          # GPU only: HF vs vLLM, random weights
+    python bench/bench_generate.py --suite --model mistral7b --json gen.json   # the original's way vs ours (gpu-suite)
 
 CPU mode builds the `tiny` Llama (default architecture) with a BPE tokenizer trained on the shipped data and
 random weights, so every prompt runs to ``max_new_tokens`` (a random model never says EOS): the comparison is
 of equal work. Prompts are real sql-create-context test prompts in the ``original`` template.
+
+Suite mode (scripts/gpu-suite.sh; CPU or GPU) builds the model with ``model.init=random`` (registry shape, random
+weights, the BPE tokenizer trained on the training rows) and times the original project's generation against
+ours on real test prompts in the ``original`` template:
+
+* original: the merged model (a plain model: no adapter), ``model.generate`` one example at a time, sampling
+  with temperature 0.5, top-k 100, top-p 0.9 (its notebooks' settings), ``max_new_tokens`` 100;
+* ours: ``sqlmaster.evaluate.generate.HFGenerator`` as ``sqlmaster eval run`` uses it: base + an unmerged
+  LoRA adapter (r16 on every projection), length-sorted left-padded batches of the eval recipe's
+  ``evaluation.batch_size`` (jobs/eval/<model>.yaml), greedy, the same ``max_new_tokens``; plus each
+  ``--batch-sizes`` value as a lever.
+
+A random model never says EOS or the stop string, so every row of both arms runs to ``max_new_tokens``:
+equal work per example.
 
 GPU mode writes a random-weight checkpoint shaped like the named 7B model (its shipped config.json values;
 the vocabulary is the tiny tokenizer's, so no hub download is needed) and times HF batched generation against
@@ -117,7 +132,130 @@ def gpu_benchmark(model_name: str, n: int, batch_size: int, max_new_tokens: int)
     return results
 
 
-def main() -> None:
+def suite(
+    model_name: str, n_original: int, n_ours: int, batch_sizes: list[int], max_new_tokens: int, rows: int
+) -> dict[str, Any]:
+    """The generation half of scripts/gpu-suite.sh: the original's way against ours, same model and prompts."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from sqlmaster.config import load_recipe
+    from sqlmaster.data.pipeline import build_splits
+    from sqlmaster.evaluate.generate import GenerationSettings, HFGenerator
+    from sqlmaster.models.random_init import build_random
+    from sqlmaster.models.registry import resolve_model
+    from sqlmaster.prompt import get_template, render_prompt
+
+    on_cuda = torch.cuda.is_available()
+    device = "cuda:0" if on_cuda else "cpu"
+    repo = Path(__file__).resolve().parent.parent
+    name = Path(model_name).name
+    train = load_recipe(
+        repo / "jobs" / "train" / f"{name}.yaml", ["data.source=shipped", f"data.max_train_rows={rows}"]
+    )
+    evaluation = load_recipe(repo / "jobs" / "eval" / f"{name}.yaml").evaluation
+    template = get_template(train.prompt.template)
+    splits = build_splits(train.data)
+    texts = [(lambda r: r["prompt"] + r["completion"])(ex.to_prompt_completion(template)) for ex in splits.train]
+    spec = resolve_model(model_name)
+    built, tokenizer = build_random(spec, train.model, texts, device=device, seed=train.training.seed, packing=False)
+    model: Any = built.eval()
+    # Equal work in both arms: a random model can still say EOS by chance, so EOS is suppressed (both arms read
+    # this generation config) and every row runs to max_new_tokens; `equal_work` in the JSON checks it.
+    model.generation_config.suppress_tokens = [tokenizer.eos_token_id]
+    prompts = [render_prompt(template, ex.question, ex.context) for ex in splits.test]
+    prompts = (prompts * (1 + max(n_original, n_ours) // max(len(prompts), 1)))[: max(n_original, n_ours)]
+
+    def sync() -> None:
+        if on_cuda:
+            torch.cuda.synchronize()
+
+    def memory() -> float:
+        if on_cuda:
+            return torch.cuda.max_memory_allocated() / 2**30
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+    arms: dict[str, Any] = {}
+    # (a) the original: one example at a time, sampling, a plain (merged) model.
+    tokenizer.padding_side = "left"
+    torch.manual_seed(1399)
+    outputs = 0
+    with torch.inference_mode():
+        one = tokenizer(prompts[0], return_tensors="pt").to(device)
+        model.generate(**one, max_new_tokens=4, do_sample=True, pad_token_id=tokenizer.pad_token_id)  # warm-up
+        if on_cuda:
+            torch.cuda.reset_peak_memory_stats()
+        sync()
+        started = time.perf_counter()
+        for prompt in prompts[:n_original]:
+            inputs = tokenizer(prompt, return_tensors="pt").to(device)
+            out = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=0.5,
+                top_k=100,
+                top_p=0.9,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            outputs += out.shape[1] - inputs["input_ids"].shape[1]
+        sync()
+        wall = time.perf_counter() - started
+    arms["original"] = _gen_arm(n_original, outputs, wall, 1, True, max_new_tokens, memory(), "plain (merged)")
+
+    # (b) ours: HFGenerator over base + unmerged adapter, greedy, batched.
+    lora = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=list(spec.target_modules), task_type="CAUSAL_LM"
+    )
+    adapted = get_peft_model(model, lora).eval()
+    sizes = [evaluation.batch_size] + [b for b in batch_sizes if b != evaluation.batch_size]
+    for index, size in enumerate(sizes):
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=size)
+        generator = HFGenerator(adapted, tokenizer, template, settings)
+        generator.generate(prompts[: min(size, 2)])  # warm-up
+        if on_cuda:
+            torch.cuda.reset_peak_memory_stats()
+        count = max(n_ours, size)
+        started = time.perf_counter()
+        records = generator.generate((prompts * (1 + count // len(prompts)))[:count])
+        wall = time.perf_counter() - started
+        tokens = sum(r.generated_tokens for r in records)
+        key = "ours" if index == 0 else f"ours_batch{size}"
+        arms[key] = _gen_arm(count, tokens, wall, size, False, max_new_tokens, memory(), "base + unmerged LoRA")
+    base = arms["original"]
+    result: dict[str, Any] = {"model": name, "device": device, "arms": arms}
+    for key, arm in arms.items():
+        if key != "original":
+            arm["ratio_examples_per_s"] = arm["examples_per_s"] / base["examples_per_s"]
+            arm["ratio_output_tokens_per_s"] = arm["output_tokens_per_s"] / base["output_tokens_per_s"]
+    result["ratio_examples_per_s"] = arms["ours"]["ratio_examples_per_s"]
+    result["ratio_output_tokens_per_s"] = arms["ours"]["ratio_output_tokens_per_s"]
+    return result
+
+
+def _gen_arm(
+    examples: int, tokens: int, wall: float, batch: int, sample: bool, max_new: int, memory: float, weights: str
+) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "error": None,
+        "examples": examples,
+        "output_tokens": tokens,
+        "wall_s": wall,
+        "examples_per_s": examples / wall,
+        "output_tokens_per_s": tokens / wall,
+        "batch_size": batch,
+        "do_sample": sample,
+        "max_new_tokens": max_new,
+        "weights": weights,
+        "peak_memory_gib": memory,
+        "equal_work": tokens == examples * max_new,
+    }
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=32, help="prompts to generate for")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -125,7 +263,22 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="HF against vLLM with a random 7B-shaped model")
     parser.add_argument("--model", default="mistral7b", help="registry name whose shape --gpu uses")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
+    parser.add_argument("--suite", action="store_true", help="the original's generation against ours (gpu-suite)")
+    parser.add_argument("--n-original", type=int, default=4, help="suite: examples the original generates")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="suite: more batch sizes for ours")
+    parser.add_argument("--rows", type=int, default=2000, help="suite: training rows the tokenizer is trained on")
+    return parser
+
+
+def main() -> None:
+    args = make_parser().parse_args()
+    if args.suite:
+        result = suite(args.model, args.n_original, args.n, args.batch_sizes, args.max_new_tokens, args.rows)
+        text = json.dumps(result, indent=2)
+        if args.json:
+            args.json.write_text(text)
+        print(text, flush=True)
+        return
 
     if args.gpu:
         results = gpu_benchmark(args.model, args.n, args.batch_size, args.max_new_tokens)

@@ -1,161 +1,396 @@
-"""GPU ONLY — LoRA training throughput of 7B-shaped models with random weights (no download).
+"""LoRA training throughput of one recipe arm on a random-weight model: the training half of scripts/gpu-suite.sh.
 
-    python bench/bench_train_gpu.py [--models mistral7b llama2-7b gemma7b] [--steps 10] [--tokens 8192]
-                                    [--packing both|packed|padded] [--peak-tflops 989]
+    python bench/bench_train_gpu.py --arm original  --model mistral7b --json a.json
+    python bench/bench_train_gpu.py --arm sqlmaster --model mistral7b --json b.json [--set section.key=value]...
 
-Needs a CUDA GPU with bf16 (A100/H100) and about 40 GB (Gemma needs the most: 8.5B parameters and a 256k
-vocabulary). Exits with a message on a machine without CUDA. The models are built from the shipped
-config.json values (sqlmaster/models/configs) with random bf16 weights, then trained as the recipe trains:
-LoRA r=16 on q,k,v,o,gate,up,down; gradient checkpointing; flash-attention 2 when installed, else sdpa;
-batches of real-length examples (lengths drawn from the shipped data's token-length distribution for this
-vocabulary size is not available offline, so lengths are drawn uniformly in [60, 240], mean ~150 tokens like
-the original's ~147 tokens per formatted example).
+Both arms build the same model from the same recipe file (``jobs/train/<model>.yaml`` unless ``--recipe``) with
+``model.init=random`` (sqlmaster/models/random_init.py: shipped config values, random bf16 weights made on the GPU,
+a BPE tokenizer with the model's vocabulary size trained on the same training rows), so they differ only in
+how they train:
 
-For each model and batching mode it prints tokens/s per GPU (non-padding), peak memory and model FLOPs
-utilisation (MFU).
+* ``original``: the 7B-SQLMaster recipe as it ran (/work/shared/notes/original-recipe.md): every example
+  rendered whole, BOS + tokens + EOS concatenated and cut into ``max_length`` chunks (TRL 0.7's
+  ConstantLengthDataset: examples attend to each other, loss on every token), batch 8 x 4, max length 1024, LoRA
+  r16 on all projections, gradient checkpointing, flash-attention 2 if importable else SDPA's causal kernel,
+  the plain transformers Trainer (which TRL 0.7's SFTTrainer was).
+* ``sqlmaster``: ``sqlmaster train`` itself (sqlmaster.cli, in this process) with the recipe and ``--set``
+  overrides: prompt-completion rows, loss on the SQL only, padding-free packing with isolated examples.
 
-FLOPs convention (stated, since LoRA makes it ambiguous): model FLOPs per token = 6·N + 12·L·d·c, with N = all
-parameters of the model (frozen base included, embeddings excluded as in Kaplan et al.), L layers, d the attention
-width (heads × head_dim), and c the mean causal context per token (half the example length: each example attends
-only to itself). 6·N is the usual forward (2N) + backward (4N) count of full training. With LoRA the frozen base
-skips its weight gradients (−2N) but gradient checkpointing recomputes the forward (+2N); the two cancel, so 6·N
-is also close to the hardware FLOPs actually executed. MFU = model FLOPs/s ÷ the GPU's dense bf16 peak.
+Every token the original trains on is a real token (its chunks have no padding); SQLMaster's packed batches
+have no padding either, so "non-padding tokens/s" is all tokens/s for both. Only steps after ``--warmup``
+are timed (the first steps pay allocation, autotuning and compilation).
+
+MFU convention: model FLOPs per token = 6·N, N = every parameter of the base model except the input
+embedding (frozen weights included, LM head included; attention score FLOPs left out: ≤2% here), the
+PaLM-style model FLOPs, which do not count gradient-checkpointing recomputation. MFU = tokens/s · 6N ÷ the
+GPU's dense bf16 peak (datasheet, ``PEAK_BF16_TFLOPS``; also given against the matmul rate measured in the
+same run when the suite passes ``--measured-tflops``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import random
+import itertools
+import json
+import math
+import os
+import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
+REPO = Path(__file__).resolve().parent.parent
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 
 
-def peak_tflops(name: str, override: float | None) -> float | None:
-    if override:
-        return override
-    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+def peak_tflops(device_name: str | None) -> float | None:
+    if not device_name:
+        return None
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
 
 
-def build(model_name: str, attn: str) -> tuple[Any, Any]:
+def device() -> str:
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> tuple[float, str]:
+    """GiB: the CUDA caching allocator's peak where there is a GPU, else the process's peak resident memory."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30, "cuda_max_allocated"
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "host_max_rss"
+
+
+def matmul_parameters(model: Any) -> tuple[int, int, int]:
+    """(all parameters, trainable parameters, parameters that do matmuls: all but the input embedding)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    frozen_base = [(n, p) for n, p in base.named_parameters() if "lora_" not in n]  # the adapter is not the model
+    total = sum(p.numel() for _, p in frozen_base)
+    trainable = sum(p.numel() for p in base.parameters() if p.requires_grad)
+    embedding = base.get_input_embeddings().weight.numel()
+    tied = getattr(base.config, "tie_word_embeddings", False)
+    # A tied LM head shares the embedding matrix but still multiplies by it: count it once as a matmul.
+    return total, trainable, total - embedding + (embedding if tied else 0)
+
+
+def summarise(
+    *,
+    step_times: list[float],
+    step_tokens: list[int],
+    losses: list[float],
+    n_matmul: int,
+    measured_tflops: float | None,
+) -> dict[str, Any]:
+    import torch
+
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    seconds, tokens = sum(step_times), sum(step_tokens)
+    tps = tokens / seconds if seconds > 0 else None
+    model_flops = 6 * n_matmul * tps if tps else None
+    peak = peak_tflops(name)
+    memory, memory_kind = peak_memory()
+    return {
+        "status": "ok",
+        "error": None,
+        "tokens_per_s": tps,
+        "non_padding_tokens": tokens,
+        "timed_steps": len(step_times),
+        "step_s_median": statistics.median(step_times) if step_times else None,
+        "model_tflops_per_s": model_flops / 1e12 if model_flops else None,
+        "mfu": model_flops / (peak * 1e12) if (model_flops and peak) else None,
+        "mfu_vs_measured_matmul": model_flops / (measured_tflops * 1e12) if (model_flops and measured_tflops) else None,
+        "peak_memory_gib": memory,
+        "peak_memory_kind": memory_kind,
+        "first_loss": losses[0] if losses else None,
+        "losses": losses,
+    }
+
+
+# --- arm (a): the original recipe ------------------------------------------------------------------------
+
+
+def constant_length_chunks(
+    token_lists: list[list[int]], bos: int, eos: int, length: int, count: int
+) -> list[list[int]]:
+    """TRL 0.7's ConstantLengthDataset: BOS + example + EOS concatenated, cut into ``length`` chunks (cycling)."""
+    stream: list[int] = []
+    chunks: list[list[int]] = []
+    index = 0
+    while len(chunks) < count:
+        stream.extend([bos, *token_lists[index % len(token_lists)], eos])
+        index += 1
+        while len(stream) >= length and len(chunks) < count:
+            chunks.append(stream[:length])
+            stream = stream[length:]
+    return chunks
+
+
+def original_arm(args: argparse.Namespace, recipe: Any, overrides: list[str]) -> dict[str, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from sqlmaster.models.registry import MODELS
+    from sqlmaster.data.pipeline import build_splits
+    from sqlmaster.models.attention import choose_attention
+    from sqlmaster.models.random_init import build_random
+    from sqlmaster.models.registry import resolve_model
+    from sqlmaster.prompt import get_template
 
-    spec = MODELS[model_name]
-    values = {k: v for k, v in spec.config().items() if not k.startswith("_") and k != "architectures"}
-    config = CONFIG_MAPPING[values.pop("model_type")](**values)
-    config._attn_implementation = attn
-    with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation=attn)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
-    lora = LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=list(spec.target_modules), task_type="CAUSAL_LM"
+    dev = device()
+    spec = resolve_model(args.model)
+    template = get_template(recipe.prompt.template)
+    splits = build_splits(recipe.data)
+    rows = [ex.to_prompt_completion(template) for ex in splits.train]
+    texts = [row["prompt"] + row["completion"] for row in rows]  # the tokenizer (b) trains on: the same one
+    base, tokenizer = build_random(spec, recipe.model, texts, device=dev, seed=recipe.training.seed, packing=False)
+    attention = choose_attention("auto", dev, packing=False)
+    total, _, n_matmul = matmul_parameters(base)
+    model = get_peft_model(
+        base,
+        LoraConfig(
+            r=16,
+            lora_alpha=32,
+            lora_dropout=0.05,
+            target_modules=list(spec.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        ),
     )
-    return get_peft_model(model, lora), config
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-
-def batches(vocab: int, tokens: int, packed: bool, seed: int = 0) -> Any:
-    """Endless batches of about ``tokens`` real tokens: one flat packed row, or a padded batch."""
-    import torch
-
-    rng = random.Random(seed)
-    while True:
-        lengths, total = [], 0
-        while total < tokens:
-            n = rng.randint(60, 240)
-            lengths.append(n)
-            total += n
-        if packed:
-            ids = torch.randint(3, vocab, (1, sum(lengths)), device="cuda")
-            pos = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0).cuda()
-            labels = ids.clone()
-            labels[pos == 0] = -100
-            yield {"input_ids": ids, "position_ids": pos, "labels": labels}, lengths, ids.numel()
-        else:
-            width = max(lengths)
-            ids = torch.zeros((len(lengths), width), dtype=torch.long, device="cuda")
-            mask = torch.zeros_like(ids)
-            for r, n in enumerate(lengths):
-                ids[r, :n] = torch.randint(3, vocab, (n,))
-                mask[r, :n] = 1
-            labels = ids.masked_fill(mask == 0, -100)
-            yield {"input_ids": ids, "attention_mask": mask, "labels": labels}, lengths, ids.numel()
-
-
-def run(model_name: str, mode: str, steps: int, tokens: int, attn: str, peak: float | None) -> None:
-    import torch
-
-    model, config = build(model_name, attn)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=3e-4)
-    n_all = sum(p.numel() for p in model.parameters())
-    n_embed = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
-    n_body = n_all - sum(p.numel() for p in params) - n_embed
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    attn_width = config.num_attention_heads * head_dim
-    torch.cuda.reset_peak_memory_stats()
-    real = computed = 0
-    flops = 0.0
-    elapsed = 0.0
-    gen = batches(config.vocab_size, tokens, packed=(mode == "packed"))
-    for i in range(steps + 2):
-        batch, lengths, numel = next(gen)
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        loss = model(**batch, use_cache=False).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 0.3)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        if i >= 2:
-            elapsed += time.perf_counter() - started
-            n_real = sum(lengths)
-            real += n_real
-            computed += numel
-            mean_ctx = sum(n * n for n in lengths) / (2 * n_real)
-            flops += (6 * n_body + 12 * config.num_hidden_layers * attn_width * mean_ctx) * n_real
-    peak_gb = torch.cuda.max_memory_allocated() / 2**30
-    tps = real / elapsed
-    mfu = f"{flops / elapsed / (peak * 1e12):.1%}" if peak else "n/a (pass --peak-tflops)"
-    print(
-        f"{model_name:<10} {mode:<7} {attn:<18} {tps:>10,.0f} {real / computed:>7.1%} {peak_gb:>8.1f} {mfu:>8}",
-        flush=True,
+    micro, accum, length = args.original_batch, args.original_accum, args.original_max_length
+    steps = args.warmup + args.steps
+    encoded = tokenizer([row["prompt"] + row["completion"] for row in rows], add_special_tokens=False)["input_ids"]
+    chunks = constant_length_chunks(
+        encoded, tokenizer.bos_token_id, tokenizer.eos_token_id, length, steps * micro * accum
     )
-    del model, opt
-    torch.cuda.empty_cache()
+
+    class Chunks(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return len(chunks)
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            ids = torch.tensor(chunks[i])
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+    ends: list[float] = []
+    losses: list[float] = []
+
+    class Clock(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            synchronize()
+            ends.append(time.perf_counter())
+
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            logs = kwargs.get("logs") or {}
+            if "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    on_cuda = dev.startswith("cuda")
+    training_args = TrainingArguments(
+        output_dir=str(Path(args.workdir) / "original"),
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accum,
+        max_steps=steps,
+        learning_rate=3e-4,
+        lr_scheduler_type="cosine",
+        warmup_steps=100,
+        max_grad_norm=0.3,
+        optim="adamw_torch",
+        weight_decay=0.0,
+        seed=recipe.training.seed,
+        bf16=on_cuda,
+        use_cpu=not on_cuda,
+        activation_checkpointing=True,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=Chunks(), callbacks=[Clock()])
+    reset_peak_memory()
+    synchronize()
+    started = time.perf_counter()
+    trainer.train()
+    times = [b - a for a, b in zip([started, *ends[:-1]], ends, strict=True)]
+    result = summarise(
+        step_times=times[args.warmup :],
+        step_tokens=[micro * accum * length] * len(times[args.warmup :]),
+        losses=losses,
+        n_matmul=n_matmul,
+        measured_tflops=args.measured_tflops,
+    )
+    result.update(
+        arm="original",
+        attention=attention,
+        gradient_checkpointing=True,
+        micro_batch=micro,
+        grad_accum=accum,
+        max_length=length,
+        liger_kernel=False,
+        loss_on="every token",
+        examples_attend_to_each_other=True,
+        params_total=total,
+        params_trainable=trainable,
+        tokens_per_example=sum(len(e) + 2 for e in encoded) / len(encoded),
+        warmup_steps=args.warmup,
+        overrides=overrides,
+    )
+    return result
+
+
+# --- arm (b): `sqlmaster train` ---------------------------------------------------------------------------
+
+
+def sqlmaster_arm(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
+    """Run ``sqlmaster train`` in this process (the CLI users run) and time its training logs."""
+    from sqlmaster import cli
+    from sqlmaster.train.trainer import SQLMasterTrainer
+
+    stamps: list[tuple[float, dict[str, float]]] = []
+    captured: dict[str, Any] = {}
+    original_log = SQLMasterTrainer.log
+    original_init = SQLMasterTrainer.__init__
+
+    # Observation only: record when each training log happens and what the trainer was built with.
+    def log(self: Any, logs: dict[str, float], start_time: float | None = None) -> None:
+        original_log(self, logs, start_time)
+        if "loss" in logs:
+            synchronize()
+            stamps.append((time.perf_counter(), dict(logs)))
+
+    def init(self: Any, *a: Any, **k: Any) -> None:
+        original_init(self, *a, **k)
+        captured["trainer"] = self
+        reset_peak_memory()
+
+    run_dir = Path(args.workdir) / "sqlmaster"
+    argv = ["sqlmaster", "train", "--model", args.model, "--output-dir", str(run_dir), "--recipe", str(args.recipe)]
+    for item in overrides:
+        argv += ["--set", item]
+    SQLMasterTrainer.log = log  # type: ignore[method-assign]
+    SQLMasterTrainer.__init__ = init  # type: ignore[method-assign]
+    sys.argv = argv
+    try:
+        cli.main()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise RuntimeError(f"sqlmaster train exited with {exc.code}") from None
+    finally:
+        SQLMasterTrainer.log = original_log  # type: ignore[method-assign]
+        SQLMasterTrainer.__init__ = original_init  # type: ignore[method-assign]
+
+    trainer = captured["trainer"]
+    total, _, n_matmul = matmul_parameters(trainer.model)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    # One training log per step (logging_steps=1): stamps[k] ends step k+1, so times[k] is step k+2's duration.
+    times = [t1 - t0 for (t0, _), (t1, _) in itertools.pairwise(stamps)]
+    tokens = [int(l1["tokens_seen"] - l0["tokens_seen"]) for (_, l0), (_, l1) in itertools.pairwise(stamps)]
+    skip = max(args.warmup - 1, 0)  # keep steps warmup+1 onwards
+    result = summarise(
+        step_times=times[skip:],
+        step_tokens=tokens[skip:],
+        losses=[float(s[1]["loss"]) for s in stamps],
+        n_matmul=n_matmul,
+        measured_tflops=args.measured_tflops,
+    )
+    recipe = json.loads((run_dir / "run.json").read_text())["recipe"]
+    config = trainer.model.get_base_model().config if hasattr(trainer.model, "get_base_model") else trainer.model.config
+    result.update(
+        arm="sqlmaster",
+        attention=getattr(config, "_attn_implementation", None),
+        gradient_checkpointing=recipe["model"]["gradient_checkpointing"],
+        micro_batch=recipe["training"]["per_device_train_batch_size"],
+        grad_accum=recipe["training"]["gradient_accumulation_steps"],
+        max_length=recipe["training"]["max_length"],
+        liger_kernel=recipe["training"].get("liger_kernel", False),
+        loss_on="completion (SQL) only",
+        examples_attend_to_each_other=False,
+        params_total=total,
+        params_trainable=trainable,
+        tokens_per_example=None,
+        warmup_steps=args.warmup,
+        overrides=overrides,
+    )
+    return result
+
+
+def benchmark_overrides(steps: int, extra: list[str]) -> list[str]:
+    """Short, benchmark-only settings on top of the recipe (both arms): random weights, the shipped data, no
+    evaluation or checkpoint inside the timed steps, a log line per step; then the caller's ``--set`` values."""
+    return [
+        "model.init=random",
+        "data.source=shipped",
+        "data.validation_size=16",
+        "data.test_size=16",
+        f"training.max_steps={steps}",
+        "training.logging_steps=1",
+        f"training.eval_steps={steps * 10}",
+        f"training.save_steps={steps * 10}",
+        "training.early_stopping_patience=null",
+        "tracking.wandb_mode=disabled",
+        *extra,
+    ]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arm", choices=["original", "sqlmaster"], required=True)
+    parser.add_argument("--model", required=True, help="registry name or a local directory with a config.json")
+    parser.add_argument("--recipe", type=Path, help="recipe file (default jobs/train/<model>.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override (both arms)")
+    parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first")
+    parser.add_argument("--original-batch", type=int, default=8)
+    parser.add_argument("--original-accum", type=int, default=4)
+    parser.add_argument("--original-max-length", type=int, default=1024)
+    parser.add_argument("--measured-tflops", type=float, default=None, help="bf16 matmul rate measured on this GPU")
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--json", type=Path, required=True, help="write the arm's figures here")
+    return parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="GPU-only LoRA training throughput of 7B-shaped models")
-    parser.add_argument("--models", nargs="+", default=["mistral7b", "llama2-7b", "gemma7b"])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--tokens", type=int, default=8192, help="real tokens per step (the original: 8 x 1024)")
-    parser.add_argument("--packing", choices=["both", "packed", "padded"], default="both")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU")
-    args = parser.parse_args()
+    args = make_parser().parse_args()
+    if args.recipe is None:
+        args.recipe = REPO / "jobs" / "train" / f"{Path(args.model).name}.yaml"
+    os.environ.setdefault("WANDB_MODE", "disabled")
 
-    import torch
+    from sqlmaster.config import load_recipe
 
-    if not torch.cuda.is_available():
-        sys.exit("bench_train_gpu.py needs a CUDA GPU (this machine has none); see bench_train_cpu.py for CPU figures")
-    attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
-    name = torch.cuda.get_device_name()
-    peak = peak_tflops(name, args.peak_tflops)
-    print(f"{name}, peak bf16 {peak} TFLOPS, {args.tokens} real tokens/step, {args.steps} timed steps, LoRA r=16")
-    print(f"{'model':<10} {'batch':<7} {'attention':<18} {'tokens/s':>10} {'useful':>7} {'peak GB':>8} {'MFU':>8}")
-    modes = ["packed", "padded"] if args.packing == "both" else [args.packing]
-    for model_name in args.models:
-        for mode in modes:
-            run(model_name, mode, args.steps, args.tokens, attn, peak)
+    overrides = benchmark_overrides(args.warmup + args.steps, args.overrides)
+    started = time.perf_counter()
+    if args.arm == "original":
+        result = original_arm(args, load_recipe(args.recipe, overrides), overrides)
+    else:
+        result = sqlmaster_arm(args, overrides)
+    result["wall_s"] = time.perf_counter() - started
+    result = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
+    args.json.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "losses"}), flush=True)
 
 
 if __name__ == "__main__":

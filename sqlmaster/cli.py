@@ -227,10 +227,16 @@ def recipe_keys_command(
     keys = recipe_keys()
     if output == "json":
         records = [
-            {"key": k.key, "type": k.type, "default": k.default, "allowed": k.constraint_text(), "role": k.role,
-             "help": k.help}
+            {
+                "key": k.key,
+                "type": k.type,
+                "default": k.default,
+                "allowed": k.constraint_text(),
+                "role": k.role,
+                "help": k.help,
+            }
             for k in keys
-        ]  # fmt: skip
+        ]
         typer.echo(json.dumps(records, indent=2))
         return
     if output != "table":
@@ -288,7 +294,8 @@ def main() -> None:
     except Interrupted as exc:
         name = signal.Signals(exc.signum).name
         typer.echo(
-            f"interrupted by {name}: run.json records it; the same command resumes from the last checkpoint",
+            f"interrupted by {name}: a started run records it in run.json; the same command resumes from the last "
+            "complete checkpoint",
             err=True,
         )
         sys.exit(exc.exit_code)

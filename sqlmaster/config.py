@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import yaml
 
 from sqlmaster.errors import ConfigError
+from sqlmaster.models.attention import ATTN_CHOICES
 from sqlmaster.prompt import TEMPLATES
 
 SEED_MAX = 2**32 - 1  # numpy's seed range (the HF Trainer seeds numpy with it)
@@ -169,8 +170,9 @@ class ModelConfig(_Section):
     attn_implementation: str = field(
         default="auto",
         metadata=knob(
-            "auto = flash_attention_2 when importable on CUDA, else sdpa",
-            choices=("auto", "flash_attention_2", "sdpa", "eager"),
+            "attention kernel; auto = flash_attention_2 when importable on CUDA, else flex_attention for packed "
+            "training on CUDA, else sdpa (sqlmaster/models/attention.py)",
+            choices=ATTN_CHOICES,
             role="runtime",
         ),
     )
@@ -187,6 +189,14 @@ class ModelConfig(_Section):
     )
     revision: str | None = field(
         default=None, metadata=knob("hub revision of the base model; null = the registry's pin or main", nonempty=True)
+    )
+    init: str = field(
+        default="pretrained",
+        metadata=knob(
+            "pretrained = the hub weights; random = the registry's shipped config with random weights and a BPE "
+            "tokenizer trained on the data: throughput without a download (scripts/gpu-suite.sh), learns nothing",
+            choices=("pretrained", "random"),
+        ),
     )
     # Architecture of the `tiny` model (built from config; ignored for every other model).
     tiny_vocab_size: int = field(
@@ -296,6 +306,16 @@ class TrainingConfig(_Section):
     budget_evaluations: int = field(
         default=4,
         metadata=knob("with a time budget: evaluations and checkpoints at this many even fractions of it", minimum=0),
+    )
+    # Speed levers (docs/gpu.md; scripts/gpu-suite.sh measures each against the shipped recipe).
+    liger_kernel: bool = field(
+        default=False,
+        metadata=knob(
+            "CUDA only: liger-kernel's fused Triton RMSNorm, SwiGLU and RoPE (TRL fuses the LM head)", role="runtime"
+        ),
+    )
+    torch_compile: bool = field(
+        default=False, metadata=knob("torch.compile the model (the first steps pay the compile)", role="runtime")
     )
 
     def check(self) -> None:

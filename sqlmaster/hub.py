@@ -42,17 +42,19 @@ def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` (or an error it was raised from) says the hub could not be reached."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
-    names: set[str] = set()
+    names: set[str] = set()  # every class name in each error's MRO (ConnectError is a NetworkError, ...)
+    exact: set[str] = set()  # each error's own class (LocalEntryNotFoundError subclasses EntryNotFoundError)
     busy = False  # a 429 or 5xx answer (after huggingface_hub's own retries)
     seen: BaseException | None = exc
     for _ in range(20):  # cause chains are short; a cycle must not hang us
         if seen is None:
             break
         names.update(cls.__name__ for cls in type(seen).__mro__)
+        exact.add(type(seen).__name__)
         status = getattr(getattr(seen, "response", None), "status_code", None)
         busy = busy or (isinstance(status, int) and (status == 429 or status >= 500))
         seen = seen.__cause__ or seen.__context__
-    if names & set(_DEFINITE):
+    if exact & set(_DEFINITE):
         return False
     return busy or bool(names & set(_TRANSIENT))
 

@@ -102,8 +102,9 @@ def _recipe_file(
         return recipe_file, "--recipe"
     if model is None:
         return None, "defaults"
-    from sqlmaster.models.registry import MODELS
+    from sqlmaster.models.registry import MODELS, resolve_model
 
+    resolve_model(model)  # an unknown name is an error listing the registry, as in `train`
     name = model if model in MODELS else None
     path = find_jobs_file(task, name, jobs_dir) if name else None
     if path is None:

@@ -25,7 +25,9 @@ def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-unt
     """GPU tests run where CUDA exists; elsewhere they are reported as skipped with the reason, never hidden."""
     import pytest
 
-    gpu_items = [item for item in items if "gpu" in item.keywords]
+    # The marker itself, not `"gpu" in item.keywords`: keywords hold every parent node's name too, so a checkout
+    # in a folder named "gpu" would skip every test.
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_items:
         return
     import torch

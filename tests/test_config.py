@@ -154,3 +154,68 @@ def test_every_default_satisfies_its_own_schema() -> None:
     bad["training"]["warmup_steps"] = -5
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, recipe_json_schema())
+
+
+def test_a_models_recipe_is_its_default() -> None:
+    """`sqlmaster train --model tiny` (no --recipe) starts from jobs/train/tiny.yaml and says so."""
+    from sqlmaster.recipes import resolve_recipe
+
+    tiny = resolve_recipe("train", "tiny", None, ["training.max_steps=20"])
+    assert tiny.file == Path(__file__).parents[1] / "jobs" / "train" / "tiny.yaml"
+    assert tiny.recipe.model.mode == "full" and tiny.recipe.training.packing is False  # tiny's own CPU recipe
+    assert tiny.sources["model.mode"] == str(tiny.file) and tiny.sources["training.max_steps"] == "--set"
+    assert tiny.sources["training.lr_scheduler_type"] == "default"
+    assert "tiny's own recipe" in tiny.describe() and "+ 1 --set value" in tiny.describe()
+    hub = resolve_recipe("train", "someorg/somemodel")
+    assert hub.file is None and hub.recipe == Recipe() and "is not a registry model" in hub.describe()
+    explicit = resolve_recipe("train", "tiny", Path(__file__).parents[1] / "jobs" / "train" / "mistral7b.yaml")
+    assert explicit.origin == "--recipe" and explicit.recipe.model.mode == "lora"
+    with pytest.raises(ConfigError, match="unknown model 'mistral-7'"):
+        resolve_recipe("train", "mistral-7")
+
+
+def test_recipe_hash_covers_what_defines_a_run_only() -> None:
+    from sqlmaster.train.guard import recipe_hash
+
+    base = recipe_hash("tiny", Recipe())
+    assert recipe_hash("tiny", load_recipe(None, ["training.num_threads=2", "evaluation.limit=5"])) == base
+    assert recipe_hash("tiny", load_recipe(None, ["data.seed=7"])) != base
+    assert recipe_hash("tiny", load_recipe(None, ["training.max_steps=7"])) != base
+    assert recipe_hash("mistral7b", Recipe()) != base
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path: Path) -> None:
+    import json
+
+    from sqlmaster.atomic import atomic_dir, atomic_open, write_json
+
+    target = tmp_path / "metrics.json"
+    write_json(target, {"loss": float("nan"), "steps": [1.0, float("inf")]})
+    assert json.loads(target.read_text()) == {"loss": None, "steps": [1.0, None]}  # NaN is not JSON
+    with pytest.raises(RuntimeError), atomic_open(target) as handle:
+        handle.write("half a fi")
+        raise RuntimeError("crash while writing")
+    assert json.loads(target.read_text())["steps"] == [1.0, None]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+    weights = tmp_path / "adapter"
+    with atomic_dir(weights) as tmp:
+        (tmp / "a.bin").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(weights) as tmp:
+        (tmp / "a.bin").write_text("half")
+        raise RuntimeError("crash while saving")
+    assert (weights / "a.bin").read_text() == "old"
+    with atomic_dir(weights) as tmp:
+        (tmp / "b.bin").write_text("new")
+    assert sorted(p.name for p in weights.iterdir()) == ["b.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "metrics.json"]
+
+
+def test_every_key_has_a_role_for_run_directories() -> None:
+    from sqlmaster.config import ROLES, recipe_keys
+
+    roles = {k.key: k.role for k in recipe_keys()}
+    assert set(roles.values()) <= set(ROLES)
+    assert roles["data.seed"] == roles["prompt.template"] == roles["model.tiny_layers"] == "identity"
+    assert roles["training.max_steps"] == "resumable"
+    assert roles["training.num_threads"] == roles["evaluation.batch_size"] == "runtime"

@@ -177,3 +177,23 @@ def test_artifacts_chart_renders_a_gpu_free_read_only_reader() -> None:
         render(
             RenderRequest(release="r", chart=CHARTS / "sqlmaster-artifacts", namespace="ns", set_strings=["runId=x"])
         )
+
+
+def test_generated_run_ids_fit_every_derived_name_and_do_not_collide() -> None:
+    """`<task>-<model>-<yyyymmdd-hhmmss>-<8 hex>`: valid for every registry model (and a very long name), at most
+    52 characters (helm's release-name limit is 53; the chart derives every name within 63 from it), and 200 made in
+    the same second are distinct (32 random bits: a clash has probability ~5e-6; submit retries one anyway)."""
+    from datetime import UTC, datetime
+
+    from sqlctl.runid import MAX_RUN_ID, new_run_id, validate_run_id
+
+    from sqlmaster.models.registry import MODELS
+
+    now = datetime(2026, 11, 30, 0, 0, 0, tzinfo=UTC)
+    for task in ("train", "eval"):
+        for model in [*MODELS, "x" * 80, "Qwen2.5-7B_Instruct"]:
+            run_id = new_run_id(task, model, now)
+            assert validate_run_id(run_id) == run_id and len(run_id) <= MAX_RUN_ID
+            assert run_id.startswith(f"{task}-") and "-20261130-000000-" in run_id
+    ids = {new_run_id("train", "tiny", now) for _ in range(200)}
+    assert len(ids) == 200

@@ -13,7 +13,6 @@ pushed a 48-byte adapter after ``merge_and_unload``).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Callable
@@ -60,18 +59,11 @@ def resolve_dtype(model_cfg: ModelConfig, device: str) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[model_cfg.dtype]
 
 
-def resolve_attn_implementation(model_cfg: ModelConfig, device: str) -> str:
-    """``auto``: flash_attention_2 when the package is importable and we are on CUDA, else sdpa."""
-    if model_cfg.attn_implementation != "auto":
-        if model_cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-            raise ConfigError(
-                "model.attn_implementation=flash_attention_2 but the flash-attn package is not installed. "
-                "Install it (GPU image) or use model.attn_implementation=auto"
-            )
-        return model_cfg.attn_implementation
-    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+def resolve_attn_implementation(model_cfg: ModelConfig, device: str, *, packing: bool = False) -> str:
+    """The recipe's attention choice on ``device``; ``auto`` is decided in sqlmaster/models/attention.py."""
+    from sqlmaster.models.attention import choose_attention
+
+    return choose_attention(model_cfg.attn_implementation, device, packing=packing)
 
 
 def load_tokenizer(
@@ -99,12 +91,12 @@ def load_tokenizer(
     tokenizer = _from_pretrained(
         f"the tokenizer of {source}", lambda: AutoTokenizer.from_pretrained(source, **kwargs), hub=path is None
     )
-    _set_pad_token(tokenizer, spec)
+    set_pad_token(tokenizer, spec)
     tokenizer.padding_side = spec.padding_side_generate if for_generation else spec.padding_side_train
     return tokenizer
 
 
-def _set_pad_token(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> None:
+def set_pad_token(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> None:
     if spec.pad_token is not None:
         if spec.pad_token not in tokenizer.get_vocab():
             raise ConfigError(
@@ -121,11 +113,13 @@ def load_base_model(
     *,
     device: str | None = None,
     path: str | Path | None = None,
+    packing: bool = False,
 ) -> PreTrainedModel:
     """The base model in the recipe's dtype and attention implementation, on ``device``.
 
     ``path`` loads from a local directory (tiny's ``base/``, a merged model); otherwise the hub id of ``spec``
-    at ``model_cfg.revision`` (or the registry's pin) with HF_TOKEN for gated models.
+    at ``model_cfg.revision`` (or the registry's pin) with HF_TOKEN for gated models. ``packing``: the model
+    will train on padding-free packed batches (it can change the attention kernel ``auto`` picks).
     """
     from transformers import AutoModelForCausalLM
 
@@ -138,7 +132,7 @@ def load_base_model(
     source = str(path) if path is not None else spec.hub_id
     kwargs: dict[str, Any] = {
         "dtype": resolve_dtype(model_cfg, device),
-        "attn_implementation": resolve_attn_implementation(model_cfg, device),
+        "attn_implementation": resolve_attn_implementation(model_cfg, device, packing=packing),
         "trust_remote_code": spec.trust_remote_code,
     }
     if path is None:
@@ -212,6 +206,11 @@ def load_trained(
         if not directory.is_dir():
             raise ConfigError(f"{directory} does not exist: the run was trained without output.merge=true")
         return (*_load_dir(directory, spec, model_cfg, device, for_generation), info)
+    if base.get("init") == "random":
+        raise ConfigError(
+            f"{run_dir} was trained from random weights (model.init=random, a throughput benchmark) whose base was "
+            "not saved, so it cannot be evaluated. Train with model.init=pretrained"
+        )
     if info.get("mode") == "full":
         return (*_load_dir(rd.model, spec, model_cfg, device, for_generation), info)
 

@@ -59,6 +59,7 @@ def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to:
     # With a time budget the schedule, evaluations, checkpoints and the stop come from the budget (budget.py).
     budgeted = t.time_budget_minutes is not None
     on_cpu = not device.startswith("cuda")
+    check_levers(recipe, device)
     return SFTConfig(
         output_dir=str(checkpoints_dir),
         run_name=run_id,
@@ -107,7 +108,26 @@ def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to:
         train_sampling_strategy="group_by_length" if (t.group_by_length and not t.packing) else "random",
         dataloader_num_workers=0,
         save_only_model=False,
+        # speed levers (docs/gpu.md)
+        use_liger_kernel=t.liger_kernel,
+        torch_compile=t.torch_compile,
     )
+
+
+def check_levers(recipe: Recipe, device: str) -> None:
+    """Speed levers that cannot work here are configuration errors, not a silent slow run."""
+    import importlib.util
+
+    from sqlmaster.errors import ConfigError
+
+    if recipe.training.liger_kernel:
+        if not device.startswith("cuda"):
+            raise ConfigError("training.liger_kernel=true needs a CUDA GPU (Triton kernels). Set it to false here")
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError(
+                "training.liger_kernel=true but the liger-kernel package is not installed. "
+                "pip install liger-kernel (see docs/gpu.md), or set training.liger_kernel=false"
+            )
 
 
 def lora_config(spec: ModelSpec, model_cfg: ModelConfig) -> Any:

@@ -75,7 +75,7 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
     """Configuration errors found before any data or weights load (exit code 2, nothing written)."""
     from sqlmaster.train.checkpoints import checkpoint_dirs, is_complete
 
-    if not spec.is_tiny:
+    if not spec.is_tiny and recipe.model.init == "pretrained":
         hf_token(spec)  # gated model without HF_TOKEN
     if recipe.output.push_to_hub and not os.environ.get("HF_TOKEN"):
         raise ConfigError("output.push_to_hub=true needs HF_TOKEN in the environment. Set it, or push later")
@@ -85,12 +85,24 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
             "tiny with LoRA on a randomly initialised base learns little (measured: 0%% execution accuracy); "
             "use model.mode=full, or model.modules_to_save=[embed_tokens, lm_head]"
         )
-    if run.path.exists() and not run.path.is_dir():
-        raise ConfigError(f"output directory {run.path} is a file. Choose another --output-dir")
+    _check_output_dir(run.path)
     steps = [step for step, path in checkpoint_dirs(run.checkpoints) if is_complete(path)]
     plan = plan_run(run, spec.name, recipe, options, steps[-1] if steps else None)
     _sync_ranks()  # every rank has read the directory before rank 0 changes it
     return Job(spec, recipe, run, plan, options, device=_device())
+
+
+def _check_output_dir(path: Path) -> None:
+    """Fail now, not after the data loaded, when the output directory cannot be created or written."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output directory {path} is a file. Choose another --output-dir")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write to output directory {path} ({existing} is not a writable directory). Choose a writable path"
+        )
 
 
 def _check_scheduler(name: str) -> None:
@@ -261,7 +273,7 @@ def _recorder(job: Job, run_info: dict[str, Any]) -> Any:
 
 def _warn_dense_packing(recipe: Recipe, base_model: Any) -> None:
     attn = getattr(base_model.config, "_attn_implementation", None)
-    if recipe.training.packing and attn != "flash_attention_2":
+    if recipe.training.packing and attn not in ("flash_attention_2", "flex_attention"):
         log.warning(
             "packing with %s attention: the flattened batch gets a dense block-diagonal mask, so attention costs "
             "(batch x max_length)^2 (measured 2x slower than length-grouped padding for tiny on CPU). Install "
@@ -275,9 +287,18 @@ def _load_base(job: Job, data: Data) -> tuple[Any, Any, dict[str, Any]]:
     spec, recipe, device = job.spec, job.recipe, job.device
     revision = recipe.model.revision or spec.revision
     info: dict[str, Any] = {"name": spec.name, "hub_id": spec.hub_id, "revision": revision}
+    if not spec.is_tiny and recipe.model.init == "random":  # throughput benchmarks: nothing downloaded
+        from sqlmaster.models.random_init import build_random
+
+        texts = (row["prompt"] + row["completion"] for row in data.train_rows)
+        model, tokenizer = build_random(
+            spec, recipe.model, texts, device=device, seed=recipe.training.seed, packing=recipe.training.packing
+        )
+        return model, tokenizer, {**info, "init": "random", "revision": None}
     if not spec.is_tiny:
         tokenizer = load_tokenizer(spec, for_generation=False, revision=recipe.model.revision)
-        return load_base_model(spec, recipe.model, device=device), tokenizer, info
+        model = load_base_model(spec, recipe.model, device=device, packing=recipe.training.packing)
+        return model, tokenizer, info
 
     from sqlmaster.models.tiny import architecture_from, build_tiny, save_tiny
 

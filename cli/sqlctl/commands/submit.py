@@ -67,10 +67,16 @@ RunIdOpt = Annotated[
     str | None,
     typer.Option("--run-id", help="Use this run id; submitting an existing one creates nothing new."),
 ]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Render and print the manifests; create nothing.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print the rendered manifests (--local: the command, env, files); run nothing."),
+]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the run finishes; exit non-zero if it failed.")]
 DetachOpt = Annotated[bool, typer.Option("--detach", "-d", help="Do not follow the logs after submitting.")]
-LocalOpt = Annotated[bool, typer.Option("--local", help="Run as a local process (no cluster), e.g. --model tiny.")]
+LocalOpt = Annotated[
+    bool,
+    typer.Option("--local", help="Run the chart's rendered command here, no cluster (paths under --runs-dir)."),
+]
 RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where --local runs write (runs/<run-id>/<model>/).")]
 AdapterRunOpt = Annotated[
     str | None,
