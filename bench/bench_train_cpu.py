@@ -12,8 +12,9 @@ real length-grouped batches of the shipped data, non-padding tokens per second o
         "trl fused"    (TRL's fused LM head, which on CPU scores every position and computes entropy and top-1)
 
 bf16 rows are skipped with the reason on CPUs without bf16 instructions (avx512_bf16 or amx_bf16), where emulated
-bf16 measured 6-15x slower than fp32. Measured on a Xeon with avx512_bf16 and no AMX: bf16 0.53x fp32. Timings on a shared machine are noisy: run it twice, on an idle
-machine. The batching comparison (padded vs packed) that used to be this script is bench/bench_packing_cpu.py.
+bf16 measured 6-15x slower than fp32; on a Xeon with avx512_bf16 and no AMX, bf16 measured 0.53x fp32. Timings on
+a shared machine are noisy: run it twice, on an idle machine. The batching comparison (padded vs packed) that used
+to be this script is bench/bench_packing_cpu.py.
 """
 
 from __future__ import annotations
