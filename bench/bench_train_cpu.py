@@ -1,149 +1,171 @@
-"""Training throughput of `tiny` on this CPU for three ways of batching the same examples.
+"""Training throughput of `tiny` on this CPU: fp32 vs bf16 autocast vs torch.compile, raw step vs the trainer's loss.
 
-    OMP_NUM_THREADS=2 python bench/bench_train_cpu.py [--steps 20] [--threads 2] [--batch 16] [--max-length 256]
+    python bench/bench_train_cpu.py [--steps 20] [--threads 2] [--batch 16] [--recipe jobs/train/tiny.yaml]
 
-(a) padded:  a batch of examples padded to its longest (a dense attention mask); also with length grouping.
-(b) original packing: BOS+example+EOS concatenated and cut into max_length chunks (TRL 0.7's
-    ConstantLengthDataset): no padding, but examples attend to each other and get cut mid-example.
-(c) ours:    TRL's best-fit-decreasing packing in padding-free form: one flat sequence per pack, position ids
-    restarting at 0 for each example, no attention mask, so each example sees only itself.
+Prints the CPU (model name, the bf16/AVX-512/AMX flags that decide bf16 speed) and, for the recipe's tiny shape on
+real length-grouped batches of the shipped data, non-padding tokens per second of a full training step
+(forward + backward + AdamW) for:
 
-For each it prints non-padding tokens per second (forward + backward + AdamW step; the figure the training
-logs call tokens/s) and the useful-token fraction (non-padding tokens / tokens computed). Every variant gets
-about the same number of real tokens per step. Timings on a shared machine are noisy: run it twice.
+  fp32 / bf16 autocast                      x   eager / torch.compile
+  loss: "full logits"  (the model's own loss over every position, what a plain PyTorch loop does)
+        "lean"         (sqlmaster.train.trainer.completion_loss: LM head on completion tokens only; tiny's CPU path)
+        "trl fused"    (TRL's fused LM head, which on CPU scores every position and computes entropy and top-1)
+
+bf16 rows are skipped with the reason on CPUs without bf16 instructions (avx512_bf16 or amx_bf16), where emulated
+bf16 measured 6-15x slower than fp32; on a Xeon with avx512_bf16 and no AMX, bf16 measured 0.53x fp32. Timings on
+a shared machine are noisy: run it twice, on an idle machine. The batching comparison (padded vs packed) that used
+to be this script is bench/bench_packing_cpu.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def _rows(n: int, template: str) -> list[dict[str, str]]:
-    from sqlmaster.config import DataConfig
-    from sqlmaster.data.pipeline import build_splits
-    from sqlmaster.prompt import get_template
-
-    tpl = get_template(template)
-    return [ex.to_prompt_completion(tpl) for ex in build_splits(DataConfig()).train[:n]]
-
-
-def _tokenize(rows: list[dict[str, str]], tok: Any) -> list[dict[str, list[int]]]:
-    out = []
+def _batches(recipe: Any, tok: Any, rows: list[dict[str, str]], batch: int) -> Iterator[dict[str, torch.Tensor]]:
+    examples = []
     for row in rows:
         prompt = tok(row["prompt"])["input_ids"]
-        ids = tok(row["prompt"] + row["completion"] + tok.eos_token)["input_ids"]
-        out.append({"input_ids": ids, "labels": [-100] * len(prompt) + ids[len(prompt) :]})
-    return out
+        ids = tok(row["prompt"] + row["completion"])["input_ids"] + [tok.eos_token_id]
+        ids = ids[: recipe.training.max_length]
+        examples.append((ids, [-100] * len(prompt) + ids[len(prompt) :]))
+    # Length-grouped batches, like training.group_by_length: sorted within mega-batches of 50 batches.
+    mega = batch * 50
+    order = [
+        i
+        for s in range(0, len(examples), mega)
+        for i in sorted(range(s, min(s + mega, len(examples))), key=lambda i: -len(examples[i][0]))
+    ]
+    while True:
+        for s in range(0, len(order) - batch + 1, batch):
+            items = [examples[i] for i in order[s : s + batch]]
+            width = max(len(ids) for ids, _ in items)
+            ids_t = torch.full((batch, width), tok.pad_token_id)
+            labels = torch.full((batch, width), -100)
+            mask = torch.zeros((batch, width), dtype=torch.long)
+            for r, (ids, lab) in enumerate(items):
+                ids_t[r, : len(ids)], labels[r, : len(ids)], mask[r, : len(ids)] = (
+                    torch.tensor(ids),
+                    torch.tensor(lab),
+                    1,
+                )
+            yield {"input_ids": ids_t, "labels": labels, "attention_mask": mask}
 
 
-def padded_batches(examples: list[dict[str, list[int]]], batch: int, pad_id: int, grouped: bool) -> Iterator[dict]:
-    order = list(range(len(examples)))
-    random.Random(0).shuffle(order)
-    if grouped:  # sort within mega-batches of 50 batches, as the HF length-grouped sampler does
-        mega = batch * 50
-        order = [
-            i
-            for s in range(0, len(order), mega)
-            for i in sorted(order[s : s + mega], key=lambda i: -len(examples[i]["input_ids"]))
-        ]
-    for s in range(0, len(order) - batch + 1, batch):
-        items = [examples[i] for i in order[s : s + batch]]
-        width = max(len(x["input_ids"]) for x in items)
-        ids = torch.full((batch, width), pad_id)
-        labels = torch.full((batch, width), -100)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for r, x in enumerate(items):
-            n = len(x["input_ids"])
-            ids[r, :n], labels[r, :n], mask[r, :n] = torch.tensor(x["input_ids"]), torch.tensor(x["labels"]), 1
-        yield {"input_ids": ids, "labels": labels, "attention_mask": mask}
+def _loss_fn(kind: str, model: Any) -> Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]:
+    from sqlmaster.train.trainer import completion_loss
+
+    if kind == "full logits":
+        return lambda m, b: m(**b, use_cache=False).loss
+    if kind == "lean":
+        return lambda m, b: completion_loss(m, b)[0]
+    from trl.trainer.utils import add_fused_lm_head
+
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    return lambda m, b: m(**b, fused_lm_head=True, use_cache=False).loss
 
 
-def original_packing(examples: list[dict[str, list[int]]], rows_per_step: int, max_length: int) -> Iterator[dict]:
-    stream: list[int] = []
-    for x in examples:
-        stream += x["input_ids"]  # already BOS ... EOS; the original trained on every token
-    chunks = [stream[s : s + max_length] for s in range(0, len(stream) - max_length + 1, max_length)]
-    for s in range(0, len(chunks) - rows_per_step + 1, rows_per_step):
-        ids = torch.tensor(chunks[s : s + rows_per_step])
-        yield {"input_ids": ids, "labels": ids.clone()}
-
-
-def ours(examples: list[dict[str, list[int]]], rows_per_step: int, max_length: int, pad_id: int) -> Iterator[dict]:
-    from datasets import Dataset
-    from trl.data_utils import pack_dataset
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    packed = pack_dataset(Dataset.from_list(examples), max_length, "bfd")
-    collate = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=True)
-    for s in range(0, len(packed) - rows_per_step + 1, rows_per_step):
-        batch = collate([packed[i] for i in range(s, s + rows_per_step)])
-        yield {k: batch[k] for k in ("input_ids", "labels", "position_ids")}
-
-
-def measure(name: str, model: Any, batches: Iterator[dict], steps: int, pad_id: int) -> None:
+def measure(
+    build: Callable[[], Any], batches: Iterator[dict], steps: int, bf16: bool, compiled: bool, loss: str
+) -> float:
+    model = build()
+    loss_fn = _loss_fn(loss, model)
+    step_model = torch.compile(model) if compiled else model
+    if compiled and loss == "lean":  # compile the backbone, which completion_loss calls
+        model.model = torch.compile(model.model)
+        step_model = model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    real = computed = 0
-    elapsed = 0.0
-    for i, batch in enumerate(batches):
-        if i >= steps + 2:
-            break
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    real, elapsed = 0, 0.0
+    for i in range(steps + 3):
+        batch = next(batches)
         started = time.perf_counter()
-        loss = model(**batch, use_cache=False).loss
-        loss.backward()
+        with autocast:
+            value = loss_fn(step_model, batch)
+        value.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if i >= 2:  # two warm-up steps
+        if i >= 3:  # warm-up steps (and compilation) not timed
             elapsed += time.perf_counter() - started
-            mask = batch.get("attention_mask")
-            real += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-            computed += batch["input_ids"].numel()
-    print(f"{name:<34} {real / elapsed:>10,.0f} {real / computed:>9.1%} {real / max(steps, 1):>12,.0f}", flush=True)
+            real += int(batch["attention_mask"].sum())
+    return real / elapsed
+
+
+def cpu_description() -> str:
+    from sqlmaster.train.arguments import NATIVE_BF16_CPU_FLAGS, cpu_flags
+
+    name = platform.processor() or platform.machine()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        cpuinfo = []
+    name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), name)
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or f in NATIVE_BF16_CPU_FLAGS)
+    return f"{name}; flags: {' '.join(flags) or 'no AVX-512/AMX'}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=16, help="examples per padded batch")
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--template", default="compact")
+    parser.add_argument("--batch", type=int, default=None, help="default: the recipe's batch size")
+    parser.add_argument("--recipe", default="jobs/train/tiny.yaml")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (slow to compile)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from sqlmaster.config import ModelConfig
-    from sqlmaster.models.tiny import architecture_from, build_tiny
+    from sqlmaster.config import load_recipe
+    from sqlmaster.data.pipeline import build_splits
+    from sqlmaster.models.tiny import architecture_from, build_model, train_tokenizer
+    from sqlmaster.prompt import get_template
+    from sqlmaster.train.arguments import cpu_flags
 
-    rows = _rows(3000, args.template)
-    model, tok = build_tiny((r["prompt"] + r["completion"] for r in rows), architecture_from(ModelConfig()))
-    examples = _tokenize(rows, tok)
-    mean_len = sum(len(x["input_ids"]) for x in examples) / len(examples)
-    # Rows per packed step so that a step holds about as many real tokens as a padded batch.
-    rows_per_step = max(1, round(args.batch * mean_len / args.max_length))
-    n_params = sum(p.numel() for p in model.parameters())
+    recipe = load_recipe(args.recipe)
+    batch = args.batch or recipe.training.per_device_train_batch_size
+    template = get_template(recipe.prompt.template)
+    rows_data = [ex.to_prompt_completion(template) for ex in build_splits(recipe.data).train[:4000]]
+    arch = architecture_from(recipe.model)
+    tok = train_tokenizer(
+        (r["prompt"] + r["completion"] for r in rows_data), arch.vocab_size, split_digits=arch.split_digits
+    )
+    tok.padding_side = "right"
+
+    def build() -> Any:
+        return build_model(tok, arch, seed=0)
+
+    n_params = sum(p.numel() for p in build().parameters())
+    print(f"CPU: {cpu_description()}")
     print(
-        f"tiny: {n_params:,} parameters, {args.threads} threads, {mean_len:.0f} tokens/example, "
-        f"batch {args.batch} examples vs {rows_per_step} x {args.max_length}-token packs, {args.steps} steps"
+        f"torch {torch.__version__}, {args.threads} threads; tiny {n_params:,} parameters, batch {batch}, "
+        f"{args.steps} steps"
     )
-    print(f"{'variant':<34} {'tokens/s':>10} {'useful':>9} {'tokens/step':>12}")
-    pad = tok.pad_token_id
-    measure("(a) padded, random order", model, padded_batches(examples, args.batch, pad, False), args.steps, pad)
-    measure("(a') padded, length-grouped", model, padded_batches(examples, args.batch, pad, True), args.steps, pad)
-    measure(
-        "(b) original packing (leaky)",
-        model,
-        original_packing(examples, rows_per_step, args.max_length),
-        args.steps,
-        pad,
-    )
-    measure(
-        "(c) ours: position-id packing", model, ours(examples, rows_per_step, args.max_length, pad), args.steps, pad
-    )
+    print(f"{'precision':<10} {'mode':<8} {'loss':<12} {'tokens/s':>10}")
+    native = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})  # bf16 in hardware (fast or not: that is measured)
+    # The loss variants at fp32 eager (the trainer overhead question), then precision x compilation for the
+    # lean loss tiny trains with on CPU.
+    variants = [(False, False, "full logits"), (False, False, "trl fused"), (False, False, "lean")]
+    variants.append((True, False, "lean"))
+    if not args.no_compile:
+        variants += [(False, True, "lean"), (True, True, "lean")]
+    for bf16, compiled, loss in variants:
+        label = f"{'bf16' if bf16 else 'fp32':<10} {'compile' if compiled else 'eager':<8} {loss:<12}"
+        if bf16 and not native:
+            print(f"{label} skipped: no bf16 instructions on this CPU (avx512_bf16/amx_bf16)")
+            continue
+        try:
+            speed = measure(build, _batches(recipe, tok, rows_data, batch), args.steps, bf16, compiled, loss)
+        except Exception as exc:  # a backend that cannot compile here is a result, not a crash
+            print(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
+            continue
+        print(f"{label} {speed:>10,.0f}", flush=True)
 
 
 if __name__ == "__main__":

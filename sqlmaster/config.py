@@ -211,6 +211,10 @@ class ModelConfig(_Section):
     tiny_tie_embeddings: bool = field(
         default=False, metadata=knob("tiny only: tie embeddings and head (untied learned better at this size)")
     )
+    tiny_split_digits: bool = field(
+        default=False,
+        metadata=knob("tiny only: one token per digit, so ids and numbers are copied digit by digit"),
+    )
 
     def check(self) -> None:
         # Rotary position embeddings rotate pairs of dimensions: each head needs an even size.
@@ -270,7 +274,8 @@ class TrainingConfig(_Section):
         ),
     )
     bf16: bool | None = field(
-        default=None, metadata=knob("bf16 autocast; null = on where the GPU supports it, off on CPU")
+        default=None,
+        metadata=knob("bf16 autocast; null = on where the GPU supports it or the CPU has AMX (amx_bf16)"),
     )
     group_by_length: bool = field(
         default=False, metadata=knob("without packing: batch examples of similar length (less padding)")
@@ -281,6 +286,26 @@ class TrainingConfig(_Section):
     eval_batch_size: int | None = field(
         default=None,
         metadata=knob("evaluation batch per device; null = per_device_train_batch_size", minimum=1, role="runtime"),
+    )
+    # Train for wall time instead of max_steps (sqlmaster/train/budget.py): the LR schedule is laid over the budget.
+    time_budget_minutes: float | None = field(
+        default=None,
+        metadata=knob(
+            "train for this wall time instead of max_steps (then unused); the LR schedule ends at the budget",
+            exclusive_minimum=0,
+        ),
+    )
+    budget_decay_fraction: float = field(
+        default=1.0,
+        metadata=knob(
+            "with a time budget: the last fraction of it with LR decay (1.0 = cosine; 0.2 = warm-up-stable-decay)",
+            exclusive_minimum=0,
+            maximum=1,
+        ),
+    )
+    budget_evaluations: int = field(
+        default=4,
+        metadata=knob("with a time budget: evaluations and checkpoints at this many even fractions of it", minimum=0),
     )
     # Speed levers (docs/gpu.md; scripts/gpu-suite.sh measures each against the shipped recipe).
     liger_kernel: bool = field(

@@ -1,20 +1,33 @@
-"""Console logging for the workload: plain timestamped lines on stdout, which is what `kubectl logs` shows.
+"""Console output for the workload: timestamped log lines always, live progress bars only in a terminal.
 
-Training and evaluation share this setup so both read the same in a pod's log; progress bars are turned off
-because they turn into walls of carriage returns in log files.
+In a pod, in CI or through a pipe (``kubectl logs``, log files) stdout is not a TTY: training prints one line per
+log step and evaluation one line per dataset, as plain text. In a terminal, ``sqlmaster quickstart``, ``train``
+and ``eval run`` also draw rich progress bars (training: step, loss, tokens/s, time left; generation; scoring),
+and the log lines scroll above them. Library progress bars (tqdm) stay off either way.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` is at emit time, so lines go above a live rich progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
 
 
 def setup_logging(main_process: bool = True) -> None:
     """Log ``sqlmaster.*`` at INFO on the main process (WARNING on other DDP ranks); silence library chatter."""
     logger = logging.getLogger("sqlmaster")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if main_process else logging.WARNING)
@@ -26,3 +39,51 @@ def setup_logging(main_process: bool = True) -> None:
     hf_logging.set_verbosity_warning()
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
+
+
+# Tests (and notebooks) may set a console, e.g. rich.console.Console(force_terminal=True, file=buffer).
+console_override: Any = None
+
+
+def progress_console() -> Any:
+    """The rich Console to draw progress bars on, or None when stdout is not a terminal (no bars)."""
+    if console_override is not None:
+        return console_override
+    if not sys.stdout.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal and not console.is_dumb_terminal else None
+
+
+def progress_bar(*extra_columns: Any, console: Any = None) -> Any:
+    """A rich Progress with description, bar, count, elapsed and ``extra_columns``; None without a terminal."""
+    console = console or progress_console()
+    if console is None:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        *extra_columns,
+        console=console,
+        transient=False,
+    )
+
+
+@contextmanager
+def progress(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """``with progress("generating", n) as advance: ... advance(k)``: a live bar in a terminal, nothing elsewhere."""
+    from rich.progress import TimeRemainingColumn
+
+    bar = progress_bar(TimeRemainingColumn())
+    if bar is None:
+        yield lambda advance=1: None
+        return
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda advance=1: bar.update(task, advance=advance)

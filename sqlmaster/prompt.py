@@ -11,6 +11,7 @@ the only tokens that carry loss). The tokenizer's EOS token is appended to the c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlmaster.errors import ConfigError
@@ -24,6 +25,7 @@ class PromptTemplate:
     prompt: str  # format string with {question} and {context}
     completion: str  # format string with {answer}
     stop: str | None  # text that ends the SQL in generated output (besides EOS)
+    schema: Callable[[str], str] | None = None  # rewrites the CREATE TABLE context before it is inserted
 
 
 # The original 7B-SQLMaster training prompt, kept verbatim so the 7B recipes stay faithful to it.
@@ -50,7 +52,47 @@ COMPACT = PromptTemplate(
     stop=None,
 )
 
-TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (ORIGINAL, COMPACT)}
+_CREATE = re.compile(r"CREATE TABLE\s+(\w+)\s*\(([^()]*)\)\s*;?\s*", re.IGNORECASE)
+_COLUMN = re.compile(r"(\w+)(?:\s+(\w+))?")
+
+
+def terse_schema(context: str) -> str:
+    """``CREATE TABLE t (a VARCHAR, b INTEGER)`` as ``t: a, b INTEGER`` (one table per line).
+
+    Keeps every table and column name and every type except the ubiquitous VARCHAR (2 of every 3 columns), so the
+    types that hint at the SQL (INTEGER: MAX, SUM, comparisons) stay. A context that is not a list of simple
+    CREATE TABLE statements is returned unchanged.
+    """
+    tables = []
+    position = 0
+    for match in _CREATE.finditer(context):
+        if context[position : match.start()].strip():
+            return context
+        position = match.end()
+        columns = []
+        for part in match.group(2).split(","):
+            column = _COLUMN.fullmatch(part.strip())
+            if column is None:
+                return context
+            name, kind = column.groups()
+            columns.append(name if not kind or kind.upper() == "VARCHAR" else f"{name} {kind}")
+        tables.append(f"{match.group(1)}: {', '.join(columns)}")
+    if not tables or context[position:].strip():
+        return context
+    return "\n".join(tables)
+
+
+# `compact` with the schema rendered by terse_schema: ~30% fewer tokens per example than `compact` for `tiny`,
+# so more examples per second of a CPU budget; what the model must copy (table, column names) is all there.
+TERSE = PromptTemplate(
+    name="terse",
+    prompt="{context}\n-- {question}\n",
+    completion="{answer}",
+    stop=None,
+    schema=terse_schema,
+)
+
+TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (ORIGINAL, COMPACT, TERSE)}
 
 
 def get_template(name: str) -> PromptTemplate:
@@ -63,7 +105,10 @@ def get_template(name: str) -> PromptTemplate:
 
 def render_prompt(template: PromptTemplate, question: str, context: str) -> str:
     """The model input for one example (identical at training and inference)."""
-    return template.prompt.format(question=question.strip(), context=context.strip())
+    context = context.strip()
+    if template.schema is not None:
+        context = template.schema(context)
+    return template.prompt.format(question=question.strip(), context=context)
 
 
 def render_completion(template: PromptTemplate, answer: str) -> str:

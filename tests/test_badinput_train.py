@@ -45,6 +45,7 @@ MICRO = [
     "training.early_stopping_patience=null",
     "training.num_threads=1",
     "tracking.wandb_mode=disabled",
+    "training.time_budget_minutes=null",  # jobs/train/tiny.yaml trains for a time budget; these run max_steps
 ]
 
 

@@ -1,11 +1,17 @@
 """The tiny model: a deterministic data-trained tokenizer that keeps identifiers copyable, and a seeded Llama."""
 
+import io
+import itertools
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from sqlmaster.models.tiny import SPECIAL_TOKENS, TinyArchitecture, build_model, build_tiny, save_tiny, train_tokenizer
+from sqlmaster.train.budget import TimeBudget
 
 TEXTS = [
     "CREATE TABLE table_name_88 (name VARCHAR, term_end VARCHAR)\n-- Which name has a term_end of 18 july 1944?\n"
@@ -90,3 +96,291 @@ def test_loading_tiny_without_a_run_is_a_clear_error(name: str) -> None:
         load_base_model(resolve_model(name), ModelConfig())
     with pytest.raises(ConfigError, match="trained per run"):
         load_tokenizer(resolve_model(name), for_generation=True)
+
+
+# ---------------------------------------------------------------------------------------------- digits, bf16
+
+
+def test_split_digits_makes_every_digit_one_token() -> None:
+    tok = train_tokenizer(TEXTS, vocab_size=200, split_digits=True)
+    pieces = tok.convert_ids_to_tokens(tok("table_25604014_5 = 2006", add_special_tokens=False)["input_ids"])
+    digits = [p for p in pieces if p.isdigit()]
+    assert "".join(digits) == "25604014" + "5" + "2006" and all(len(p) == 1 for p in digits)
+    assert tok.decode(tok(TEXTS[0])["input_ids"], skip_special_tokens=True) == TEXTS[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "amx_tile", "amx_bf16", "avx512_bf16"}, True),  # AMX: e.g. Sapphire Rapids on bare metal
+        ({"avx2", "avx512f", "avx512_bf16"}, False),  # bf16 dot products without AMX: measured 0.53x fp32 for tiny
+        ({"avx2", "avx512f", "avx512bw"}, False),  # AVX-512 without bf16: emulated, much slower than fp32
+        ({"avx2", "fma"}, False),  # e.g. AMD EPYC Zen 2/3
+        (set(), False),  # unknown (macOS, no /proc/cpuinfo)
+    ],
+)
+def test_bf16_on_cpu_only_where_the_cpu_has_native_bf16(
+    flags: set[str], expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlmaster.config import load_recipe
+    from sqlmaster.train import arguments
+
+    monkeypatch.setattr(arguments, "cpu_flags", lambda: frozenset(flags))
+    assert arguments.use_bf16(load_recipe(None, []), "cpu") is expected
+    assert arguments.use_bf16(load_recipe(None, ["training.bf16=false"]), "cpu") is False  # the recipe decides
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    from sqlmaster.train.arguments import cpu_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_bf16\n\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+# ---------------------------------------------------------------------------------------------- time budget
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _drive(
+    budget: TimeBudget,
+    clock: FakeClock,
+    *,
+    seconds_per_step: float = 1.0,
+    output_dir: Path = Path("/nonexistent"),
+    start_step: int = 0,
+    max_steps: int = 100_000,
+) -> list[dict[str, Any]]:
+    """Drive TimeBudgetCallback as the Trainer does: the LR factor for a step, the step's time, on_step_end."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from sqlmaster.train.budget import TimeBudgetCallback
+
+    callback = TimeBudgetCallback(budget)
+    args = TrainingArguments(output_dir=str(output_dir), report_to="none", use_cpu=True)
+    state = TrainerState()
+    state.global_step = start_step
+    callback.on_train_begin(args, state, TrainerControl())
+    steps: list[dict[str, Any]] = []
+    while state.global_step < start_step + max_steps:
+        control = TrainerControl()
+        factor = budget.lr_factor(state.global_step)
+        clock.t += seconds_per_step
+        state.global_step += 1
+        callback.on_step_end(args, state, control)
+        steps.append({"factor": factor, "eval": control.should_evaluate, "save": control.should_save})
+        if control.should_training_stop:
+            break
+    return steps
+
+
+@pytest.mark.parametrize("seconds_per_step", [0.5, 2.0])  # a fast and a slow machine
+def test_the_schedule_ends_at_the_budget_on_any_machine(seconds_per_step: float) -> None:
+    clock = FakeClock()
+    budget = TimeBudget(600, warmup_steps=10, decay_fraction=1.0, evaluations=4, clock=clock)
+    steps = _drive(budget, clock, seconds_per_step=seconds_per_step)
+    assert len(steps) == round(600 / seconds_per_step)  # stops when the budget is spent, not before or after
+    assert budget.stopped
+    factors = [s["factor"] for s in steps]
+    assert factors[0] == pytest.approx(0.1) and max(factors) > 0.99  # warm-up to (about) the peak
+    assert factors[-1] < 1e-3  # decayed to ~0 at the budget
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))  # monotone decay after warm-up
+    # Evaluations and checkpoints at 1/4, 2/4, 3/4 of the budget; the stop saves the last checkpoint.
+    assert [i + 1 for i, s in enumerate(steps) if s["eval"]] == [round(150 * k / seconds_per_step) for k in (1, 2, 3)]
+    assert steps[-1]["save"]
+
+
+def test_warmup_stable_decay_keeps_the_peak_until_the_decay_fraction() -> None:
+    clock = FakeClock()
+    budget = TimeBudget(100, warmup_steps=0, decay_fraction=0.25, evaluations=0, clock=clock)
+    factors = [s["factor"] for s in _drive(budget, clock)]
+    assert factors[:76] == [1.0] * 76 and 0 < factors[80] < 1 and factors[-1] < 0.01
+
+
+def test_a_resumed_run_continues_the_schedule_from_its_checkpoint(tmp_path: Path) -> None:
+    clock = FakeClock()
+    uninterrupted = [s["factor"] for s in _drive(TimeBudget(600, warmup_steps=10, clock=clock), clock)]
+
+    clock = FakeClock()
+    killed = TimeBudget(600, warmup_steps=10, clock=clock)
+    before = [s["factor"] for s in _drive(killed, clock, max_steps=300)]
+    (tmp_path / "checkpoint-300").mkdir()
+    killed.save(tmp_path / "checkpoint-300")  # what SQLMasterTrainer._save_checkpoint writes
+    clock.t += 500  # time lost after the checkpoint: the pod was killed and rescheduled later
+
+    resumed = TimeBudget(600, warmup_steps=10, clock=clock)
+    after = _drive(resumed, clock, output_dir=tmp_path, start_step=300)
+    assert before + [s["factor"] for s in after] == pytest.approx(uninterrupted)  # the same 600-step schedule
+    assert [301 + i for i, s in enumerate(after) if s["eval"]] == [450]  # evaluations 1 and 2 were already done
+
+
+# ---------------------------------------------------------------------------------------------- lean CPU loss
+
+
+def test_lean_cpu_loss_equals_trls_fused_head_loss_and_gradients() -> None:
+    """The CPU-only lean loss is the same number, with the same gradients, as TRL's path that GPUs keep."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from sqlmaster.train.trainer import completion_loss
+
+    model, tok = build_tiny(TEXTS, SMALL, seed=5)
+    texts = [TEXTS[0], TEXTS[1]]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    labels = enc["input_ids"].clone()
+    labels[enc["attention_mask"] == 0] = -100
+    labels[:, :12] = -100  # a prompt: no loss
+    inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+
+    lean, accuracy = completion_loss(model, inputs)
+    lean.backward()
+    lean_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    fused = model(**inputs, fused_lm_head=True, use_cache=False).loss
+    fused.backward()
+    assert lean.item() == pytest.approx(fused.item(), rel=1e-5)
+    for name, param in model.named_parameters():
+        assert torch.allclose(lean_grads[name], param.grad, atol=1e-6), name
+    assert 0.0 <= accuracy.item() <= 1.0
+
+
+def test_lean_loss_only_for_single_process_cpu_full_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlmaster.config import load_recipe
+    from sqlmaster.train import arguments, distributed
+
+    full = load_recipe(None, ["model.mode=full"])
+    assert arguments.use_lean_loss(full, "cpu")
+    assert not arguments.use_lean_loss(full, "cuda:0")  # GPUs keep TRL's fused head
+    assert not arguments.use_lean_loss(load_recipe(None, []), "cpu")  # LoRA keeps TRL's path
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    assert not arguments.use_lean_loss(full, "cpu")  # DDP keeps TRL's path (gradients sync in its forward)
+
+
+# ---------------------------------------------------------------------------------------------- terse prompt
+
+
+def test_terse_schema_keeps_every_name_and_the_informative_types() -> None:
+    from sqlmaster.prompt import get_template, render_prompt, terse_schema
+
+    context = "CREATE TABLE dorm (dormid VARCHAR, student_capacity INTEGER); CREATE TABLE has_amenity (dormid VARCHAR)"
+    assert terse_schema(context) == "dorm: dormid, student_capacity INTEGER\nhas_amenity: dormid"
+    assert terse_schema("CREATE TABLE x (a VARCHAR(20))") == "CREATE TABLE x (a VARCHAR(20))"  # unknown: unchanged
+    assert render_prompt(get_template("terse"), " How many? ", context).endswith("-- How many?\n")
+
+
+# ---------------------------------------------------------------------------------------------- progress bars
+
+
+def _terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    from rich.console import Console
+
+    from sqlmaster import logs
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(logs, "console_override", Console(file=buffer, force_terminal=True, width=120))
+    return buffer
+
+
+def test_progress_bars_draw_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlmaster.logs import progress
+
+    buffer = _terminal(monkeypatch)
+    with progress("generating", 4) as advance:
+        advance(4)
+    assert "generating" in buffer.getvalue() and "4/4" in buffer.getvalue()
+
+
+def test_no_progress_bars_when_stdout_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlmaster.logs import progress, progress_bar
+
+    assert progress_bar() is None  # pytest's captured stdout is not a TTY, like a pod or a pipe
+    with progress("generating", 4) as advance:
+        advance(4)
+    assert capsys.readouterr().out == ""
+
+
+def test_training_bar_shows_step_loss_speed_and_time_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from sqlmaster.train.callbacks import LogLineCallback
+
+    buffer = _terminal(monkeypatch)
+    clock = FakeClock()
+    budget = TimeBudget(600, clock=clock)
+    budget.start()
+    callback = LogLineCallback(budget)
+    args, state, control = (
+        TrainingArguments(output_dir="/nonexistent", report_to="none"),
+        TrainerState(),
+        TrainerControl(),
+    )
+    callback.on_train_begin(args, state, control)
+    clock.t += 150
+    state.global_step = 42
+    callback.on_log(args, state, control, logs={"loss": 1.2345, "tokens_per_second": 12345.0})
+    callback.on_step_end(args, state, control)
+    callback.on_train_end(args, state, control)
+    out = buffer.getvalue()
+    assert "training" in out and "step 42" in out and "loss 1.234" in out and "12,345 tok/s" in out
+    assert "left 7m30s" in out and "150/600" in out  # the bar is the budget: 150 s of 600 spent
+
+
+def test_training_in_a_pty_shows_a_bar_and_a_pipe_gets_plain_lines(tmp_path: Path) -> None:
+    """`sqlmaster train` for a 3-second budget: a live bar in a (pseudo-)terminal, plain log lines in a pipe."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    micro = [
+        "model.mode=full", "model.tiny_hidden_size=32", "model.tiny_layers=1", "model.tiny_heads=2",
+        "model.tiny_intermediate_size=64", "model.tiny_vocab_size=300", "model.gradient_checkpointing=false",
+        "data.max_train_rows=240", "data.test_size=10", "data.validation_size=8", "prompt.template=compact",
+        "training.per_device_train_batch_size=4", "training.warmup_steps=2", "training.max_length=256",
+        "training.logging_steps=5", "training.early_stopping_patience=null", "training.num_threads=1",
+        "training.time_budget_minutes=0.05", "tracking.wandb_mode=disabled",
+    ]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    repo = Path(__file__).resolve().parents[1]
+
+    def command(run_dir: Path) -> list[str]:
+        args = [sys.executable, "-m", "sqlmaster.cli", "train", "--model", "tiny", "--output-dir", str(run_dir)]
+        return args + [a for kv in micro for a in ("--set", kv)]
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command(tmp_path / "tty"), stdout=follower, stderr=follower, env=env, cwd=repo)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    os.close(leader)
+    tty_out = b"".join(chunks).decode(errors="replace")
+    assert "training" in tty_out and "left" in tty_out and "\x1b[" in tty_out  # a rich bar, drawn live
+
+    piped = subprocess.run(command(tmp_path / "pipe"), capture_output=True, text=True, env=env, cwd=repo, timeout=300)
+    assert piped.returncode == 0, piped.stdout[-2000:] + piped.stderr[-2000:]
+    assert "\x1b[" not in piped.stdout and "\r" not in piped.stdout  # no bar: plain lines for kubectl logs
+    assert re.search(r"step \d+ \| loss [\d.]+ \| lr", piped.stdout)
+
+    # The budget decided when training stopped, and run.json says so, with the steps done.
+    info = json.loads((tmp_path / "pipe" / "run.json").read_text())
+    assert info["stop_reason"] == "time_budget" and info["steps"] >= 1
+    saved = json.loads(
+        (tmp_path / "pipe" / "checkpoints" / f"checkpoint-{info['steps']}" / "time_budget.json").read_text()
+    )
+    assert saved["elapsed_seconds"] >= 3.0 and saved["budget"] == 3.0

@@ -49,6 +49,7 @@ MICRO = [
     "training.save_total_limit=20",
     "training.num_threads=1",
     "tracking.wandb_mode=disabled",
+    "training.time_budget_minutes=null",  # jobs/train/tiny.yaml trains for a time budget; these run max_steps
 ]
 REPO = Path(__file__).resolve().parents[1]
 

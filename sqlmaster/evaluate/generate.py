@@ -133,9 +133,13 @@ class HFGenerator:
         records: list[GenerationRecord | None] = [None] * len(prompts)
         if self.settings.do_sample:
             torch.manual_seed(self.settings.seed)
-        for batch in length_sorted_batches([len(ids) for ids in encoded], self.settings.batch_size):
-            for record in self._generate_batch(batch, prompts, encoded):
-                records[record.index] = record
+        from sqlmaster.logs import progress
+
+        with progress("generating", len(prompts)) as advance:  # a live bar in a terminal only
+            for batch in length_sorted_batches([len(ids) for ids in encoded], self.settings.batch_size):
+                for record in self._generate_batch(batch, prompts, encoded):
+                    records[record.index] = record
+                advance(len(batch))
         return [r for r in records if r is not None]
 
     def _generate_batch(

@@ -681,21 +681,26 @@ def score_records(
     """Score validated records; returns one score dict per record, in order."""
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
+    from sqlmaster.logs import progress
+
     tasks = [_task(r) for r in records]
     fn = functools.partial(score_example, settings)
-    if workers <= 0:
-        global _STATE
-        _STATE = None  # caches live for one scoring run, as they do in worker processes
-        out = []
-        for t in tasks:
-            try:
-                out.append(fn(t))
-            except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
-                out.append(_failure(f"{type(exc).__name__}: {exc}"))
-        return out
-    # Predictions of one example (or one database) next to each other: they go to one worker and its caches.
-    order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))
-    scores = run_isolated(fn, [tasks[i] for i in order], workers, settings.example_timeout_s)
+    with progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
+        if workers <= 0:
+            global _STATE
+            _STATE = None  # caches live for one scoring run, as they do in worker processes
+            out = []
+            for t in tasks:
+                try:
+                    out.append(fn(t))
+                except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
+                    out.append(_failure(f"{type(exc).__name__}: {exc}"))
+                advance()
+            return out
+        # Predictions of one example (or one database) next to each other: they go to one worker and its caches.
+        order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))
+        ordered = [tasks[i] for i in order]
+        scores = run_isolated(fn, ordered, workers, settings.example_timeout_s, on_result=lambda _: advance())
     result: list[dict[str, Any]] = [{}] * len(tasks)
     for position, index in enumerate(order):
         result[index] = scores[position]

@@ -14,6 +14,7 @@ Both parts are deterministic: the same texts and seed give the same vocabulary a
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3 in this
 # Whitespace runs | letter runs | digit runs | any other single character (punctuation, operators, quotes).
 # Oniguruma syntax (the `tokenizers` regex engine); \p{L} and \p{N} cover non-ASCII letters and digits too.
 PRE_TOKENIZER_PATTERN = r"\s+|\p{L}+|\p{N}+|[^\s\p{L}\p{N}]"
+# The same with every digit on its own: BPE then cannot merge digit runs into pieces that differ between the
+# question, the schema and the SQL (table_25604014_5, "2006-2012"), so numbers are copied digit by digit.
+PRE_TOKENIZER_PATTERN_DIGITS = r"\s+|\p{L}+|\p{N}|[^\s\p{L}\p{N}]"
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,12 @@ class TinyArchitecture:
     intermediate_size: int = 512
     max_position_embeddings: int = 1024
     tie_word_embeddings: bool = False  # untied embeddings and head learned better at this size
+    split_digits: bool = False  # one token per digit (PRE_TOKENIZER_PATTERN_DIGITS)
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 4096, *, split_digits: bool = False
+) -> PreTrainedTokenizerFast:
     """Train the tiny model's BPE tokenizer on ``texts`` (the training split's prompts and completions).
 
     Encoding prepends ``<s>``; TRL appends ``</s>`` to every completion. Decoding concatenates tokens exactly
@@ -53,12 +60,16 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedT
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERN), behavior="isolated")
+    pattern = PRE_TOKENIZER_PATTERN_DIGITS if split_digits else PRE_TOKENIZER_PATTERN
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     tok.decoder = decoders.Fuse()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
         special_tokens=list(SPECIAL_TOKENS),
+        # Every printable ASCII character has a token even if the training text lacks it, so a digit or a mark
+        # first seen in a test question is still copyable instead of becoming <unk>.
+        initial_alphabet=list(string.digits + string.ascii_letters + string.punctuation),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
@@ -115,7 +126,7 @@ def build_tiny(
 ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """Train the tokenizer on ``texts`` and build a model for it."""
     arch = arch or TinyArchitecture()
-    tokenizer = train_tokenizer(texts, vocab_size=arch.vocab_size)
+    tokenizer = train_tokenizer(texts, vocab_size=arch.vocab_size, split_digits=arch.split_digits)
     return build_model(tokenizer, arch, seed=seed), tokenizer
 
 
@@ -136,4 +147,5 @@ def architecture_from(model_cfg: Any) -> TinyArchitecture:
         num_attention_heads=model_cfg.tiny_heads,
         intermediate_size=model_cfg.tiny_intermediate_size,
         tie_word_embeddings=model_cfg.tiny_tie_embeddings,
+        split_digits=model_cfg.tiny_split_digits,
     )

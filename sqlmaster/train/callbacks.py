@@ -1,4 +1,4 @@
-"""Trainer callbacks: checkpoint completion markers, a wall-time limit, and log lines for ``kubectl logs``."""
+"""Trainer callbacks: checkpoint completion markers, a wall-time limit, log lines (and a terminal progress bar)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from sqlmaster.logs import progress_bar
 from sqlmaster.train import distributed
+from sqlmaster.train.budget import TimeBudget
 from sqlmaster.train.checkpoints import mark_complete
 
 log = logging.getLogger("sqlmaster.train")
@@ -57,15 +59,54 @@ class MaxTimeCallback(TrainerCallback):
 
 
 class LogLineCallback(TrainerCallback):
-    """One readable line per log event: step, loss, learning rate, tokens/s, elapsed and ETA."""
+    """One readable line per log event (step, loss, learning rate, tokens/s, elapsed, time left) and, in a
+    terminal, a live progress bar (sqlmaster/logs.py): over the budget's minutes with a time budget, else steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: TimeBudget | None = None) -> None:
+        self.budget = budget
         self.started = time.monotonic()
         self.first_step = 0
+        self.bar: Any = None
+        self.task: Any = None
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self.started = time.monotonic()
         self.first_step = state.global_step
+        if state.is_world_process_zero:
+            self._start_bar(state)
+
+    def _start_bar(self, state: TrainerState) -> None:
+        from rich.progress import TextColumn
+
+        self.bar = progress_bar(TextColumn("{task.fields[status]}"))
+        if self.bar is None:
+            return
+        self.bar.start()
+        if self.budget is not None:  # the bar is the budget: seconds spent of seconds allowed
+            total, done = self.budget.seconds, self.budget.elapsed()
+        else:
+            total, done = state.max_steps, state.global_step
+        self.task = self.bar.add_task("training", total=round(total), completed=round(done), status="")
+        self.status = {"step": f"step {state.global_step}"}
+
+    def _left(self, state: TrainerState) -> float:
+        if self.budget is not None:
+            return self.budget.remaining()
+        elapsed = time.monotonic() - self.started
+        return elapsed / max(state.global_step - self.first_step, 1) * max(state.max_steps - state.global_step, 0)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.bar is None:
+            return
+        self.status["step"] = f"step {state.global_step}"
+        self.status["left"] = f"left {_duration(self._left(state))}"
+        done = self.budget.elapsed() if self.budget is not None else state.global_step
+        self.bar.update(self.task, completed=round(done), status=" | ".join(self.status.values()))
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
     def on_log(
         self,
@@ -78,25 +119,28 @@ class LogLineCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         elapsed = time.monotonic() - self.started
-        step, total = state.global_step, state.max_steps
-        done = max(step - self.first_step, 1)
-        eta = elapsed / done * max(total - step, 0)
+        step = state.global_step
+        # With a time budget the step count is not known in advance: show the time left in the budget instead.
+        where = f"step {step}" if self.budget is not None else f"step {step}/{state.max_steps}"
         if "loss" in logs:
-            parts = [
-                f"step {step}/{total}",
-                f"loss {logs['loss']:.4f}",
-                f"lr {logs.get('learning_rate', 0.0):.2e}",
-            ]
+            parts = [where, f"loss {logs['loss']:.4f}", f"lr {logs.get('learning_rate', 0.0):.2e}"]
             if "tokens_per_second" in logs:
                 parts.append(f"tok/s {logs['tokens_per_second']:,.0f}")
             if "grad_norm" in logs:
                 parts.append(f"grad_norm {logs['grad_norm']:.3f}")
-            parts += [f"elapsed {_duration(elapsed)}", f"eta {_duration(eta)}"]
+            parts += [
+                f"elapsed {_duration(elapsed)}",
+                f"{'left' if self.budget else 'eta'} {_duration(self._left(state))}",
+            ]
             log.info(" | ".join(parts))
+            if self.bar is not None:
+                self.status["loss"] = f"loss {logs['loss']:.3f}"
+                if "tokens_per_second" in logs:
+                    self.status["tok/s"] = f"{logs['tokens_per_second']:,.0f} tok/s"
         elif "eval_loss" in logs:
             best = state.best_metric
             best_text = f" (best {best:.4f} at step {state.best_global_step})" if best is not None else ""
-            log.info("step %d/%d | eval_loss %.4f%s", step, total, logs["eval_loss"], best_text)
+            log.info("%s | eval_loss %.4f%s", where, logs["eval_loss"], best_text)
         elif "train_runtime" in logs:
             log.info(
                 "training done: %d steps in %s, mean train loss %.4f",

@@ -244,6 +244,8 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
         stop_reason = "max_steps"
         if max_time is not None and max_time.triggered:
             stop_reason = "max_time"
+        elif trainer.time_budget is not None:
+            stop_reason = "time_budget" if trainer.time_budget.stopped else "early_stopping"
         elif trainer.state.global_step < trainer.state.max_steps:
             stop_reason = "early_stopping"
         metrics = _metrics(trainer, result.metrics, eval_metrics, stop_reason, time.monotonic() - started)
@@ -251,6 +253,7 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
             outputs = _save_outputs(job, trainer, tokenizer)
             write_json(run.metrics, metrics)
             record({"outputs": outputs, "finished": now(), "status": COMPLETED, "stop_reason": stop_reason})
+            record({"steps": metrics["steps"], "epochs": metrics["epochs"]})
             _print_summary(run, metrics, outputs)
         distributed.barrier()
     _finish_wandb(report_to)
@@ -335,7 +338,8 @@ def _build_trainer(
     from datasets import Dataset
     from transformers import PrinterCallback, ProgressCallback
 
-    from sqlmaster.train.arguments import lora_config, sft_config
+    from sqlmaster.train.arguments import lora_config, sft_config, use_lean_loss
+    from sqlmaster.train.budget import TimeBudgetCallback
     from sqlmaster.train.callbacks import WandbRecipeCallback
     from sqlmaster.train.trainer import SQLMasterTrainer
 
@@ -344,7 +348,10 @@ def _build_trainer(
         recipe, checkpoints_dir=job.run.checkpoints, run_id=job.run_id, report_to=report_to, device=job.device
     )
     callbacks, max_time = _callbacks(recipe, resume_from)
+    budget = next((c.budget for c in callbacks if isinstance(c, TimeBudgetCallback)), None)
     trainer = SQLMasterTrainer(
+        time_budget=budget,
+        lean_loss=use_lean_loss(recipe, job.device),
         model=model,
         args=args,
         train_dataset=Dataset.from_list(data.train_rows),
@@ -364,13 +371,15 @@ def _callbacks(recipe: Recipe, resume_from: Path | None) -> tuple[list[Any], Any
     """The Trainer callbacks of a run, and the wall-time one (or None) whose flag tells why training stopped."""
     from transformers import EarlyStoppingCallback
 
+    from sqlmaster.train.budget import TimeBudgetCallback, budget_from
     from sqlmaster.train.callbacks import CheckpointCompleteCallback, LogLineCallback, MaxTimeCallback
     from sqlmaster.train.divergence import DivergenceCallback
 
     last_step = int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None
+    budget = budget_from(recipe.training)
     callbacks: list[Any] = [
         CheckpointCompleteCallback(),
-        LogLineCallback(),
+        LogLineCallback(budget),
         DivergenceCallback(recipe.training.learning_rate, last_step),
     ]
     if recipe.training.early_stopping_patience is not None:
@@ -379,6 +388,8 @@ def _callbacks(recipe: Recipe, resume_from: Path | None) -> tuple[list[Any], Any
     if recipe.training.max_time_minutes is not None:
         max_time = MaxTimeCallback(recipe.training.max_time_minutes * 60)
         callbacks.append(max_time)
+    if budget is not None:
+        callbacks.append(TimeBudgetCallback(budget))
     return callbacks, max_time
 
 
