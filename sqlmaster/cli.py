@@ -66,7 +66,12 @@ def train(
     model: ModelOpt,
     output_dir: OutputDirOpt,
     recipe: RecipeOpt = None,
-    max_steps: Annotated[int | None, typer.Option(help="Shortcut for --set training.max_steps=N.")] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Train exactly N steps: --set training.max_steps=N, and no time budget unless --set gives one."
+        ),
+    ] = None,
     set_: SetOpt = None,
     overwrite: Annotated[
         bool,
@@ -93,16 +98,24 @@ def train(
     from sqlmaster.recipes import resolve_recipe
     from sqlmaster.train.guard import TrainOptions
 
-    overrides = list(set_ or [])
-    if max_steps is not None:
-        overrides.append(f"training.max_steps={max_steps}")
-    resolved = resolve_recipe("train", model, recipe, overrides)
+    resolved = resolve_recipe("train", model, recipe, _train_overrides(set_, max_steps))
     _say(resolved.describe())
     options = TrainOptions(overwrite, resume_with_changes, recipe_source=str(resolved.file or resolved.origin))
 
     from sqlmaster.train.runner import run_training
 
     run_training(model, output_dir, resolved.recipe, options)
+
+
+def _train_overrides(sets: list[str] | None, max_steps: int | None) -> list[str]:
+    """--set values plus what --max-steps means: that many steps, so a recipe's time budget (which replaces
+    max_steps, e.g. tiny's) is switched off unless the command line sets one itself."""
+    overrides = list(sets or [])
+    if max_steps is not None:
+        overrides.append(f"training.max_steps={max_steps}")
+        if not any(item.split("=", 1)[0].strip() == "training.time_budget_minutes" for item in overrides):
+            overrides.append("training.time_budget_minutes=null")
+    return overrides
 
 
 @eval_app.command("run")

@@ -219,3 +219,15 @@ def test_every_key_has_a_role_for_run_directories() -> None:
     assert roles["data.seed"] == roles["prompt.template"] == roles["model.tiny_layers"] == "identity"
     assert roles["training.max_steps"] == "resumable"
     assert roles["training.num_threads"] == roles["evaluation.batch_size"] == "runtime"
+
+
+def test_max_steps_means_that_many_steps_even_with_a_time_budget() -> None:
+    """`sqlmaster train --model tiny --max-steps 20` trains 20 steps: tiny's recipe trains for a time budget."""
+    from sqlmaster.cli import _train_overrides
+    from sqlmaster.recipes import resolve_recipe
+
+    assert resolve_recipe("train", "tiny").recipe.training.time_budget_minutes is not None
+    quick = resolve_recipe("train", "tiny", None, _train_overrides(None, 20)).recipe.training
+    assert quick.max_steps == 20 and quick.time_budget_minutes is None
+    both = _train_overrides(["training.time_budget_minutes=2"], 20)
+    assert resolve_recipe("train", "tiny", None, both).recipe.training.time_budget_minutes == 2
