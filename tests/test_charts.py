@@ -629,7 +629,7 @@ def test_tiny_train_recipe_is_a_valid_cpu_recipe() -> None:
     from sqlmaster.config import load_recipe
 
     recipe = load_recipe(JOBS / "train" / "tiny.yaml")
-    assert recipe.model.mode == "full" and recipe.prompt.template == "compact"
+    assert recipe.model.mode == "full" and recipe.prompt.template == "terse"
     assert recipe.data.source == "shipped"
     assert recipe.training.packing is False and recipe.training.bf16 is False
     assert recipe.training.max_time_minutes is not None and recipe.training.max_time_minutes <= 10

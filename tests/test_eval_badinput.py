@@ -5,12 +5,14 @@ inputs, the databases)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,20 +145,34 @@ def test_bad_input(sandbox: Path, name: str) -> None:
 
 
 def test_read_only_output_directory(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("runs as root here: a read-only directory is still writable to root")
     (tmp_path / "in.jsonl").write_text(json.dumps(GOOD) + "\n")
     out = tmp_path / "ro"
     out.mkdir()
-    out.chmod(0o555)
-    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'cli'}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "sqlmaster.cli", "eval", "score", "-i", str(tmp_path / "in.jsonl"), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    with _read_only(out):
+        env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'cli'}"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "sqlmaster.cli", "eval", "score", "-i", str(tmp_path / "in.jsonl"), "-o", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
     assert proc.returncode == 2 and "cannot write into" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(out.iterdir()) == []
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[None]:
+    """Make ``path`` unwritable, also for root (CI runs as root): the immutable attribute binds root too."""
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("runs as root on a filesystem without the immutable attribute: no directory is read-only to root")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 def test_the_corpus_size() -> None:
