@@ -13,6 +13,8 @@ Generated from them:
   charts/sqlmaster-artifacts/values.schema.json          whole file (its part of the base + the shared rules)
   .github/workflows/train.yml                            the model choices
   README.md, docs/design.md                              the model table / names, between "generated" markers
+  jobs/eval/<model>.yaml (every model but tiny)          whole file: the registry entry + the data split and
+                                                         prompt of jobs/train/<model>.yaml (they must match)
 tests/test_generated.py regenerates in memory and fails while any of these is stale.
 """
 
@@ -132,6 +134,87 @@ def workflow_choices() -> str:
     return f"        options: [{', '.join(MODELS)}]\n"
 
 
+# ---------------------------------------------------------------- the 7B evaluation values files
+
+EVAL_VALUES = """\
+# Evaluate {name} ({hub_id}) fine-tuned by jobs/train/{name}.yaml: execution accuracy and exact match
+# on the held-out sql-create-context test split.
+# ({notice} from the registry and jobs/train/{name}.yaml: edit those, then rerun it.)
+#
+# Purpose: score the LoRA adapter of a training run with the same prompt template it was trained with.
+# Prerequisites: the training run finished (its adapter is at /data/runs/<adapterRunId>/{name}/ on the PVC
+#   named by storage.existingClaim); a GPU node labelled nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB;
+#   the Secret sqlmaster-keys ({token_note};
+#   LANGSMITH_API_KEY / OPENAI_API_KEY optional).
+# Launch:
+#   sqlctl submit eval --model {name} --adapter-run <train-run-id>   # sets adapterRunId and the run's claim
+#   helm install sqlmaster-eval charts/sqlmaster-eval -f jobs/eval/{name}.yaml
+#     (the defaults below pair with `helm install sqlmaster-train ... -f jobs/train/{name}.yaml`)
+# Outputs: /data/runs/<runId>/{name}/eval/<dataset>/metrics.json and records.jsonl.
+
+runs:
+  - model: {name}
+    gpus: 1
+    nodes: 1
+    adapterRunId: sqlmaster-train   # runId of the training run; "" evaluates the base model
+    recipe:
+      data:                          # must match the training run, so the test split is the same held-out rows
+{data}
+      prompt:
+        template: {template}           # the template the adapter was trained with
+      evaluation:
+        datasets: [sql-create-context-test]
+        limit: null
+        batch_size: 16
+        max_new_tokens: 128
+        do_sample: false             # greedy: the score is reproducible
+        databases_per_example: 3
+        backend: auto                # vLLM in the eval image, else Hugging Face generate
+
+storage:
+  # The claim created by `helm install sqlmaster-train ...` (release sqlmaster-train -> sqlmaster-train-data).
+  existingClaim: sqlmaster-train-data
+
+secrets:
+{secrets}
+
+resources:
+  requests:
+    cpu: "8"
+    memory: 48Gi
+  limits:
+    memory: 48Gi
+"""
+
+# The training recipe's keys that decide which rows are held out: evaluation must rebuild the same split.
+SPLIT_KEYS = ("source", "validation_size", "test_size", "seed", "dedupe", "drop_invalid_gold", "exclude_spider_dev")
+
+
+def eval_values(spec: ModelSpec, train_values: dict[str, Any]) -> str:
+    """jobs/eval/<model>.yaml for a 7B model: its registry facts and its training run's split and prompt."""
+    recipe = train_values["runs"][0].get("recipe") or {}
+    data = recipe.get("data") or {}
+    data_lines = [f"        {key}: {yaml.safe_dump(data[key]).splitlines()[0]}" for key in SPLIT_KEYS if key in data]
+    if spec.gated:
+        token_note = "HF_TOKEN required for the gated base model"
+        secrets = (
+            f"  # {spec.hub_id} is gated on the Hugging Face hub: the pod does not start without HF_TOKEN.\n"
+            "  required: [HF_TOKEN]"
+        )
+    else:
+        token_note = "HF_TOKEN optional"
+        secrets = f"  required: []  # {spec.hub_id} is not gated; HF_TOKEN is still used when present."
+    return EVAL_VALUES.format(
+        name=spec.name,
+        hub_id=spec.hub_id,
+        notice=NOTICE.capitalize(),
+        token_note=token_note,
+        data="\n".join(data_lines),
+        template=(recipe.get("prompt") or {}).get("template", config.PromptConfig().template),
+        secrets=secrets,
+    )
+
+
 # ---------------------------------------------------------------- all outputs
 
 
@@ -151,6 +234,11 @@ def outputs(repo: Path = REPO) -> dict[Path, str]:
     out[readme] = replace_region(readme.read_text(), "models", model_table(), HTML)
     design = repo / "docs" / "design.md"
     out[design] = replace_region(design.read_text(), "models", model_names(), HTML)
+    for spec in MODELS.values():
+        train_file = repo / "jobs" / "train" / f"{spec.name}.yaml"
+        if not spec.is_tiny and train_file.exists():
+            train_values = yaml.safe_load(train_file.read_text())
+            out[repo / "jobs" / "eval" / f"{spec.name}.yaml"] = eval_values(spec, train_values)
     return out
 
 

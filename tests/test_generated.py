@@ -76,3 +76,17 @@ def test_readme_model_table_has_four_cells_per_row(gen: ModuleType) -> None:
     assert len(rows) == len(MODELS)
     for row in rows:
         assert len(re.split(r"(?<!\\)\|", row.strip().strip("|"))) == 4, row
+
+
+@pytest.mark.parametrize("name", [n for n, spec in MODELS.items() if not spec.is_tiny])
+def test_each_7b_eval_file_rebuilds_its_training_split_and_prompt(name: str) -> None:
+    """Evaluation must hold out exactly the rows training held out, with the template the adapter learned."""
+    from sqlmaster.config import load_recipe
+
+    train = load_recipe(REPO / "jobs" / "train" / f"{name}.yaml")
+    evaluation = load_recipe(REPO / "jobs" / "eval" / f"{name}.yaml")
+    assert evaluation.data == train.data
+    assert evaluation.prompt == train.prompt
+    values = yaml.safe_load((REPO / "jobs" / "eval" / f"{name}.yaml").read_text())
+    assert values["runs"][0]["model"] == name
+    assert ("HF_TOKEN" in values["secrets"]["required"]) == MODELS[name].gated
