@@ -72,8 +72,15 @@ def test_unknown_name_lists_the_valid_ones() -> None:
 
 
 def test_hub_ids_and_paths_are_accepted(tmp_path) -> None:
-    assert resolve_model("Qwen/Qwen2.5-7B").hub_id == "Qwen/Qwen2.5-7B"
+    other = resolve_model("org/some-7b-model")
+    assert other.hub_id == "org/some-7b-model" and other.pad_token is None  # generic settings
     assert resolve_model(str(tmp_path)).hub_id == str(tmp_path)
+
+
+def test_a_registry_model_named_by_its_hub_id_keeps_its_registry_facts() -> None:
+    for spec in MODELS.values():
+        if not spec.is_tiny:
+            assert resolve_model(spec.hub_id) is spec  # pad token, revision pin, LoRA targets
 
 
 def test_registry_imports_no_torch() -> None:

@@ -242,7 +242,7 @@ def _load_bare_adapter(
 
     peft_cfg = PeftConfig.from_pretrained(str(adapter_dir))
     base_id = peft_cfg.base_model_name_or_path or ""
-    spec = next((s for s in _registry_specs() if s.hub_id == base_id), None) or resolve_model(base_id)
+    spec = resolve_model(base_id)  # a registry model's hub id gets its registry facts (pad token, pin)
     model_cfg = ModelConfig()
     base_model = load_base_model(spec, model_cfg, device=device)
     has_tokenizer = (adapter_dir / TOKENIZER_CONFIG_FILE).exists()
@@ -255,12 +255,6 @@ def _load_bare_adapter(
         "adapter": str(adapter_dir),
     }
     return model, tokenizer, info
-
-
-def _registry_specs() -> list[ModelSpec]:
-    from sqlmaster.models.registry import MODELS
-
-    return list(MODELS.values())
 
 
 def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:

@@ -129,13 +129,17 @@ SEVEN_B_MODELS: tuple[str, ...] = tuple(name for name, spec in MODELS.items() if
 
 
 def resolve_model(name_or_path: str) -> ModelSpec:
-    """Look up a registry name, or wrap a hub id / local path in a generic spec.
+    """Look up a registry name (or a registry model's hub id), or wrap another hub id / local path in a generic spec.
 
-    A string that is neither a registry name nor shaped like a hub id (``org/name``) nor an existing path
-    is almost always a typo of a registry name, so it is an error that lists the valid names.
+    A registry model named by its hub id gets its registry facts (pad token, revision pin, LoRA targets), not the
+    generic ones. A string that is neither a registry name nor shaped like a hub id (``org/name``) nor an existing
+    path is almost always a typo of a registry name, so it is an error that lists the valid names.
     """
     if name_or_path in MODELS:
         return MODELS[name_or_path]
+    by_hub_id = {spec.hub_id: spec for spec in MODELS.values()}
+    if name_or_path in by_hub_id:
+        return by_hub_id[name_or_path]
     looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith(("/", "."))
     if looks_like_hub_id or Path(name_or_path).exists():
         return ModelSpec(name=name_or_path, hub_id=name_or_path, pad_token=None)
