@@ -19,17 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
+from _micro import MICRO_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 6
 MICRO = [
-    "model.mode=full",
-    "model.tiny_hidden_size=32",
-    "model.tiny_layers=1",
-    "model.tiny_heads=2",
-    "model.tiny_intermediate_size=64",
-    "model.tiny_vocab_size=300",
-    "model.gradient_checkpointing=false",
+    *MICRO_MODEL,
     "data.test_size=10",
     "data.validation_size=8",
     "prompt.template=compact",

@@ -18,19 +18,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from _micro import MICRO_MODEL
 
 from sqlmaster.errors import ConfigError
 from sqlmaster.train.checkpoints import COMPLETE_MARKER, latest_complete
 
 MAX_STEPS = 40
 MICRO = [
-    "model.mode=full",
-    "model.tiny_hidden_size=32",
-    "model.tiny_layers=1",
-    "model.tiny_heads=2",
-    "model.tiny_intermediate_size=64",
-    "model.tiny_vocab_size=300",
-    "model.gradient_checkpointing=false",
+    *MICRO_MODEL,
     "data.max_train_rows=240",
     "data.drop_invalid_gold=false",  # tiny's recipe drops them; checking 15k gold queries per run costs seconds
     "data.test_size=10",
