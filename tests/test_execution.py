@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import pytest
@@ -117,3 +118,97 @@ def test_synthesis_is_deterministic_and_databases_differ() -> None:
 def test_invalid_gold_is_reported() -> None:
     assert synthesize("CREATE TABLE t (a INTEGER)", "SELECT b FROM t").gold_error is not None
     assert synthesize("CREATE TABLE order (a INTEGER)", "SELECT a FROM order").gold_error is not None
+
+
+# ------------------------------------------------------------------------------------------------ row cap
+
+# A small real-style database with duplicates, ties and NULLs: the prediction's rows are read only up to one past
+# the gold's count; these pairs check that this never changes a verdict, under either convention.
+CAP_DB = """
+CREATE TABLE p (id INTEGER, name TEXT, team TEXT, age INTEGER, score REAL);
+INSERT INTO p VALUES (1, 'ann', 'red', 30, 1.5), (2, 'bob', 'red', 30, 2.0), (3, 'cy', 'blue', 41, 2.0),
+  (4, 'di', 'blue', 25, NULL), (5, 'ed', 'green', 30, 0.5), (6, 'ann', 'green', 52, 3.25);
+CREATE TABLE t (team TEXT, city TEXT);
+INSERT INTO t VALUES ('red', 'rome'), ('blue', 'bern'), ('green', 'graz'), ('red', 'riga');
+"""
+CAP_QUERIES = [
+    "SELECT name FROM p",
+    "SELECT DISTINCT name FROM p",
+    "SELECT team FROM p",  # duplicates
+    "SELECT DISTINCT team FROM p",
+    "SELECT name, team FROM p",
+    "SELECT team, name FROM p",  # permuted columns
+    "SELECT name FROM p WHERE age > 100",  # empty
+    "SELECT name FROM p WHERE age > 40",
+    "SELECT name FROM p ORDER BY age",  # ties under ORDER BY
+    "SELECT name FROM p ORDER BY age DESC",
+    "SELECT name FROM p ORDER BY age LIMIT 2",
+    "SELECT name FROM p ORDER BY age LIMIT 4",
+    "SELECT name, age FROM p ORDER BY age, name",
+    "SELECT age, name FROM p ORDER BY age, name",
+    "SELECT name FROM p LIMIT 3",
+    "SELECT p.name FROM p JOIN t ON p.team = t.team",
+    "SELECT p.name FROM p JOIN t ON p.team <> t.team",  # the mutant that streams many rows
+    "SELECT DISTINCT p.name FROM p JOIN t ON p.team <> t.team",
+    "SELECT count(*) FROM p JOIN t ON p.team <> t.team",
+    "SELECT team, count(*) FROM p GROUP BY team",
+    "SELECT count(*), team FROM p GROUP BY team ORDER BY count(*) DESC",
+    "SELECT avg(score) FROM p",
+    "SELECT sum(score) / count(score) FROM p",
+    "SELECT p.name, t.city FROM p, t",
+    "SELECT team FROM p UNION SELECT team FROM t",
+    "SELECT team FROM p UNION ALL SELECT team FROM t",
+]
+
+
+@pytest.mark.parametrize("convention", ["official", "strict"])
+def test_row_cap_never_changes_a_verdict(convention: str) -> None:
+    from sqlmaster.evaluate.execution import apply_convention, compare, plan_gold, run_gold, score_on_connections
+    from sqlmaster.evaluate.sandbox import lock_setup_connection, new_setup_connection, run_query, run_script
+
+    conn = new_setup_connection()
+    run_script(conn, CAP_DB)
+    conn = lock_setup_connection(conn)
+    verdicts: Counter[bool] = Counter()
+    stopped = 0
+    for gold_sql in CAP_QUERIES:
+        gold = run_gold(conn, plan_gold(apply_convention(gold_sql, convention)))
+        for pred_sql in CAP_QUERIES:
+            pred = apply_convention(pred_sql, convention)
+            full = run_query(conn, pred)  # every row, as before the cap
+            expected = compare(gold, full, column_order_matters=False)
+            capped = score_on_connections([conn], [gold], pred)
+            assert capped.match == expected, (convention, gold_sql, pred_sql)
+            assert capped.executes and capped.error is None
+            verdicts[expected] += 1
+            stopped += len(full) > len(gold.rows) + 1
+    assert verdicts[True] >= len(CAP_QUERIES) + 4 and verdicts[False] > 500  # permutations and ties do match
+    assert stopped > 100  # and the cap did cut many predictions short
+
+
+def test_run_query_stops_one_row_past_the_cap() -> None:
+    from sqlmaster.evaluate.sandbox import lock_setup_connection, new_setup_connection, run_query, run_script
+
+    conn = new_setup_connection()
+    run_script(conn, CAP_DB)
+    conn = lock_setup_connection(conn)
+    cross = "SELECT * FROM p a, p b, p c"  # 216 rows
+    assert len(run_query(conn, cross)) == 216
+    assert len(run_query(conn, cross, stop_after=0)) == 1
+    assert len(run_query(conn, cross, stop_after=3)) == 4
+    assert len(run_query(conn, cross, stop_after=600)) == 216  # fewer rows than the cap: all of them
+    assert run_query(conn, "SELECT name FROM p WHERE age > 100", stop_after=0) == []
+    assert run_query(conn, cross, stop_after=3) == run_query(conn, cross)[:4]
+
+
+def test_gold_with_ties_and_duplicates_still_matches_under_the_cap() -> None:
+    # An example scored end to end: ORDER BY ties in another order, duplicates, permuted columns.
+    ctx = "CREATE TABLE p (name VARCHAR, team VARCHAR, age INTEGER)"
+    gold = "SELECT name, age FROM p ORDER BY age"
+    prep = prepare_example(ctx, gold, k=3, seed=0)
+    for convention in ("official", "strict"):
+        score = functools.partial(score_prediction, prep, gold=gold, convention=convention)
+        assert score("SELECT age, name FROM p ORDER BY age, name DESC").match  # ties in another order
+        more = score("SELECT p.name, p.age FROM p, p AS q ORDER BY p.age")  # each row many times
+        assert not more.match and more.executes
+        assert not score("SELECT name, age FROM p ORDER BY age LIMIT 1").match

@@ -12,6 +12,7 @@ queries in SQLite. When sqlglot cannot parse a side, both sides fall back to whi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
 from sqlglot import exp
@@ -89,21 +90,27 @@ def exact_match(
     prediction: str,
     gold: str,
     column_names: AbstractSet[str] | None = None,
-    gold_normalized: str | None = None,
+    gold_normalized: str | Callable[[], str | None] | None = None,
+    gold_signature: list[str] | None = None,
 ) -> bool:
     """Whether ``prediction`` and ``gold`` are the same query after normalisation.
 
     ``column_names`` (lower-cased schema columns) lets double-quoted names resolve exactly as SQLite resolves
     them; without it a double-quoted name in a value position is taken as a string. ``gold_normalized`` is the
-    gold's :func:`normalize_sql` when the caller has it already (saves a parse).
+    gold's :func:`normalize_sql` when the caller has it already, or a function that returns it (a cache): it is
+    called only when the signatures agree, so a gold that no prediction comes close to is never parsed.
+    ``gold_signature`` is the gold's :func:`signature`, likewise.
     """
     if not prediction or not prediction.strip():
         return False
     if _strip(prediction) == _strip(gold):
         return True
-    if signature(prediction) != signature(gold):
+    if signature(prediction) != (gold_signature if gold_signature is not None else signature(gold)):
         return False
-    gold_norm = gold_normalized if gold_normalized is not None else normalize_sql(gold, column_names)
+    if callable(gold_normalized):
+        gold_norm = gold_normalized()
+    else:
+        gold_norm = gold_normalized if gold_normalized is not None else normalize_sql(gold, column_names)
     pred_norm = normalize_sql(prediction, column_names) if gold_norm is not None else None
     if pred_norm is not None and gold_norm is not None:
         return pred_norm == gold_norm

@@ -23,7 +23,8 @@ match needs the results to agree on **every** database:
 * ``strict``: the SQL runs as written (DISTINCT kept), so a missing or extra DISTINCT is a miss.
 
 ``executes`` is true when the prediction ran without error on every database it was run on (the scorer stops
-at the first database where the results differ). A gold query that does not run is not scored
+at the first database where the results differ, and stops reading a prediction's rows once it has returned more
+than the gold: a match needs equally many). A gold query that does not run is not scored
 (``gold_valid`` false): that example is excluded from execution accuracy and counted.
 
 Work is shared wherever it is the same: each real database is read once per worker process and kept as a
@@ -34,6 +35,7 @@ prediction of it (:class:`ExampleCache`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
@@ -216,6 +218,7 @@ def _key_column(key: exp.Expr, select: exp.Select) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # per process: both conventions of a gold without DISTINCT run the same SQL
 def plan_gold(gold: str) -> GoldPlan:
     """Parse the gold once to learn whether its order matters and how to resolve its ties."""
     if not _ORDER_BY.search(gold):
@@ -302,12 +305,18 @@ def score_on_connections(
     limits: Limits = DEFAULT_LIMITS,
     column_order_matters: bool = False,
 ) -> PredictionResult:
-    """Run the (convention-applied) prediction on each database and compare with the gold's result there."""
+    """Run the (convention-applied) prediction on each database and compare with the gold's result there.
+
+    Under every convention a match needs as many rows as the gold has (:func:`results_match`, and the official
+    evaluator's ``result_eq``), so the prediction is abandoned at its ``len(gold) + 1``-th row: the verdict is the
+    same, and a prediction that streams a huge result (a join condition turned into ``<>``) stops early. Such a
+    prediction counts as executing (it ran without error as far as it was run).
+    """
     if not prediction or not prediction.strip():
         return PredictionResult(False, False, "empty: no SQL to execute")
     for conn, gold in zip(connections, golds, strict=True):
         try:
-            rows = run_query(conn, prediction, limits)
+            rows = run_query(conn, prediction, limits, stop_after=len(gold.rows))
         except QueryError as exc:
             return PredictionResult(False, False, str(exc))
         if not compare(gold, rows, column_order_matters):

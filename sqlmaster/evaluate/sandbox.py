@@ -188,10 +188,15 @@ def lock_setup_connection(conn: sqlite3.Connection, limits: Limits = DEFAULT_LIM
     return _lock_down(conn, limits)
 
 
-def run_query(conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMITS) -> list[Row]:
+def run_query(
+    conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMITS, stop_after: int | None = None
+) -> list[Row]:
     """Execute one statement and return its rows, or raise :class:`QueryError`.
 
-    The connection must come from this module (so that the authorizer and limits are in place).
+    The connection must come from this module (so that the authorizer and limits are in place). With
+    ``stop_after`` the statement is abandoned as soon as it has returned ``stop_after + 1`` rows, which are
+    returned: a caller that compares with a result of ``stop_after`` rows only needs to know that there are more,
+    and SQLite stops computing a streaming result there (a join turned into a near cartesian product).
     """
     sql = sql.strip()
     if not sql.rstrip(";").strip():
@@ -199,11 +204,11 @@ def run_query(conn: sqlite3.Connection, sql: str, limits: Limits = DEFAULT_LIMIT
     if len(sql) > limits.max_sql_chars:
         raise QueryError("sql", f"statement longer than {limits.max_sql_chars} characters")
     try:
-        return _execute(conn, sql, limits)
+        return _execute(conn, sql, limits, stop_after)
     except UnicodeDecodeError:
         # Text that is not UTF-8 in a real database: decode it leniently rather than failing the query.
         conn.text_factory = _lenient_text
-        return _execute(conn, sql, limits)
+        return _execute(conn, sql, limits, stop_after)
 
 
 def _lenient_text(data: bytes) -> str:
@@ -218,7 +223,10 @@ def _batch_bytes(batch: list[Row]) -> int:
     return sum(len(v) for row in batch for v in row if type(v) in _SIZED)
 
 
-def _execute(conn: sqlite3.Connection, sql: str, limits: Limits) -> list[Row]:
+_BATCH = 512  # rows per fetchmany
+
+
+def _execute(conn: sqlite3.Connection, sql: str, limits: Limits, stop_after: int | None) -> list[Row]:
     deadline = time.monotonic() + limits.timeout_s
     timed_out = False
 
@@ -236,8 +244,9 @@ def _execute(conn: sqlite3.Connection, sql: str, limits: Limits) -> list[Row]:
         cursor = conn.execute(sql)
         rows: list[Row] = []
         size = 0
+        wanted = limits.max_rows + 1 if stop_after is None else min(stop_after + 1, limits.max_rows + 1)
         while True:
-            batch = cursor.fetchmany(512)
+            batch = cursor.fetchmany(min(_BATCH, wanted - len(rows)))
             if not batch:
                 return rows
             rows.extend(batch)
@@ -246,6 +255,8 @@ def _execute(conn: sqlite3.Connection, sql: str, limits: Limits) -> list[Row]:
             size += _batch_bytes(batch)
             if size > limits.max_result_bytes:
                 raise QueryError("row_cap", f"result larger than {limits.max_result_bytes} bytes")
+            if stop_after is not None and len(rows) > stop_after:
+                return rows
     except (QueryError, UnicodeDecodeError):
         raise
     except sqlite3.ProgrammingError as exc:

@@ -270,12 +270,23 @@ class _WorkerState:
         self.databases = DatabaseCache()
         self.golds = GoldCache()
         self.gold_forms: dict[str, str | None] = {}  # exact-match form of real-database golds
+        self.gold_signatures: dict[str, list[str]] = {}  # exact_match.signature of each gold
         self.verdicts: dict[tuple[Any, str, str], Any] = {}  # (database, gold run, prediction run) -> verdict
 
     def remember(self, key: tuple[Any, str, str], verdict: Any) -> None:
         if len(self.verdicts) > 16384:
             self.verdicts.clear()
         self.verdicts[key] = verdict
+
+    def gold_signature(self, gold: str) -> list[str]:
+        from sqlmaster.evaluate.exact_match import signature
+
+        hit = self.gold_signatures.get(gold)
+        if hit is None:
+            if len(self.gold_signatures) > 8192:
+                self.gold_signatures.clear()
+            hit = self.gold_signatures[gold] = signature(gold)
+        return hit
 
     def gold_form(self, gold: str) -> str | None:
         from sqlmaster.evaluate.exact_match import normalize_sql
@@ -349,8 +360,9 @@ def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str
     elif _strip(prediction) == _strip(gold):
         em = True
     else:
-        gold_normalized = prepared.gold_normalized(gold) if db_path is None else state.gold_form(gold)
-        em = exact_match(prediction, gold, column_names, gold_normalized)
+        # The gold's normal form is parsed only if the prediction's token signature matches the gold's.
+        gold_form = functools.partial(prepared.gold_normalized if db_path is None else state.gold_form, gold)
+        em = exact_match(prediction, gold, column_names, gold_form, state.gold_signature(gold))
 
     if gold_error is not None:
         return {
