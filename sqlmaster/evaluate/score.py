@@ -432,6 +432,8 @@ def _failure(reason: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ pool
 
 CHUNK = 16  # tasks per message to a worker (fewer round trips; a failure loses only the task in flight)
+AHEAD = 4  # chunks a worker holds: it never waits for the parent between chunks
+COLLECT_S = 0.005  # the parent sleeps this long between collections: one wake-up per many results
 
 
 def _worker_main(conn: Connection, fn: Callable[[Any], dict[str, Any]]) -> None:
@@ -467,16 +469,17 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
         self.proc.start()
         child.close()
-        self.chunk: deque[tuple[int, Any]] = deque()  # tasks sent and not answered; the first is in flight
+        self.pending: deque[tuple[int, Any]] = deque()  # tasks sent and not answered; the first is in flight
         self.started = 0.0  # when the task in flight started
 
     @property
     def busy(self) -> bool:
-        return bool(self.chunk)
+        return bool(self.pending)
 
     def give(self, chunk: list[tuple[int, Any]]) -> None:
-        self.chunk = deque(chunk)
-        self.started = time.monotonic()
+        if not self.pending:
+            self.started = time.monotonic()
+        self.pending.extend(chunk)
         self.conn.send(chunk)
 
     def stop(self, kill: bool = False) -> None:
@@ -502,28 +505,37 @@ def run_isolated(
     on_result: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
 ) -> list[dict[str, Any]]:
-    """Apply ``fn`` to every payload in ``workers`` spawned processes, in order, ``chunk`` payloads per message.
+    """Apply ``fn`` to every payload in ``workers`` spawned processes, in order, up to ``chunk`` payloads per message.
 
     A worker that crashes or runs past ``task_timeout_s`` on a payload is killed and replaced; that payload's
-    result is a failure record naming the reason, and the rest of its chunk is scored again elsewhere. ``fn``
-    must be picklable (a module-level function or a ``functools.partial`` of one).
+    result is a failure record naming the reason, and the payloads queued behind it are scored again elsewhere.
+    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one).
+
+    Why the parent sleeps between collections: each worker keeps ``AHEAD`` chunks queued and answers every
+    payload as it finishes; a parent that woke for every answer would, on a busy core, switch processes (and
+    refill the caches) once per payload, which cost a quarter of the scoring time. Chunks shrink towards the end
+    of the queue so that the workers finish together.
     """
     items = list(enumerate(payloads))
     results: list[dict[str, Any] | None] = [None] * len(items)
-    queue = deque(items[i : i + chunk] for i in range(0, len(items), chunk))
+    queue = deque(items)
     ctx = mp.get_context("spawn")  # no fork: the caller may hold threads (tokenizers, torch)
-    pool = [_Worker(ctx, fn) for _ in range(max(1, min(workers, len(queue))))]
+    pool = [_Worker(ctx, fn) for _ in range(max(1, min(workers, -(-len(items) // chunk))))]
 
     def done(index: int, out: dict[str, Any]) -> None:
         results[index] = out
         if on_result is not None:
             on_result(index)
 
+    def next_chunk() -> list[tuple[int, Any]]:
+        size = max(1, min(chunk, len(queue) // (2 * len(pool))))
+        return [queue.popleft() for _ in range(min(size, len(queue)))]
+
     try:
         while queue or any(w.busy for w in pool):
             for w in pool:
-                if not w.busy and queue:
-                    w.give(queue.popleft())
+                while queue and len(w.pending) < AHEAD * chunk:
+                    w.give(next_chunk())
             busy = [w for w in pool if w.busy]
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.5)
             for slot, w in enumerate(pool):
@@ -531,7 +543,7 @@ def run_isolated(
                 try:
                     while w.busy and (w.conn in ready or w.conn.poll()):
                         index, out = w.conn.recv()
-                        w.chunk.popleft()
+                        w.pending.popleft()
                         w.started = time.monotonic()
                         done(index, out)
                         ready = []  # poll() decides for the next message
@@ -546,13 +558,14 @@ def run_isolated(
                 elif failure is None and time.monotonic() - w.started > task_timeout_s:
                     failure = f"watchdog: example took longer than {task_timeout_s:g}s"
                 if failure is not None:
-                    index, _ = w.chunk.popleft()
+                    index, _ = w.pending.popleft()
                     done(index, _failure(failure))
-                    if w.chunk:
-                        queue.appendleft(list(w.chunk))
-                    w.chunk = deque()
+                    queue.extendleft(reversed(w.pending))
+                    w.pending = deque()
                     w.stop(kill=True)
                     pool[slot] = _Worker(ctx, fn)
+            if any(w.busy for w in pool):
+                time.sleep(COLLECT_S)
     finally:
         for w in pool:
             w.stop(kill=w.busy)
