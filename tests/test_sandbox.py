@@ -11,12 +11,15 @@ import pytest
 
 from sqlmaster.evaluate.execution import score_on_database_file
 from sqlmaster.evaluate.sandbox import (
+    ConnectionPool,
     Limits,
     QueryError,
     connection_from_bytes,
+    lock_setup_connection,
     new_setup_connection,
     run_query,
     run_script,
+    serialize_setup,
 )
 from sqlmaster.evaluate.synth import synthesize
 
@@ -120,3 +123,30 @@ def test_real_database_file_is_read_only(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["real.sqlite"]  # no journal, no copies
     with pytest.raises(FileNotFoundError):
         score_on_database_file(tmp_path / "missing.sqlite", gold, gold)
+
+
+def test_pooled_connection_comes_back_clean() -> None:
+    # A connection reused for another database keeps nothing of its last one: not its tables, not the query
+    # policy, not a lenient text factory, not a progress handler; a double release never hands it out twice.
+    pool = ConnectionPool(size=2)
+    first = new_setup_connection()
+    run_script(first, "CREATE TABLE secret (x); INSERT INTO secret VALUES ('old')")
+    lock_setup_connection(first)
+    first.text_factory = bytes
+    first.set_progress_handler(lambda: 1, 1)  # would abort every statement
+    pool.release(first)
+    pool.release(first)
+    fresh = new_setup_connection()
+    run_script(fresh, "CREATE TABLE t (y)")
+    image = serialize_setup(fresh)
+    reused = pool.setup_connection(Limits(), image)
+    assert reused is first
+    run_script(reused, "INSERT INTO t VALUES ('new')")  # the setup policy again: inserts are allowed
+    assert [r[0] for r in reused.execute("SELECT name FROM sqlite_master")] == ["t"]
+    assert reused.execute("SELECT y FROM t").fetchall() == [("new",)]  # str again, and no abort
+    assert pool.setup_connection(Limits(), image) is not first  # released twice, handed out once
+    in_tx = new_setup_connection()
+    in_tx.execute("BEGIN")
+    pool.release(in_tx)  # inside a transaction: closed, not kept
+    with pytest.raises(sqlite3.ProgrammingError):
+        in_tx.execute("SELECT 1")

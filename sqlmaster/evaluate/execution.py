@@ -58,7 +58,7 @@ from sqlmaster.evaluate.sandbox import (
     read_database_file,
     run_query,
 )
-from sqlmaster.evaluate.synth import SynthesizedExample, synthesize
+from sqlmaster.evaluate.synth import POOL, SynthesizedExample, synthesize
 
 _MAX_PERMUTED_COLUMNS = 5  # 120 permutations at most
 CONVENTIONS = ("official", "strict")
@@ -377,9 +377,11 @@ class PreparedExample:
         return self._normalized[gold]
 
     def close(self) -> None:
+        """Hand the databases' connections back to the pool; the example cannot be scored afterwards."""
         for conn in {id(c): c for c in [*(self._connections or []), *self.synth.connections]}.values():
-            conn.close()
+            POOL.release(conn)
         self._connections = None
+        self.synth.connections.clear()
 
 
 def prepare_example(

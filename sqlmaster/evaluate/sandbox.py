@@ -135,6 +135,62 @@ def new_setup_connection(limits: Limits = DEFAULT_LIMITS, image: bytes | None = 
     return conn
 
 
+class ConnectionPool:
+    """Spare in-memory connections, reused for new databases: ``deserialize`` replaces a connection's whole
+    database, and opening and closing a connection cost as much as filling a synthesized database's tables.
+
+    A connection comes back under the setup policy, its limits re-applied, no progress handler and the default
+    text factory; only its prepared-statement cache survives (statements on the old schema are re-prepared by
+    SQLite before they could run). A connection left inside a transaction is closed, not kept.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._free: list[sqlite3.Connection] = []
+
+    def setup_connection(self, limits: Limits, image: bytes) -> sqlite3.Connection:
+        """A setup connection holding a copy of ``image`` (as :func:`new_setup_connection` gives)."""
+        while self._free:
+            conn = self._free.pop()
+            try:
+                conn.set_authorizer(None)  # deserialize runs internal statements that the policies deny
+                conn.set_progress_handler(None, 0)
+                conn.text_factory = str
+                conn.deserialize(image)
+            except sqlite3.Error:
+                conn.close()
+                continue
+            _apply_limits(conn, limits)
+            conn.set_authorizer(_setup_authorizer)
+            return conn
+        return new_setup_connection(limits, image)
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        """Give back a connection that nothing else uses any more (close it otherwise)."""
+        try:
+            keep = len(self._free) < self.size and not conn.in_transaction
+        except sqlite3.ProgrammingError:  # already closed
+            return
+        if any(c is conn for c in self._free):  # released twice: one connection must never serve two databases
+            return
+        if keep:
+            self._free.append(conn)
+        else:
+            conn.close()
+
+
+def serialize_setup(conn: sqlite3.Connection) -> bytes:
+    """The bytes of a setup connection's database; the setup policy stays in force afterwards.
+
+    ``serialize()`` runs internal queries that the setup policy would deny, so it is lifted for that call only.
+    """
+    conn.set_authorizer(None)
+    try:
+        return conn.serialize()
+    finally:
+        conn.set_authorizer(_setup_authorizer)
+
+
 def _lock_down(conn: sqlite3.Connection, limits: Limits) -> sqlite3.Connection:
     _apply_limits(conn, limits)
     conn.set_authorizer(_query_authorizer)

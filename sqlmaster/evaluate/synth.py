@@ -41,16 +41,32 @@ from sqlglot import exp
 from sqlmaster.evaluate import sqlast
 from sqlmaster.evaluate.sandbox import (
     DEFAULT_LIMITS,
+    ConnectionPool,
     Limits,
     QueryError,
     Row,
     lock_setup_connection,
-    new_setup_connection,
     run_query,
     run_script,
+    serialize_setup,
 )
 
 Value = str | int | float | None
+# Connections of this process's synthesized databases, reused once an example is done with them.
+POOL = ConnectionPool()
+
+
+def _empty_database() -> bytes:
+    """An empty database as bytes (a new connection's database cannot be serialized before it is written)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.executescript("CREATE TABLE t (a); DROP TABLE t; VACUUM")
+        return conn.serialize()
+    finally:
+        conn.close()
+
+
+EMPTY_DATABASE = _empty_database()
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 _ID_LIKE = re.compile(r"(^id$|_id$|id$|_code$|code$|_num$|_no$|^no$|key$)", re.IGNORECASE)
@@ -572,9 +588,15 @@ def _quote(name: str) -> str:
 
 
 def _build(
-    schema: bytes, tables: list[Table], rows: dict[str, list[tuple[Value, ...]]], limits: Limits
+    schema: bytes,
+    tables: list[Table],
+    rows: dict[str, list[tuple[Value, ...]]],
+    limits: Limits,
+    conn: sqlite3.Connection | None = None,
 ) -> sqlite3.Connection:
-    conn = new_setup_connection(limits, image=schema)  # the context's empty tables, built once per example
+    """Fill ``conn`` (a setup connection holding the context's empty tables) or a fresh copy of ``schema``."""
+    if conn is None:
+        conn = POOL.setup_connection(limits, schema)  # the context's empty tables, built once per example
     conn.execute("BEGIN")
     for t in tables:
         if rows.get(t.name):
@@ -605,17 +627,18 @@ def synthesize(
 
     Raises nothing for bad input: an invalid context or gold comes back with ``gold_error`` set.
     """
-    probe = new_setup_connection(limits)
+    # The connection that runs the context becomes the first database: one connection fewer per example.
+    probe: sqlite3.Connection | None = POOL.setup_connection(limits, EMPTY_DATABASE)
+    assert probe is not None
     try:
         run_script(probe, context, limits)
         tables = read_schema(probe)
-        probe.set_authorizer(None)  # serialize() runs internal queries the setup policy would deny
-        schema = probe.serialize()
+        schema = serialize_setup(probe)
     except (QueryError, sqlite3.DatabaseError) as exc:
+        POOL.release(probe)
         return SynthesizedExample([], [], gold_error=f"context: {exc}")
-    finally:
-        probe.close()
     if not tables:
+        POOL.release(probe)
         return SynthesizedExample([], [], gold_error="context: no CREATE TABLE")
     column_names = frozenset(c.name.lower() for t in tables for c in t.columns)
     hints = analyse_gold(gold, tables, gold_tree)
@@ -630,21 +653,18 @@ def synthesize(
             profile = PROFILES[i % len(PROFILES)] if attempt == 0 else RETRY_PROFILE
             plans = plan_columns(tables, hints, rng, profile)
             data = {t.name: generate_rows(t, plans, hints, rng, profile) for t in tables}
-            conn = _build(schema, tables, data, limits)
+            conn = _build(schema, tables, data, limits, probe)
+            probe = None
             try:
-                conn.set_authorizer(None)  # serialize() runs internal queries the setup policy would deny
-                payload = conn.serialize()
+                payload = serialize_setup(conn)
                 lock_setup_connection(conn, limits)
                 result = run_query(conn, gold, limits)
             except QueryError as exc:
-                conn.close()
-                for c in connections:
-                    c.close()
-                if best is not None:
-                    best[2].close()
+                for c in (conn, *connections, *([best[2]] if best is not None else [])):
+                    POOL.release(c)
                 return SynthesizedExample([], [], gold_error=f"gold: {exc}", column_names=column_names)
             if best is not None:
-                best[2].close()
+                POOL.release(best[2])
             best = (payload, result, conn)
             if not is_trivial(result):
                 nontrivial = True
@@ -653,6 +673,8 @@ def synthesize(
         databases.append(best[0])
         gold_rows.append(best[1])
         connections.append(best[2])
+    if probe is not None:  # k == 0
+        POOL.release(probe)
     return SynthesizedExample(
         databases, gold_rows, nontrivial=nontrivial, column_names=column_names, connections=connections
     )
