@@ -29,11 +29,13 @@ Everything is seeded from a hash of (context, gold, database index), so results 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -87,7 +89,7 @@ class Column:
     name: str
     decl_type: str
 
-    @property
+    @functools.cached_property  # asked for every value pool of every database
     def affinity(self) -> str:
         """SQLite's type-affinity rules (section 3.1 of the datatype docs)."""
         t = self.decl_type.upper()
@@ -463,9 +465,15 @@ def _generic_pool(col: Column, key: ColKey, hints: GoldHints, rng: random.Random
 
 
 def plan_columns(
-    tables: list[Table], hints: GoldHints, rng: random.Random, profile: Profile
+    tables: list[Table],
+    hints: GoldHints,
+    rng: random.Random,
+    profile: Profile,
+    classes: dict[ColKey, int] | None = None,
 ) -> dict[ColKey, _ColumnPlan]:
-    classes = _key_classes(tables, hints)
+    """Value pools per column; ``classes``: :func:`_key_classes` of (tables, hints) when already computed."""
+    if classes is None:
+        classes = _key_classes(tables, hints)
     class_pools: dict[int, list[Value]] = {}
     for key, cls in classes.items():
         if cls not in class_pools:
@@ -518,6 +526,32 @@ def _value(plan: _ColumnPlan, rng: random.Random, profile: Profile, mode: str) -
     return plan.generic[int(rnd() * len(plan.generic))]
 
 
+def _random_picker(plan: _ColumnPlan, rng: random.Random, profile: Profile) -> Callable[[], Value]:
+    """``_value(plan, rng, profile, "random")`` as a function of nothing, drawing the same random numbers: the
+    column's branches are decided once per table instead of once per cell (most cells are in random rows)."""
+    rnd = rng.random
+    hits, near, pool, generic = plan.hits, plan.near, plan.key_pool, plan.generic
+    if pool is not None and not hits:
+        n_pool = len(pool)
+        return lambda: pool[int(rnd() * n_pool)]
+    p_hit, p_hit_or_near, p_null = profile.p_hit, profile.p_hit + profile.p_near, profile.p_null
+    n_hits, n_near, n_generic = len(hits), len(near), len(generic)
+
+    def pick() -> Value:
+        r = rnd()
+        if n_hits and r < p_hit:
+            return hits[int(rnd() * n_hits)]
+        if n_near and r < p_hit_or_near:
+            return near[int(rnd() * n_near)]
+        if pool is not None:
+            return pool[int(rnd() * len(pool))]
+        if not n_hits and rnd() < p_null:
+            return None
+        return generic[int(rnd() * n_generic)]
+
+    return pick
+
+
 def _shuffle(rng: random.Random, items: list[tuple[Value, ...]]) -> None:
     """Fisher-Yates on random() (rng.shuffle draws through the slower _randbelow)."""
     rnd = rng.random
@@ -551,8 +585,9 @@ def generate_rows(
                 row[i] = min(nums) - 1 - n if (n + profile.rows) % 2 else max(nums) + 1 + n
         rows.append(tuple(row))
     target = max(profile.rows, min(80, 2 * hints.count_threshold + 4))
+    pickers = [_random_picker(plans[k], rng, profile) for k in keys]
     while len(rows) < target:
-        rows.append(tuple(_value(plans[k], rng, profile, "random") for k in keys))
+        rows.append(tuple([pick() for pick in pickers]))
     # Large groups for HAVING COUNT(*) > N: repeat a grouped value.
     grouped = [i for i, k in enumerate(keys) if k in hints.grouped]
     if hints.count_threshold and grouped:
@@ -642,6 +677,7 @@ def synthesize(
         return SynthesizedExample([], [], gold_error="context: no CREATE TABLE")
     column_names = frozenset(c.name.lower() for t in tables for c in t.columns)
     hints = analyse_gold(gold, tables, gold_tree)
+    classes = _key_classes(tables, hints)  # the same for every database
     databases: list[bytes] = []
     gold_rows: list[list[Row]] = []
     connections: list[sqlite3.Connection] = []
@@ -651,7 +687,7 @@ def synthesize(
         for attempt in range(retries + 1):
             rng = random.Random(seed_for(context, gold, i * 100 + attempt, base_seed))
             profile = PROFILES[i % len(PROFILES)] if attempt == 0 else RETRY_PROFILE
-            plans = plan_columns(tables, hints, rng, profile)
+            plans = plan_columns(tables, hints, rng, profile, classes)
             data = {t.name: generate_rows(t, plans, hints, rng, profile) for t in tables}
             conn = _build(schema, tables, data, limits, probe)
             probe = None
