@@ -632,7 +632,10 @@ def compute_metrics(records: list[dict[str, Any]], settings: ScoreSettings) -> d
 
 def json_line(value: Any, indent: int | None = None) -> str:
     """Strict JSON text: non-finite numbers become null (JSON has no NaN/Infinity)."""
-    return json.dumps(finite(value), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
+    try:  # almost every record is finite: the copy that finite() makes is only needed when one is not
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=indent, default=str)
+    except ValueError:
+        return json.dumps(finite(value), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
 
 
 # A lone surrogate ('\ud800', valid in JSON input) cannot be encoded as UTF-8; written as its backslash escape it
