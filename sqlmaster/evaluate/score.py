@@ -146,6 +146,7 @@ class DatabaseResolver:
     def __init__(self, db_dir: str | Path | None) -> None:
         self.db_dir = Path(db_dir) if db_dir is not None else None
         self._checked: dict[str, str] = {}
+        self._by_id: dict[str, str] = {}  # db_id -> resolved path: thousands of rows name a few dozen databases
         if self.db_dir is not None and not self.db_dir.is_dir():
             raise ScoreInputError(
                 f"--db-dir {self.db_dir} is not a directory. Pass the folder holding <db_id>/<db_id>.sqlite"
@@ -159,6 +160,8 @@ class DatabaseResolver:
                 raise ScoreInputError(f"{where}: field 'db_path' must be a non-empty string (a .sqlite file).")
             return self._check(Path(db_path), where, f"db_path {db_path!r}")
         if db_id is not None:
+            if isinstance(db_id, str) and db_id in self._by_id:
+                return self._by_id[db_id]
             if not isinstance(db_id, str) or not db_id.strip() or "/" in db_id or db_id in (".", ".."):
                 raise ScoreInputError(f"{where}: field 'db_id' must be a database name, got {db_id!r}.")
             if self.db_dir is None:
@@ -171,7 +174,8 @@ class DatabaseResolver:
                 )
             for candidate in (self.db_dir / db_id / f"{db_id}.sqlite", self.db_dir / f"{db_id}.sqlite"):
                 if candidate.is_file():
-                    return self._check(candidate, where, f"db_id {db_id!r}")
+                    self._by_id[db_id] = self._check(candidate, where, f"db_id {db_id!r}")
+                    return self._by_id[db_id]
             raise ScoreInputError(
                 f"{where}: unknown db_id {db_id!r}: neither {self.db_dir / db_id / (db_id + '.sqlite')} nor "
                 f"{self.db_dir / (db_id + '.sqlite')} exists. Check the db_id, or point --db-dir at the folder "
@@ -717,6 +721,9 @@ def score_records(
         if workers <= 0:
             global _STATE
             _STATE = None  # caches live for one scoring run, as they do in worker processes
+            from sqlmaster.evaluate.execution import plan_gold
+
+            plan_gold.cache_clear()
             out = []
             for t in tasks:
                 try:
