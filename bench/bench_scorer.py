@@ -5,8 +5,11 @@ speed, in the same run; (2) synthesized-database throughput on the whole shipped
     # the official evaluator (taoyds/test-suite-sql-eval) and its deps, for this benchmark only:
     pip install --target /tmp/peerdeps sqlparse tqdm
     OMP_NUM_THREADS=1 python bench/bench_scorer.py --peer /work/shared/peers/test-suite-sql-eval \\
-        --peer-deps /tmp/peerdeps --repeat 3
-    python bench/bench_scorer.py --skip-spider --limit 2000         # throughput on a subset only
+        --peer-deps /tmp/peerdeps --workers 2 --repeat 3            # issue 8's figures: 2 workers on 2 idle cores
+    taskset -c 1 python bench/bench_scorer.py --skip-spider --workers 1 --limit 2000   # one core, a subset
+
+The run ends with the issue's Done-when, each figure as measured (agreement >= 99.5% and >= 5x the official
+evaluator per convention, >= 1,300 synthesized examples/s, mutant kill rate >= 97%).
 
 **Spider dev pairs.** No real model predictions ship with the project, so the predictions are a proxy: for each
 of the 972 dev examples whose database ships, (a) the gold itself, (b) the gold re-printed by sqlglot (the same
@@ -55,6 +58,12 @@ from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS
 from sqlmaster.evaluate.score import ScoreSettings, score_file
 
 FULL_DATASET_ROWS = 78_577
+# Issue 8's Done-when, checked at the end of the run (each figure as measured in this run).
+TARGET_AGREEMENT = 0.995
+TARGET_SPEEDUP = 5.0
+TARGET_EXAMPLES_PER_S = 1300
+TARGET_KILL_RATE = 0.97
+SUMMARY: list[str] = []
 SHIPPED_SAMPLE = Path(__file__).resolve().parent.parent / "sqlmaster/data/shipped/sql-create-context-sample.jsonl.gz"
 
 
@@ -254,6 +263,14 @@ def bench_spider(args: argparse.Namespace) -> None:
                     f"  {name:<36} {_spread([t.wall for t in runs]):<44} {cpu:>7.2f} {len(pairs) / wall:>8.0f} "
                     f"{base_wall / wall:>9.1f}x / {base_cpu / cpu:.1f}x"
                 )
+            ours_wall = min(t.wall for t in timers[f"ours, {args.workers} workers"])
+            ours_cpu = min(t.cpu for t in timers[f"ours, {args.workers} workers"])
+            SUMMARY.append(
+                f"{convention}: agreement {agree / len(judged):.4%} (target >= {TARGET_AGREEMENT:.1%}: "
+                f"{_verdict(agree / len(judged) >= TARGET_AGREEMENT)}); {args.workers} workers vs the official "
+                f"evaluator in this run: {base_wall / ours_wall:.1f}x wall, {base_cpu / ours_cpu:.1f}x CPU (target >= "
+                f"{TARGET_SPEEDUP:g}x wall: {_verdict(base_wall / ours_wall >= TARGET_SPEEDUP)})"
+            )
             shown = 0
             for p, o, m in judged:
                 if bool(o) != bool(m["execution_match"]) and shown < args.show:
@@ -300,6 +317,11 @@ def bench_synthesized(args: argparse.Namespace) -> None:
         f"exact_match={metrics['exact_match']:.4f} gold_invalid={metrics['gold_invalid']} "
         f"non-trivial gold results={metrics['gold_nontrivial_rate']:.4f} worker_failures={metrics['worker_failures']}"
     )
+    SUMMARY.append(
+        f"synthesized: {best:.0f} examples/s wall on {len(rows):,} rows with {args.workers} workers (target >= "
+        f"{TARGET_EXAMPLES_PER_S} on 2 cores: {_verdict(best >= TARGET_EXAMPLES_PER_S)}); full {FULL_DATASET_ROWS:,} "
+        f"rows in {FULL_DATASET_ROWS / best:.0f} s"
+    )
     if args.skip_mutants:
         return
     mutant_rows = rows if args.mutant_limit is None else _load(path, args.mutant_limit, args.seed)
@@ -338,6 +360,15 @@ def bench_synthesized(args: argparse.Namespace) -> None:
         nr = sum(failed_to_run.values()) if kind == "ALL" else failed_to_run[kind]
         if n:
             print(f"{kind:<17} {k:>7} {n:>7} {k / n:>7.3f} {knt / max(nnt, 1):>24.3f} {nr:>7}")
+    rate = sum(killed.values()) / max(1, sum(total.values()))
+    SUMMARY.append(
+        f"mutant kill rate: {rate:.3f} on {len(mutant_rows):,} rows (target >= {TARGET_KILL_RATE}: "
+        f"{_verdict(rate >= TARGET_KILL_RATE)})"
+    )
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
 
 
 def main() -> None:
@@ -345,7 +376,7 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=None, help="JSONL with question/context/answer")
     parser.add_argument("--limit", type=int, default=None, help="seeded random subset of this many rows")
     parser.add_argument("--mutant-limit", type=int, default=None, help="rows for the kill rate (default: all)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="scorer worker processes (the issue's figures: 2)")
     parser.add_argument("--databases", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each measurement")
@@ -367,6 +398,9 @@ def main() -> None:
         bench_spider(args)
     if not args.skip_synthesized:
         bench_synthesized(args)
+    print(f"\n== Done-when of issue 8 ({args.workers} workers, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
+    for line in SUMMARY:
+        print("  " + line)
 
 
 if __name__ == "__main__":
