@@ -197,13 +197,19 @@ def _lock_down(conn: sqlite3.Connection, limits: Limits) -> sqlite3.Connection:
     return conn
 
 
-def connection_from_bytes(data: bytes, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
+def connection_from_bytes(
+    data: bytes, limits: Limits = DEFAULT_LIMITS, cache_kib: int | None = None
+) -> sqlite3.Connection:
     """A fresh in-memory database from ``Connection.serialize()`` bytes, locked to read-only queries.
 
-    Each call gets its own copy, so nothing one query does can leak into the next.
+    Each call gets its own copy, so nothing one query does can leak into the next. ``cache_kib``: SQLite's page
+    cache for this connection (default 2 MiB), which also bounds what a sort or GROUP BY keeps in memory before
+    it spills to a temporary file.
     """
     conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     conn.deserialize(data)
+    if cache_kib is not None:
+        conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")  # before the authorizer, which denies PRAGMAs
     return _lock_down(conn, limits)
 
 
