@@ -120,6 +120,18 @@ def test_pool_survives_crashing_and_hanging_examples() -> None:
     assert all(results[i]["worker_failure"] for i in (1, 3, 4))
 
 
+def test_pool_blames_the_payload_in_flight_when_answers_come_per_chunk() -> None:
+    # One worker, chunks of 4: "a" and "b" are finished but not yet answered when "crash" kills the worker; they
+    # are scored again, and only the payload that was running gets the failure.
+    payloads = ["a", "b", "crash", "c", "d", "hang", "e", "raise", "f"]
+    results = run_isolated(_misbehave, payloads, workers=1, task_timeout_s=3.0, chunk=4)
+    assert [r.get("payload") for r in results] == ["a", "b", None, "c", "d", None, "e", None, "f"]
+    assert "crashed (exit code 13)" in results[2]["error"]
+    assert "watchdog" in results[5]["error"]
+    assert "RuntimeError: boom" in results[7]["error"]
+    assert not any(r.get("worker_failure") for i, r in enumerate(results) if i not in (2, 5, 7))
+
+
 def test_settings_are_validated(tmp_path: Path) -> None:
     path = _write(tmp_path / "in.jsonl", [_row(GOLD)])
     with pytest.raises(ScoreInputError, match="databases_per_example"):

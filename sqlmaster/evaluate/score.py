@@ -435,12 +435,18 @@ def _failure(reason: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ pool
 
-CHUNK = 16  # tasks per message to a worker (fewer round trips; a failure loses only the task in flight)
+CHUNK = 16  # tasks per message to a worker, and answers per message back
 AHEAD = 4  # chunks a worker holds: it never waits for the parent between chunks
-COLLECT_S = 0.005  # the parent sleeps this long between collections: one wake-up per many results
+COLLECT_S = 0.005  # the parent sleeps this long between collections: one wake-up per many answers
+_IDLE = -1  # a worker's in-flight marker between chunks
 
 
-def _worker_main(conn: Connection, fn: Callable[[Any], dict[str, Any]]) -> None:
+def _worker_main(conn: Connection, fn: Callable[[Any], dict[str, Any]], in_flight: Any) -> None:
+    """Score chunks of (index, payload) and answer each chunk with one message of (index, result) pairs.
+
+    Before each payload its index goes into ``in_flight`` (shared memory, no system call): if the process dies
+    or hangs, the parent knows which payload did it without a message per payload.
+    """
     set_process_heap_limit(WORKER_HEAP_LIMIT_BYTES)
     limit_address_space(WORKER_ADDRESS_SPACE_BYTES)
     enable_cpu_guard()
@@ -451,12 +457,16 @@ def _worker_main(conn: Connection, fn: Callable[[Any], dict[str, Any]]) -> None:
             return
         if item is None:
             return
+        answers = []
         for index, payload in item:
+            in_flight.value = index
             try:
                 out = fn(payload)
             except Exception as exc:  # a bug in scoring one example must not stop the run
                 out = _failure(f"{type(exc).__name__}: {exc}")
-            conn.send((index, out))
+            answers.append((index, out))
+        in_flight.value = _IDLE
+        conn.send(answers)
 
 
 def _crash_reason(exitcode: int | None) -> str:
@@ -470,11 +480,13 @@ def _crash_reason(exitcode: int | None) -> str:
 class _Worker:
     def __init__(self, ctx: Any, fn: Callable[[Any], dict[str, Any]]) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
+        self.in_flight = ctx.RawValue("q", _IDLE)
+        self.proc = ctx.Process(target=_worker_main, args=(child, fn, self.in_flight), daemon=True)
         self.proc.start()
         child.close()
-        self.pending: deque[tuple[int, Any]] = deque()  # tasks sent and not answered; the first is in flight
-        self.started = 0.0  # when the task in flight started
+        self.pending: deque[tuple[int, Any]] = deque()  # tasks sent and not answered, in order
+        self.seen = _IDLE  # the in-flight index the parent saw last
+        self.started = 0.0  # when that task started (as far as the parent can tell)
 
     @property
     def busy(self) -> bool:
@@ -485,6 +497,21 @@ class _Worker:
             self.started = time.monotonic()
         self.pending.extend(chunk)
         self.conn.send(chunk)
+
+    def watch(self) -> None:
+        """Restart the watchdog's clock when the worker has moved on to another task."""
+        current = self.in_flight.value
+        if current != self.seen:
+            self.seen = current
+            self.started = time.monotonic()
+
+    def culprit(self) -> int:
+        """Position in ``pending`` of the task that was running when the worker died or hung."""
+        current = self.in_flight.value
+        for position, (index, _) in enumerate(self.pending):
+            if index == current:
+                return position
+        return 0  # between chunks or not started: the first unanswered task
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -512,13 +539,13 @@ def run_isolated(
     """Apply ``fn`` to every payload in ``workers`` spawned processes, in order, up to ``chunk`` payloads per message.
 
     A worker that crashes or runs past ``task_timeout_s`` on a payload is killed and replaced; that payload's
-    result is a failure record naming the reason, and the payloads queued behind it are scored again elsewhere.
-    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one).
+    result is a failure record naming the reason, and the other unanswered payloads it held (those of its chunk
+    it had finished, and those queued behind) are scored again elsewhere. ``fn`` must be picklable (a
+    module-level function or a ``functools.partial`` of one).
 
-    Why the parent sleeps between collections: each worker keeps ``AHEAD`` chunks queued and answers every
-    payload as it finishes; a parent that woke for every answer would, on a busy core, switch processes (and
-    refill the caches) once per payload, which cost a quarter of the scoring time. Chunks shrink towards the end
-    of the queue so that the workers finish together.
+    Why chunks of answers and a sleeping parent: each worker keeps ``AHEAD`` chunks queued and answers a whole
+    chunk at once; a parent that woke for every answer would, on a busy core, switch processes (and refill the
+    caches) once per payload. Chunks shrink towards the end of the queue so that the workers finish together.
     """
     items = list(enumerate(payloads))
     results: list[dict[str, Any] | None] = [None] * len(items)
@@ -537,20 +564,25 @@ def run_isolated(
 
     try:
         while queue or any(w.busy for w in pool):
-            for w in pool:
-                while queue and len(w.pending) < AHEAD * chunk:
-                    w.give(next_chunk())
+            hungry = True
+            while queue and hungry:  # one chunk per worker per round: small queues are shared too
+                hungry = False
+                for w in pool:
+                    if queue and len(w.pending) < AHEAD * chunk:
+                        w.give(next_chunk())
+                        hungry = True
             busy = [w for w in pool if w.busy]
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.5)
             for slot, w in enumerate(pool):
                 failure: str | None = None
                 try:
                     while w.busy and (w.conn in ready or w.conn.poll()):
-                        index, out = w.conn.recv()
-                        w.pending.popleft()
+                        for index, out in w.conn.recv():
+                            w.pending.popleft()
+                            done(index, out)
                         w.started = time.monotonic()
-                        done(index, out)
                         ready = []  # poll() decides for the next message
+                    w.watch()
                 except (EOFError, OSError):
                     w.proc.join(timeout=2)  # the pipe closes a moment before the exit status is known
                     failure = _crash_reason(w.proc.exitcode)
@@ -562,9 +594,10 @@ def run_isolated(
                 elif failure is None and time.monotonic() - w.started > task_timeout_s:
                     failure = f"watchdog: example took longer than {task_timeout_s:g}s"
                 if failure is not None:
+                    w.pending.rotate(-w.culprit())
                     index, _ = w.pending.popleft()
                     done(index, _failure(failure))
-                    queue.extendleft(reversed(w.pending))
+                    queue.extendleft(reversed(sorted(w.pending, key=lambda task: task[0])))  # the rest, in order
                     w.pending = deque()
                     w.stop(kill=True)
                     pool[slot] = _Worker(ctx, fn)
