@@ -384,3 +384,19 @@ def test_training_in_a_pty_shows_a_bar_and_a_pipe_gets_plain_lines(tmp_path: Pat
         (tmp_path / "pipe" / "checkpoints" / f"checkpoint-{info['steps']}" / "time_budget.json").read_text()
     )
     assert saved["elapsed_seconds"] >= 3.0 and saved["budget"] == 3.0
+
+
+def test_a_completed_time_budget_run_asked_for_again_is_left_as_it_is(tmp_path: Path) -> None:
+    """A budget run can pass max_steps (unused: the budget stops it); asking for it again is "nothing to do"."""
+    from sqlmaster.recipes import resolve_recipe
+    from sqlmaster.rundir import RunDir
+    from sqlmaster.train.guard import TrainOptions, plan_run
+
+    recipe = resolve_recipe("train", "tiny").recipe
+    assert recipe.training.time_budget_minutes is not None
+    run = RunDir(tmp_path)
+    run.run_info.write_text(
+        json.dumps({"status": "completed", "base_model": {"name": "tiny"}, "recipe": recipe.to_dict()})
+    )
+    past_max_steps = recipe.training.max_steps + 1358
+    assert plan_run(run, "tiny", recipe, TrainOptions(), past_max_steps).action == "completed"
