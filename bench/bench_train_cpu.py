@@ -134,7 +134,7 @@ def main() -> None:
     rows_data = [ex.to_prompt_completion(template) for ex in build_splits(recipe.data).train[:4000]]
     arch = architecture_from(recipe.model)
     tok = train_tokenizer(
-        (r["prompt"] + r["completion"] for r in rows_data), arch.vocab_size, split_digits=arch.split_digits
+        (r["prompt"] + r["completion"] for r in rows_data), arch.vocab_size, pre_tokenizer=arch.pre_tokenizer
     )
     tok.padding_side = "right"
 

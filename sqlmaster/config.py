@@ -211,9 +211,14 @@ class ModelConfig(_Section):
     tiny_tie_embeddings: bool = field(
         default=False, metadata=knob("tiny only: tie embeddings and head (untied learned better at this size)")
     )
-    tiny_split_digits: bool = field(
-        default=False,
-        metadata=knob("tiny only: one token per digit, so ids and numbers are copied digit by digit"),
+    tiny_pre_tokenizer: str = field(
+        default="initials",
+        metadata=knob(
+            "tiny only: how text is cut before BPE: runs = whitespace/letter/digit runs; digits = the same with "
+            "one token per digit; initials = spaces joined to the next word, a word's first letter and single "
+            "digits as tokens of their own (copying and case changes are easiest; sqlmaster/models/tiny.py)",
+            choices=("runs", "digits", "initials"),
+        ),
     )
 
     def check(self) -> None:

@@ -32,27 +32,46 @@ def test_special_tokens_have_fixed_ids_and_bos_is_prepended() -> None:
     assert tok.decode(ids, skip_special_tokens=True) == "SELECT name"
 
 
-def test_pre_tokenizer_isolates_whitespace_letters_digits_and_punctuation() -> None:
-    tok = train_tokenizer(TEXTS, vocab_size=200)
-    pieces = [p for p, _ in tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str('term_end = "18 july",(x)')]
+def _pieces(pre_tokenizer: str, text: str) -> list[str]:
+    tok = train_tokenizer(TEXTS, vocab_size=200, pre_tokenizer=pre_tokenizer)
+    return [p for p, _ in tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)]
+
+
+def test_runs_pre_tokenizer_isolates_whitespace_letters_digits_and_punctuation() -> None:
+    pieces = _pieces("runs", 'term_end = "18 july",(x)')
     assert pieces == ["term", "_", "end", " ", "=", " ", '"', "18", " ", "july", '"', ",", "(", "x", ")"]
 
 
-def test_an_identifier_is_the_same_tokens_in_schema_question_and_sql() -> None:
-    tok = train_tokenizer(TEXTS, vocab_size=200)
+def test_initials_pre_tokenizer_joins_spaces_to_words_and_splits_off_first_letters_and_digits() -> None:
+    pieces = _pieces("initials", 'term_end = "18 July",(x)  ok')
+    assert pieces == [
+        "t", "erm", "_", "e", "nd", " ", "=", " ", '"', "1", "8", " J", "uly", '"', ",", "(", "x", ")", " ", " o", "k"
+    ]  # fmt: skip
+
+
+def test_initials_make_a_case_change_one_token_and_keep_the_rest_of_the_word() -> None:
+    """WikiSQL-derived gold SQL lowercases values: "Brazilian Grand Prix" in the question, "brazilian..." in SQL."""
+    assert _pieces("initials", " Brazilian Grand") == [" B", "razilian", " G", "rand"]
+    assert _pieces("initials", '"brazilian grand') == ['"', "b", "razilian", " g", "rand"]
+
+
+@pytest.mark.parametrize("pre_tokenizer", ["runs", "digits", "initials"])
+def test_an_identifier_is_the_same_tokens_in_schema_question_and_sql(pre_tokenizer: str) -> None:
+    tok = train_tokenizer(TEXTS, vocab_size=200, pre_tokenizer=pre_tokenizer)
 
     def tokens(text: str) -> list[str]:
         return tok.convert_ids_to_tokens(tok(text, add_special_tokens=False)["input_ids"])
 
-    ident = tokens("term_end")
+    ident = tokens(" term_end")  # after a space, as everywhere but at the start of a line
     for context in ("(name VARCHAR, term_end VARCHAR)", "has a term_end of", "WHERE term_end ="):
         seq = tokens(context)
         assert any(seq[i : i + len(ident)] == ident for i in range(len(seq))), (context, seq, ident)
 
 
-def test_decode_round_trips_the_training_text() -> None:
-    tok = train_tokenizer(TEXTS, vocab_size=200)
-    for text in TEXTS[:2]:
+@pytest.mark.parametrize("pre_tokenizer", ["runs", "digits", "initials"])
+def test_decode_round_trips_the_training_text(pre_tokenizer: str) -> None:
+    tok = train_tokenizer(TEXTS, vocab_size=200, pre_tokenizer=pre_tokenizer)
+    for text in [*TEXTS[:2], "  two  spaces, Mixed CASE and 4.5km"]:
         assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
 
 
@@ -101,10 +120,11 @@ def test_loading_tiny_without_a_run_is_a_clear_error(name: str) -> None:
 # ---------------------------------------------------------------------------------------------- digits, bf16
 
 
-def test_split_digits_makes_every_digit_one_token() -> None:
-    tok = train_tokenizer(TEXTS, vocab_size=200, split_digits=True)
+@pytest.mark.parametrize("pre_tokenizer", ["digits", "initials"])
+def test_every_digit_is_one_token(pre_tokenizer: str) -> None:
+    tok = train_tokenizer(TEXTS, vocab_size=200, pre_tokenizer=pre_tokenizer)
     pieces = tok.convert_ids_to_tokens(tok("table_25604014_5 = 2006", add_special_tokens=False)["input_ids"])
-    digits = [p for p in pieces if p.isdigit()]
+    digits = [p.strip() for p in pieces if p.strip().isdigit()]
     assert "".join(digits) == "25604014" + "5" + "2006" and all(len(p) == 1 for p in digits)
     assert tok.decode(tok(TEXTS[0])["input_ids"], skip_special_tokens=True) == TEXTS[0]
 
@@ -384,3 +404,19 @@ def test_training_in_a_pty_shows_a_bar_and_a_pipe_gets_plain_lines(tmp_path: Pat
         (tmp_path / "pipe" / "checkpoints" / f"checkpoint-{info['steps']}" / "time_budget.json").read_text()
     )
     assert saved["elapsed_seconds"] >= 3.0 and saved["budget"] == 3.0
+
+
+def test_a_completed_time_budget_run_asked_for_again_is_left_as_it_is(tmp_path: Path) -> None:
+    """A budget run can pass max_steps (unused: the budget stops it); asking for it again is "nothing to do"."""
+    from sqlmaster.recipes import resolve_recipe
+    from sqlmaster.rundir import RunDir
+    from sqlmaster.train.guard import TrainOptions, plan_run
+
+    recipe = resolve_recipe("train", "tiny").recipe
+    assert recipe.training.time_budget_minutes is not None
+    run = RunDir(tmp_path)
+    run.run_info.write_text(
+        json.dumps({"status": "completed", "base_model": {"name": "tiny"}, "recipe": recipe.to_dict()})
+    )
+    past_max_steps = recipe.training.max_steps + 1358
+    assert plan_run(run, "tiny", recipe, TrainOptions(), past_max_steps).action == "completed"

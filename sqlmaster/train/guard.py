@@ -165,7 +165,12 @@ def plan_run(run: RunDir, model_name: str, recipe: Recipe, options: TrainOptions
 
 
 def _check_max_steps(run: RunDir, recipe: Recipe, latest_step: int | None) -> None:
-    """Resuming past max_steps would train on and overwrite the outputs ("step 6/3"): refuse it."""
+    """Resuming past max_steps would train on and overwrite the outputs ("step 6/3"): refuse it.
+
+    A time-budget run has no step limit (its budget stops it; max_steps is not used), so it is never refused here.
+    """
+    if recipe.training.time_budget_minutes is not None:
+        return
     if latest_step is not None and recipe.training.max_steps < latest_step:
         raise ConfigError(
             f"training.max_steps={recipe.training.max_steps} is below the step of the latest checkpoint in "
