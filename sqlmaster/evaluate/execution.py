@@ -423,9 +423,13 @@ class _LRU(OrderedDict[str, Any]):
 
 class ExampleCache:
     """LRU cache of prepared examples per (context, gold, k, seed): several predictions of one example
-    (mutants, several models) reuse one synthesis and its open databases."""
+    (mutants, several models) reuse one synthesis and its open databases.
 
-    def __init__(self, maxsize: int = 128) -> None:
+    The scorer orders its tasks so that an example's predictions are adjacent, so a few entries suffice; fewer
+    open databases also keep the working set in the CPU caches (16 entries scored ~4% faster than 128).
+    """
+
+    def __init__(self, maxsize: int = 16) -> None:
         self._items = _LRU(maxsize)
 
     def get(self, context: str, gold: str, k: int, seed: int, limits: Limits) -> PreparedExample:

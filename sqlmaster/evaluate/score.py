@@ -750,6 +750,9 @@ def score_records(
 
     tasks = [_task(r) for r in records]
     fn = functools.partial(score_example, settings)
+    # Predictions of one example (or one database) next to each other: they go to one worker and its caches.
+    order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))
+    ordered = [tasks[i] for i in order]
     with progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
         if workers <= 0:
             global _STATE
@@ -757,18 +760,15 @@ def score_records(
             from sqlmaster.evaluate.execution import plan_gold
 
             plan_gold.cache_clear()
-            out = []
-            for t in tasks:
+            scores = []
+            for t in ordered:
                 try:
-                    out.append(fn(t))
+                    scores.append(fn(t))
                 except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
-                    out.append(_failure(f"{type(exc).__name__}: {exc}"))
+                    scores.append(_failure(f"{type(exc).__name__}: {exc}"))
                 advance()
-            return out
-        # Predictions of one example (or one database) next to each other: they go to one worker and its caches.
-        order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))
-        ordered = [tasks[i] for i in order]
-        scores = run_isolated(fn, ordered, workers, settings.example_timeout_s, on_result=lambda _: advance())
+        else:
+            scores = run_isolated(fn, ordered, workers, settings.example_timeout_s, on_result=lambda _: advance())
     result: list[dict[str, Any]] = [{}] * len(tasks)
     for position, index in enumerate(order):
         result[index] = scores[position]
