@@ -535,6 +535,7 @@ def run_isolated(
     task_timeout_s: float,
     on_result: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
+    group: Callable[[Any], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Apply ``fn`` to every payload in ``workers`` spawned processes, in order, up to ``chunk`` payloads per message.
 
@@ -546,6 +547,8 @@ def run_isolated(
     Why chunks of answers and a sleeping parent: each worker keeps ``AHEAD`` chunks queued and answers a whole
     chunk at once; a parent that woke for every answer would, on a busy core, switch processes (and refill the
     caches) once per payload. Chunks shrink towards the end of the queue so that the workers finish together.
+    ``group(payload)``: adjacent payloads with the same group go out in one chunk (up to ``4 * chunk``), so that
+    one worker's caches serve them all (the predictions of one question: its gold runs in one worker only).
     """
     items = list(enumerate(payloads))
     results: list[dict[str, Any] | None] = [None] * len(items)
@@ -560,7 +563,12 @@ def run_isolated(
 
     def next_chunk() -> list[tuple[int, Any]]:
         size = max(1, min(chunk, len(queue) // (2 * len(pool))))
-        return [queue.popleft() for _ in range(min(size, len(queue)))]
+        out = [queue.popleft() for _ in range(min(size, len(queue)))]
+        if group is not None:
+            last = group(out[-1][1])
+            while queue and len(out) < 4 * chunk and group(queue[0][1]) == last:
+                out.append(queue.popleft())
+        return out
 
     try:
         while queue or any(w.busy for w in pool):
@@ -740,6 +748,10 @@ def _task(rec: dict[str, Any]) -> tuple[str | None, str, str, str]:
     return (rec["_db"], rec.get("context") or "", rec["answer"], rec["prediction"] or "")
 
 
+def _example_of(task: tuple[str | None, str, str, str]) -> tuple[str | None, str, str]:
+    return task[:3]  # (database, context, gold): what the worker caches are keyed by
+
+
 def score_records(
     records: list[dict[str, Any]], settings: ScoreSettings = ScoreSettings(), workers: int | None = None
 ) -> list[dict[str, Any]]:
@@ -768,7 +780,9 @@ def score_records(
                     scores.append(_failure(f"{type(exc).__name__}: {exc}"))
                 advance()
         else:
-            scores = run_isolated(fn, ordered, workers, settings.example_timeout_s, on_result=lambda _: advance())
+            scores = run_isolated(
+                fn, ordered, workers, settings.example_timeout_s, on_result=lambda _: advance(), group=_example_of
+            )
     result: list[dict[str, Any]] = [{}] * len(tasks)
     for position, index in enumerate(order):
         result[index] = scores[position]
