@@ -132,6 +132,20 @@ def test_pool_blames_the_payload_in_flight_when_answers_come_per_chunk() -> None
     assert not any(r.get("worker_failure") for i, r in enumerate(results) if i not in (2, 5, 7))
 
 
+def _pid(payload: str) -> dict[str, Any]:
+    return {"payload": payload, "pid": os.getpid()}
+
+
+def test_pool_keeps_a_group_in_one_worker() -> None:
+    # Chunks of 2, groups of 5: each group still lands in one worker (its caches serve the whole group).
+    payloads = [f"{g}{i}" for g in "abcdef" for i in range(5)]
+    results = run_isolated(_pid, payloads, workers=2, task_timeout_s=30, chunk=2, group=lambda p: p[0])
+    assert [r["payload"] for r in results] == payloads
+    for g in "abcdef":
+        assert len({r["pid"] for r in results if r["payload"][0] == g}) == 1, g
+    assert len({r["pid"] for r in results}) == 2  # and both workers took part
+
+
 def test_settings_are_validated(tmp_path: Path) -> None:
     path = _write(tmp_path / "in.jsonl", [_row(GOLD)])
     with pytest.raises(ScoreInputError, match="databases_per_example"):
