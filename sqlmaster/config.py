@@ -270,6 +270,14 @@ class TrainingConfig(_Section):
     num_threads: int | None = field(
         default=None, metadata=knob("CPU threads for torch; null = torch's default", minimum=1, role="runtime")
     )
+    cpu_processes: int = field(
+        default=1,
+        metadata=knob(
+            "CPU only: data-parallel training processes started on this machine (torchrun, gloo), each with "
+            "num_threads threads, at most one per core; ignored on GPUs and under torchrun",
+            minimum=1,
+        ),
+    )
     max_time_minutes: float | None = field(
         default=None,
         metadata=knob(
