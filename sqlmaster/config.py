@@ -128,6 +128,14 @@ class DataConfig(_Section):
     max_train_rows: int | None = field(
         default=None, metadata=knob("cap on training rows (after the split), for quick runs; null = all", minimum=1)
     )
+    augment_copies: int = field(
+        default=0,
+        metadata=knob(
+            "copies of each training row with fresh table ids and values, so a model trained from scratch learns "
+            "to copy them instead of memorising them (sqlmaster/data/augment.py); 0 = none",
+            minimum=0,
+        ),
+    )
 
 
 @dataclass

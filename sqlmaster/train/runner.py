@@ -143,21 +143,24 @@ def _set_threads(recipe: Recipe) -> None:
 
 def _load_data(job: Job) -> Data:
     """The splits and prompt/completion rows; refuses data that differs from what the directory's run used."""
+    from sqlmaster.data.augment import augment
     from sqlmaster.data.pipeline import build_splits
     from sqlmaster.prompt import get_template
 
     recipe = job.recipe
     template = get_template(recipe.prompt.template)
     splits = build_splits(recipe.data)
+    train = augment(splits.train, recipe.data.augment_copies, recipe.data.seed)
     data = Data(
         splits=splits,
-        train_rows=[ex.to_prompt_completion(template) for ex in splits.train],
+        train_rows=[ex.to_prompt_completion(template) for ex in train],
         eval_rows=[ex.to_prompt_completion(template) for ex in splits.validation],
     )
     log.info(
-        "data %s: %d train / %d validation / %d test rows (%s); template %s",
+        "data %s: %d train%s / %d validation / %d test rows (%s); template %s",
         recipe.data.source,
-        len(data.train_rows),
+        len(splits.train),
+        f" (+ {len(train) - len(splits.train)} augmented copies)" if len(train) > len(splits.train) else "",
         len(data.eval_rows),
         len(splits.test),
         ", ".join(f"{k} {v}" for k, v in splits.stats.items()),
