@@ -202,11 +202,15 @@ def quickstart(
         "runs/quickstart"
     ),
     jobs_dir: Annotated[Path | None, typer.Option(help="Folder holding train/tiny.yaml and eval/tiny.yaml.")] = None,
+    set_: SetOpt = None,
 ) -> None:
-    """The embedded default: train `tiny` on the shipped data, evaluate it, print the leaderboard (~10 min, 2 CPUs)."""
+    """The embedded default: train `tiny` on the shipped data, evaluate it, print the leaderboard (~10 min, 2 CPUs).
+
+    --set changes the training recipe, e.g. --set training.seed=7 or --set training.time_budget_minutes=30.
+    """
     from sqlmaster.quickstart import run_quickstart
 
-    run_quickstart(output_dir, jobs_dir)
+    run_quickstart(output_dir, jobs_dir, set_ or [])
 
 
 @recipe_app.command("show")

@@ -128,6 +128,14 @@ class DataConfig(_Section):
     max_train_rows: int | None = field(
         default=None, metadata=knob("cap on training rows (after the split), for quick runs; null = all", minimum=1)
     )
+    augment_copies: int = field(
+        default=0,
+        metadata=knob(
+            "copies of each training row with fresh table ids and values, so a model trained from scratch learns "
+            "to copy them instead of memorising them (sqlmaster/data/augment.py); 0 = none",
+            minimum=0,
+        ),
+    )
 
 
 @dataclass
@@ -269,6 +277,14 @@ class TrainingConfig(_Section):
     )
     num_threads: int | None = field(
         default=None, metadata=knob("CPU threads for torch; null = torch's default", minimum=1, role="runtime")
+    )
+    cpu_processes: int = field(
+        default=1,
+        metadata=knob(
+            "CPU only: data-parallel training processes started on this machine (torchrun, gloo), each with "
+            "num_threads threads, at most one per core; ignored on GPUs and under torchrun",
+            minimum=1,
+        ),
     )
     max_time_minutes: float | None = field(
         default=None,

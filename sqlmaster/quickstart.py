@@ -14,9 +14,9 @@ from sqlmaster.errors import ConfigError
 from sqlmaster.recipes import jobs_dirs, resolve_recipe
 
 
-def _tiny_recipe(task: str, jobs_dir: Path | None) -> Recipe:
+def _tiny_recipe(task: str, jobs_dir: Path | None, overrides: list[str] | None = None) -> Recipe:
     """tiny's own recipe for ``task``, resolved like ``sqlmaster train --model tiny`` (sqlmaster/recipes.py)."""
-    resolved = resolve_recipe(task, "tiny", jobs_dir=jobs_dir)
+    resolved = resolve_recipe(task, "tiny", overrides=overrides, jobs_dir=jobs_dir)
     if resolved.file is None:
         raise ConfigError(
             f"cannot find jobs/{task}/tiny.yaml (looked in {', '.join(map(str, jobs_dirs(jobs_dir)))}). "
@@ -26,14 +26,14 @@ def _tiny_recipe(task: str, jobs_dir: Path | None) -> Recipe:
     return resolved.recipe
 
 
-def run_quickstart(output_dir: Path, jobs_dir: Path | None = None) -> None:
+def run_quickstart(output_dir: Path, jobs_dir: Path | None = None, overrides: list[str] | None = None) -> None:
     from sqlmaster.evaluate.report import write_report
     from sqlmaster.evaluate.runner import run_evaluation
     from sqlmaster.train.runner import run_training
 
     started = time.monotonic()
     run_dir = output_dir / "tiny"
-    run_training("tiny", run_dir, _tiny_recipe("train", jobs_dir))
+    run_training("tiny", run_dir, _tiny_recipe("train", jobs_dir, overrides))
     eval_recipe = _tiny_recipe("eval", jobs_dir)
     run_evaluation(
         model="tiny", adapter=run_dir, output_dir=run_dir / "eval", datasets=None, limit=None, recipe=eval_recipe

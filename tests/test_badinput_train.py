@@ -41,6 +41,7 @@ MICRO = [
     "training.num_threads=1",
     "tracking.wandb_mode=disabled",
     "training.time_budget_minutes=null",  # jobs/train/tiny.yaml trains for a time budget; these run max_steps
+    "training.cpu_processes=1",  # and in two processes; these train in one (the launcher has its own tests)
 ]
 
 

@@ -272,7 +272,59 @@ def test_lean_cpu_loss_equals_trls_fused_head_loss_and_gradients() -> None:
     assert 0.0 <= accuracy.item() <= 1.0
 
 
-def test_lean_loss_only_for_single_process_cpu_full_training(monkeypatch: pytest.MonkeyPatch) -> None:
+_DDP_LOSS_SCRIPT = """
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {tests!r})
+from test_tiny import TEXTS, SMALL, _lean_inputs
+from sqlmaster.models.tiny import build_tiny
+from sqlmaster.train.trainer import completion_loss
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+model, tok = build_tiny(TEXTS, SMALL, seed=5)
+inputs = _lean_inputs(tok)
+count = (inputs["labels"][:, 1:] != -100).sum()  # every rank's tokens, as the Trainer passes num_items_in_batch
+mine = {{k: v[rank::world] for k, v in inputs.items()}}
+ddp = torch.nn.parallel.DistributedDataParallel(model)
+loss, _ = completion_loss(ddp, mine, count)
+(loss * world).backward()  # SQLMasterTrainer.compute_loss scales by the number of processes, like the Trainer
+if rank == 0:
+    torch.save({{n: p.grad for n, p in model.named_parameters()}}, {out!r})
+dist.destroy_process_group()
+"""
+
+
+def _lean_inputs(tok: Any) -> dict[str, Any]:
+    """Four examples with a no-loss prompt and right padding (rows of different lengths)."""
+    texts = [TEXTS[0], TEXTS[1], TEXTS[1][:60], TEXTS[0][:90]]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    labels = enc["input_ids"].clone()
+    labels[enc["attention_mask"] == 0] = -100
+    labels[:, :12] = -100
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+
+
+def test_lean_loss_under_cpu_ddp_gives_the_single_process_gradients(tmp_path: Path) -> None:
+    """Two gloo processes, half the batch each, through the DDP wrapper: the same gradients as one process."""
+    import subprocess
+    import sys
+
+    from sqlmaster.train.trainer import completion_loss
+
+    model, tok = build_tiny(TEXTS, SMALL, seed=5)
+    loss, _ = completion_loss(model, _lean_inputs(tok))
+    loss.backward()
+    script = tmp_path / "ddp_loss.py"
+    out = tmp_path / "grads.pt"
+    script.write_text(_DDP_LOSS_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out)))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    done = subprocess.run(torchrun, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    grads = torch.load(out)
+    for name, param in model.named_parameters():
+        assert torch.allclose(grads[name], param.grad, atol=1e-6), name
+
+
+def test_lean_loss_only_for_cpu_full_training(monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlmaster.config import load_recipe
     from sqlmaster.train import arguments, distributed
 
@@ -281,7 +333,7 @@ def test_lean_loss_only_for_single_process_cpu_full_training(monkeypatch: pytest
     assert not arguments.use_lean_loss(full, "cuda:0")  # GPUs keep TRL's fused head
     assert not arguments.use_lean_loss(load_recipe(None, []), "cpu")  # LoRA keeps TRL's path
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    assert not arguments.use_lean_loss(full, "cpu")  # DDP keeps TRL's path (gradients sync in its forward)
+    assert arguments.use_lean_loss(full, "cpu")  # CPU DDP too: the loss calls the DDP wrapper's forward
 
 
 # ---------------------------------------------------------------------------------------------- terse prompt
@@ -366,7 +418,7 @@ def test_training_in_a_pty_shows_a_bar_and_a_pipe_gets_plain_lines(tmp_path: Pat
         "data.max_train_rows=240", "data.test_size=10", "data.validation_size=8", "prompt.template=compact",
         "training.per_device_train_batch_size=4", "training.warmup_steps=2", "training.max_length=256",
         "training.logging_steps=5", "training.early_stopping_patience=null", "training.num_threads=1",
-        "training.time_budget_minutes=0.05", "tracking.wandb_mode=disabled",
+        "training.time_budget_minutes=0.05", "tracking.wandb_mode=disabled", "training.cpu_processes=1",
     ]  # fmt: skip
     env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
     repo = Path(__file__).resolve().parents[1]

@@ -45,6 +45,7 @@ MICRO = [
     "training.num_threads=1",
     "tracking.wandb_mode=disabled",
     "training.time_budget_minutes=null",  # jobs/train/tiny.yaml trains for a time budget; these run max_steps
+    "training.cpu_processes=1",  # and in two processes; these train in one (the launcher has its own tests)
 ]
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,6 +259,50 @@ def test_ddp_with_two_cpu_processes(tmp_path: Path) -> None:
     assert done.stdout.count("finished:") == 1  # only rank 0 reports and writes
     ckpt = run_dir / "checkpoints" / "checkpoint-4"
     assert {p.name for p in ckpt.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+
+
+def test_cpu_processes_train_with_ddp_workers_and_a_workers_error_keeps_its_exit_code(tmp_path: Path) -> None:
+    """training.cpu_processes=2: `sqlmaster train` starts two gloo workers itself; what they fail with is reported
+    once, with its own exit code (2 = configuration), not torchrun's generic failure."""
+    from sqlmaster.train.launch import available_cores
+
+    if available_cores() < 2:
+        pytest.skip(f"needs 2 cores for 2 training processes; this process may use {available_cores()}")
+    run_dir = tmp_path / "two"
+    extra = ("training.max_steps=4", "training.save_steps=2", "training.eval_steps=2", "training.cpu_processes=2")
+    done = subprocess.run(_cli(run_dir, *extra), env=_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "starting 2 training processes" in done.stdout + done.stderr
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["world_size"] == 2 and info["status"] == "completed"
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 4
+
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("not json\n")  # read by the workers, after the launcher's checks
+    bad = subprocess.run(
+        _cli(tmp_path / "bad", *extra, f"data.source={garbage}"),
+        env=_env(), cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert bad.returncode == 2, bad.stdout[-3000:] + bad.stderr[-3000:]
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(garbage) in errors[0], bad.stderr[-3000:]
+
+
+def test_cpu_processes_are_capped_by_the_cores_and_off_on_gpus_and_under_torchrun(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlmaster.config import load_recipe
+    from sqlmaster.train import launch
+
+    monkeypatch.setattr(launch, "available_cores", lambda: 2)
+    four = load_recipe(None, ["training.cpu_processes=4", "training.num_threads=1"])
+    assert launch.processes_to_start(four, "cpu") == 2  # one per core
+    assert launch.processes_to_start(load_recipe(None, ["training.cpu_processes=2"]), "cpu") == 2
+    two_threads = load_recipe(None, ["training.cpu_processes=2", "training.num_threads=2"])
+    assert launch.processes_to_start(two_threads, "cpu") == 1  # 2 threads fill both cores
+    assert launch.processes_to_start(four, "cuda:0") == 1  # GPUs: the chart's torchrun decides
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launch.processes_to_start(four, "cpu") == 1  # already a worker
 
 
 @pytest.mark.parametrize(

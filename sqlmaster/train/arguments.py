@@ -146,5 +146,5 @@ def lora_config(spec: ModelSpec, model_cfg: ModelConfig) -> Any:
 
 
 def use_lean_loss(recipe: Recipe, device: str) -> bool:
-    """The lean completion-only loss (trainer.py) for single-process CPU runs of a full model; TRL's path elsewhere."""
-    return not device.startswith("cuda") and distributed.world_size() == 1 and recipe.model.mode == "full"
+    """The lean completion-only loss (trainer.py) for CPU runs of a full model (DDP too); TRL's path elsewhere."""
+    return not device.startswith("cuda") and recipe.model.mode == "full"

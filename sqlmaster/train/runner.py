@@ -29,7 +29,7 @@ from sqlmaster.logs import setup_logging
 from sqlmaster.models.loading import hf_token, load_base_model, load_tokenizer
 from sqlmaster.models.registry import ModelSpec, resolve_model
 from sqlmaster.rundir import BASE_DIR, COMPLETE_MARKER, RunDir
-from sqlmaster.train import distributed
+from sqlmaster.train import distributed, launch
 from sqlmaster.train.guard import Plan, TrainOptions, plan_run, recipe_hash
 from sqlmaster.train.outputs import git_commit, now, package_versions
 from sqlmaster.train.status import COMPLETED, RUNNING, recorded_status, signals_interrupt
@@ -65,6 +65,8 @@ def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOpt
         job = _plan(resolve_model(model), RunDir(output_dir), recipe, options or TrainOptions())
         if job.plan.action == "completed":
             return _already_completed(job)
+        if (processes := launch.processes_to_start(recipe, job.device)) > 1:
+            return launch.train_in_processes(processes, model, output_dir, recipe, options or TrainOptions())
         _set_threads(recipe)
         data = _load_data(job)
         _prepare_directory(job)
@@ -141,21 +143,24 @@ def _set_threads(recipe: Recipe) -> None:
 
 def _load_data(job: Job) -> Data:
     """The splits and prompt/completion rows; refuses data that differs from what the directory's run used."""
+    from sqlmaster.data.augment import augment
     from sqlmaster.data.pipeline import build_splits
     from sqlmaster.prompt import get_template
 
     recipe = job.recipe
     template = get_template(recipe.prompt.template)
     splits = build_splits(recipe.data)
+    train = augment(splits.train, recipe.data.augment_copies, recipe.data.seed)
     data = Data(
         splits=splits,
-        train_rows=[ex.to_prompt_completion(template) for ex in splits.train],
+        train_rows=[ex.to_prompt_completion(template) for ex in train],
         eval_rows=[ex.to_prompt_completion(template) for ex in splits.validation],
     )
     log.info(
-        "data %s: %d train / %d validation / %d test rows (%s); template %s",
+        "data %s: %d train%s / %d validation / %d test rows (%s); template %s",
         recipe.data.source,
-        len(data.train_rows),
+        len(splits.train),
+        f" (+ {len(train) - len(splits.train)} augmented copies)" if len(train) > len(splits.train) else "",
         len(data.eval_rows),
         len(splits.test),
         ", ".join(f"{k} {v}" for k, v in splits.stats.items()),

@@ -4,11 +4,11 @@
   metrics.json).
 * With ``training.time_budget_minutes`` the learning-rate schedule is laid over the budget (sqlmaster/train/budget.py)
   and the budget's elapsed time is saved in every checkpoint.
-* ``lean_loss`` (single-process CPU runs of a full model, i.e. ``tiny`` on a laptop): the loss is the same
+* ``lean_loss`` (CPU runs of a full model, i.e. ``tiny`` on a laptop, one process or DDP): the loss is the same
   completion-only token-mean cross-entropy, computed from the hidden states of the completion tokens only. TRL's
   fused LM head scores *every* position on a non-Triton device (to keep tile shapes static) and also computes entropy
   and top-1 for its metrics; on CPU, where the prompt is most of each example, that cost ~0.2 s/step for ``tiny``.
-  GPU runs, LoRA runs and DDP runs keep TRL's path unchanged (``tests/test_tiny.py`` checks both give the same loss).
+  GPU runs and LoRA runs keep TRL's path unchanged (``tests/test_tiny.py`` checks both give the same loss).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any 
     """Mean next-token cross-entropy over labelled positions, projecting only those through the LM head.
 
     Returns (loss, top-1 accuracy over the labelled positions). Same value as TRL's fused head at temperature 1.
+    Under DDP the wrapped model's own forward runs (it is what synchronises gradients), so there the LM head
+    scores every position; that costs a little of what the single-process path saves.
     """
     import torch
     import torch.nn.functional as F
@@ -46,10 +48,13 @@ def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any 
     labels = inputs["labels"]
     backbone_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "num_items_in_batch")}
     backbone_inputs["use_cache"] = False
-    hidden = model.base_model(**backbone_inputs).last_hidden_state[:, :-1]
     targets = labels[:, 1:]
     mask = targets != -100
-    logits = model.get_output_embeddings()(hidden[mask]).float()
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        logits = model(**backbone_inputs).logits[:, :-1][mask].float()
+    else:
+        hidden = model.base_model(**backbone_inputs).last_hidden_state[:, :-1]
+        logits = model.get_output_embeddings()(hidden[mask]).float()
     picked = targets[mask]
     total = F.cross_entropy(logits, picked, reduction="sum")
     count = mask.sum() if num_items_in_batch is None else num_items_in_batch
@@ -104,6 +109,10 @@ class SQLMasterTrainer(SFTTrainer):
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
         loss, accuracy = completion_loss(model, inputs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # As Trainer.compute_loss does: num_items_in_batch counts every rank's tokens and DDP averages the
+            # gradients over ranks, so each rank's share is scaled back up.
+            loss = loss * self.accelerator.num_processes
         self._metrics["train" if model.training else "eval"]["mean_token_accuracy"].append(accuracy.item())
         return loss
 
