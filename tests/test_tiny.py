@@ -218,6 +218,20 @@ def test_the_schedule_ends_at_the_budget_on_any_machine(seconds_per_step: float)
     assert steps[-1]["save"]
 
 
+def test_an_evaluation_another_rank_calls_for_is_done_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DDP: ranks' clocks differ a little; the rank that is behind must not call for the same evaluation again."""
+    from sqlmaster.train import distributed
+
+    clock = FakeClock()
+    budget = TimeBudget(600, evaluations=4, clock=clock)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    # Two reductions per step (spent, then due): the other rank calls for the first evaluation at step 10.
+    ahead = iter([False] * 19 + [True] + [False] * 10_000)
+    monkeypatch.setattr(distributed, "any_rank", lambda flag: flag or next(ahead))
+    steps = _drive(budget, clock, seconds_per_step=14.0)  # this rank's own clock reaches 1/4 at step 11 (154 s)
+    assert [i + 1 for i, s in enumerate(steps) if s["eval"]] == [10, 22, 33]
+
+
 def test_warmup_stable_decay_keeps_the_peak_until_the_decay_fraction() -> None:
     clock = FakeClock()
     budget = TimeBudget(100, warmup_steps=0, decay_fraction=0.25, evaluations=0, clock=clock)

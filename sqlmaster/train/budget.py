@@ -163,6 +163,10 @@ class TimeBudgetCallback(TrainerCallback):
                     state.global_step,
                 )
         elif due:
-            self.budget.evaluations_done = math.floor(progress * self.budget.evaluations)
+            # At least one more: a rank whose own clock is a little behind still counts the evaluation that
+            # another rank's clock called for (else it would call for it again a few steps later).
+            self.budget.evaluations_done = max(
+                self.budget.evaluations_done + 1, math.floor(progress * self.budget.evaluations)
+            )
             control.should_evaluate = True
             control.should_save = True
