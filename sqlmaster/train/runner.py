@@ -122,11 +122,13 @@ def _already_completed(job: Job) -> dict[str, Any]:
     """A completed run asked for again with the same recipe: leave it as it is (a retried pod exits 0 at once)."""
     import json
 
+    further = "--set training.time_budget_minutes=M" if job.recipe.training.time_budget_minutes else "--max-steps"
     log.info(
-        "%s holds a completed run of this recipe (finished %s): nothing to do. To train further, raise "
-        "--max-steps and pass --resume-with-changes; to train again, use a new --output-dir",
+        "%s holds a completed run of this recipe (finished %s): nothing to do. To train further, raise %s and "
+        "pass --resume-with-changes; to train again, use a new --output-dir",
         job.run.path,
         job.plan.previous.get("finished", "?"),
+        further,
     )
     try:
         return dict(json.loads(job.run.metrics.read_text(encoding="utf-8")))
