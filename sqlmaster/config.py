@@ -217,7 +217,8 @@ class ModelConfig(_Section):
     tiny_heads: int = field(default=4, metadata=knob("tiny only: attention heads", minimum=1))
     tiny_intermediate_size: int = field(default=512, metadata=knob("tiny only: MLP width", minimum=1))
     tiny_tie_embeddings: bool = field(
-        default=False, metadata=knob("tiny only: tie embeddings and head (untied learned better at this size)")
+        default=False,
+        metadata=knob("tiny only: tie embeddings and head (one matrix reads and writes a token: copies are easier)"),
     )
     tiny_pre_tokenizer: str = field(
         default="initials",
