@@ -75,6 +75,7 @@ def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOpt
 
 def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -> Job:
     """Configuration errors found before any data or weights load (exit code 2, nothing written)."""
+    from sqlmaster.train.arguments import check_levers
     from sqlmaster.train.checkpoints import checkpoint_dirs, is_complete
 
     if not spec.is_tiny and recipe.model.init == "pretrained":
@@ -88,10 +89,12 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
             "use model.mode=full, or model.modules_to_save=[embed_tokens, lm_head]"
         )
     _check_output_dir(run.path)
+    device = _device()
+    check_levers(recipe, device)  # here, not only in sft_config: before any training process starts
     steps = [step for step, path in checkpoint_dirs(run.checkpoints) if is_complete(path)]
     plan = plan_run(run, spec.name, recipe, options, steps[-1] if steps else None)
     _sync_ranks()  # every rank has read the directory before rank 0 changes it
-    return Job(spec, recipe, run, plan, options, device=_device())
+    return Job(spec, recipe, run, plan, options, device=device)
 
 
 def _check_output_dir(path: Path) -> None:
