@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,10 @@ from typing import Any
 import pytest
 from _scorer_data import seeded_subset
 
-from sqlmaster.evaluate.score import ScoreInputError, ScoreSettings, run_isolated, score_file
+from sqlmaster.evaluate import isolated
+from sqlmaster.evaluate.isolated import run_isolated
+from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, run_query
+from sqlmaster.evaluate.score import ScoreInputError, ScoreSettings, failure_record, score_file
 
 CTX = "CREATE TABLE t (name VARCHAR, age INTEGER)"
 GOLD = 'SELECT name FROM t WHERE age > 30 AND name = "bob"'
@@ -20,6 +26,10 @@ GOLD = 'SELECT name FROM t WHERE age > 30 AND name = "bob"'
 def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def _records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
 
 
 def _row(prediction: str | None, **extra: Any) -> dict[str, Any]:
@@ -108,10 +118,14 @@ def _misbehave(payload: str) -> dict[str, Any]:
     return {"execution_match": True, "payload": payload}
 
 
-def test_pool_survives_crashing_and_hanging_examples() -> None:
+METHODS = pytest.mark.parametrize("method", ["fork", "spawn"])  # the pool forks when it is safe, else spawns
+
+
+@METHODS
+def test_pool_survives_crashing_and_hanging_examples(method: str) -> None:
     payloads = ["a", "crash", "b", "hang", "raise", "c"]
     start = time.monotonic()
-    results = run_isolated(_misbehave, payloads, workers=2, task_timeout_s=3.0)
+    results = run_isolated(_misbehave, payloads, 2, 3.0, failure_record, method=method)
     assert time.monotonic() - start < 30
     assert [r.get("payload") for r in results] == ["a", None, "b", None, None, "c"]
     assert "crashed (exit code 13)" in results[1]["error"]
@@ -120,11 +134,12 @@ def test_pool_survives_crashing_and_hanging_examples() -> None:
     assert all(results[i]["worker_failure"] for i in (1, 3, 4))
 
 
-def test_pool_blames_the_payload_in_flight_when_answers_come_per_chunk() -> None:
+@METHODS
+def test_pool_blames_the_payload_in_flight_when_answers_come_per_chunk(method: str) -> None:
     # One worker, chunks of 4: "a" and "b" are finished but not yet answered when "crash" kills the worker; they
     # are scored again, and only the payload that was running gets the failure.
     payloads = ["a", "b", "crash", "c", "d", "hang", "e", "raise", "f"]
-    results = run_isolated(_misbehave, payloads, workers=1, task_timeout_s=3.0, chunk=4)
+    results = run_isolated(_misbehave, payloads, 1, 3.0, failure_record, chunk=4, method=method)
     assert [r.get("payload") for r in results] == ["a", "b", None, "c", "d", None, "e", None, "f"]
     assert "crashed (exit code 13)" in results[2]["error"]
     assert "watchdog" in results[5]["error"]
@@ -136,14 +151,71 @@ def _pid(payload: str) -> dict[str, Any]:
     return {"payload": payload, "pid": os.getpid()}
 
 
-def test_pool_keeps_a_group_in_one_worker() -> None:
+@METHODS
+def test_pool_keeps_a_group_in_one_worker(method: str) -> None:
     # Chunks of 2, groups of 5: each group still lands in one worker (its caches serve the whole group).
     payloads = [f"{g}{i}" for g in "abcdef" for i in range(5)]
-    results = run_isolated(_pid, payloads, workers=2, task_timeout_s=30, chunk=2, group=lambda p: p[0])
+    results = run_isolated(_pid, payloads, 2, 30, failure_record, chunk=2, group=lambda p: p[0], method=method)
     assert [r["payload"] for r in results] == payloads
     for g in "abcdef":
         assert len({r["pid"] for r in results if r["payload"][0] == g}) == 1, g
     assert len({r["pid"] for r in results}) == 2  # and both workers took part
+
+
+def _interrupt_self(payload: str) -> dict[str, Any]:
+    os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole process group
+    time.sleep(0.05)
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return {"payload": payload, "address_space_limit": soft}
+
+
+@METHODS
+def test_workers_leave_ctrl_c_to_the_parent_and_cap_what_they_map(method: str) -> None:
+    # A worker ignores SIGINT (the parent stops the pool; a worker's own KeyboardInterrupt would only print a
+    # traceback), and its address-space cap counts from what it started with: a worker forked from a large
+    # parent gets the same headroom as a spawned one.
+    results = run_isolated(_interrupt_self, ["a", "b"], 1, 30, failure_record, method=method)
+    assert [r.get("payload") for r in results] == ["a", "b"], results
+    limit = results[0]["address_space_limit"]
+    assert isolated.ADDRESS_SPACE_BYTES < limit < isolated.ADDRESS_SPACE_BYTES + (4 << 30)
+
+
+def test_a_second_thread_means_spawn() -> None:
+    # Forking a process with other threads can copy a lock one of them holds; the pool then spawns.
+    before = isolated.threads_in_this_process()
+    assert before is not None and before >= 1
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    try:
+        assert isolated.threads_in_this_process() == before + 1
+        assert isolated.start_method() == "spawn"
+    finally:
+        release.set()
+        thread.join()
+
+
+@METHODS
+def test_workers_leave_the_parents_cached_databases_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    # In-process scoring leaves this process holding cached databases (open SQLite connections); a worker forked
+    # afterwards inherits them and must set them aside untouched. Same verdicts, and the parent's still work.
+    from sqlmaster.evaluate import score as score_module
+
+    rows = [_row(GOLD), _row("SELECT name FROM t WHERE age > 30"), _row("SELECT nope FROM t")]
+    path = _write(tmp_path / "in.jsonl", rows)
+    score_file(path, tmp_path / "in-process", workers=0)
+    prepared = next(iter(score_module._STATE.examples._items.values()))
+    monkeypatch.setattr(isolated, "start_method", lambda: method)
+    score_file(path, tmp_path / "pool", workers=2)
+    verdicts = {
+        name: [(r["execution_match"], r["executes"]) for r in _records(tmp_path / name)]
+        for name in ("in-process", "pool")
+    }
+    assert verdicts["pool"] == verdicts["in-process"] == [(True, True), (False, True), (False, False)]
+    conn = prepared.connections(DEFAULT_LIMITS)[0]
+    assert run_query(conn, "SELECT count(*) FROM t") == [(len(run_query(conn, "SELECT name FROM t")),)]
 
 
 def test_settings_are_validated(tmp_path: Path) -> None:

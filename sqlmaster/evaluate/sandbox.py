@@ -147,6 +147,7 @@ class ConnectionPool:
     def __init__(self, size: int = 16) -> None:
         self.size = size
         self._free: list[sqlite3.Connection] = []
+        self._inherited: list[sqlite3.Connection] = []  # see forget()
 
     def setup_connection(self, limits: Limits, image: bytes) -> sqlite3.Connection:
         """A setup connection holding a copy of ``image`` (as :func:`new_setup_connection` gives)."""
@@ -164,6 +165,13 @@ class ConnectionPool:
             conn.set_authorizer(_setup_authorizer)
             return conn
         return new_setup_connection(limits, image)
+
+    def forget(self) -> None:
+        """Drop the spare connections without closing them: in a forked worker they are the parent's (SQLite
+        connections must never be used, or closed, on both sides of a fork). They stay referenced, so that
+        garbage collection never closes them either."""
+        self._inherited += self._free
+        self._free = []
 
     def release(self, conn: sqlite3.Connection) -> None:
         """Give back a connection that nothing else uses any more (close it otherwise)."""

@@ -31,15 +31,12 @@ holds ``metrics.json`` or ``records.jsonl`` is refused (exit 2) unless ``--overw
 beside it. Every string is written as valid UTF-8 (a lone surrogate becomes its ``\\udXXX`` JSON escape, which
 reads back as the same string) and non-finite numbers become ``null``.
 
-Why a process pool with a watchdog (and not a thread pool or plain ``try/except``): SQL errors, timeouts and
-row caps are ordinary exceptions (:mod:`.sandbox`), but a crash inside SQLite's C code, an allocation that
-takes the process down, or a single function call that runs for minutes (the progress handler cannot fire
-inside it) can only be stopped by killing the process. Each worker is a spawned process with a capped SQLite
-heap, address space and per-statement CPU time; the parent watches its pipe, its liveness and a per-example
-wall-clock limit, and when a worker dies or overruns it records that example as a miss with the reason and
-starts a fresh worker. Tasks go out in chunks, grouped so that predictions of the same example or database
-land on the same worker (its caches: one synthesis per example, one copy of each database, one gold run per
-database). ``workers=0`` scores in-process (no isolation; for debugging and small tests).
+Scoring runs in worker processes with a watchdog (:mod:`.isolated`: a crash inside SQLite, a runaway function
+call or an allocation that takes a process down is a miss naming the reason, never the end of the run), with a
+capped SQLite heap, address space and per-statement CPU time. Tasks go out in chunks, grouped so that
+predictions of the same example or database land on the same worker (its caches: one synthesis per example, one
+copy of each database, one gold run per database). ``workers=0`` scores in-process (no isolation; for
+debugging and small tests).
 
 Usage from Python::
 
@@ -52,32 +49,23 @@ from __future__ import annotations
 import functools
 import json
 import math
-import multiprocessing as mp
 import os
-import signal
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from sqlmaster.atomic import atomic_open, finite
+from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError
-from sqlmaster.evaluate.sandbox import (
-    DEFAULT_LIMITS,
-    Limits,
-    enable_cpu_guard,
-    limit_address_space,
-    set_process_heap_limit,
-)
+from sqlmaster.evaluate.isolated import CHUNK, IsolatedPool
+from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits
+from sqlmaster.logs import progress
 from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
 
 CONVENTIONS = ("official", "strict")  # see sqlmaster.evaluate.execution
 SCORE_FIELDS = ("execution_match", "exact_match", "executes", "gold_valid", "gold_nontrivial", "error")
-WORKER_HEAP_LIMIT_BYTES = 1 << 30  # SQLite heap per worker process
-WORKER_ADDRESS_SPACE_BYTES = 6 << 30  # virtual memory per worker process (Python objects included)
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -264,6 +252,7 @@ def read_records(path: str | Path, db_dir: str | Path | None = None) -> list[dic
 # ------------------------------------------------------------------------------------------------ one example
 
 _STATE: Any = None  # this process's caches, created lazily (keeps imports light for the parent)
+_INHERITED: list[Any] = []  # a forked worker's copy of its parent's caches: kept, never used or closed
 
 
 class _WorkerState:
@@ -300,6 +289,18 @@ class _WorkerState:
                 self.gold_forms.clear()
             self.gold_forms[gold] = normalize_sql(gold)
         return self.gold_forms[gold]
+
+
+def _fresh_worker_state() -> None:
+    """First thing in a worker: start with empty caches. A forked worker inherits its parent's (open SQLite
+    connections among them, which must never be used, or closed, on both sides of a fork), so it sets them
+    aside untouched."""
+    global _STATE
+    from sqlmaster.evaluate.synth import POOL
+
+    _INHERITED.append(_STATE)
+    _STATE = None
+    POOL.forget()
 
 
 def _state() -> _WorkerState:
@@ -421,7 +422,7 @@ def _same_golds(a: Sequence[Any], b: Sequence[Any]) -> bool:
     return a is b or (len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True)))
 
 
-def _failure(reason: str) -> dict[str, Any]:
+def failure_record(reason: str) -> dict[str, Any]:
     return {
         "execution_match": False,
         "exact_match": False,
@@ -431,190 +432,6 @@ def _failure(reason: str) -> dict[str, Any]:
         "error": f"scorer: {reason}",
         "worker_failure": True,
     }
-
-
-# ------------------------------------------------------------------------------------------------ pool
-
-CHUNK = 16  # tasks per message to a worker, and answers per message back
-AHEAD = 4  # chunks a worker holds: it never waits for the parent between chunks
-COLLECT_S = 0.005  # the parent sleeps this long between collections: one wake-up per many answers
-_IDLE = -1  # a worker's in-flight marker between chunks
-
-
-def _worker_main(conn: Connection, fn: Callable[[Any], dict[str, Any]], in_flight: Any) -> None:
-    """Score chunks of (index, payload) and answer each chunk with one message of (index, result) pairs.
-
-    Before each payload its index goes into ``in_flight`` (shared memory, no system call): if the process dies
-    or hangs, the parent knows which payload did it without a message per payload.
-    """
-    set_process_heap_limit(WORKER_HEAP_LIMIT_BYTES)
-    limit_address_space(WORKER_ADDRESS_SPACE_BYTES)
-    enable_cpu_guard()
-    while True:
-        try:
-            item = conn.recv()
-        except EOFError:
-            return
-        if item is None:
-            return
-        answers = []
-        for index, payload in item:
-            in_flight.value = index
-            try:
-                out = fn(payload)
-            except Exception as exc:  # a bug in scoring one example must not stop the run
-                out = _failure(f"{type(exc).__name__}: {exc}")
-            answers.append((index, out))
-        in_flight.value = _IDLE
-        conn.send(answers)
-
-
-def _crash_reason(exitcode: int | None) -> str:
-    if exitcode == -signal.SIGXCPU:
-        return "CPU-time limit: a statement ran past its CPU budget (e.g. one long function call)"
-    if exitcode == -signal.SIGKILL:
-        return "worker process killed (out of memory?)"
-    return f"worker process crashed (exit code {exitcode})"
-
-
-class _Worker:
-    def __init__(self, ctx: Any, fn: Callable[[Any], dict[str, Any]]) -> None:
-        self.conn, child = ctx.Pipe()
-        self.in_flight = ctx.RawValue("q", _IDLE)
-        self.proc = ctx.Process(target=_worker_main, args=(child, fn, self.in_flight), daemon=True)
-        self.proc.start()
-        child.close()
-        self.pending: deque[tuple[int, Any]] = deque()  # tasks sent and not answered, in order
-        self.seen = _IDLE  # the in-flight index the parent saw last
-        self.started = 0.0  # when that task started (as far as the parent can tell)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.pending)
-
-    def give(self, chunk: list[tuple[int, Any]]) -> None:
-        if not self.pending:
-            self.started = time.monotonic()
-        self.pending.extend(chunk)
-        self.conn.send(chunk)
-
-    def watch(self) -> None:
-        """Restart the watchdog's clock when the worker has moved on to another task."""
-        current = self.in_flight.value
-        if current != self.seen:
-            self.seen = current
-            self.started = time.monotonic()
-
-    def culprit(self) -> int:
-        """Position in ``pending`` of the task that was running when the worker died or hung."""
-        current = self.in_flight.value
-        for position, (index, _) in enumerate(self.pending):
-            if index == current:
-                return position
-        return 0  # between chunks or not started: the first unanswered task
-
-    def stop(self, kill: bool = False) -> None:
-        if kill:
-            self.proc.kill()
-        else:
-            try:
-                self.conn.send(None)
-            except (BrokenPipeError, OSError):
-                self.proc.kill()
-        self.proc.join(timeout=5)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
-
-
-def run_isolated(
-    fn: Callable[[Any], dict[str, Any]],
-    payloads: Iterable[Any],
-    workers: int,
-    task_timeout_s: float,
-    on_result: Callable[[int], None] | None = None,
-    chunk: int = CHUNK,
-    group: Callable[[Any], Any] | None = None,
-) -> list[dict[str, Any]]:
-    """Apply ``fn`` to every payload in ``workers`` spawned processes, in order, up to ``chunk`` payloads per message.
-
-    A worker that crashes or runs past ``task_timeout_s`` on a payload is killed and replaced; that payload's
-    result is a failure record naming the reason, and the other unanswered payloads it held (those of its chunk
-    it had finished, and those queued behind) are scored again elsewhere. ``fn`` must be picklable (a
-    module-level function or a ``functools.partial`` of one).
-
-    Why chunks of answers and a sleeping parent: each worker keeps ``AHEAD`` chunks queued and answers a whole
-    chunk at once; a parent that woke for every answer would, on a busy core, switch processes (and refill the
-    caches) once per payload. Chunks shrink towards the end of the queue so that the workers finish together.
-    ``group(payload)``: adjacent payloads with the same group go out in one chunk (up to ``4 * chunk``), so that
-    one worker's caches serve them all (the predictions of one question: its gold runs in one worker only).
-    """
-    items = list(enumerate(payloads))
-    results: list[dict[str, Any] | None] = [None] * len(items)
-    queue = deque(items)
-    ctx = mp.get_context("spawn")  # no fork: the caller may hold threads (tokenizers, torch)
-    pool = [_Worker(ctx, fn) for _ in range(max(1, min(workers, -(-len(items) // chunk))))]
-
-    def done(index: int, out: dict[str, Any]) -> None:
-        results[index] = out
-        if on_result is not None:
-            on_result(index)
-
-    def next_chunk() -> list[tuple[int, Any]]:
-        size = max(1, min(chunk, len(queue) // (2 * len(pool))))
-        out = [queue.popleft() for _ in range(min(size, len(queue)))]
-        if group is not None:
-            last = group(out[-1][1])
-            while queue and len(out) < 4 * chunk and group(queue[0][1]) == last:
-                out.append(queue.popleft())
-        return out
-
-    try:
-        while queue or any(w.busy for w in pool):
-            hungry = True
-            while queue and hungry:  # one chunk per worker per round: small queues are shared too
-                hungry = False
-                for w in pool:
-                    if queue and len(w.pending) < AHEAD * chunk:
-                        w.give(next_chunk())
-                        hungry = True
-            busy = [w for w in pool if w.busy]
-            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.5)
-            for slot, w in enumerate(pool):
-                failure: str | None = None
-                try:
-                    while w.busy and (w.conn in ready or w.conn.poll()):
-                        for index, out in w.conn.recv():
-                            w.pending.popleft()
-                            done(index, out)
-                        w.started = time.monotonic()
-                        ready = []  # poll() decides for the next message
-                    w.watch()
-                except (EOFError, OSError):
-                    w.proc.join(timeout=2)  # the pipe closes a moment before the exit status is known
-                    failure = _crash_reason(w.proc.exitcode)
-                if not w.busy:
-                    continue
-                if failure is None and not w.proc.is_alive():
-                    w.proc.join(timeout=1)
-                    failure = _crash_reason(w.proc.exitcode)
-                elif failure is None and time.monotonic() - w.started > task_timeout_s:
-                    failure = f"watchdog: example took longer than {task_timeout_s:g}s"
-                if failure is not None:
-                    w.pending.rotate(-w.culprit())
-                    index, _ = w.pending.popleft()
-                    done(index, _failure(failure))
-                    queue.extendleft(reversed(sorted(w.pending, key=lambda task: task[0])))  # the rest, in order
-                    w.pending = deque()
-                    w.stop(kill=True)
-                    pool[slot] = _Worker(ctx, fn)
-            if any(w.busy for w in pool):
-                time.sleep(COLLECT_S)
-    finally:
-        for w in pool:
-            w.stop(kill=w.busy)
-    return [r if r is not None else _failure("no result") for r in results]
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -757,36 +574,45 @@ def score_records(
 ) -> list[dict[str, Any]]:
     """Score validated records; returns one score dict per record, in order."""
     if workers is None:
-        workers = min(2, os.cpu_count() or 1)
-    from sqlmaster.logs import progress
-
+        workers = min(2, available_cores())
     tasks = [_task(r) for r in records]
     fn = functools.partial(score_example, settings)
     # Predictions of one example (or one database) next to each other: they go to one worker and its caches.
     order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))
     ordered = [tasks[i] for i in order]
-    with progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
-        if workers <= 0:
-            global _STATE
-            _STATE = None  # caches live for one scoring run, as they do in worker processes
-            from sqlmaster.evaluate.execution import plan_gold
+    if workers <= 0:
+        scores = _score_in_process(fn, ordered)
+    else:
+        # The workers start before the progress bar's thread does, so that they can be forked (see .isolated);
+        # the modules they need are imported here first, once, instead of in every worker.
+        import sqlmaster.evaluate.exact_match
+        import sqlmaster.evaluate.execution  # noqa: F401
 
-            plan_gold.cache_clear()
-            scores = []
-            for t in ordered:
-                try:
-                    scores.append(fn(t))
-                except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
-                    scores.append(_failure(f"{type(exc).__name__}: {exc}"))
-                advance()
-        else:
-            scores = run_isolated(
-                fn, ordered, workers, settings.example_timeout_s, on_result=lambda _: advance(), group=_example_of
-            )
+        n_workers = min(workers, -(-len(ordered) // CHUNK))
+        pool = IsolatedPool(fn, n_workers, settings.example_timeout_s, failure_record, _fresh_worker_state)
+        with pool, progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
+            scores = pool.map(ordered, on_result=lambda _: advance(), group=_example_of)
     result: list[dict[str, Any]] = [{}] * len(tasks)
     for position, index in enumerate(order):
         result[index] = scores[position]
     return result
+
+
+def _score_in_process(fn: Any, tasks: list[Any]) -> list[dict[str, Any]]:
+    global _STATE
+    _STATE = None  # caches live for one scoring run, as they do in worker processes
+    from sqlmaster.evaluate.execution import plan_gold
+
+    plan_gold.cache_clear()
+    scores = []
+    with progress("scoring", len(tasks)) as advance:
+        for task in tasks:
+            try:
+                scores.append(fn(task))
+            except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
+                scores.append(failure_record(f"{type(exc).__name__}: {exc}"))
+            advance()
+    return scores
 
 
 def score_rows(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from typing import Any
 
 from sqlmaster.atomic import write_json
 from sqlmaster.config import Recipe, recipe_from_dict
+from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError, Interrupted, TransientError
 from sqlmaster.train import distributed
 from sqlmaster.train.guard import TrainOptions
@@ -29,13 +29,6 @@ from sqlmaster.train.guard import TrainOptions
 log = logging.getLogger("sqlmaster.train")
 
 ERRORS: dict[str, type[Exception]] = {"ConfigError": ConfigError, "TransientError": TransientError}
-
-
-def available_cores() -> int:
-    """Cores this process may run on (a container's CPU set, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def processes_to_start(recipe: Recipe, device: str) -> int:
