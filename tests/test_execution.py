@@ -212,3 +212,28 @@ def test_gold_with_ties_and_duplicates_still_matches_under_the_cap() -> None:
         more = score("SELECT p.name, p.age FROM p, p AS q ORDER BY p.age")  # each row many times
         assert not more.match and more.executes
         assert not score("SELECT name, age FROM p ORDER BY age LIMIT 1").match
+
+
+def test_a_gold_runs_once_per_database_for_every_convention_that_runs_the_same_sql(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlmaster.evaluate import execution
+    from sqlmaster.evaluate.sandbox import lock_setup_connection, new_setup_connection, run_script
+
+    conn = new_setup_connection()
+    run_script(conn, CAP_DB)
+    conn = lock_setup_connection(conn)
+    runs: list[str] = []
+    real_run_gold = execution.run_gold
+    monkeypatch.setattr(
+        execution, "run_gold", lambda c, plan, limits: runs.append(plan.sql) or real_run_gold(c, plan, limits)
+    )
+    cache = execution.GoldCache()
+    plain, distinct, broken = "SELECT name FROM p", "SELECT DISTINCT name FROM p", "SELECT nope FROM p"
+    for gold in (plain, distinct, broken):
+        for convention in ("strict", "official", "strict"):
+            result = cache.get("db", conn, gold, convention, DEFAULT_LIMITS)
+            if gold is broken:  # the error names the convention it was asked for
+                assert isinstance(result, str) and result.startswith(f"gold ({convention} convention): sql:")
+    # Without DISTINCT both conventions run the same SQL: once. With it, each convention runs its own.
+    assert runs == [plain, distinct, "SELECT  name FROM p", broken]

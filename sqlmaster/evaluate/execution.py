@@ -28,9 +28,9 @@ than the gold: a match needs equally many). A gold query that does not run is no
 (``gold_valid`` false): that example is excluded from execution accuracy and counted.
 
 Work is shared wherever it is the same: each real database is read once per worker process and kept as a
-locked, read-only in-memory connection (:class:`DatabaseCache`); each gold runs once per database and
-convention (:class:`GoldCache`); an example's synthesized databases are built once and reused by every
-prediction of it (:class:`ExampleCache`).
+locked, read-only in-memory connection (:class:`DatabaseCache`); each gold runs once per database (and once
+more under the official convention only if that removes a DISTINCT: :class:`GoldCache`); an example's
+synthesized databases are built once and reused by every prediction of it (:class:`ExampleCache`).
 """
 
 from __future__ import annotations
@@ -511,25 +511,27 @@ class DatabaseCache:
 
 
 class GoldCache:
-    """The gold's result per (database, gold, convention): each gold runs once per database, however many
-    predictions (models, runs) are scored against it."""
+    """The gold's result per (database, SQL that runs): each gold runs once per database, however many
+    predictions (models, runs) are scored against it, and once for both conventions when they run the same SQL
+    (a gold without DISTINCT)."""
 
     def __init__(self, maxsize: int = 4096) -> None:
-        self._items = _LRU(maxsize)
+        self._items: dict[tuple[str, str], GoldResult | QueryError] = {}
+        self.maxsize = maxsize
 
     def get(self, db_key: str, conn: sqlite3.Connection, gold: str, convention: str, limits: Limits) -> Any:
         """A :class:`GoldResult`, or the :class:`QueryError` message when the gold does not run."""
-        key = hashlib.sha256(f"{db_key}\0{convention}\0{gold}".encode(errors="surrogatepass")).hexdigest()
-        hit = self._items.lookup(key)
-        if hit is not None:
-            return hit
-        value: GoldResult | str
-        try:
-            value = run_gold(conn, plan_gold(apply_convention(gold, convention)), limits)
-        except QueryError as exc:
-            value = f"gold ({convention} convention): {exc}"
-        self._items.store(key, value)
-        return value
+        sql = apply_convention(gold, convention)
+        value = self._items.get((db_key, sql))
+        if value is None:
+            try:
+                value = run_gold(conn, plan_gold(sql), limits)
+            except QueryError as exc:
+                value = exc
+            if len(self._items) >= self.maxsize:  # the scorer groups a question's predictions: no LRU needed
+                self._items.clear()
+            self._items[db_key, sql] = value
+        return f"gold ({convention} convention): {value}" if isinstance(value, QueryError) else value
 
 
 def score_on_database_file(
