@@ -237,3 +237,15 @@ def test_a_gold_runs_once_per_database_for_every_convention_that_runs_the_same_s
                 assert isinstance(result, str) and result.startswith(f"gold ({convention} convention): sql:")
     # Without DISTINCT both conventions run the same SQL: once. With it, each convention runs its own.
     assert runs == [plain, distinct, "SELECT  name FROM p", broken]
+
+
+@pytest.mark.parametrize("func", ["MIN", "MAX"])
+def test_a_dropped_condition_shows_under_min_and_max(func: str) -> None:
+    # The row that breaks the condition carries the aggregated column's most extreme value in the direction the
+    # aggregate looks (below every other row under MIN, above under MAX), so dropping the condition shows.
+    ctx = "CREATE TABLE t (laps INTEGER, grid VARCHAR)"
+    gold = f"SELECT {func}(laps) FROM t WHERE grid = 5"
+    prep = prepare_example(ctx, gold, k=3, seed=0)
+    assert prep.synth.nontrivial
+    assert not score_prediction(prep, f"SELECT {func}(laps) FROM t", gold=gold).match
+    assert score_prediction(prep, f"SELECT {func}(laps) FROM t WHERE grid = '5'", gold=gold).match

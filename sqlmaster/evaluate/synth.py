@@ -128,6 +128,7 @@ class GoldHints:
     links: list[tuple[ColKey, ColKey]] = field(default_factory=list)  # joined / IN-subquery column pairs
     numeric: set[ColKey] = field(default_factory=set)  # aggregated or compared with numbers
     aggregated: set[ColKey] = field(default_factory=set)  # under SUM/AVG/MIN/MAX
+    extremes: dict[ColKey, str] = field(default_factory=dict)  # "low" under MIN only, "high" under MAX only, else "any"
     grouped: set[ColKey] = field(default_factory=set)
     count_threshold: int = 0  # largest N in HAVING COUNT(...) > N
     loose_literals: list[Value] = field(default_factory=list)  # literals we could not pin to a column
@@ -269,8 +270,11 @@ def analyse_gold(gold: str, tables: list[Table], tree: exp.Expr | None = None) -
     for func in find_all(exp.Sum, exp.Avg, exp.Min, exp.Max):
         col, _ = _unwrap_column(func.this)
         if col is not None:
-            hints.numeric.update(_resolve(col, aliases, tables))
-            hints.aggregated.update(_resolve(col, aliases, tables))
+            side = "low" if isinstance(func, exp.Min) else "high" if isinstance(func, exp.Max) else "any"
+            for key in _resolve(col, aliases, tables):
+                hints.numeric.add(key)
+                hints.aggregated.add(key)
+                hints.extremes[key] = side if hints.extremes.get(key, side) == side else "any"
     for group in find_all(exp.Group):
         for e in group.expressions:
             col, _ = _unwrap_column(e)
@@ -572,7 +576,8 @@ def generate_rows(
             tuple(_value(plans[k], rng, profile, "hit" if i in constrained else "random") for i, k in enumerate(keys))
         )
     # One row per predicate that breaks exactly that predicate (a dropped condition must show). Its aggregated
-    # columns take values beyond every other row's, alternately low and high, so that MIN/MAX see the row too.
+    # columns take values beyond every other row's so that the aggregate sees the row too: below them under MIN,
+    # above them under MAX, alternately low and high under SUM/AVG (or both MIN and MAX).
     aggregated = [i for i, k in enumerate(keys) if k in hints.aggregated and not plans[k].hits]
     for n, j in enumerate(constrained):
         row = [
@@ -582,7 +587,9 @@ def generate_rows(
         for i in aggregated:
             nums = [v for v in plans[keys[i]].generic if isinstance(v, int | float)]
             if nums:
-                row[i] = min(nums) - 1 - n if (n + profile.rows) % 2 else max(nums) + 1 + n
+                side = hints.extremes.get(keys[i], "any")
+                low = side == "low" or (side == "any" and (n + profile.rows) % 2 == 1)
+                row[i] = min(nums) - 1 - n if low else max(nums) + 1 + n
         rows.append(tuple(row))
     target = max(profile.rows, min(80, 2 * hints.count_threshold + 4))
     pickers = [_random_picker(plans[k], rng, profile) for k in keys]
