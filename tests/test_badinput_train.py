@@ -357,6 +357,66 @@ def _train_cmd(run: Path, data: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "sqlmaster.cli", *TRAIN, str(run), *_sets([*MICRO, f"data.source={data}"]), *extra]
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc: parent ids), e.g. torchrun and its training workers."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_sigterm_reaches_every_training_process(world: dict[str, Path], tmp_path: Path) -> None:
+    """training.cpu_processes=2: Kubernetes' SIGTERM goes to the launching process, which passes it through
+    torchrun to both workers; the run ends as one run interrupted by SIGTERM (exit 143, one message, no
+    traceback), its checkpoints kept and no training process left behind."""
+    from sqlmaster.cores import available_cores
+
+    if available_cores() < 2:
+        pytest.skip(f"needs 2 cores for 2 training processes; this process may use {available_cores()}")
+    run = tmp_path / "terminated-ddp"
+    cmd = _train_cmd(
+        run, world["data"], "--max-steps", "400", "--set", "training.save_steps=3", "--set", "training.cpu_processes=2"
+    )
+    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not (run / "checkpoints" / "checkpoint-3" / "COMPLETE").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
+            time.sleep(0.05)
+        below = _descendants(proc.pid)
+        assert len(below) >= 3, below  # torchrun and two workers
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err and "interrupted by SIGTERM" in err, err[-3000:]
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGTERM"
+    assert (run / "checkpoints" / "checkpoint-3" / "COMPLETE").is_file()
+    deadline = time.monotonic() + 30  # the workers are gone (reparented ones are reaped by init)
+    while any(_alive(pid) for pid in below) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in below if _alive(pid)]
+
+
 def test_a_diverging_run_stops_with_status_diverged(world: dict[str, Path], tmp_path: Path) -> None:
     """learning_rate=1e30 is finite (so the recipe is valid) but blows the weights up within a step or two."""
     run = tmp_path / "diverged"

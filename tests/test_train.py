@@ -264,7 +264,7 @@ def test_ddp_with_two_cpu_processes(tmp_path: Path) -> None:
 def test_cpu_processes_train_with_ddp_workers_and_a_workers_error_keeps_its_exit_code(tmp_path: Path) -> None:
     """training.cpu_processes=2: `sqlmaster train` starts two gloo workers itself; what they fail with is reported
     once, with its own exit code (2 = configuration), not torchrun's generic failure."""
-    from sqlmaster.train.launch import available_cores
+    from sqlmaster.cores import available_cores
 
     if available_cores() < 2:
         pytest.skip(f"needs 2 cores for 2 training processes; this process may use {available_cores()}")
@@ -286,6 +286,7 @@ def test_cpu_processes_train_with_ddp_workers_and_a_workers_error_keeps_its_exit
     assert bad.returncode == 2, bad.stdout[-3000:] + bad.stderr[-3000:]
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(garbage) in errors[0], bad.stderr[-3000:]
+    assert "Traceback" not in bad.stderr, bad.stderr[-3000:]  # torchrun's ChildFailedError is not printed either
 
 
 def test_cpu_processes_are_capped_by_the_cores_and_off_on_gpus_and_under_torchrun(

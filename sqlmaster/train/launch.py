@@ -65,7 +65,7 @@ def train_in_processes(
             },
         )
         command = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+            sys.executable, "-m", "sqlmaster.train.torchrun", "--standalone", f"--nproc_per_node={processes}",
             "-m", "sqlmaster.train.launch", str(spec),
         ]  # fmt: skip
         code = _wait_forwarding_signals(subprocess.Popen(command))
