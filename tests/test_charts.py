@@ -271,10 +271,10 @@ def test_eval_without_adapter_evaluates_base_model(variants: dict) -> None:
 # ---------------------------------------------------------------- multi-GPU, multi-node and the set options
 
 
-def test_multi_gpu_uses_torchrun(variants: dict) -> None:
+def test_multi_gpu_uses_sqlmaster_torchrun(variants: dict) -> None:
     job = one(variants["multi_gpu"], "Job")
     cmd = container(job)["command"]
-    assert cmd[:4] == ["torchrun", "--no-python", "--standalone", "--nproc_per_node=4"]
+    assert cmd[:4] == ["sqlmaster-torchrun", "--no-python", "--standalone", "--nproc_per_node=4"]
     assert cmd[4:6] == ["sqlmaster", "train"]
     assert container(job)["resources"]["limits"]["nvidia.com/gpu"] == 4
     assert "completionMode" not in job["spec"] and not of_kind(variants["multi_gpu"], "Service")
@@ -292,7 +292,7 @@ def test_multi_node_indexed_job_and_headless_service(variants: dict) -> None:
     name = job["metadata"]["name"]
     cmd = container(job)["command"]
     assert cmd[:7] == [
-        "torchrun",
+        "sqlmaster-torchrun",
         "--no-python",
         "--nnodes=2",
         "--node_rank=$(NODE_RANK)",

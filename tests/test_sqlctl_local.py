@@ -136,7 +136,7 @@ def test_every_chart_option_reaches_the_command_in_both_modes(jobs: Path, tmp_pa
     for command in both("--set", "runs[0].extraArgs={--max-steps=3,--eval-steps=2}"):
         assert command[-2:] == ["--max-steps=3", "--eval-steps=2"]
     for command in both("--set", "runs[0].gpus=2"):
-        assert command[:4] == ["torchrun", "--no-python", "--standalone", "--nproc_per_node=2"]
+        assert command[:4] == ["sqlmaster-torchrun", "--no-python", "--standalone", "--nproc_per_node=2"]
     recipe = yaml.safe_load(
         local_plan("train", jobs, runs, "--recipe-set", "training.learning_rate=3e-4")[0]["files"].popitem()[1]
     )

@@ -289,6 +289,19 @@ def test_cpu_processes_train_with_ddp_workers_and_a_workers_error_keeps_its_exit
     assert "Traceback" not in bad.stderr, bad.stderr[-3000:]  # torchrun's ChildFailedError is not printed either
 
 
+@pytest.mark.parametrize("code", [2, 3])
+def test_sqlmaster_torchrun_exits_with_the_workers_exit_code(code: int) -> None:
+    """The chart's multi-GPU launcher: a worker's exit 2 (configuration error) must reach the pod, where the Job's
+    podFailurePolicy fails the Job at once instead of retrying it; plain torchrun exits 1 (and prints a
+    traceback)."""
+    launcher = shutil.which("sqlmaster-torchrun", path=str(Path(sys.executable).parent))
+    assert launcher is not None, "the sqlmaster-torchrun console script is not installed (pip install -e .)"
+    argv = [launcher, "--no-python", "--standalone", "--nproc_per_node=2", "sh", "-c", f"exit {code}"]
+    done = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == code, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
 def test_cpu_processes_are_capped_by_the_cores_and_off_on_gpus_and_under_torchrun(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

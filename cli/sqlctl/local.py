@@ -147,7 +147,7 @@ def _local_argv(container: Manifest, paths: _PathMap) -> list[str]:
     mapped = [_map_arg(arg, paths) for arg in argv]
     if PROGRAM not in mapped:
         raise SqlctlError(f"the chart's command does not start {PROGRAM}: {shlex.join(argv)}", "Fix the chart.")
-    at = mapped.index(PROGRAM)  # the program itself, also after a launcher (torchrun --no-python sqlmaster ...)
+    at = mapped.index(PROGRAM)  # the program itself, also after its launcher (sqlmaster-torchrun --no-python)
     return [*mapped[:at], *sqlmaster_command(), *mapped[at + 1 :]]
 
 
