@@ -104,10 +104,10 @@ def _recipe_file(
         return None, "defaults"
     from sqlmaster.models.registry import MODELS, resolve_model
 
-    resolve_model(model)  # an unknown name is an error listing the registry, as in `train`
-    name = model if model in MODELS else None
+    spec = resolve_model(model)  # an unknown name is an error listing the registry, as in `train`
+    name = spec.name if spec.name in MODELS else None  # a registry model named by its hub id is that model
     path = find_jobs_file(task, name, jobs_dir) if name else None
     if path is None:
-        why = f"model {model!r} has no jobs/{task}/{model}.yaml" if name else f"{model!r} is not a registry model"
+        why = f"model {name!r} has no jobs/{task}/{name}.yaml" if name else f"{model!r} is not a registry model"
         return None, f"defaults: {why}; pass --recipe to choose one"
     return path, f"{name}'s own recipe; --recipe replaces it"

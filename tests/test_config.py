@@ -168,6 +168,9 @@ def test_a_models_recipe_is_its_default() -> None:
     assert "tiny's own recipe" in tiny.describe() and "+ 1 --set value" in tiny.describe()
     hub = resolve_recipe("train", "someorg/somemodel")
     assert hub.file is None and hub.recipe == Recipe() and "is not a registry model" in hub.describe()
+    by_hub_id = resolve_recipe("train", "mistralai/Mistral-7B-v0.1")  # a registry model by its hub id: its recipe
+    assert by_hub_id.file == Path(__file__).parents[1] / "jobs" / "train" / "mistral7b.yaml"
+    assert "mistral7b's own recipe" in by_hub_id.describe()
     explicit = resolve_recipe("train", "tiny", Path(__file__).parents[1] / "jobs" / "train" / "mistral7b.yaml")
     assert explicit.origin == "--recipe" and explicit.recipe.model.mode == "lora"
     with pytest.raises(ConfigError, match="unknown model 'mistral-7'"):
