@@ -381,6 +381,30 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _sigterm_after_first_checkpoint(run: Path, cmd: list[str]) -> tuple[str, str, set[int]]:
+    """Start ``cmd``, send it SIGTERM once checkpoint-3 is complete, and check that the run ended as one run
+    interrupted by SIGTERM (exit 143, the message, no traceback, run.json, the checkpoint kept). Returns its
+    stdout, stderr and the processes that were below it when the signal went out."""
+    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not (run / "checkpoints" / "checkpoint-3" / "COMPLETE").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
+            time.sleep(0.05)
+        below = _descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err and "interrupted by SIGTERM" in err, err[-3000:]
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGTERM"
+    assert (run / "checkpoints" / "checkpoint-3" / "COMPLETE").is_file()
+    return out, err, below
+
+
 def test_sigterm_reaches_every_training_process(world: dict[str, Path], tmp_path: Path) -> None:
     """training.cpu_processes=2: Kubernetes' SIGTERM goes to the launching process, which passes it through
     torchrun to both workers; the run ends as one run interrupted by SIGTERM (exit 143, one message, no
@@ -393,24 +417,8 @@ def test_sigterm_reaches_every_training_process(world: dict[str, Path], tmp_path
     cmd = _train_cmd(
         run, world["data"], "--max-steps", "400", "--set", "training.save_steps=3", "--set", "training.cpu_processes=2"
     )
-    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    try:
-        while not (run / "checkpoints" / "checkpoint-3" / "COMPLETE").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
-            time.sleep(0.05)
-        below = _descendants(proc.pid)
-        assert len(below) >= 3, below  # torchrun and two workers
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
-    assert "Traceback" not in err and "interrupted by SIGTERM" in err, err[-3000:]
-    info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGTERM"
-    assert (run / "checkpoints" / "checkpoint-3" / "COMPLETE").is_file()
+    _, _, below = _sigterm_after_first_checkpoint(run, cmd)
+    assert len(below) >= 3, below  # torchrun and two workers
     deadline = time.monotonic() + 30  # the workers are gone (reparented ones are reaped by init)
     while any(_alive(pid) for pid in below) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -448,23 +456,9 @@ def test_a_diverging_run_stops_with_status_diverged(world: dict[str, Path], tmp_
 
 def test_sigterm_records_interrupted_keeps_checkpoints_and_resumes(world: dict[str, Path], tmp_path: Path) -> None:
     run = tmp_path / "terminated"
-    cmd = _train_cmd(run, world["data"], "--max-steps", "400", "--set", "training.save_steps=3")
-    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    try:
-        while not (run / "checkpoints" / "checkpoint-3" / "COMPLETE").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
-    assert "Traceback" not in err and "interrupted by SIGTERM" in err
-    info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGTERM"
-    assert (run / "checkpoints" / "checkpoint-3" / "COMPLETE").is_file()
+    _sigterm_after_first_checkpoint(
+        run, _train_cmd(run, world["data"], "--max-steps", "400", "--set", "training.save_steps=3")
+    )
 
     # Resume after SIGTERM from the kept checkpoint. A few steps past it rather than all 400: max_steps is a
     # resumable key, so the shorter run needs --resume-with-changes (and is recorded as a change).
