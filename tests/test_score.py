@@ -166,7 +166,7 @@ def _interrupt_self(payload: str) -> dict[str, Any]:
     os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole process group
     time.sleep(0.05)
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    return {"payload": payload, "address_space_limit": soft}
+    return {"payload": payload, "address_space_limit": soft, "mapped": isolated._mapped_bytes()}
 
 
 @METHODS
@@ -174,10 +174,13 @@ def test_workers_leave_ctrl_c_to_the_parent_and_cap_what_they_map(method: str) -
     # A worker ignores SIGINT (the parent stops the pool; a worker's own KeyboardInterrupt would only print a
     # traceback), and its address-space cap counts from what it started with: a worker forked from a large
     # parent gets the same headroom as a spawned one.
+    parent_mapped = isolated._mapped_bytes()
     results = run_isolated(_interrupt_self, ["a", "b"], 1, 30, failure_record, method=method)
     assert [r.get("payload") for r in results] == ["a", "b"], results
-    limit = results[0]["address_space_limit"]
-    assert isolated.ADDRESS_SPACE_BYTES < limit < isolated.ADDRESS_SPACE_BYTES + (4 << 30)
+    started_with = results[0]["address_space_limit"] - isolated.ADDRESS_SPACE_BYTES
+    assert 0 < started_with <= results[0]["mapped"]  # what it mapped at its start, no more than it maps now
+    if method == "fork":  # a forked worker starts with its parent's mappings, and keeps its full headroom
+        assert started_with >= 0.9 * parent_mapped
 
 
 def test_a_second_thread_means_spawn() -> None:
