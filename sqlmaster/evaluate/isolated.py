@@ -262,36 +262,49 @@ class IsolatedPool:
             busy = [w for w in pool if w.busy]
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.5)
             for slot, w in enumerate(pool):
-                failure: str | None = None
-                try:
-                    while w.busy and (w.conn in ready or w.conn.poll()):
-                        for index, out in w.conn.recv():
-                            w.pending.popleft()
-                            done(index, out)
-                        w.started = time.monotonic()
-                        ready = []  # poll() decides for the next message
-                    w.watch()
-                except (EOFError, OSError):
-                    w.proc.join(timeout=2)  # the pipe closes a moment before the exit status is known
-                    failure = crash_reason(w.proc.exitcode)
-                if not w.busy:
-                    continue
-                if failure is None and not w.proc.is_alive():
-                    w.proc.join(timeout=1)
-                    failure = crash_reason(w.proc.exitcode)
-                elif failure is None and time.monotonic() - w.started > self.task_timeout_s:
-                    failure = f"watchdog: example took longer than {self.task_timeout_s:g}s"
+                failure = self._collect(w, ready, done)
                 if failure is not None:
-                    w.pending.rotate(-w.culprit())
-                    index, _ = w.pending.popleft()
-                    done(index, self.failure(failure))
-                    queue.extendleft(reversed(sorted(w.pending, key=lambda task: task[0])))  # the rest, in order
-                    w.pending = deque()
-                    w.stop(kill=True)
-                    pool[slot] = self._start()
+                    self._replace(slot, failure, queue, done)
             if any(w.busy for w in pool):
                 time.sleep(COLLECT_S)
         return [r if r is not None else self.failure("no result") for r in results]
+
+    def _collect(self, w: _Worker, ready: list[Any], done: Callable[[int, Result], None]) -> str | None:
+        """Take every answer ``w`` has sent; returns why it must be replaced (crashed, overran), if it must."""
+        failure: str | None = None
+        try:
+            while w.busy and (w.conn in ready or w.conn.poll()):
+                for index, out in w.conn.recv():
+                    w.pending.popleft()
+                    done(index, out)
+                w.started = time.monotonic()
+                ready = []  # poll() decides for the next message
+            w.watch()
+        except (EOFError, OSError):
+            w.proc.join(timeout=2)  # the pipe closes a moment before the exit status is known
+            failure = crash_reason(w.proc.exitcode)
+        if not w.busy:
+            return None
+        if failure is None and not w.proc.is_alive():
+            w.proc.join(timeout=1)
+            failure = crash_reason(w.proc.exitcode)
+        elif failure is None and time.monotonic() - w.started > self.task_timeout_s:
+            failure = f"watchdog: example took longer than {self.task_timeout_s:g}s"
+        return failure
+
+    def _replace(
+        self, slot: int, reason: str, queue: deque[tuple[int, Any]], done: Callable[[int, Result], None]
+    ) -> None:
+        """Kill the worker in ``slot``: the payload it was on fails with ``reason``, the others it held go back
+        to the front of the queue (in order), and a fresh worker takes the slot."""
+        w = self.workers[slot]
+        w.pending.rotate(-w.culprit())
+        index, _ = w.pending.popleft()
+        done(index, self.failure(reason))
+        queue.extendleft(reversed(sorted(w.pending, key=lambda task: task[0])))
+        w.pending = deque()
+        w.stop(kill=True)
+        self.workers[slot] = self._start()
 
 
 def run_isolated(

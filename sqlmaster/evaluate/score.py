@@ -51,7 +51,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -319,92 +319,27 @@ def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str
 
     ``task`` is ``(db_path, context, gold, prediction)``; ``db_path`` None means: synthesize from ``context``.
     """
-    from sqlmaster.evaluate.exact_match import exact_match
-    from sqlmaster.evaluate.execution import (
-        GoldResult,
-        PredictionResult,
-        apply_convention,
-        score_on_connections,
-    )
     from sqlmaster.evaluate.synth import is_trivial
 
     db_path, context, gold, prediction = task
-    limits = settings.limits
     state = _state()
-    conventions = (settings.convention, *settings.other_conventions)
-    too_long = len(prediction) > settings.max_prediction_chars
-
-    golds: dict[str, list[GoldResult] | str] = {}
-    if db_path is not None:
-        conn = state.databases.get(db_path, limits)
-        connections = [conn]
-        for c in conventions:
-            result = state.golds.get(db_path, conn, gold, c, limits)
-            golds[c] = result if isinstance(result, str) else [result]
-        column_names = None
-        main_gold = golds[settings.convention]
-        gold_error = main_gold if isinstance(main_gold, str) else None
-    else:
-        prepared = state.examples.get(context, gold, settings.databases_per_example, settings.seed, limits)
-        gold_error = f"gold invalid: {prepared.synth.gold_error}" if prepared.synth.gold_error else None
-        column_names = prepared.synth.column_names or None
-        connections = []
-        if gold_error is None:
-            connections = prepared.connections(limits)
-            for c in conventions:
-                golds[c] = prepared.gold_results(gold, c, limits)
-            main_gold = golds[settings.convention]
-            gold_error = main_gold if isinstance(main_gold, str) else None
-
-    # Exact match: a textual match needs no parsing; a prediction past the size cap is never parsed.
-    em: bool | None
-    if not settings.exact_match:
-        em = None
-    elif too_long or not prediction.strip():
-        em = False
-    elif _strip(prediction) == _strip(gold):
-        em = True
-    else:
-        # The gold's normal form is parsed only if the prediction's token signature matches the gold's.
-        gold_form = functools.partial(prepared.gold_normalized if db_path is None else state.gold_form, gold)
-        em = exact_match(prediction, gold, column_names, gold_form, state.gold_signature(gold))
-
-    if gold_error is not None:
+    limits = settings.limits
+    where = _databases(settings, limits, state, db_path, context, gold)
+    em = _exact_match(settings, state, where, gold, prediction)
+    if where.gold_error is not None:
+        error = where.gold_error
         return {
             "execution_match": False,
             "exact_match": em,
             "executes": False,
             "gold_valid": False,
             "gold_nontrivial": False,
-            "error": gold_error if gold_error.startswith("gold") else f"gold invalid: {gold_error}",
+            "error": error if error.startswith("gold") else f"gold invalid: {error}",
         }
-    main = golds[settings.convention]
-    assert not isinstance(main, str)
-    verdicts: dict[str, PredictionResult] = {}
-    runs: dict[tuple[str, int], PredictionResult] = {}  # (SQL that ran, gold results) -> verdict
-    for c in conventions:
-        gold_c = golds[c]
-        if isinstance(gold_c, str):
-            continue
-        if too_long:
-            verdicts[c] = PredictionResult(
-                False, False, f"prediction longer than {settings.max_prediction_chars} characters (not run)"
-            )
-            continue
-        sql = apply_convention(prediction, c)
-        key = (sql, 0 if _same_golds(gold_c, main) else id(gold_c))
-        if key not in runs:
-            # The same SQL against the same gold on the same read-only databases has the same verdict: several
-            # models (or paraphrased questions) that predict the same query are run once.
-            where = db_path or f"{settings.databases_per_example}\0{settings.seed}\0{context}"  # the databases
-            vkey = (where, apply_convention(gold, c), sql)
-            cached = state.verdicts.get(vkey)
-            if cached is None:
-                cached = score_on_connections(connections, gold_c, sql, limits, settings.column_order_matters)
-                state.remember(vkey, cached)
-            runs[key] = cached
-        verdicts[c] = runs[key]
+    verdicts = _verdicts(settings, limits, state, where, gold, prediction)
     result = verdicts[settings.convention]
+    main = where.golds[settings.convention]
+    assert not isinstance(main, str)
     out: dict[str, Any] = {
         "execution_match": result.match,
         "exact_match": em,
@@ -416,6 +351,93 @@ def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str
     for c in settings.other_conventions:
         out[f"execution_match_{c}"] = verdicts[c].match if c in verdicts else None
     return out
+
+
+@dataclass
+class _Databases:
+    """Where one task runs, and what the gold returns there under each convention (or why it does not run)."""
+
+    key: str  # names the databases (a real file, or the synthesis of one context) in the verdict cache
+    connections: list[Any]  # sqlite3 connections, one per database
+    golds: dict[str, Any]  # convention -> list of GoldResult (one per database), or the gold's error message
+    gold_error: str | None
+    column_names: frozenset[str] | None  # the schema's columns (synthesized databases), for exact match
+    gold_form: Callable[[], str | None]  # the gold's exact-match form, computed on the first call
+
+
+def _databases(
+    settings: ScoreSettings, limits: Limits, state: _WorkerState, db_path: str | None, context: str, gold: str
+) -> _Databases:
+    conventions = (settings.convention, *settings.other_conventions)
+    if db_path is not None:  # a real database: read once per worker, each gold run once on it
+        conn = state.databases.get(db_path, limits)
+        golds: dict[str, Any] = {}
+        for c in conventions:
+            result = state.golds.get(db_path, conn, gold, c, limits)
+            golds[c] = result if isinstance(result, str) else [result]
+        main = golds[settings.convention]
+        error = main if isinstance(main, str) else None
+        return _Databases(db_path, [conn], golds, error, None, functools.partial(state.gold_form, gold))
+    # Synthesized from the context, once per example for all of its predictions.
+    prepared = state.examples.get(context, gold, settings.databases_per_example, settings.seed, limits)
+    key = f"{settings.databases_per_example}\0{settings.seed}\0{context}"
+    column_names = prepared.synth.column_names or None
+    gold_form = functools.partial(prepared.gold_normalized, gold)
+    if prepared.synth.gold_error:
+        return _Databases(key, [], {}, f"gold invalid: {prepared.synth.gold_error}", column_names, gold_form)
+    golds = {c: prepared.gold_results(gold, c, limits) for c in conventions}
+    main = golds[settings.convention]
+    error = main if isinstance(main, str) else None
+    return _Databases(key, prepared.connections(limits), golds, error, column_names, gold_form)
+
+
+def _exact_match(
+    settings: ScoreSettings, state: _WorkerState, where: _Databases, gold: str, prediction: str
+) -> bool | None:
+    """A textual match needs no parsing; a prediction past the size cap is never parsed; the gold's normal form
+    is parsed only if the prediction's token signature matches the gold's."""
+    from sqlmaster.evaluate.exact_match import exact_match
+
+    if not settings.exact_match:
+        return None
+    if len(prediction) > settings.max_prediction_chars or not prediction.strip():
+        return False
+    if _strip(prediction) == _strip(gold):
+        return True
+    return exact_match(prediction, gold, where.column_names, where.gold_form, state.gold_signature(gold))
+
+
+def _verdicts(
+    settings: ScoreSettings, limits: Limits, state: _WorkerState, where: _Databases, gold: str, prediction: str
+) -> dict[str, Any]:
+    """The prediction's verdict (PredictionResult) under each convention whose gold runs."""
+    from sqlmaster.evaluate.execution import PredictionResult, apply_convention, score_on_connections
+
+    main = where.golds[settings.convention]
+    verdicts: dict[str, Any] = {}
+    runs: dict[tuple[str, int], Any] = {}  # (SQL that ran, gold results) -> verdict
+    for c in (settings.convention, *settings.other_conventions):
+        gold_c = where.golds[c]
+        if isinstance(gold_c, str):
+            continue
+        if len(prediction) > settings.max_prediction_chars:
+            verdicts[c] = PredictionResult(
+                False, False, f"prediction longer than {settings.max_prediction_chars} characters (not run)"
+            )
+            continue
+        sql = apply_convention(prediction, c)
+        key = (sql, 0 if _same_golds(gold_c, main) else id(gold_c))
+        if key not in runs:
+            # The same SQL against the same gold on the same read-only databases has the same verdict: several
+            # models (or paraphrased questions) that predict the same query are run once.
+            vkey = (where.key, apply_convention(gold, c), sql)
+            cached = state.verdicts.get(vkey)
+            if cached is None:
+                cached = score_on_connections(where.connections, gold_c, sql, limits, settings.column_order_matters)
+                state.remember(vkey, cached)
+            runs[key] = cached
+        verdicts[c] = runs[key]
+    return verdicts
 
 
 def _same_golds(a: Sequence[Any], b: Sequence[Any]) -> bool:
