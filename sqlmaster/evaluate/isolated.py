@@ -62,6 +62,11 @@ def start_method() -> str:
     return "fork" if sys.platform == "linux" and threads_in_this_process() == 1 else "spawn"
 
 
+def workers_for(workers: int, payloads: int, chunk: int = CHUNK) -> int:
+    """No more workers than there are chunks of payloads (a worker costs a process start)."""
+    return max(1, min(workers, -(-payloads // chunk)))
+
+
 def _mapped_bytes() -> int:
     """This process's virtual memory size (a forked worker starts with its parent's)."""
     try:
@@ -320,5 +325,5 @@ def run_isolated(
 ) -> list[Result]:
     """:meth:`IsolatedPool.map` in a pool of at most ``workers`` processes (no more than there are chunks)."""
     items = list(payloads)
-    with IsolatedPool(fn, min(workers, -(-len(items) // chunk)), task_timeout_s, failure, method=method) as pool:
+    with IsolatedPool(fn, workers_for(workers, len(items), chunk), task_timeout_s, failure, method=method) as pool:
         return pool.map(items, on_result, chunk, group)

@@ -59,7 +59,7 @@ from typing import Any
 from sqlmaster.atomic import atomic_open, finite
 from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError
-from sqlmaster.evaluate.isolated import CHUNK, IsolatedPool
+from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
 from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits
 from sqlmaster.logs import progress
 from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
@@ -610,7 +610,7 @@ def score_records(
         import sqlmaster.evaluate.exact_match
         import sqlmaster.evaluate.execution  # noqa: F401
 
-        n_workers = min(workers, -(-len(ordered) // CHUNK))
+        n_workers = workers_for(workers, len(ordered))
         pool = IsolatedPool(fn, n_workers, settings.example_timeout_s, failure_record, _fresh_worker_state)
         with pool, progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
             scores = pool.map(ordered, on_result=lambda _: advance(), group=_example_of)

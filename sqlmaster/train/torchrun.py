@@ -18,7 +18,9 @@ import sys
 
 def exit_code_of_failure(exitcode: int) -> int:
     """A shell-style exit code: a worker killed by signal N (exit code -N) becomes 128 + N."""
-    return exitcode if exitcode > 0 else 128 - exitcode if exitcode < 0 else 1
+    if exitcode < 0:
+        return 128 - exitcode
+    return exitcode or 1  # a failure always fails
 
 
 def main(argv: list[str]) -> int:
