@@ -516,7 +516,7 @@ class GoldCache:
     (a gold without DISTINCT)."""
 
     def __init__(self, maxsize: int = 4096) -> None:
-        self._items: dict[tuple[str, str], GoldResult | QueryError] = {}
+        self._items: dict[tuple[str, str], GoldResult | str] = {}  # a str: why the gold does not run
         self.maxsize = maxsize
 
     def get(self, db_key: str, conn: sqlite3.Connection, gold: str, convention: str, limits: Limits) -> Any:
@@ -527,11 +527,11 @@ class GoldCache:
             try:
                 value = run_gold(conn, plan_gold(sql), limits)
             except QueryError as exc:
-                value = exc
+                value = str(exc)  # the message, not the exception (whose traceback would keep its frames alive)
             if len(self._items) >= self.maxsize:  # the scorer groups a question's predictions: no LRU needed
                 self._items.clear()
             self._items[db_key, sql] = value
-        return f"gold ({convention} convention): {value}" if isinstance(value, QueryError) else value
+        return f"gold ({convention} convention): {value}" if isinstance(value, str) else value
 
 
 def score_on_database_file(
