@@ -201,91 +201,118 @@ def analyse_gold(gold: str, tables: list[Table], tree: exp.Expr | None = None) -
     def find_all(*types: type[exp.Expr]) -> list[exp.Expr]:
         return [n for n in nodes if isinstance(n, types)]
 
-    aliases = _alias_map(find_all(exp.Table), {t.name.lower() for t in tables})
-    pinned: set[int] = set()
+    collect = _HintCollector(hints, tables, _alias_map(find_all(exp.Table), {t.name.lower() for t in tables}))
+    for node in find_all(*sqlast.PREDICATES):
+        collect.predicate(node)
+    collect.aggregates(find_all(exp.Sum, exp.Avg, exp.Min, exp.Max))
+    collect.groups(find_all(exp.Group))
+    collect.loose_literals(find_all(exp.Literal))
+    return hints
 
-    def add(col_node: exp.Expr, c: Constraint) -> None:
+
+class _HintCollector:
+    """Fills :class:`GoldHints` from the nodes of the parsed gold, one kind of node at a time."""
+
+    def __init__(self, hints: GoldHints, tables: list[Table], aliases: dict[str, str]) -> None:
+        self.hints, self.tables, self.aliases = hints, tables, aliases
+        self.pinned: set[int] = set()  # literals a predicate took (the rest are loose literals)
+
+    def resolve(self, col: exp.Column) -> list[ColKey]:
+        return _resolve(col, self.aliases, self.tables)
+
+    def add(self, col_node: exp.Expr, c: Constraint) -> None:
         col, case = _unwrap_column(col_node)
         if col is None:
             return
         c.case_insensitive = c.case_insensitive or case
-        for key in _resolve(col, aliases, tables):
-            hints.constraints[key].append(c)
+        for key in self.resolve(col):
+            self.hints.constraints[key].append(c)
             if any(isinstance(v, int | float) for v in c.values):
-                hints.numeric.add(key)
+                self.hints.numeric.add(key)
 
-    for node in find_all(*sqlast.PREDICATES):
+    def link(self, left: exp.Column, right: exp.Column) -> None:
+        for a in self.resolve(left):
+            for b in self.resolve(right):
+                self.hints.links.append((a, b))
+
+    def predicate(self, node: exp.Expr) -> None:
         if isinstance(node, exp.In):
-            vals = tuple(sqlast.literal_value(e) for e in node.expressions)
-            if node.expressions and all(v is not None for v in vals):
-                add(node.this, Constraint("in", vals))
-                pinned.update(id(e) for e in node.expressions)
-            sub = node.args.get("query")
-            left, _ = _unwrap_column(node.this)
-            if sub is not None and left is not None:
-                select = sub.this if isinstance(sub, exp.Subquery) else sub
-                for proj in getattr(select, "expressions", [])[:1]:
-                    right, _ = _unwrap_column(proj)
-                    if right is not None:
-                        for a in _resolve(left, aliases, tables):
-                            for b in _resolve(right, aliases, tables):
-                                hints.links.append((a, b))
-            continue
-        if isinstance(node, exp.Between):
+            self.in_list_or_subquery(node)
+        elif isinstance(node, exp.Between):
             lo, hi = sqlast.literal_value(node.args["low"]), sqlast.literal_value(node.args["high"])
             if lo is not None and hi is not None:
-                add(node.this, Constraint("between", (lo, hi)))
-                pinned.update({id(node.args["low"]), id(node.args["high"])})
-            continue
-        if isinstance(node, exp.Is):
+                self.add(node.this, Constraint("between", (lo, hi)))
+                self.pinned.update({id(node.args["low"]), id(node.args["high"])})
+        elif isinstance(node, exp.Is):
             negated = isinstance(node.parent, exp.Not)
-            add(node.this, Constraint("notnull" if negated else "isnull", ()))
-            continue
+            self.add(node.this, Constraint("notnull" if negated else "isnull", ()))
+        else:
+            self.comparison(node)
+
+    def in_list_or_subquery(self, node: exp.In) -> None:
+        vals = tuple(sqlast.literal_value(e) for e in node.expressions)
+        if node.expressions and all(v is not None for v in vals):
+            self.add(node.this, Constraint("in", vals))
+            self.pinned.update(id(e) for e in node.expressions)
+        sub = node.args.get("query")
+        left, _ = _unwrap_column(node.this)
+        if sub is not None and left is not None:  # x IN (SELECT y ...) links x and y like a join
+            select = sub.this if isinstance(sub, exp.Subquery) else sub
+            for proj in getattr(select, "expressions", [])[:1]:
+                right, _ = _unwrap_column(proj)
+                if right is not None:
+                    self.link(left, right)
+
+    def comparison(self, node: exp.Expr) -> None:
+        """column <op> literal (either way round), LIKE/GLOB, a join condition column = column, HAVING COUNT."""
         left, right = node.this, node.expression
         lval, rval = sqlast.literal_value(left), sqlast.literal_value(right)
         lcol, _ = _unwrap_column(left)
         rcol, _ = _unwrap_column(right)
         if lcol is not None and rcol is not None:
-            for a in _resolve(lcol, aliases, tables):
-                for b in _resolve(rcol, aliases, tables):
-                    hints.links.append((a, b))
-            continue
+            self.link(lcol, rcol)
+            return
         if isinstance(node, exp.Like | exp.ILike | exp.Glob):
             if rval is not None:
-                add(left, Constraint("like", (rval,), case_insensitive=not isinstance(node, exp.Glob)))
-                pinned.add(id(right))
-            continue
+                self.add(left, Constraint("like", (rval,), case_insensitive=not isinstance(node, exp.Glob)))
+                self.pinned.add(id(right))
+            return
         op = _OPS.get(type(node))
         if op is None:
-            continue
+            return
         col_side, val, val_node = (left, rval, right) if rval is not None else (right, lval, left)
         if val is None:
-            _having_count(hints, node, aliases, tables)
-            continue
+            _having_count(self.hints, node, self.aliases, self.tables)
+            return
         if col_side is right and op in _FLIP:
             op = _FLIP[op]
-        add(col_side, Constraint(op, (val,)))
-        pinned.add(id(val_node))
+        self.add(col_side, Constraint(op, (val,)))
+        self.pinned.add(id(val_node))
 
-    for func in find_all(exp.Sum, exp.Avg, exp.Min, exp.Max):
-        col, _ = _unwrap_column(func.this)
-        if col is not None:
+    def aggregates(self, funcs: list[exp.Expr]) -> None:
+        for func in funcs:
+            col, _ = _unwrap_column(func.this)
+            if col is None:
+                continue
             side = "low" if isinstance(func, exp.Min) else "high" if isinstance(func, exp.Max) else "any"
-            for key in _resolve(col, aliases, tables):
-                hints.numeric.add(key)
-                hints.aggregated.add(key)
-                hints.extremes[key] = side if hints.extremes.get(key, side) == side else "any"
-    for group in find_all(exp.Group):
-        for e in group.expressions:
-            col, _ = _unwrap_column(e)
-            if col is not None:
-                hints.grouped.update(_resolve(col, aliases, tables))
-    for lit in find_all(exp.Literal):
-        if id(lit) not in pinned and (lit.parent is None or id(lit.parent) not in pinned):
-            v = sqlast.literal_value(lit)
-            if v is not None and not isinstance(lit.parent, exp.Limit | exp.Offset):
-                hints.loose_literals.append(v)
-    return hints
+            for key in self.resolve(col):
+                self.hints.numeric.add(key)
+                self.hints.aggregated.add(key)
+                self.hints.extremes[key] = side if self.hints.extremes.get(key, side) == side else "any"
+
+    def groups(self, groups: list[exp.Expr]) -> None:
+        for group in groups:
+            for e in group.expressions:
+                col, _ = _unwrap_column(e)
+                if col is not None:
+                    self.hints.grouped.update(self.resolve(col))
+
+    def loose_literals(self, literals: list[exp.Expr]) -> None:
+        for lit in literals:
+            if id(lit) not in self.pinned and (lit.parent is None or id(lit.parent) not in self.pinned):
+                v = sqlast.literal_value(lit)
+                if v is not None and not isinstance(lit.parent, exp.Limit | exp.Offset):
+                    self.hints.loose_literals.append(v)
 
 
 def _having_count(hints: GoldHints, node: exp.Expr, aliases: dict[str, str], tables: list[Table]) -> None:
