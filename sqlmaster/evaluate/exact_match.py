@@ -91,7 +91,7 @@ def exact_match(
     gold: str,
     column_names: AbstractSet[str] | None = None,
     gold_normalized: str | Callable[[], str | None] | None = None,
-    gold_signature: list[str] | None = None,
+    gold_signature: list[str] | Callable[[], list[str]] | None = None,
 ) -> bool:
     """Whether ``prediction`` and ``gold`` are the same query after normalisation.
 
@@ -99,12 +99,14 @@ def exact_match(
     them; without it a double-quoted name in a value position is taken as a string. ``gold_normalized`` is the
     gold's :func:`normalize_sql` when the caller has it already, or a function that returns it (a cache): it is
     called only when the signatures agree, so a gold that no prediction comes close to is never parsed.
-    ``gold_signature`` is the gold's :func:`signature`, likewise.
+    ``gold_signature`` is the gold's :func:`signature` or a function that returns it, likewise.
     """
     if not prediction or not prediction.strip():
         return False
     if _strip(prediction) == _strip(gold):
         return True
+    if callable(gold_signature):
+        gold_signature = gold_signature()
     if signature(prediction) != (gold_signature if gold_signature is not None else signature(gold)):
         return False
     if callable(gold_normalized):

@@ -310,10 +310,6 @@ def _state() -> _WorkerState:
     return _STATE
 
 
-def _strip(sql: str) -> str:
-    return sql.strip().rstrip(";").strip()
-
-
 def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str]) -> dict[str, Any]:
     """Score one (database or context, gold, prediction). Never raises for bad SQL: problems land in ``error``.
 
@@ -394,17 +390,16 @@ def _databases(
 def _exact_match(
     settings: ScoreSettings, state: _WorkerState, where: _Databases, gold: str, prediction: str
 ) -> bool | None:
-    """A textual match needs no parsing; a prediction past the size cap is never parsed; the gold's normal form
-    is parsed only if the prediction's token signature matches the gold's."""
+    """A prediction past the size cap is never parsed; the gold's signature and normal form come from this
+    worker's caches, and only when a prediction needs them (see :func:`.exact_match.exact_match`)."""
     from sqlmaster.evaluate.exact_match import exact_match
 
     if not settings.exact_match:
         return None
-    if len(prediction) > settings.max_prediction_chars or not prediction.strip():
+    if len(prediction) > settings.max_prediction_chars:
         return False
-    if _strip(prediction) == _strip(gold):
-        return True
-    return exact_match(prediction, gold, where.column_names, where.gold_form, state.gold_signature(gold))
+    signature = functools.partial(state.gold_signature, gold)
+    return exact_match(prediction, gold, where.column_names, where.gold_form, signature)
 
 
 def _verdicts(
