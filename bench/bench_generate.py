@@ -1,6 +1,7 @@
 """Generation throughput: batched against one example at a time (CPU, `tiny`), and HF against vLLM (GPU, 7B).
 
     OMP_NUM_THREADS=2 python bench/bench_generate.py                       # tiny on CPU, ~1 minute
+    python bench/bench_generate.py --model smollm2-135m [--run RUN_DIR] --n 128   # the project's generator vs plain
     OMP_NUM_THREADS=2 python bench/bench_generate.py --n 64 --batch-size 32
     python bench/bench_generate.py --gpu --model mistral7b --n 256          # GPU only: HF vs vLLM, random weights
     python bench/bench_generate.py --suite --model mistral7b --json gen.json   # the original's way vs ours (gpu-suite)
@@ -22,6 +23,14 @@ ours on real test prompts in the ``original`` template:
 
 A random model never says EOS or the stop string, so every row of both arms runs to ``max_new_tokens``:
 equal work per example.
+
+Pretrained mode (``--model`` a CPU-sized registry model, no ``--gpu``): the model (with ``--run``, a training run's
+unmerged adapter on it; else the base) generates for the first ``--n`` held-out prompts twice in one run: with the
+project's generator exactly as ``sqlmaster eval run`` configures it (jobs/eval/<model>.yaml: dtype, batch size,
+length-sorted batches, the template's stop string) and with plain fp32 ``model.generate`` (batches of 16 in the
+prompts' order, left padding, greedy, stop at EOS). Tokens count up to the row's stop. A fine-tuned run ends its
+SQL with EOS, so both arms then do the same work; the base model does not, so its figures compare unequal work.
+The last line is one JSON object: ``{"model", "project_tokens_per_s", "plain_tokens_per_s", "ratio", ...}``.
 
 GPU mode writes a random-weight checkpoint shaped like the named 7B model (its shipped config.json values;
 the vocabulary is the tiny tokenizer's, so no hub download is needed) and times HF batched generation against
@@ -255,13 +264,81 @@ def _gen_arm(
     }
 
 
+def pretrained_comparison(model_name: str, run: Path | None, n: int, max_new_tokens: int) -> dict[str, Any]:
+    import torch
+    from bench_train_cpu import cpu_description
+
+    from sqlmaster.evaluate.generate import GenerationSettings, HFGenerator
+    from sqlmaster.evaluate.runner import resolve_target
+    from sqlmaster.models.loading import load_base_model, load_tokenizer, load_trained
+    from sqlmaster.models.registry import resolve_model
+    from sqlmaster.prompt import render_prompt
+    from sqlmaster.recipes import resolve_recipe
+
+    spec = resolve_model(model_name)
+    recipe = resolve_recipe("eval", spec.name).recipe
+    threads = recipe.training.num_threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    if run is not None:
+        model, tokenizer, _ = load_trained(run, device="cpu")
+    else:
+        model = load_base_model(spec, recipe.model, device="cpu").eval()
+        tokenizer = load_tokenizer(spec, for_generation=True)
+    target = resolve_target(spec.name, run, recipe)
+    from sqlmaster.data.pipeline import build_splits
+
+    data = build_splits(recipe.data if run is None else _run_data(run, recipe))
+    prompts = [render_prompt(target.template, ex.question, ex.context) for ex in data.test[:n]]
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=recipe.evaluation.batch_size)
+
+    started = time.perf_counter()
+    records = HFGenerator(model, tokenizer, target.template, settings).generate(prompts)
+    project_s = time.perf_counter() - started
+    project_tokens = sum(r.generated_tokens for r in records)
+
+    eos = tokenizer.eos_token_id
+    plain_tokens, started = 0, time.perf_counter()
+    for start in range(0, len(prompts), 16):
+        batch = tokenizer(prompts[start : start + 16], return_tensors="pt", padding=True, padding_side="left")
+        with torch.inference_mode():
+            out = model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        for row in out[:, batch["input_ids"].shape[1] :].tolist():
+            plain_tokens += row.index(eos) + 1 if eos in row else len(row)
+    plain_s = time.perf_counter() - started
+    project, plain = project_tokens / project_s, plain_tokens / plain_s
+    return {
+        "model": spec.name,
+        "weights": "adapter" if run else "base",
+        "prompts": len(prompts),
+        "project_tokens_per_s": round(project, 1),
+        "plain_tokens_per_s": round(plain, 1),
+        "ratio": round(project / plain, 3),
+        "project_tokens": project_tokens,
+        "plain_tokens": plain_tokens,
+        "project_batch_size": settings.batch_size,
+        "dtype": str(next(model.parameters()).dtype),
+        "threads": threads,
+        "cpu": cpu_description(),
+    }
+
+
+def _run_data(run: Path, recipe: Any) -> Any:
+    from sqlmaster.evaluate.datasets import data_config_of_run
+    from sqlmaster.models.loading import read_run_info
+
+    return data_config_of_run(read_run_info(run), recipe.data)[0]
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=32, help="prompts to generate for")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--gpu", action="store_true", help="HF against vLLM with a random 7B-shaped model")
-    parser.add_argument("--model", default="mistral7b", help="registry name whose shape --gpu uses")
+    parser.add_argument("--model", help="--gpu/--suite: the 7B shape (default mistral7b); else a CPU-sized model")
+    parser.add_argument("--run", type=Path, help="pretrained mode: a training run whose adapter generates")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--suite", action="store_true", help="the original's generation against ours (gpu-suite)")
     parser.add_argument("--n-original", type=int, default=4, help="suite: examples the original generates")
@@ -272,6 +349,17 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = make_parser().parse_args()
+    if args.model and not (args.gpu or args.suite):
+        result = pretrained_comparison(args.model, args.run, args.n, args.max_new_tokens)
+        print(f"CPU: {result['cpu']}")
+        print(
+            f"{args.model} ({result['weights']}, {result['prompts']} prompts): project "
+            f"{result['project_tokens_per_s']:.1f} tokens/s, plain model.generate "
+            f"{result['plain_tokens_per_s']:.1f} tokens/s, ratio {result['ratio']:.2f}"
+        )
+        print(json.dumps(result))
+        return
+    args.model = args.model or "mistral7b"
     if args.suite:
         result = suite(args.model, args.n_original, args.n, args.batch_sizes, args.max_new_tokens, args.rows)
         text = json.dumps(result, indent=2)

@@ -1,6 +1,15 @@
-"""Training throughput of `tiny` on this CPU: fp32 vs bf16 autocast vs torch.compile, raw step vs the trainer's loss.
+"""Training throughput on this CPU: tiny's levers, and a pretrained model's project step against a plain PEFT loop.
 
     python bench/bench_train_cpu.py [--steps 20] [--threads 2] [--batch 16] [--recipe jobs/train/tiny.yaml]
+    python bench/bench_train_cpu.py --model smollm2-135m [--steps 12]     # or gemma3-270m
+
+With ``--model`` (a pretrained registry model, fetched with ``sqlmaster models fetch`` where the hub is unreachable),
+its recipe (jobs/train/<model>.yaml) is trained for ``--steps`` optimizer steps by the project's own trainer
+(SQLMasterTrainer as ``sqlmaster train`` builds it: LoRA on the recipe's layers, the lean completion-only loss,
+length-grouped batches), recording every batch it trains on; then a plain PyTorch + PEFT loop (the same LoRA
+config on a fresh copy of the base, ``model(**batch).loss`` over every position, backward, AdamW) trains on the
+same batches. The first 2 steps of each are warm-up, not timed. The last line is one JSON object:
+``{"model", "project_tokens_per_s", "plain_tokens_per_s", "ratio", "cpu", ...}`` (non-padding tokens per second).
 
 Prints the CPU (model name, the bf16/AVX-512/AMX flags that decide bf16 speed) and, for the recipe's tiny shape on
 real length-grouped batches of the shipped data, non-padding tokens per second of a full training step
@@ -112,6 +121,102 @@ def cpu_description() -> str:
     return f"{name}; flags: {' '.join(flags) or 'no AVX-512/AMX'}"
 
 
+WARMUP = 2  # steps of each arm not timed (allocator and kernel warm-up)
+
+
+def pretrained_comparison(model: str, steps: int, threads: int) -> dict[str, Any]:
+    """The project's training steps and a plain PEFT loop on the same batches; tokens/s of each."""
+    import tempfile
+
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import TrainerCallback
+
+    from sqlmaster.data.pipeline import build_splits
+    from sqlmaster.models.loading import load_base_model, load_tokenizer
+    from sqlmaster.models.registry import resolve_model
+    from sqlmaster.prompt import get_template
+    from sqlmaster.recipes import resolve_recipe
+    from sqlmaster.train.arguments import lora_config, sft_config, use_lean_loss
+    from sqlmaster.train.trainer import SQLMasterTrainer
+
+    spec = resolve_model(model)
+    recipe = resolve_recipe("train", model).recipe
+    torch.set_num_threads(recipe.training.num_threads or threads)
+    template = get_template(recipe.prompt.template)
+    rows = [ex.to_prompt_completion(template) for ex in build_splits(recipe.data).train[:2000]]
+    tokenizer = load_tokenizer(spec, for_generation=False)
+    base = load_base_model(spec, recipe.model, device="cpu")
+    layers = base.config.num_hidden_layers
+    pristine = {k: v.clone() for k, v in base.state_dict().items()}
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = 0.0
+            self.times: list[float] = []
+
+        def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            self.times.append(time.perf_counter() - self.started)
+
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = sft_config(recipe, checkpoints_dir=Path(tmp), run_id="bench", report_to=[], device="cpu")
+        args.max_steps, args.eval_strategy, args.save_strategy = steps + WARMUP, "no", "no"
+        args.load_best_model_at_end, args.logging_steps = False, 10**6
+        trainer = SQLMasterTrainer(
+            lean_loss=use_lean_loss(recipe, "cpu"),
+            model=base,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=lora_config(spec, recipe.model, layers),
+            callbacks=[timer],
+        )
+        seen: list[dict[str, torch.Tensor]] = []
+        collate = trainer.data_collator
+
+        def recording(features: Any) -> Any:
+            batch = collate(features)
+            seen.append({k: v.clone() for k, v in batch.items() if isinstance(v, torch.Tensor)})
+            return batch
+
+        trainer.data_collator = recording
+        trainer.train()
+    tokens = [int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in seen]
+    project = sum(tokens[WARMUP:]) / sum(timer.times[WARMUP:])
+    del trainer, base
+
+    plain_base = load_base_model(spec, recipe.model, device="cpu")
+    plain_base.load_state_dict(pristine)
+    plain = get_peft_model(plain_base, lora_config(spec, recipe.model, layers))
+    optimizer = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=recipe.training.learning_rate)
+    plain.train()
+    elapsed = 0.0
+    for index, batch in enumerate(seen):
+        started = time.perf_counter()
+        loss = plain(**batch, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if index >= WARMUP:
+            elapsed += time.perf_counter() - started
+    plain_speed = sum(tokens[WARMUP:]) / elapsed
+    return {
+        "model": spec.name,
+        "project_tokens_per_s": round(project, 1),
+        "plain_tokens_per_s": round(plain_speed, 1),
+        "ratio": round(project / plain_speed, 3),
+        "steps_timed": len(seen) - WARMUP,
+        "batch": recipe.training.per_device_train_batch_size,
+        "lora_top_layers": recipe.model.lora_top_layers,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_description(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -119,8 +224,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: the recipe's batch size")
     parser.add_argument("--recipe", default="jobs/train/tiny.yaml")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (slow to compile)")
+    parser.add_argument("--model", help="a pretrained registry model: project step vs plain PEFT loop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.model:
+        import json
+
+        result = pretrained_comparison(args.model, args.steps, args.threads)
+        print(f"CPU: {result['cpu']}")
+        print(
+            f"{args.model}: project {result['project_tokens_per_s']:,.0f} tokens/s, plain PEFT loop "
+            f"{result['plain_tokens_per_s']:,.0f} tokens/s, ratio {result['ratio']:.2f}"
+        )
+        print(json.dumps(result))
+        return
 
     from sqlmaster.config import load_recipe
     from sqlmaster.data.pipeline import build_splits

@@ -236,7 +236,7 @@ def outputs(repo: Path = REPO) -> dict[Path, str]:
     out[design] = replace_region(design.read_text(), "models", model_names(), HTML)
     for spec in MODELS.values():
         train_file = repo / "jobs" / "train" / f"{spec.name}.yaml"
-        if not spec.is_tiny and train_file.exists():
+        if not spec.is_tiny and not spec.cpu_sized and train_file.exists():  # CPU-sized: hand-written, like tiny
             train_values = yaml.safe_load(train_file.read_text())
             out[repo / "jobs" / "eval" / f"{spec.name}.yaml"] = eval_values(spec, train_values)
     return out

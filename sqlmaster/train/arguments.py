@@ -130,21 +130,33 @@ def check_levers(recipe: Recipe, device: str) -> None:
             )
 
 
-def lora_config(spec: ModelSpec, model_cfg: ModelConfig) -> Any:
-    """LoRA on the registry's target modules (all attention and MLP projections, as the original)."""
+def lora_config(spec: ModelSpec, model_cfg: ModelConfig, num_layers: int) -> Any:
+    """LoRA on the registry's target modules (all attention and MLP projections, as the original).
+
+    ``model.lora_top_layers`` limits it to the top layers of the ``num_layers`` decoder layers.
+    """
     from peft import LoraConfig
 
+    from sqlmaster.errors import ConfigError
+
+    top = model_cfg.lora_top_layers
+    if top is not None and top > num_layers:
+        raise ConfigError(
+            f"model.lora_top_layers={top} but {spec.name} has {num_layers} decoder layers. "
+            f"Set it to at most {num_layers}, or null for every layer"
+        )
     return LoraConfig(
         r=model_cfg.lora_r,
         lora_alpha=model_cfg.lora_alpha,
         lora_dropout=model_cfg.lora_dropout,
         target_modules=list(model_cfg.target_modules or spec.target_modules),
         modules_to_save=list(model_cfg.modules_to_save) if model_cfg.modules_to_save else None,
+        layers_to_transform=list(range(num_layers - top, num_layers)) if top is not None else None,
         bias="none",
         task_type="CAUSAL_LM",
     )
 
 
 def use_lean_loss(recipe: Recipe, device: str) -> bool:
-    """The lean completion-only loss (trainer.py) for CPU runs of a full model (DDP too); TRL's path elsewhere."""
-    return not device.startswith("cuda") and recipe.model.mode == "full"
+    """The lean completion-only loss (trainer.py) for CPU runs (full or LoRA, DDP too); TRL's path on GPUs."""
+    return not device.startswith("cuda")

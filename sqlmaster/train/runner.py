@@ -26,7 +26,8 @@ from sqlmaster.atomic import atomic_dir, write_json, write_text
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
 from sqlmaster.logs import setup_logging
-from sqlmaster.models.loading import hf_token, load_base_model, load_tokenizer
+from sqlmaster.models.loading import hf_token, load_base_model, load_tokenizer, offline_weights
+from sqlmaster.models.offline import fetched_source
 from sqlmaster.models.registry import ModelSpec, resolve_model
 from sqlmaster.rundir import BASE_DIR, COMPLETE_MARKER, RunDir
 from sqlmaster.train import distributed, launch
@@ -80,6 +81,7 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
 
     if not spec.is_tiny and recipe.model.init == "pretrained":
         hf_token(spec)  # gated model without HF_TOKEN
+        offline_weights(spec)  # hub unreachable and not fetched: the `models fetch` line, before any write
     if recipe.output.push_to_hub and not os.environ.get("HF_TOKEN"):
         raise ConfigError("output.push_to_hub=true needs HF_TOKEN in the environment. Set it, or push later")
     _check_scheduler(recipe.training.lr_scheduler_type)
@@ -319,6 +321,8 @@ def _load_base(job: Job, data: Data) -> tuple[Any, Any, dict[str, Any]]:
         )
         return model, tokenizer, {**info, "init": "random", "revision": None}
     if not spec.is_tiny:
+        if offline_weights(spec) is not None:  # the hub is unreachable: the fetched copy (models/offline.py)
+            info.update(weights="offline", offline_source=fetched_source(spec))
         tokenizer = load_tokenizer(spec, for_generation=False, revision=recipe.model.revision)
         model = load_base_model(spec, recipe.model, device=device, packing=recipe.training.packing)
         return model, tokenizer, info
@@ -367,7 +371,9 @@ def _build_trainer(
         train_dataset=Dataset.from_list(data.train_rows),
         eval_dataset=Dataset.from_list(data.eval_rows),
         processing_class=tokenizer,
-        peft_config=lora_config(job.spec, recipe.model) if recipe.model.mode == "lora" else None,
+        peft_config=lora_config(job.spec, recipe.model, model.config.num_hidden_layers)
+        if recipe.model.mode == "lora"
+        else None,
         callbacks=callbacks,
     )
     for noisy in (PrinterCallback, ProgressCallback):  # replaced by LogLineCallback's one line per log

@@ -4,11 +4,12 @@
   metrics.json).
 * With ``training.time_budget_minutes`` the learning-rate schedule is laid over the budget (sqlmaster/train/budget.py)
   and the budget's elapsed time is saved in every checkpoint.
-* ``lean_loss`` (CPU runs of a full model, i.e. ``tiny`` on a laptop, one process or DDP): the loss is the same
+* ``lean_loss`` (CPU runs, full or LoRA, one process or DDP: ``tiny``, SmolLM2, Gemma 3 270M): the loss is the same
   completion-only token-mean cross-entropy, computed from the hidden states of the completion tokens only. TRL's
   fused LM head scores *every* position on a non-Triton device (to keep tile shapes static) and also computes entropy
   and top-1 for its metrics; on CPU, where the prompt is most of each example, that cost ~0.2 s/step for ``tiny``.
-  GPU runs and LoRA runs keep TRL's path unchanged (``tests/test_tiny.py`` checks both give the same loss).
+  For a 49k-262k vocabulary the skipped prompt positions are most of the LM head's cost. GPU runs keep TRL's path
+  unchanged (``tests/test_tiny.py`` checks both give the same loss).
 """
 
 from __future__ import annotations
@@ -53,8 +54,11 @@ def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any 
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         logits = model(**backbone_inputs).logits[:, :-1][mask].float()
     else:
-        hidden = model.base_model(**backbone_inputs).last_hidden_state[:, :-1]
-        logits = model.get_output_embeddings()(hidden[mask]).float()
+        backbone, head, softcap = _backbone_and_head(model)
+        hidden = backbone(**backbone_inputs).last_hidden_state[:, :-1]
+        logits = head(hidden[mask]).float()
+        if softcap:  # as the model's own forward does (Gemma 2 style final-logit soft-capping)
+            logits = torch.tanh(logits / softcap) * softcap
     picked = targets[mask]
     total = F.cross_entropy(logits, picked, reduction="sum")
     count = mask.sum() if num_items_in_batch is None else num_items_in_batch
@@ -62,6 +66,17 @@ def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any 
     with torch.no_grad():
         accuracy = (logits.argmax(-1) == picked).float().mean() if picked.numel() else logits.new_zeros(())
     return loss, accuracy
+
+
+def _backbone_and_head(model: Any) -> tuple[Any, Any, float | None]:
+    """The decoder stack, the LM head and the final-logit soft-cap of a causal LM, a PEFT-wrapped one too.
+
+    A PeftModel's ``base_model`` is the LoRA wrapper whose forward returns logits; the causal LM inside it
+    (``get_base_model()``) has the decoder stack as its own ``base_model``, whose LoRA layers stay in place.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    softcap = getattr(inner.config, "final_logit_softcapping", None)
+    return inner.base_model, inner.get_output_embeddings(), softcap
 
 
 class SQLMasterTrainer(SFTTrainer):

