@@ -74,6 +74,9 @@ def resolve_target(model: str, adapter: Path | None, recipe: Recipe) -> Target:
                 "the tiny model has no pretrained weights to evaluate. Train it first and pass the run: "
                 "--adapter RUN_DIR"
             )
+        from sqlmaster.models.loading import offline_weights
+
+        offline_weights(spec)  # hub unreachable and not fetched: the `models fetch` line, before any write
         return Target(model, None, "base", None, get_template(recipe.prompt.template))
     adapter = Path(adapter)
     if (adapter / "run.json").is_file():

