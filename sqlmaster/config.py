@@ -607,9 +607,10 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
         if not isinstance(values, dict):
             raise ConfigError(f"recipe section {name!r} must be a mapping, not {type(values).__name__}")
         hints = _type_hints(cls)
-        unknown = set(values) - set(hints) - {"SECTION"} or set(values) & {"SECTION"}
+        # The keys are the dataclass fields, not the type hints: those also name ClassVars (SECTION, ROLE).
+        valid = [f.name for f in fields(typing.cast(Any, cls))]
+        unknown = set(values) - set(valid)
         if unknown:
-            valid = [f.name for f in fields(typing.cast(Any, cls))]
             raise ConfigError(
                 f"unknown key(s) {sorted(map(str, unknown))} in recipe section {name!r}. Valid keys: {', '.join(valid)}"
             )
@@ -736,7 +737,7 @@ def _key_schema(hint: Any, f: Field[Any]) -> dict[str, Any]:
 def recipe_json_schema() -> dict[str, Any]:
     """JSON Schema of a whole recipe: one object per section, unknown sections and keys refused.
 
-    The charts' ``values.schema.json`` embed this (scripts/gen-*.py), so ``helm install`` checks a recipe
+    The charts' ``values.schema.json`` embed this (scripts/gen-files.py), so ``helm install`` checks a recipe
     with the same types, bounds and choices as ``sqlmaster train``.
     """
     by_section: dict[str, dict[str, Any]] = {}

@@ -40,6 +40,8 @@ def test_a_jobs_values_file_is_accepted(tmp_path: Path) -> None:
     [
         ({"training": {"max_step": 3}}, r"unknown key\(s\) \['max_step'\] in recipe section 'training'"),
         ({"trainer": {}}, r"unknown recipe section\(s\) \['trainer'\]"),
+        ({"data": {"ROLE": "x"}}, r"unknown key\(s\) \['ROLE'\] in recipe section 'data'"),
+        ({"training": {"SECTION": "x"}}, r"unknown key\(s\) \['SECTION'\] in recipe section 'training'"),
         ({"training": {"max_steps": "many"}}, "training.max_steps must be an integer"),
         ({"training": {"packing": "yes"}}, "training.packing must be true or false"),
         ({"model": {"mode": "qlora"}}, r"model.mode must be one of lora, full \(got 'qlora'\)"),
