@@ -234,7 +234,8 @@ def test_a_gold_runs_once_per_database_for_every_convention_that_runs_the_same_s
         for convention in ("strict", "official", "strict"):
             result = cache.get("db", conn, gold, convention, DEFAULT_LIMITS)
             if gold is broken:  # the error names the convention it was asked for
-                assert isinstance(result, str) and result.startswith(f"gold ({convention} convention): sql:")
+                assert isinstance(result, execution.GoldError)
+                assert str(result).startswith(f"gold ({convention} convention): sql:")
     # Without DISTINCT both conventions run the same SQL: once. With it, each convention runs its own.
     assert runs == [plain, distinct, "SELECT  name FROM p", broken]
 
