@@ -163,7 +163,8 @@ CAP_QUERIES = [
 
 @pytest.mark.parametrize("convention", ["official", "strict"])
 def test_row_cap_never_changes_a_verdict(convention: str) -> None:
-    from sqlmaster.evaluate.execution import apply_convention, compare, plan_gold, run_gold, score_on_connections
+    from sqlmaster.evaluate.conventions import apply_convention
+    from sqlmaster.evaluate.execution import compare, plan_gold, run_gold, score_on_connections
     from sqlmaster.evaluate.sandbox import lock_setup_connection, new_setup_connection, run_query, run_script
 
     conn = new_setup_connection()

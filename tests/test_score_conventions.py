@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from sqlmaster.data.spider import database_path
+from sqlmaster.evaluate.conventions import apply_convention, first_statement
 from sqlmaster.evaluate.exact_match import exact_match, normalize_sql, signature
-from sqlmaster.evaluate.execution import apply_convention, first_statement, plan_gold, score_on_database_file
+from sqlmaster.evaluate.execution import plan_gold, score_on_database_file
 from sqlmaster.evaluate.score import ScoreInputError, ScoreSettings, score_file
 
 SPIDER_DB_DIR = database_path("concert_singer").parent  # the shipped flat layout: <db_id>.sqlite

@@ -14,15 +14,9 @@ match needs the results to agree on **every** database:
   evaluation: "names and ages" answered as ages and names is right); ``column_order_matters=True`` turns
   that off.
 
-**Conventions** (named, recorded in metrics.json):
-
-* ``official``: the Spider test-suite evaluator's defaults (taoyds/test-suite-sql-eval, ``eval_exec_match``
-  with ``keep_distinct=False, plug_value=False``): only the first statement of gold and prediction runs (it
-  rebuilds each query from the first statement ``sqlparse`` finds, so ``q; DROP ...`` is scored as ``q;``),
-  every ``DISTINCT`` keyword is removed from them before they run, and ``> =``/``< =``/``! =`` are joined as it
-  joins them. Published Spider figures use it.
-* ``strict``: the SQL runs as written (DISTINCT kept), so a missing or extra DISTINCT is a miss, and a
-  prediction of several statements is refused by the sandbox (a miss that does not execute).
+**Conventions** (named, recorded in metrics.json; :mod:`.conventions` says which SQL runs under each):
+``official`` (the Spider test-suite evaluator's: first statement only, DISTINCT removed) and ``strict`` (the SQL
+as written).
 
 ``executes`` is true when the prediction ran without error on every database it was run on (the scorer stops
 at the first database where the results differ, and stops reading a prediction's rows once it has returned more
@@ -51,6 +45,7 @@ from sqlglot import exp
 
 from sqlmaster.evaluate import sqlast
 from sqlmaster.evaluate.cache import BoundedCache
+from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION, apply_convention
 from sqlmaster.evaluate.sandbox import (
     DEFAULT_LIMITS,
     Limits,
@@ -61,11 +56,9 @@ from sqlmaster.evaluate.sandbox import (
     read_database_file,
     run_query,
 )
-from sqlmaster.evaluate.synth import POOL, SynthesizedExample, synthesize
+from sqlmaster.evaluate.synth import DATABASES_PER_EXAMPLE, POOL, SynthesizedExample, synthesize
 
 _MAX_PERMUTED_COLUMNS = 5  # 120 permutations at most
-CONVENTIONS = ("official", "strict")
-DEFAULT_CONVENTION = "strict"
 
 
 @dataclass(frozen=True)
@@ -92,55 +85,6 @@ class GoldError:
         if self.convention is None:
             return f"gold invalid: {self.reason}"
         return f"gold ({self.convention} convention): {self.reason}"
-
-
-# ------------------------------------------------------------------------------------------------ conventions
-
-# One pass over the SQL that skips quoted strings, quoted identifiers and comments, so that only the keyword
-# DISTINCT and the split operators outside them are touched.
-_SCAN = re.compile(
-    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|\Z))"""
-    r"""|(\bdistinct\b)|([<>!]) =""",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-_OFFICIAL_CHANGES = re.compile(r"distinct|[<>!] =", re.IGNORECASE)  # what the scan below can change
-
-# The same skipping of quoted text and comments, to find the ``;`` that ends the first statement.
-_STATEMENT_END = re.compile(
-    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|\Z))|;""", re.DOTALL
-)
-
-
-def first_statement(sql: str) -> str:
-    """``sql`` up to and including its first ``;`` outside strings, quoted names and comments (all of it when
-    there is none). What follows is dropped, as the official evaluator drops it."""
-    if ";" not in sql:
-        return sql
-    for match in _STATEMENT_END.finditer(sql):
-        if match.group(1) is None:
-            return sql[: match.end()]
-    return sql
-
-
-def _official_token(match: re.Match[str]) -> str:
-    if match.group(1) is not None:
-        return match.group(1)
-    if match.group(2) is not None:
-        return ""
-    return match.group(3) + "="
-
-
-def apply_convention(sql: str, convention: str) -> str:
-    """The SQL that runs under ``convention`` (see the module docstring)."""
-    if convention == "strict":
-        return sql
-    if convention == "official":
-        sql = first_statement(sql)
-        # Most SQL has neither DISTINCT nor a split operator: one cheap search instead of the full scan.
-        return _SCAN.sub(_official_token, sql) if _OFFICIAL_CHANGES.search(sql) else sql
-    raise ValueError(f"unknown convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
 
 
 # ------------------------------------------------------------------------------------------------ comparison
@@ -428,7 +372,7 @@ class PreparedExample:
 
 
 def prepare_example(
-    context: str, gold: str, k: int = 3, seed: int = 0, limits: Limits = DEFAULT_LIMITS
+    context: str, gold: str, k: int = DATABASES_PER_EXAMPLE, seed: int = 0, limits: Limits = DEFAULT_LIMITS
 ) -> PreparedExample:
     """Synthesize the databases (parsing the gold once, for synthesis and for its ORDER BY)."""
     tree = sqlast.parse(gold)

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
+from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 from sqlmaster.evaluate.datasets import SPIDER_DEV, EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
 from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
 from sqlmaster.logs import setup_logging
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 # Scoring convention per dataset (sqlmaster.evaluate.execution): Spider's published figures use the official one.
 DATASET_CONVENTIONS = {SPIDER_DEV: "official"}
-DEFAULT_CONVENTION = "strict"
 
 
 @dataclass

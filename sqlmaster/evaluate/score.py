@@ -57,8 +57,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlmaster.atomic import atomic_open, finite
+from sqlmaster.config import EvaluationConfig, recipe_field
 from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError
+from sqlmaster.evaluate.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
 from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits
 from sqlmaster.logs import progress
@@ -69,7 +71,6 @@ if TYPE_CHECKING:  # the parent process imports these lazily (see score_records)
 
     from sqlmaster.evaluate.execution import GoldError, GoldResult, Verdict
 
-CONVENTIONS = ("official", "strict")  # see sqlmaster.evaluate.execution
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -81,8 +82,9 @@ class ScoreInputError(ConfigError):
 class ScoreSettings:
     """How examples are scored; saved into metrics.json so that a figure can be reproduced."""
 
-    convention: str = "strict"  # official | strict (see sqlmaster.evaluate.execution); the other is reported too
-    databases_per_example: int = 3  # synthesized databases per context row (results must agree on all)
+    convention: str = DEFAULT_CONVENTION  # official | strict (sqlmaster.evaluate.conventions); both are reported
+    # synthesized databases per context row (results must agree on all): the recipe's evaluation key
+    databases_per_example: int = recipe_field(EvaluationConfig, "databases_per_example")
     seed: int = 0  # base seed of database synthesis and the bootstrap
     column_order_matters: bool = False  # Spider test-suite convention: column order is not part of the answer
     bootstrap_resamples: int = 1000
@@ -436,7 +438,8 @@ def _verdicts(
     settings: ScoreSettings, limits: Limits, state: ScorerState, dbs: _Databases, gold: str, prediction: str
 ) -> dict[str, Verdict]:
     """The prediction's verdict under each convention whose gold runs."""
-    from sqlmaster.evaluate.execution import GoldError, Verdict, apply_convention, score_on_connections
+    from sqlmaster.evaluate.conventions import apply_convention
+    from sqlmaster.evaluate.execution import GoldError, Verdict, score_on_connections
 
     main = dbs.golds[settings.convention]
     verdicts: dict[str, Verdict] = {}

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from sqlmaster.config import EvaluationConfig, declared_default
 from sqlmaster.evaluate import sqlast
 from sqlmaster.evaluate.sandbox import (
     DEFAULT_LIMITS,
@@ -56,6 +57,8 @@ from sqlmaster.evaluate.sandbox import (
 Value = str | int | float | None
 # Connections of this process's synthesized databases, reused once an example is done with them.
 POOL = ConnectionPool()
+# databases synthesized per example when the caller does not say: the recipe's evaluation key
+DATABASES_PER_EXAMPLE: int = declared_default(EvaluationConfig, "databases_per_example")
 
 
 def _empty_database() -> bytes:
@@ -686,7 +689,7 @@ def _build(
 def synthesize(
     context: str,
     gold: str,
-    k: int = 3,
+    k: int = DATABASES_PER_EXAMPLE,
     base_seed: int = 0,
     limits: Limits = DEFAULT_LIMITS,
     retries: int = 3,

@@ -32,8 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlmaster.config import ModelConfig, TrainingConfig, declared_default, from_section, recipe_field
+
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+TRAINING_SEED: int = declared_default(TrainingConfig, "seed")  # the recipe's default training seed
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3 in this order
@@ -53,17 +57,17 @@ PRE_TOKENIZERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class TinyArchitecture:
-    """Sizes of the tiny Llama. The defaults mirror the recipe keys' (sqlmaster/config.py); the measured best for
-    10 minutes on 2 CPU cores is what jobs/train/tiny.yaml sets."""
+    """Sizes of the tiny Llama: the recipe's ``model.tiny_*`` keys (defaults and help declared in
+    sqlmaster/config.py); the measured best for 10 minutes on 2 CPU cores is what jobs/train/tiny.yaml sets."""
 
-    vocab_size: int = 4096  # BPE target size (the trained vocabulary can be smaller on little data)
-    hidden_size: int = 192
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 1024
-    tie_word_embeddings: bool = False  # tiny's recipe ties them: 14.4% vs 10.2% execution accuracy
-    pre_tokenizer: str = "initials"  # a key of PRE_TOKENIZERS
+    vocab_size: int = recipe_field(ModelConfig, "tiny_vocab_size")  # BPE target (the trained one can be smaller)
+    hidden_size: int = recipe_field(ModelConfig, "tiny_hidden_size")
+    num_hidden_layers: int = recipe_field(ModelConfig, "tiny_layers")
+    num_attention_heads: int = recipe_field(ModelConfig, "tiny_heads")
+    intermediate_size: int = recipe_field(ModelConfig, "tiny_intermediate_size")
+    max_position_embeddings: int = 1024  # not a recipe key: longer than any example
+    tie_word_embeddings: bool = recipe_field(ModelConfig, "tiny_tie_embeddings")
+    pre_tokenizer: str = recipe_field(ModelConfig, "tiny_pre_tokenizer")  # a key of PRE_TOKENIZERS
 
 
 def train_tokenizer(
@@ -107,7 +111,7 @@ def train_tokenizer(
 
 
 def build_model(
-    tokenizer: PreTrainedTokenizerFast, arch: TinyArchitecture | None = None, *, seed: int = 1399
+    tokenizer: PreTrainedTokenizerFast, arch: TinyArchitecture | None = None, *, seed: int = TRAINING_SEED
 ) -> LlamaForCausalLM:
     """A randomly initialised Llama sized by ``arch`` whose vocabulary matches ``tokenizer``."""
     import torch
@@ -139,7 +143,7 @@ def build_model(
 
 
 def build_tiny(
-    texts: Iterable[str], arch: TinyArchitecture | None = None, *, seed: int = 1399
+    texts: Iterable[str], arch: TinyArchitecture | None = None, *, seed: int = TRAINING_SEED
 ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """Train the tokenizer on ``texts`` and build a model for it."""
     arch = arch or TinyArchitecture()
@@ -155,14 +159,6 @@ def save_tiny(model: Any, tokenizer: Any, directory: Path) -> Path:
     return directory
 
 
-def architecture_from(model_cfg: Any) -> TinyArchitecture:
+def architecture_from(model_cfg: ModelConfig) -> TinyArchitecture:
     """The tiny architecture a recipe's ``model`` section asks for (its ``tiny_*`` fields)."""
-    return TinyArchitecture(
-        vocab_size=model_cfg.tiny_vocab_size,
-        hidden_size=model_cfg.tiny_hidden_size,
-        num_hidden_layers=model_cfg.tiny_layers,
-        num_attention_heads=model_cfg.tiny_heads,
-        intermediate_size=model_cfg.tiny_intermediate_size,
-        tie_word_embeddings=model_cfg.tiny_tie_embeddings,
-        pre_tokenizer=model_cfg.tiny_pre_tokenizer,
-    )
+    return from_section(TinyArchitecture, model_cfg)
