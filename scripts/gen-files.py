@@ -13,6 +13,8 @@ Generated from them:
   charts/sqlmaster-artifacts/values.schema.json          whole file (its part of the base + the shared rules)
   .github/workflows/train.yml                            the model choices
   README.md, docs/design.md                              the model table / names, between "generated" markers
+  docs/design.md                                         the prompt templates (sqlmaster/prompt.py TEMPLATES) and
+                                                         the run-directory tree (sqlmaster/rundir.py LAYOUT)
   jobs/eval/<model>.yaml (every model but tiny)          whole file: the registry entry + the data split and
                                                          prompt of jobs/train/<model>.yaml (they must match)
 tests/test_generated.py regenerates in memory and fails while any of these is stale.
@@ -36,6 +38,8 @@ import yaml  # noqa: E402
 
 from sqlmaster import config  # noqa: E402
 from sqlmaster.models.registry import MODELS, ModelSpec  # noqa: E402
+from sqlmaster.prompt import TEMPLATES  # noqa: E402
+from sqlmaster.rundir import layout_tree  # noqa: E402
 
 TASKS = ("train", "eval")
 SCHEMA_BASE = "charts/values.schema.base.yaml"
@@ -128,6 +132,14 @@ def model_table() -> str:
 
 def model_names() -> str:
     return "Registry names: " + ", ".join(f"`{name}`" for name in MODELS) + ".\n"
+
+
+def template_list() -> str:
+    return "Prompt templates: " + "; ".join(f"`{t.name}` ({t.use})" for t in TEMPLATES.values()) + ".\n"
+
+
+def rundir_tree() -> str:
+    return "```\n" + layout_tree() + "```\n"
 
 
 def workflow_choices() -> str:
@@ -233,7 +245,9 @@ def outputs(repo: Path = REPO) -> dict[Path, str]:
     readme = repo / "README.md"
     out[readme] = replace_region(readme.read_text(), "models", model_table(), HTML)
     design = repo / "docs" / "design.md"
-    out[design] = replace_region(design.read_text(), "models", model_names(), HTML)
+    text = replace_region(design.read_text(), "models", model_names(), HTML)
+    text = replace_region(text, "templates", template_list(), HTML)
+    out[design] = replace_region(text, "rundir", rundir_tree(), HTML)
     for spec in MODELS.values():
         train_file = repo / "jobs" / "train" / f"{spec.name}.yaml"
         if not spec.is_tiny and train_file.exists():
