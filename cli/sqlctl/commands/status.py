@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from sqlctl.app import app
 from sqlctl.options import (
     ContextOpt,
     KubeconfigOpt,
@@ -84,6 +85,7 @@ def _ended_reason(pod: dict[str, Any]) -> str:
     return ""
 
 
+@app.command("status")
 @cli_errors
 def status(
     ctx: typer.Context,

@@ -5,15 +5,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
 import time
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sqlctl.errors import EXIT_CONFIG, EXIT_FAILURE, SqlctlError, warn
+from sqlctl.app import app as root
+from sqlctl.errors import SqlctlError, warn
 from sqlctl.kube import KubeSettings
 from sqlctl.options import (
     ChartDirOpt,
@@ -28,8 +34,10 @@ from sqlctl.options import (
 )
 from sqlctl.paths import RepoPaths, resolve_paths
 from sqlctl.submission import Extras, Planned, UserValues
+from sqlmaster import exitcodes
 
 app = typer.Typer(no_args_is_help=True)
+root.add_typer(app, name="submit", help="Submit a training or evaluation run (cluster or --local).")
 
 ModelOpt = Annotated[
     str,
@@ -237,7 +245,7 @@ def _submit_cluster(opts: SubmitOptions, paths: RepoPaths, models: list[str]) ->
     finally:  # also on Ctrl-C: the run goes on in the cluster, say how to get back to it
         _next_steps(opts.task, plans, ns)
     if outcome != "Succeeded":
-        raise typer.Exit(EXIT_FAILURE)
+        raise typer.Exit(exitcodes.FAILURE)
 
 
 def _wait(kube: object, namespace: str, run_ids: list[str], poll: float = 2.0) -> None:
@@ -250,7 +258,7 @@ def _wait(kube: object, namespace: str, run_ids: list[str], poll: float = 2.0) -
             failed = outcomes.count("Failed")
             print(f"finished: {len(outcomes) - failed} succeeded, {failed} failed", file=sys.stderr)
             if failed:
-                raise typer.Exit(EXIT_FAILURE)
+                raise typer.Exit(exitcodes.FAILURE)
             return
         time.sleep(poll)
 
@@ -290,7 +298,7 @@ def _submit_local(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> N
             raise SqlctlError(
                 f"local {opts.task} of {run.model} exited with code {code}",
                 "Read the output above" + ("; exit code 2 means a configuration error." if code == 2 else "."),
-                code=EXIT_CONFIG if code == 2 else EXIT_FAILURE,
+                code=exitcodes.CONFIG if code == 2 else exitcodes.FAILURE,
             )
         print(f"local run {run.run_id} finished: {run.run_dir}", file=sys.stderr)
         if opts.task == "train":
@@ -301,66 +309,82 @@ def _submit_local(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> N
             )
 
 
-def _options(ctx: typer.Context, task: str, **given: Any) -> SubmitOptions:
-    """SubmitOptions from a command's parameters (cluster flags merged over the root's)."""
-    settings = kube_settings(ctx, given.pop("kubeconfig"), given.pop("context"), given.pop("namespace"))
-    user = UserValues(
-        tuple(given.pop("values") or ()), tuple(given.pop("set_") or ()), tuple(given.pop("recipe_set") or ())
-    )
-    return SubmitOptions(task=task, user=user, kube=settings, **given)
+@dataclass(frozen=True)
+class SubmitFlags:
+    """The options `submit train` and `submit eval` share, declared once: each field is one flag of both
+    (`with_submit_flags` gives the commands these parameters; Typer reads them like any other)."""
+
+    values: ValuesOpt = None
+    set_: SetOpt = None
+    recipe_set: RecipeSetOpt = None
+    run_id: RunIdOpt = None
+    kubeconfig: KubeconfigOpt = None
+    context: ContextOpt = None
+    namespace: NamespaceOpt = None
+    dry_run: DryRunOpt = False
+    output: OutputOpt = OutputFormat.table
+    wait: WaitOpt = False
+    detach: DetachOpt = False
+    local: LocalOpt = False
+    runs_dir: RunsDirOpt = Path("runs")
+    chart_dir: ChartDirOpt = None
+    jobs_dir: JobsDirOpt = None
+
+    def options(self, ctx: typer.Context, task: str, model: str, adapter_run: str | None = None) -> SubmitOptions:
+        """SubmitOptions for one command (cluster flags merged over the root's)."""
+        return SubmitOptions(
+            task=task,
+            model=model,
+            user=UserValues(tuple(self.values or ()), tuple(self.set_ or ()), tuple(self.recipe_set or ())),
+            run_id=self.run_id,
+            adapter_run=adapter_run,
+            kube=kube_settings(ctx, self.kubeconfig, self.context, self.namespace),
+            dry_run=self.dry_run,
+            output=self.output,
+            wait=self.wait,
+            detach=self.detach,
+            local=self.local,
+            runs_dir=self.runs_dir,
+            chart_dir=self.chart_dir,
+            jobs_dir=self.jobs_dir,
+        )
 
 
+def with_submit_flags(func: Callable[..., None]) -> Callable[..., None]:
+    """Let ``func(..., flags: SubmitFlags)`` take the flags as parameters of its own (what Typer reads) and
+    receive them as one SubmitFlags."""
+    hints = typing.get_type_hints(SubmitFlags, include_extras=True)
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in dataclasses.fields(SubmitFlags)
+    ]
+    own = [p for name, p in inspect.signature(func, eval_str=True).parameters.items() if name != "flags"]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        flags = SubmitFlags(**{p.name: kwargs.pop(p.name) for p in shared})
+        func(*args, flags=flags, **kwargs)
+
+    parameters = [*own, *shared]
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
+
+
+@app.command("train")
 @cli_errors
-def submit_train(
-    ctx: typer.Context,
-    model: ModelOpt,
-    values: ValuesOpt = None,
-    set_: SetOpt = None,
-    recipe_set: RecipeSetOpt = None,
-    run_id: RunIdOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
-    dry_run: DryRunOpt = False,
-    output: OutputOpt = OutputFormat.table,
-    wait: WaitOpt = False,
-    detach: DetachOpt = False,
-    local: LocalOpt = False,
-    runs_dir: RunsDirOpt = Path("runs"),
-    chart_dir: ChartDirOpt = None,
-    jobs_dir: JobsDirOpt = None,
-) -> None:
+@with_submit_flags
+def submit_train(ctx: typer.Context, model: ModelOpt, flags: SubmitFlags) -> None:
     """Submit a training run: render charts/sqlmaster-train with jobs/train/<model>.yaml, check the cluster,
     create the Job(s), follow the logs (-d to detach)."""
-    run_submit(_options(ctx, "train", **{k: v for k, v in locals().items() if k != "ctx"}))
+    run_submit(flags.options(ctx, "train", model))
 
 
+@app.command("eval")
 @cli_errors
-def submit_eval(
-    ctx: typer.Context,
-    model: ModelOpt,
-    adapter_run: AdapterRunOpt = None,
-    values: ValuesOpt = None,
-    set_: SetOpt = None,
-    recipe_set: RecipeSetOpt = None,
-    run_id: RunIdOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
-    dry_run: DryRunOpt = False,
-    output: OutputOpt = OutputFormat.table,
-    wait: WaitOpt = False,
-    detach: DetachOpt = False,
-    local: LocalOpt = False,
-    runs_dir: RunsDirOpt = Path("runs"),
-    chart_dir: ChartDirOpt = None,
-    jobs_dir: JobsDirOpt = None,
-) -> None:
+@with_submit_flags
+def submit_eval(ctx: typer.Context, model: ModelOpt, flags: SubmitFlags, adapter_run: AdapterRunOpt = None) -> None:
     """Submit an evaluation run: render charts/sqlmaster-eval with jobs/eval/<model>.yaml, check the
     cluster, create the Job(s), follow the logs (-d to detach). --adapter-run TRAIN_RUN_ID evaluates
     what that training run trained, on its claim."""
-    run_submit(_options(ctx, "eval", **{k: v for k, v in locals().items() if k != "ctx"}))
-
-
-app.command("train")(submit_train)
-app.command("eval")(submit_eval)
+    run_submit(flags.options(ctx, "eval", model, adapter_run))
