@@ -13,8 +13,10 @@ Generated from them:
   charts/sqlmaster-artifacts/values.schema.json          whole file (its part of the base + the shared rules)
   .github/workflows/train.yml                            the model choices
   README.md, docs/design.md                              the model table / names, between "generated" markers
-  docs/design.md                                         the prompt templates (sqlmaster/prompt.py TEMPLATES) and
-                                                         the run-directory tree (sqlmaster/rundir.py LAYOUT)
+  docs/design.md                                         the prompt templates (sqlmaster/prompt.py TEMPLATES),
+                                                         the run-directory tree (sqlmaster/rundir.py LAYOUT) and
+                                                         the maps of sqlmaster/train and sqlmaster/evaluate (their
+                                                         __init__.py docstrings)
   jobs/eval/<model>.yaml (every model but tiny)          whole file: the registry entry + the data split and
                                                          prompt of jobs/train/<model>.yaml (they must match)
 tests/test_generated.py regenerates in memory and fails while any of these is stale.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import re
 import sys
@@ -142,6 +145,12 @@ def rundir_tree() -> str:
     return "```\n" + layout_tree() + "```\n"
 
 
+def package_map(package: str) -> str:
+    """A package docstring's map and path (from its table on), as Markdown."""
+    doc = importlib.import_module(package).__doc__ or ""
+    return doc[doc.index("| module |") :].strip() + "\n"
+
+
 def workflow_choices() -> str:
     return f"        options: [{', '.join(MODELS)}]\n"
 
@@ -247,7 +256,9 @@ def outputs(repo: Path = REPO) -> dict[Path, str]:
     design = repo / "docs" / "design.md"
     text = replace_region(design.read_text(), "models", model_names(), HTML)
     text = replace_region(text, "templates", template_list(), HTML)
-    out[design] = replace_region(text, "rundir", rundir_tree(), HTML)
+    text = replace_region(text, "rundir", rundir_tree(), HTML)
+    text = replace_region(text, "train-map", package_map("sqlmaster.train"), HTML)
+    out[design] = replace_region(text, "evaluate-map", package_map("sqlmaster.evaluate"), HTML)
     for spec in MODELS.values():
         train_file = repo / "jobs" / "train" / f"{spec.name}.yaml"
         if not spec.is_tiny and train_file.exists():

@@ -686,6 +686,24 @@ def _build(
     return conn
 
 
+def _load_context(context: str, limits: Limits) -> tuple[sqlite3.Connection, list[Table], bytes] | SynthesizedExample:
+    """Run the context on a pooled connection, which becomes the first database (one connection fewer per
+    example): that connection, the tables and the empty schema's bytes; or a failed example saying why."""
+    probe = POOL.setup_connection(limits, EMPTY_DATABASE)
+    assert probe is not None
+    try:
+        run_script(probe, context, limits)
+        tables = read_schema(probe)
+        schema = serialize_setup(probe)
+    except (QueryError, sqlite3.DatabaseError) as exc:
+        POOL.release(probe)
+        return SynthesizedExample([], [], gold_error=f"context: {exc}")
+    if not tables:
+        POOL.release(probe)
+        return SynthesizedExample([], [], gold_error="context: no CREATE TABLE")
+    return probe, tables, schema
+
+
 def synthesize(
     context: str,
     gold: str,
@@ -699,19 +717,11 @@ def synthesize(
 
     Raises nothing for bad input: an invalid context or gold comes back with ``gold_error`` set.
     """
-    # The connection that runs the context becomes the first database: one connection fewer per example.
-    probe: sqlite3.Connection | None = POOL.setup_connection(limits, EMPTY_DATABASE)
-    assert probe is not None
-    try:
-        run_script(probe, context, limits)
-        tables = read_schema(probe)
-        schema = serialize_setup(probe)
-    except (QueryError, sqlite3.DatabaseError) as exc:
-        POOL.release(probe)
-        return SynthesizedExample([], [], gold_error=f"context: {exc}")
-    if not tables:
-        POOL.release(probe)
-        return SynthesizedExample([], [], gold_error="context: no CREATE TABLE")
+    loaded = _load_context(context, limits)
+    if isinstance(loaded, SynthesizedExample):
+        return loaded
+    probe: sqlite3.Connection | None = loaded[0]
+    tables, schema = loaded[1], loaded[2]
     column_names = frozenset(c.name.lower() for t in tables for c in t.columns)
     hints = analyse_gold(gold, tables, gold_tree)
     classes = _key_classes(tables, hints)  # the same for every database
