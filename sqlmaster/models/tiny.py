@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,15 +118,12 @@ def build_model(
     from transformers import LlamaConfig, LlamaForCausalLM
 
     arch = arch or TinyArchitecture()
+    # The architecture's fields are LlamaConfig's names, but for the tokenizer's: vocab_size is the trained one's.
+    sizes = {k: v for k, v in asdict(arch).items() if k not in ("vocab_size", "pre_tokenizer")}
     config = LlamaConfig(
+        **sizes,
         vocab_size=len(tokenizer),
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.num_hidden_layers,
-        num_attention_heads=arch.num_attention_heads,
         num_key_value_heads=arch.num_attention_heads,
-        max_position_embeddings=arch.max_position_embeddings,
-        tie_word_embeddings=arch.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
