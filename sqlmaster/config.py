@@ -28,6 +28,7 @@ import yaml
 
 from sqlmaster.errors import ConfigError
 from sqlmaster.models.attention import ATTN_CHOICES
+from sqlmaster.models.pretokenizers import PRE_TOKENIZERS
 from sqlmaster.prompt import TEMPLATES, templates_help
 
 SEED_MAX = 2**32 - 1  # numpy's seed range (the HF Trainer seeds numpy with it)
@@ -242,7 +243,7 @@ class ModelConfig(_Section):
             "tiny only: how text is cut before BPE: runs = whitespace/letter/digit runs; digits = the same with "
             "one token per digit; initials = spaces joined to the next word, a word's first letter and single "
             "digits as tokens of their own (copying and case changes are easiest; sqlmaster/models/tiny.py)",
-            choices=("runs", "digits", "initials"),
+            choices=tuple(PRE_TOKENIZERS),
         ),
     )
 

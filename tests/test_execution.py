@@ -251,3 +251,22 @@ def test_a_dropped_condition_shows_under_min_and_max(func: str) -> None:
     assert prep.synth.nontrivial
     assert not score_prediction(prep, f"SELECT {func}(laps) FROM t", gold=gold).match
     assert score_prediction(prep, f"SELECT {func}(laps) FROM t WHERE grid = '5'", gold=gold).match
+
+
+def test_bounded_cache_forgets_the_least_recently_used_and_hands_it_back() -> None:
+    from sqlmaster.evaluate.cache import BoundedCache
+
+    evicted: list[str] = []
+    cache: BoundedCache[str, str | None] = BoundedCache(2, on_evict=lambda v: evicted.append(str(v)))
+    cache.put("a", "A")
+    cache.put("b", "B")
+    assert cache.get("a") == "A"  # now "b" is the least recently used
+    cache.put("c", "C")
+    assert evicted == ["B"] and "b" not in cache and len(cache) == 2
+    made: list[str] = []
+    assert cache.get_or_make("n", lambda: made.append("n") or None) is None  # None is a value, made once
+    assert cache.get_or_make("n", lambda: made.append("again") or "x") is None and made == ["n"]
+    cache.clear()
+    assert len(cache) == 0 and evicted == ["B", "A", "C", "None"]  # "n" pushed "a" out; clear hands back the rest
+    with pytest.raises(ValueError):
+        BoundedCache(0)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlmaster.config import ModelConfig, TrainingConfig, declared_default, from_section, recipe_field
+from sqlmaster.models.pretokenizers import PRE_TOKENIZERS
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -41,18 +42,6 @@ TRAINING_SEED: int = declared_default(TrainingConfig, "seed")  # the recipe's de
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3 in this order
-
-# The pre-tokenizers (see the module docstring), as Oniguruma patterns (the `tokenizers` regex engine); \p{L} and
-# \p{N} cover non-ASCII letters and digits too. Every character belongs to exactly one piece, so decoding is exact.
-PRE_TOKENIZERS: dict[str, str] = {
-    # whitespace runs | letter runs | digit runs | any other single character (punctuation, operators, quotes)
-    "runs": r"\s+|\p{L}+|\p{N}+|[^\s\p{L}\p{N}]",
-    # the same, one digit per piece
-    "digits": r"\s+|\p{L}+|\p{N}|[^\s\p{L}\p{N}]",
-    # the rest of a word (after its first letter) | optional space + first letter | optional space + one digit |
-    # whitespace (leaving a word its one leading space) | one punctuation character
-    "initials": r"(?<=\p{L})\p{L}+| ?\p{L}| ?\p{N}|\s+(?!\S)|\s+|[^\s\p{L}\p{N}]",
-}
 
 
 @dataclass(frozen=True)
