@@ -148,7 +148,7 @@ class Score:
     others: dict[str, bool | None] = field(default_factory=dict)  # execution_match under each other convention
     worker_failure: bool = False  # the worker crashed or overran on it, or the scorer raised
 
-    def record_fields(self, other_conventions: Iterable[str]) -> dict[str, Any]:
+    def record_fields(self, other_conventions: Iterable[str]) -> dict[str, bool | str | None]:
         fields = {
             "execution_match": self.execution_match,
             "exact_match": self.exact_match,
