@@ -16,8 +16,10 @@ of the 972 dev examples whose database ships, (a) the gold itself, (b) the gold 
 query written differently), (c) single-edit mutants of the gold (:mod:`sqlmaster.evaluate.mutants`: flipped
 comparisons, MIN/MAX, dropped conditions, changed literals, SUM/AVG, AND/OR, ASC/DESC, DISTINCT toggled; up to
 ``--per-kind`` each), (d) the gold of the neighbouring dev question on the same database (a human-written
-query for a related question: some equivalent, most near misses), and (e) the answer that sql-create-context
-gives for the same question, where the shipped sample has one (human-written, differently formatted). The
+query for a related question: some equivalent, most near misses), (e) the answer that sql-create-context
+gives for the same question, where the shipped sample has one (human-written, differently formatted), and (f)
+trailing-statement mutants: the gold followed by a second statement (a mutant or the neighbour's gold), and a
+mutant followed by the gold (the official evaluator scores only the first statement; strict refuses both). The
 official evaluator scores every pair with ``eval_exec_match(plug_value=False, keep_distinct=...)``
 (official convention: ``keep_distinct=False``; strict: ``True``) one pair at a time in this process, as its
 ``evaluation.py`` does; ours scores the same pairs through ``score_file`` (reading the JSONL, worker
@@ -148,12 +150,23 @@ def spider_pairs(per_kind: int) -> list[dict[str, Any]]:
             if 0 <= j < len(examples) and examples[j].db_id == ex.db_id
         ]
         candidates.append(("sql-create-context", sample_answers.get(normalise_text(ex.question))))
+        candidates += _trailing_statements(gold, [sql for source, sql in candidates if source != "gold"])
         seen: set[str] = set()
         for source, sql in candidates:
             if sql and sql.strip() not in seen:
                 seen.add(sql.strip())
                 pairs.append({"example": i, "db_id": ex.db_id, "answer": gold, "prediction": sql, "source": source})
     return pairs
+
+
+def _trailing_statements(gold: str, others: list[str | None]) -> list[tuple[str, str | None]]:
+    """Two-statement predictions: the gold then another query (right only if the first statement counts), and
+    another query then the gold (right only if the last one would count)."""
+    other = next((sql for sql in others if sql and sql.strip() != gold.strip()), None)
+    if other is None:
+        return []
+    first, second = gold.rstrip().rstrip(";"), other.rstrip().rstrip(";")
+    return [("trailing-statement", f"{first}; {second}"), ("trailing-statement", f"{second};\n{first};")]
 
 
 def spider_layout(tmp: Path) -> Path:

@@ -13,6 +13,10 @@ Generated from them:
   charts/sqlmaster-artifacts/values.schema.json          whole file (its part of the base + the shared rules)
   .github/workflows/train.yml                            the model choices
   README.md, docs/design.md                              the model table / names, between "generated" markers
+  docs/design.md                                         the prompt templates (sqlmaster/prompt.py TEMPLATES),
+                                                         the run-directory tree (sqlmaster/rundir.py LAYOUT) and
+                                                         the maps of sqlmaster/train and sqlmaster/evaluate (their
+                                                         __init__.py docstrings)
   jobs/eval/<model>.yaml (every model but tiny)          whole file: the registry entry + the data split and
                                                          prompt of jobs/train/<model>.yaml (they must match)
 tests/test_generated.py regenerates in memory and fails while any of these is stale.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import re
 import sys
@@ -36,6 +41,8 @@ import yaml  # noqa: E402
 
 from sqlmaster import config  # noqa: E402
 from sqlmaster.models.registry import MODELS, ModelSpec  # noqa: E402
+from sqlmaster.prompt import TEMPLATES  # noqa: E402
+from sqlmaster.rundir import layout_tree  # noqa: E402
 
 TASKS = ("train", "eval")
 SCHEMA_BASE = "charts/values.schema.base.yaml"
@@ -128,6 +135,20 @@ def model_table() -> str:
 
 def model_names() -> str:
     return "Registry names: " + ", ".join(f"`{name}`" for name in MODELS) + ".\n"
+
+
+def template_list() -> str:
+    return "Prompt templates: " + "; ".join(f"`{t.name}` ({t.use})" for t in TEMPLATES.values()) + ".\n"
+
+
+def rundir_tree() -> str:
+    return "```\n" + layout_tree() + "```\n"
+
+
+def package_map(package: str) -> str:
+    """A package docstring's map and path (from its table on), as Markdown."""
+    doc = importlib.import_module(package).__doc__ or ""
+    return doc[doc.index("| module |") :].strip() + "\n"
 
 
 def workflow_choices() -> str:
@@ -233,7 +254,11 @@ def outputs(repo: Path = REPO) -> dict[Path, str]:
     readme = repo / "README.md"
     out[readme] = replace_region(readme.read_text(), "models", model_table(), HTML)
     design = repo / "docs" / "design.md"
-    out[design] = replace_region(design.read_text(), "models", model_names(), HTML)
+    text = replace_region(design.read_text(), "models", model_names(), HTML)
+    text = replace_region(text, "templates", template_list(), HTML)
+    text = replace_region(text, "rundir", rundir_tree(), HTML)
+    text = replace_region(text, "train-map", package_map("sqlmaster.train"), HTML)
+    out[design] = replace_region(text, "evaluate-map", package_map("sqlmaster.evaluate"), HTML)
     for spec in MODELS.values():
         train_file = repo / "jobs" / "train" / f"{spec.name}.yaml"
         if not spec.is_tiny and not spec.cpu_sized and train_file.exists():  # CPU-sized: hand-written, like tiny

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sqlmaster.errors import ConfigError, Interrupted, TransientError
+from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 
 if TYPE_CHECKING:
     from sqlmaster.recipes import ResolvedRecipe
@@ -160,8 +161,9 @@ def eval_score(
         Path | None, typer.Option(help="Folder of real databases for db_id rows: DIR/<db_id>/<db_id>.sqlite.")
     ] = None,
     convention: Annotated[
-        str, typer.Option(help="official (Spider test-suite: DISTINCT removed) or strict (SQL as written).")
-    ] = "strict",
+        str,
+        typer.Option(help="official (Spider test-suite: first statement, DISTINCT removed) or strict (as written)."),
+    ] = DEFAULT_CONVENTION,
     overwrite: Annotated[bool, typer.Option(help="Replace results already in --output-dir.")] = False,
     workers: Annotated[int | None, typer.Option(help="Scoring processes (default: up to 2).")] = None,
 ) -> None:

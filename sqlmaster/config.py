@@ -16,9 +16,10 @@ rules between keys live in each section's ``check()``.
 from __future__ import annotations
 
 import math
+import operator
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,36 +28,52 @@ import yaml
 
 from sqlmaster.errors import ConfigError
 from sqlmaster.models.attention import ATTN_CHOICES
-from sqlmaster.prompt import TEMPLATES
+from sqlmaster.models.pretokenizers import PRE_TOKENIZERS
+from sqlmaster.prompt import TEMPLATES, templates_help
 
 SEED_MAX = 2**32 - 1  # numpy's seed range (the HF Trainer seeds numpy with it)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One kind of numeric bound a key may declare: how it reads and how JSON Schema names it."""
+
+    op: str  # as error messages and `recipe keys` write it: "value must be >= 1"
+    json_keyword: str  # its JSON Schema keyword (the charts' values.schema.json)
+    holds: Callable[[float, float], bool]  # holds(value, bound)
+
+
+# The one table of bound names: knob() accepts these keywords, validation, `recipe keys` and the schema read it.
+BOUNDS: dict[str, Bound] = {
+    "minimum": Bound(">=", "minimum", operator.ge),
+    "exclusive_minimum": Bound(">", "exclusiveMinimum", operator.gt),
+    "maximum": Bound("<=", "maximum", operator.le),
+    "exclusive_maximum": Bound("<", "exclusiveMaximum", operator.lt),
+}
 
 
 def knob(
     help: str,
     *,
-    minimum: float | None = None,
-    exclusive_minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_maximum: float | None = None,
     choices: Sequence[str] | None = None,
     nonempty: bool = False,
     role: str | None = None,
+    **bounds: float,
 ) -> dict[str, Any]:
     """The ``field(metadata=...)`` of a recipe key: its help text and the constraints its values must meet.
 
-    Bounds apply to numbers, ``choices`` to strings, ``nonempty`` to strings and lists; ``None`` is allowed
-    exactly when the annotation says ``| None``. Numbers must also be finite (no NaN or infinity).
-    ``role`` (default: the section's ``ROLE``) says what changing the key means for an existing run directory;
-    see ``ROLES``.
+    ``bounds`` (keywords of ``BOUNDS``: ``minimum=1``, ``exclusive_maximum=1``, ...) apply to numbers,
+    ``choices`` to strings, ``nonempty`` to strings and lists; ``None`` is allowed exactly when the annotation
+    says ``| None``. Numbers must also be finite (no NaN or infinity). ``role`` (default: the section's
+    ``ROLE``) says what changing the key means for an existing run directory; see ``ROLES``.
     """
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    unknown = set(bounds) - set(BOUNDS)
+    if unknown:
+        raise TypeError(f"knob() got unknown bound(s) {sorted(unknown)}; bounds are {', '.join(BOUNDS)}")
     constraints = {
-        "minimum": minimum,
-        "exclusive_minimum": exclusive_minimum,
-        "maximum": maximum,
-        "exclusive_maximum": exclusive_maximum,
+        **{name: bounds[name] for name in BOUNDS if name in bounds},
         "choices": tuple(choices) if choices is not None else None,
         "nonempty": nonempty or None,
     }
@@ -64,7 +81,7 @@ def knob(
     return {"help": help, **{k: v for k, v in constraints.items() if v is not None}, **extra}
 
 
-CONSTRAINTS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "choices", "nonempty")
+CONSTRAINTS = (*BOUNDS, "choices", "nonempty")
 
 # What a changed key means for a run directory that already holds a run (sqlmaster/train/guard.py):
 ROLES = {
@@ -147,7 +164,7 @@ class PromptConfig(_Section):
 
     template: str = field(
         default="original",
-        metadata=knob('"original" (the 7B recipes) or "compact" (tiny)', choices=tuple(TEMPLATES)),
+        metadata=knob(templates_help(), choices=tuple(TEMPLATES)),
     )
 
 
@@ -234,7 +251,7 @@ class ModelConfig(_Section):
             "tiny only: how text is cut before BPE: runs = whitespace/letter/digit runs; digits = the same with "
             "one token per digit; initials = spaces joined to the next word, a word's first letter and single "
             "digits as tokens of their own (copying and case changes are easiest; sqlmaster/models/tiny.py)",
-            choices=("runs", "digits", "initials"),
+            choices=tuple(PRE_TOKENIZERS),
         ),
     )
 
@@ -524,15 +541,9 @@ def _check_constraints(key: str, value: Any, f: Field[Any]) -> None:
 
 
 def _bound_problem(value: float, meta: typing.Mapping[str, Any]) -> str | None:
-    checks = (
-        ("minimum", ">=", lambda v, b: v >= b),
-        ("exclusive_minimum", ">", lambda v, b: v > b),
-        ("maximum", "<=", lambda v, b: v <= b),
-        ("exclusive_maximum", "<", lambda v, b: v < b),
-    )
-    for name, op, ok in checks:
-        if name in meta and not ok(value, meta[name]):
-            return f"{op} {_number(meta[name])}"
+    for name, bound in BOUNDS.items():
+        if name in meta and not bound.holds(value, meta[name]):
+            return f"{bound.op} {_number(meta[name])}"
     return None
 
 
@@ -615,9 +626,10 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
         if not isinstance(values, dict):
             raise ConfigError(f"recipe section {name!r} must be a mapping, not {type(values).__name__}")
         hints = _type_hints(cls)
-        unknown = set(values) - set(hints) - {"SECTION"} or set(values) & {"SECTION"}
+        # The keys are the dataclass fields, not the type hints: those also name ClassVars (SECTION, ROLE).
+        valid = [f.name for f in fields(typing.cast(Any, cls))]
+        unknown = set(values) - set(valid)
         if unknown:
-            valid = [f.name for f in fields(typing.cast(Any, cls))]
             raise ConfigError(
                 f"unknown key(s) {sorted(map(str, unknown))} in recipe section {name!r}. Valid keys: {', '.join(valid)}"
             )
@@ -666,7 +678,7 @@ class KeySpec:
     def constraint_text(self) -> str:
         """E.g. ">= 1", "one of lora, full", "> 0, <= 1", "non-empty"; "" when unconstrained."""
         c = self.constraints
-        parts = [f"{op} {_number(c[name])}" for name, op in _OPS if name in c]
+        parts = [f"{bound.op} {_number(c[name])}" for name, bound in BOUNDS.items() if name in c]
         if "choices" in c:
             parts.append("one of " + ", ".join(c["choices"]))
         if c.get("nonempty"):
@@ -674,7 +686,6 @@ class KeySpec:
         return ", ".join(parts)
 
 
-_OPS = (("minimum", ">="), ("exclusive_minimum", ">"), ("maximum", "<="), ("exclusive_maximum", "<"))
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
 
 
@@ -727,14 +738,9 @@ def _key_schema(hint: Any, f: Field[Any]) -> dict[str, Any]:
     schema["type"] = json_types[0] if len(json_types) == 1 else json_types
     if "choices" in meta:
         schema["enum"] = [*meta["choices"], *([None] if "null" in json_types else [])]
-    for name, keyword in (
-        ("minimum", "minimum"),
-        ("exclusive_minimum", "exclusiveMinimum"),
-        ("maximum", "maximum"),
-        ("exclusive_maximum", "exclusiveMaximum"),
-    ):
+    for name, bound in BOUNDS.items():
         if name in meta:
-            schema[keyword] = meta[name]
+            schema[bound.json_keyword] = meta[name]
     if meta.get("nonempty") and "string" in json_types:
         schema["minLength"] = 1
     schema["default"] = _default_of(f)
@@ -744,7 +750,7 @@ def _key_schema(hint: Any, f: Field[Any]) -> dict[str, Any]:
 def recipe_json_schema() -> dict[str, Any]:
     """JSON Schema of a whole recipe: one object per section, unknown sections and keys refused.
 
-    The charts' ``values.schema.json`` embed this (scripts/gen-*.py), so ``helm install`` checks a recipe
+    The charts' ``values.schema.json`` embed this (scripts/gen-files.py), so ``helm install`` checks a recipe
     with the same types, bounds and choices as ``sqlmaster train``.
     """
     by_section: dict[str, dict[str, Any]] = {}
@@ -764,3 +770,35 @@ def recipe_json_schema() -> dict[str, Any]:
             for section, properties in by_section.items()
         },
     }
+
+
+# --- settings classes that take recipe keys ---------------------------------------------------------------------
+
+
+def declared_default(section: type[_Section], key: str) -> Any:
+    """The default declared for recipe key ``section.key`` (for code outside a recipe that needs the same value)."""
+    declared = next((f for f in fields(typing.cast(Any, section)) if f.name == key), None)
+    if declared is None:
+        raise TypeError(f"{section.__name__} declares no key {key!r}")
+    return _default_of(declared)
+
+
+def recipe_field(section: type[_Section], key: str) -> Any:
+    """A field of a settings class (not a recipe section) that takes the recipe key ``section.key``: its default
+    is that key's declared default, so the value is written once, in the section above. ``from_section`` copies
+    every such field from a section."""
+    return field(default=declared_default(section, key), metadata={"recipe_key": key, "recipe_section": section})
+
+
+_Settings = typing.TypeVar("_Settings")
+
+
+def from_section(cls: type[_Settings], section: _Section, **values: Any) -> _Settings:
+    """``cls`` (a dataclass) with each ``recipe_field`` of ``section``'s class taken from ``section``, and
+    ``values`` for the others (the rest keep their defaults)."""
+    taken = {
+        f.name: getattr(section, f.metadata["recipe_key"])
+        for f in fields(typing.cast(Any, cls))
+        if f.metadata.get("recipe_section") is type(section)
+    }
+    return cls(**taken, **values)

@@ -1,18 +1,11 @@
-"""Errors that the command line turns into a one-line message and an exit code.
-
-0  success
-1  a failure a retry may fix (network, hub, a crash): the charts' Jobs retry it
-2  the configuration is wrong (or the run diverged): retrying cannot help, so the Helm charts'
-   podFailurePolicy fails the Kubernetes Job at once instead of burning GPU hours on retries
-130 / 143  interrupted by SIGINT / SIGTERM (128 + signal number, the shell's convention); retried
-"""
+"""Errors that the command line turns into a one-line message and an exit code (sqlmaster/exitcodes.py says
+what each code means; sqlctl uses the same codes)."""
 
 from __future__ import annotations
 
 import signal
 
-CONFIG_ERROR_EXIT_CODE = 2
-TRANSIENT_ERROR_EXIT_CODE = 1
+from sqlmaster import exitcodes
 
 
 class ConfigError(ValueError):
@@ -21,7 +14,7 @@ class ConfigError(ValueError):
     The message names the problem and the fix, e.g. ``unknown model 'foo'. Choose one of: ...``.
     """
 
-    exit_code = CONFIG_ERROR_EXIT_CODE
+    exit_code = exitcodes.CONFIG
 
 
 class RunDiverged(ConfigError):
@@ -31,7 +24,7 @@ class RunDiverged(ConfigError):
 class TransientError(RuntimeError):
     """A failure that may pass (hub or network unreachable after retries): exit 1, so a Job retries it."""
 
-    exit_code = TRANSIENT_ERROR_EXIT_CODE
+    exit_code = exitcodes.FAILURE
 
 
 class Interrupted(BaseException):  # like KeyboardInterrupt: `except Exception` in libraries lets it pass
@@ -39,5 +32,5 @@ class Interrupted(BaseException):  # like KeyboardInterrupt: `except Exception` 
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
-        self.exit_code = 128 + signum
+        self.exit_code = exitcodes.interrupted(signum)
         super().__init__(signal.Signals(signum).name)

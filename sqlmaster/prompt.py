@@ -26,6 +26,7 @@ class PromptTemplate:
     completion: str  # format string with {answer}
     stop: str | None  # text that ends the SQL in generated output (besides EOS)
     schema: Callable[[str], str] | None = None  # rewrites the CREATE TABLE context before it is inserted
+    use: str = ""  # who it is for, in a few words: the prompt.template key's help lists it (sqlmaster/config.py)
 
 
 # The original 7B-SQLMaster training prompt, kept verbatim so the 7B recipes stay faithful to it.
@@ -41,6 +42,7 @@ ORIGINAL = PromptTemplate(
     ),
     completion="{answer};```",
     stop="```",
+    use="the 7B recipes: the original's prompt",
 )
 
 # A short template for the CPU `tiny` model: with a small model and a short budget the long preamble costs
@@ -50,6 +52,7 @@ COMPACT = PromptTemplate(
     prompt="{context}\n-- {question}\n",
     completion="{answer}",
     stop="\n",  # the SQL is one line: a pretrained model that has not learnt EOS yet (zero-shot) stops there
+    use="schema and question only, for small models",
 )
 
 _CREATE = re.compile(r"CREATE TABLE\s+(\w+)\s*\(([^()]*)\)\s*;?\s*", re.IGNORECASE)
@@ -90,9 +93,16 @@ TERSE = PromptTemplate(
     completion="{answer}",
     stop="\n",
     schema=terse_schema,
+    use="compact with a terse schema: tiny's, SmolLM2's and Gemma 3 270M's",
 )
 
 TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (ORIGINAL, COMPACT, TERSE)}
+
+
+def templates_help() -> str:
+    """Each template's name and use, for the ``prompt.template`` key's help (and so ``recipe keys`` and the
+    charts' schemas): generated here so that a new template cannot be missing from it."""
+    return "; ".join(f'"{t.name}" ({t.use})' for t in TEMPLATES.values())
 
 
 def get_template(name: str) -> PromptTemplate:

@@ -1,18 +1,8 @@
 """The run directory: every file and folder a run writes, named once (torch-free, so sqlctl can import it).
 
-    DIR/
-      run.json                  # who made the run: base model, mode, template, data sha256, recipe (+ hash), status
-      metrics.json              # training figures: losses, steps, tokens, tokens/s, runtime
-      recipe.yaml               # the recipe as submitted (sqlctl --local writes it before `sqlmaster train`)
-      adapter/                  # LoRA runs: adapter_model.safetensors + adapter_config.json + tokenizer files
-      model/                    # full runs: all weights + tokenizer
-      merged/                   # optional (output.merge): base + adapter merged into full weights
-      base/                     # tiny: the randomly initialised base the run started from (kept for resume, eval)
-      checkpoints/checkpoint-<step>/   # HF Trainer checkpoints (resume); COMPLETE marks a finished save
-      eval/<dataset>/           # one evaluation: predictions.jsonl, records.jsonl, metrics.json
-      logs/                     # W&B files (offline mode syncs from here)
-
-Readers and writers (training, evaluation, reports, sqlctl) take the names from here, never from literals:
+``LAYOUT`` below lists them with what each holds; docs/design.md's tree is generated from it
+(``python scripts/gen-files.py``). Readers and writers (training, evaluation, reports, sqlctl) take the names from
+here, never from literals:
 
     rd = RunDir(path)
     rd.run_info            # path to run.json
@@ -48,7 +38,46 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 # Inside checkpoints/checkpoint-<step>/.
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"  # written after the Trainer finished saving a checkpoint (or tiny's base/)
+TIME_BUDGET_FILE = "time_budget.json"  # the training time a checkpoint has used (sqlmaster/train/budget.py)
 TRAINER_STATE_FILE = "trainer_state.json"
+
+
+# Every entry of a run directory, in the order a reader meets them: (path under DIR, what it holds). A folder ends
+# with "/"; "<...>" is a placeholder.
+LAYOUT: tuple[tuple[str, str], ...] = (
+    (
+        RUN_INFO_FILE,
+        "who made the run: base model (name, hub id, revision), mode, prompt template, data source + sha256, split "
+        "sizes, the resolved recipe with recipe_hash / recipe_source / recipe_changes, package versions, git "
+        "commit, started/finished, steps, epochs, stop_reason, status: running|completed|diverged|interrupted|failed",
+    ),
+    (METRICS_FILE, "training figures: train and eval loss, steps, tokens, tokens/s, runtime"),
+    (RECIPE_FILE, "the recipe as submitted (sqlctl --local writes it before `sqlmaster train`)"),
+    (f"{ADAPTER_DIR}/", f"LoRA runs: {ADAPTER_WEIGHTS_FILE} + {ADAPTER_CONFIG_FILE} + tokenizer files"),
+    (f"{MODEL_DIR}/", "full runs (tiny): all weights + tokenizer"),
+    (f"{BASE_DIR}/", "tiny: the randomly initialised base and its tokenizer (a resumed run starts from the same)"),
+    (f"{MERGED_DIR}/", "optional (output.merge): base + adapter merged into full weights"),
+    (
+        f"{CHECKPOINTS_DIR}/{CHECKPOINT_PREFIX}<step>/",
+        f"HF Trainer checkpoints (resume); {COMPLETE_MARKER} marks a finished save, {TIME_BUDGET_FILE} the time used",
+    ),
+    (f"{EVAL_DIR}/<dataset>/{PREDICTIONS_FILE}", "one evaluation's generations: prompt, raw output, SQL, latency"),
+    (f"{EVAL_DIR}/<dataset>/{RECORDS_FILE}", "each prediction scored (`sqlmaster eval score`'s records)"),
+    (f"{EVAL_DIR}/<dataset>/{METRICS_FILE}", "execution accuracy per convention, exact match, intervals, settings"),
+    (f"{LOGS_DIR}/", "W&B files (offline mode syncs from here)"),
+)
+
+
+def layout_tree(width: int = 36, line_length: int = 116) -> str:
+    """``LAYOUT`` as an indented tree with a comment per entry, wrapped at ``line_length`` (docs/design.md)."""
+    import textwrap
+
+    lines = ["DIR/"]
+    for path, what in LAYOUT:
+        wrapped = textwrap.wrap(what, line_length - width - 5)
+        lines.append(f"  {path:<{width}} # {wrapped[0]}")
+        lines += [f"  {'':<{width}} # {more}" for more in wrapped[1:]]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

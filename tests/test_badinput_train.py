@@ -173,6 +173,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ),
     ("wandb_mode=sometimes", [*TRAIN, "{new}", "--set", "tracking.wandb_mode=sometimes"], 2, r"must be one of auto"),
     ("unknown key", [*TRAIN, "{new}", "--set", "training.max_stepz=3"], 2, r"unknown key\(s\) \['max_stepz'\]"),
+    # a section's ClassVars (ROLE, SECTION) are annotations but not keys
+    ("class attribute as key", [*TRAIN, "{new}", "--set", "data.ROLE=x"], 2, r"unknown key\(s\) \['ROLE'\]"),
     ("unknown section", [*TRAIN, "{new}", "--set", "trainer.max_steps=3"], 2, r"unknown recipe section"),
     (
         "helm-style --set",

@@ -40,6 +40,8 @@ def test_a_jobs_values_file_is_accepted(tmp_path: Path) -> None:
     [
         ({"training": {"max_step": 3}}, r"unknown key\(s\) \['max_step'\] in recipe section 'training'"),
         ({"trainer": {}}, r"unknown recipe section\(s\) \['trainer'\]"),
+        ({"data": {"ROLE": "x"}}, r"unknown key\(s\) \['ROLE'\] in recipe section 'data'"),
+        ({"training": {"SECTION": "x"}}, r"unknown key\(s\) \['SECTION'\] in recipe section 'training'"),
         ({"training": {"max_steps": "many"}}, "training.max_steps must be an integer"),
         ({"training": {"packing": "yes"}}, "training.packing must be true or false"),
         ({"model": {"mode": "qlora"}}, r"model.mode must be one of lora, full \(got 'qlora'\)"),
@@ -234,3 +236,47 @@ def test_max_steps_means_that_many_steps_even_with_a_time_budget() -> None:
     assert quick.max_steps == 20 and quick.time_budget_minutes is None
     both = _train_overrides(["training.time_budget_minutes=2"], 20)
     assert resolve_recipe("train", "tiny", None, both).recipe.training.time_budget_minutes == 2
+
+
+def test_template_choices_and_help_come_from_the_template_registry() -> None:
+    from sqlmaster.config import recipe_keys
+    from sqlmaster.prompt import TEMPLATES
+
+    (spec,) = [k for k in recipe_keys() if k.key == "prompt.template"]
+    assert spec.constraints["choices"] == tuple(TEMPLATES)
+    for name in TEMPLATES:  # every template, tiny's `terse` included, is named in the generated help
+        assert f'"{name}"' in spec.help and name in spec.schema["enum"]
+
+
+def test_bounds_are_one_table() -> None:
+    from sqlmaster.config import BOUNDS, knob, recipe_keys
+
+    with pytest.raises(TypeError, match="unknown bound"):
+        knob("a typo must fail at import, not pass as no bound", minimun=1)
+    (spec,) = [k for k in recipe_keys() if k.key == "evaluation.top_p"]
+    assert spec.constraint_text() == "> 0, <= 1"
+    assert spec.schema["exclusiveMinimum"] == 0 and spec.schema["maximum"] == 1
+    assert {b.json_keyword for b in BOUNDS.values()} == {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}
+
+
+def test_settings_classes_take_their_defaults_from_the_recipe() -> None:
+    # One declaration per value: the generator's, tiny's and the scorer's settings read the recipe's defaults,
+    # and from a recipe section they take its values.
+    from sqlmaster.config import EvaluationConfig, ModelConfig, TrainingConfig
+    from sqlmaster.evaluate.execution import prepare_example
+    from sqlmaster.evaluate.generate import GenerationSettings
+    from sqlmaster.evaluate.score import ScoreSettings
+    from sqlmaster.evaluate.synth import DATABASES_PER_EXAMPLE
+    from sqlmaster.models.tiny import TRAINING_SEED, TinyArchitecture, architecture_from
+
+    evaluation, model = EvaluationConfig(), ModelConfig()
+    generation = GenerationSettings()
+    for name in ("max_new_tokens", "batch_size", "do_sample", "temperature", "top_p", "top_k"):
+        assert getattr(generation, name) == getattr(evaluation, name), name
+    assert generation.seed == TRAINING_SEED == TrainingConfig().seed
+    assert GenerationSettings.from_config(EvaluationConfig(batch_size=3, top_k=7)).batch_size == 3
+    assert TinyArchitecture() == architecture_from(model)
+    assert architecture_from(ModelConfig(tiny_layers=2, tiny_pre_tokenizer="runs")).num_hidden_layers == 2
+    assert ScoreSettings().databases_per_example == DATABASES_PER_EXAMPLE == evaluation.databases_per_example
+    prepared = prepare_example("CREATE TABLE t (a INTEGER)", "SELECT a FROM t")
+    assert len(prepared.synth.databases) == evaluation.databases_per_example

@@ -24,9 +24,9 @@ def test_shipped_sample_loads_every_row(shipped: list[Example]) -> None:
 
 
 def test_split_is_deterministic_and_disjoint(shipped: list[Example]) -> None:
-    a = make_splits(shipped, validation_size=100, test_size=500, seed=1399)
-    b = make_splits(shipped, validation_size=100, test_size=500, seed=1399)
-    c = make_splits(shipped, validation_size=100, test_size=500, seed=7)
+    a = make_splits(shipped, DataConfig(validation_size=100, test_size=500, seed=1399))
+    b = make_splits(shipped, DataConfig(validation_size=100, test_size=500, seed=1399))
+    c = make_splits(shipped, DataConfig(validation_size=100, test_size=500, seed=7))
     assert a.fingerprints() == b.fingerprints()
     assert a.fingerprints()["test"] != c.fingerprints()["test"]
     assert a.sizes()["test"] == 500 and a.sizes()["validation"] == 100
@@ -38,7 +38,7 @@ def test_leakage_guard_drops_train_rows_that_repeat_a_test_task() -> None:
     base = [Example(f"q{i}", f"CREATE TABLE t{i} (a INT)", f"SELECT a FROM t{i}") for i in range(50)]
     # The same question on the same schema, written with other case and spacing, and another answer.
     twins = [Example(f"  Q{i} ", f"create table T{i} (a int)", f"SELECT a FROM t{i} LIMIT 1") for i in range(50)]
-    splits = make_splits(base + twins, validation_size=5, test_size=10, seed=0)
+    splits = make_splits(base + twins, DataConfig(validation_size=5, test_size=10, seed=0))
     held_out = {ex.key() for ex in splits.test + splits.validation}
     assert splits.stats["leaked_dropped"] > 0
     assert not any(ex.key() in held_out for ex in splits.train)
@@ -56,7 +56,7 @@ def test_drop_invalid_gold_removes_rows_that_fail_on_their_schema() -> None:
         Example("ok", "CREATE TABLE t (a INT)", "SELECT a FROM t"),
         Example("bad", "CREATE TABLE t (a INT)", "SELECT b FROM t"),
     ] * 3 + [Example(f"q{i}", "CREATE TABLE t (a INT)", f"SELECT a FROM t WHERE a = {i}") for i in range(10)]
-    splits = make_splits(rows, validation_size=1, test_size=1, seed=0, drop_invalid_gold=True)
+    splits = make_splits(rows, DataConfig(validation_size=1, test_size=1, seed=0, drop_invalid_gold=True))
     assert splits.stats["invalid_gold_dropped"] == 1  # the duplicates were removed first
     assert all(ex.question != "bad" for ex in splits.train + splits.test + splits.validation)
 

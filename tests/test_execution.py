@@ -163,7 +163,8 @@ CAP_QUERIES = [
 
 @pytest.mark.parametrize("convention", ["official", "strict"])
 def test_row_cap_never_changes_a_verdict(convention: str) -> None:
-    from sqlmaster.evaluate.execution import apply_convention, compare, plan_gold, run_gold, score_on_connections
+    from sqlmaster.evaluate.conventions import apply_convention
+    from sqlmaster.evaluate.execution import compare, plan_gold, run_gold, score_on_connections
     from sqlmaster.evaluate.sandbox import lock_setup_connection, new_setup_connection, run_query, run_script
 
     conn = new_setup_connection()
@@ -234,7 +235,8 @@ def test_a_gold_runs_once_per_database_for_every_convention_that_runs_the_same_s
         for convention in ("strict", "official", "strict"):
             result = cache.get("db", conn, gold, convention, DEFAULT_LIMITS)
             if gold is broken:  # the error names the convention it was asked for
-                assert isinstance(result, str) and result.startswith(f"gold ({convention} convention): sql:")
+                assert isinstance(result, execution.GoldError)
+                assert str(result).startswith(f"gold ({convention} convention): sql:")
     # Without DISTINCT both conventions run the same SQL: once. With it, each convention runs its own.
     assert runs == [plain, distinct, "SELECT  name FROM p", broken]
 
@@ -249,3 +251,22 @@ def test_a_dropped_condition_shows_under_min_and_max(func: str) -> None:
     assert prep.synth.nontrivial
     assert not score_prediction(prep, f"SELECT {func}(laps) FROM t", gold=gold).match
     assert score_prediction(prep, f"SELECT {func}(laps) FROM t WHERE grid = '5'", gold=gold).match
+
+
+def test_bounded_cache_forgets_the_least_recently_used_and_hands_it_back() -> None:
+    from sqlmaster.evaluate.cache import BoundedCache
+
+    evicted: list[str] = []
+    cache: BoundedCache[str, str | None] = BoundedCache(2, on_evict=lambda v: evicted.append(str(v)))
+    cache.put("a", "A")
+    cache.put("b", "B")
+    assert cache.get("a") == "A"  # now "b" is the least recently used
+    cache.put("c", "C")
+    assert evicted == ["B"] and "b" not in cache and len(cache) == 2
+    made: list[str] = []
+    assert cache.get_or_make("n", lambda: made.append("n") or None) is None  # None is a value, made once
+    assert cache.get_or_make("n", lambda: made.append("again") or "x") is None and made == ["n"]
+    cache.clear()
+    assert len(cache) == 0 and evicted == ["B", "A", "C", "None"]  # "n" pushed "a" out; clear hands back the rest
+    with pytest.raises(ValueError):
+        BoundedCache(0)

@@ -90,3 +90,15 @@ def test_each_7b_eval_file_rebuilds_its_training_split_and_prompt(name: str) -> 
     values = yaml.safe_load((REPO / "jobs" / "eval" / f"{name}.yaml").read_text())
     assert values["runs"][0]["model"] == name
     assert ("HF_TOKEN" in values["secrets"]["required"]) == MODELS[name].gated
+
+
+def test_the_run_directory_layout_names_every_folder_and_eval_file() -> None:
+    # docs/design.md's tree is generated from rundir.LAYOUT: every folder and every file of an evaluation is in it.
+    from sqlmaster import rundir
+
+    paths = [path for path, _ in rundir.LAYOUT]
+    folders = [value for name, value in vars(rundir).items() if name.endswith("_DIR")]
+    assert folders and all(any(p.startswith(f"{folder}/") for p in paths) for folder in folders)
+    for name in (rundir.PREDICTIONS_FILE, rundir.RECORDS_FILE, rundir.METRICS_FILE):
+        assert f"{rundir.EVAL_DIR}/<dataset>/{name}" in paths
+    assert rundir.RUN_INFO_FILE in paths and rundir.RECIPE_FILE in paths

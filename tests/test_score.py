@@ -17,7 +17,14 @@ from _scorer_data import seeded_subset
 from sqlmaster.evaluate import isolated
 from sqlmaster.evaluate.isolated import run_isolated
 from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, run_query
-from sqlmaster.evaluate.score import ScoreInputError, ScoreSettings, failure_record, score_file
+from sqlmaster.evaluate.score import (
+    ScoreInputError,
+    ScorerState,
+    ScoreSettings,
+    failure_record,
+    score_example,
+    score_file,
+)
 
 CTX = "CREATE TABLE t (name VARCHAR, age INTEGER)"
 GOLD = 'SELECT name FROM t WHERE age > 30 AND name = "bob"'
@@ -121,11 +128,22 @@ def _misbehave(payload: str) -> dict[str, Any]:
 METHODS = pytest.mark.parametrize("method", ["fork", "spawn"])  # the pool forks when it is safe, else spawns
 
 
+def _failed(reason: str) -> dict[str, Any]:
+    """The pool's failure result for these dict-returning tasks (the scorer's is a Score: failure_record)."""
+    return {"error": reason, "worker_failure": True}
+
+
+def test_a_failed_task_is_a_miss_naming_the_reason() -> None:
+    score = failure_record("watchdog: example took longer than 30s")
+    assert not (score.execution_match or score.executes or score.exact_match) and score.gold_valid
+    assert score.worker_failure and score.error == "scorer: watchdog: example took longer than 30s"
+
+
 @METHODS
 def test_pool_survives_crashing_and_hanging_examples(method: str) -> None:
     payloads = ["a", "crash", "b", "hang", "raise", "c"]
     start = time.monotonic()
-    results = run_isolated(_misbehave, payloads, 2, 3.0, failure_record, method=method)
+    results = run_isolated(_misbehave, payloads, 2, 3.0, _failed, method=method)
     assert time.monotonic() - start < 30
     assert [r.get("payload") for r in results] == ["a", None, "b", None, None, "c"]
     assert "crashed (exit code 13)" in results[1]["error"]
@@ -139,7 +157,7 @@ def test_pool_blames_the_payload_in_flight_when_answers_come_per_chunk(method: s
     # One worker, chunks of 4: "a" and "b" are finished but not yet answered when "crash" kills the worker; they
     # are scored again, and only the payload that was running gets the failure.
     payloads = ["a", "b", "crash", "c", "d", "hang", "e", "raise", "f"]
-    results = run_isolated(_misbehave, payloads, 1, 3.0, failure_record, chunk=4, method=method)
+    results = run_isolated(_misbehave, payloads, 1, 3.0, _failed, chunk=4, method=method)
     assert [r.get("payload") for r in results] == ["a", "b", None, "c", "d", None, "e", None, "f"]
     assert "crashed (exit code 13)" in results[2]["error"]
     assert "watchdog" in results[5]["error"]
@@ -155,7 +173,7 @@ def _pid(payload: str) -> dict[str, Any]:
 def test_pool_keeps_a_group_in_one_worker(method: str) -> None:
     # Chunks of 2, groups of 5: each group still lands in one worker (its caches serve the whole group).
     payloads = [f"{g}{i}" for g in "abcdef" for i in range(5)]
-    results = run_isolated(_pid, payloads, 2, 30, failure_record, chunk=2, group=lambda p: p[0], method=method)
+    results = run_isolated(_pid, payloads, 2, 30, _failed, chunk=2, group=lambda p: p[0], method=method)
     assert [r["payload"] for r in results] == payloads
     for g in "abcdef":
         assert len({r["pid"] for r in results if r["payload"][0] == g}) == 1, g
@@ -175,7 +193,7 @@ def test_workers_leave_ctrl_c_to_the_parent_and_cap_what_they_map(method: str) -
     # traceback), and its address-space cap counts from what it started with: a worker forked from a large
     # parent gets the same headroom as a spawned one.
     parent_mapped = isolated._mapped_bytes()
-    results = run_isolated(_interrupt_self, ["a", "b"], 1, 30, failure_record, method=method)
+    results = run_isolated(_interrupt_self, ["a", "b"], 1, 30, _failed, method=method)
     assert [r.get("payload") for r in results] == ["a", "b"], results
     started_with = results[0]["address_space_limit"] - isolated.ADDRESS_SPACE_BYTES
     assert 0 < started_with <= results[0]["mapped"]  # what it mapped at its start, no more than it maps now
@@ -202,14 +220,15 @@ def test_a_second_thread_means_spawn() -> None:
 def test_workers_leave_the_parents_cached_databases_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    # In-process scoring leaves this process holding cached databases (open SQLite connections); a worker forked
-    # afterwards inherits them and must set them aside untouched. Same verdicts, and the parent's still work.
-    from sqlmaster.evaluate import score as score_module
-
+    # This process holds a scorer state with cached databases (open SQLite connections); a worker forked
+    # meanwhile inherits them and must leave them untouched. Same verdicts, and the parent's still work.
     rows = [_row(GOLD), _row("SELECT name FROM t WHERE age > 30"), _row("SELECT nope FROM t")]
     path = _write(tmp_path / "in.jsonl", rows)
     score_file(path, tmp_path / "in-process", workers=0)
-    prepared = next(iter(score_module._STATE.examples._items.values()))
+    state = ScorerState()
+    held = score_example(state, ScoreSettings(), (None, rows[0]["context"], GOLD, GOLD))
+    assert held.execution_match
+    prepared = state.examples.values()[0]
     monkeypatch.setattr(isolated, "start_method", lambda: method)
     score_file(path, tmp_path / "pool", workers=2)
     verdicts = {

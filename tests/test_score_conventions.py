@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from sqlmaster.data.spider import database_path
+from sqlmaster.evaluate.conventions import apply_convention, first_statement
 from sqlmaster.evaluate.exact_match import exact_match, normalize_sql, signature
-from sqlmaster.evaluate.execution import apply_convention, plan_gold, score_on_database_file
+from sqlmaster.evaluate.execution import plan_gold, score_on_database_file
 from sqlmaster.evaluate.score import ScoreInputError, ScoreSettings, score_file
 
 SPIDER_DB_DIR = database_path("concert_singer").parent  # the shipped flat layout: <db_id>.sqlite
@@ -84,6 +85,47 @@ def test_convention_is_recorded_with_the_other_beside_it(tmp_path: Path, convent
     records = _records(tmp_path / "out")
     assert [r["execution_match"] for r in records] == [convention == "official", True, False]
     assert [r[f"execution_match_{other}"] for r in records] == [convention != "official", True, False]
+
+
+@pytest.mark.parametrize(
+    ("sql", "first"),
+    [
+        ("SELECT a FROM t; DROP TABLE t", "SELECT a FROM t;"),
+        ("SELECT a FROM t;", "SELECT a FROM t;"),
+        ("SELECT a FROM t", "SELECT a FROM t"),
+        # a ; inside a string, a quoted name or a comment does not end the statement
+        ("SELECT 'a;b' FROM t; SELECT 2", "SELECT 'a;b' FROM t;"),
+        ('SELECT "x;y", [p;q] FROM t -- c;d\n; SELECT 2', 'SELECT "x;y", [p;q] FROM t -- c;d\n;'),
+        ("SELECT a /* ; */ FROM t ; SELECT 2 ; SELECT 3", "SELECT a /* ; */ FROM t ;"),
+    ],
+)
+def test_official_convention_keeps_the_first_statement(sql: str, first: str) -> None:
+    # The official evaluator rebuilds each query from the first statement sqlparse finds; strict runs it as written.
+    assert first_statement(sql) == first
+    assert apply_convention(sql, "official") == first
+    assert apply_convention(sql, "strict") == sql
+    assert apply_convention("SELECT DISTINCT a FROM t; SELECT DISTINCT b FROM t", "official") == "SELECT  a FROM t;"
+
+
+def test_a_trailing_statement_is_ignored_by_official_and_refused_by_strict(tmp_path: Path) -> None:
+    gold = "SELECT name FROM singer WHERE age > 30"
+    db = database_path("concert_singer")
+    for trailing in ("; SELECT 1", ";SELECT name FROM singer", "; DROP TABLE singer"):
+        valid, official = score_on_database_file(db, gold, gold + trailing, convention="official")
+        assert valid and official.match and official.executes
+        valid, strict = score_on_database_file(db, gold, gold + trailing, convention="strict")
+        assert valid and not strict.match and not strict.executes
+        assert strict.error is not None and "more than one SQL statement" in strict.error
+    # Only the first statement counts: a wrong first statement is wrong whatever follows it.
+    assert not score_on_database_file(db, gold, f"SELECT name FROM singer; {gold}", convention="official")[1].match
+    rows = [{"db_id": "concert_singer", "answer": gold, "prediction": p} for p in (f"{gold}; SELECT 1", gold)]
+    settings = ScoreSettings(convention="official")
+    score_file(
+        _write(tmp_path / "in.jsonl", rows), tmp_path / "out", workers=0, settings=settings, db_dir=SPIDER_DB_DIR
+    )
+    records = _records(tmp_path / "out")
+    assert [(r["execution_match"], r["execution_match_strict"]) for r in records] == [(True, False), (True, True)]
+    assert records[0]["executes"] and records[0]["error"] is None
 
 
 # ------------------------------------------------------------------------------------------------ ORDER BY ties

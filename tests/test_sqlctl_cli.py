@@ -4,6 +4,8 @@ flags mean the same everywhere, and the registry sqlctl reads stays torch-free."
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -202,3 +204,38 @@ def test_no_sqlctl_module_or_local_plan_imports_torch(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_command_of_both_clis_is_registered_one_way() -> None:
+    # A decorator on the function (or add_typer beside a group's Typer); never app.command("x")(function).
+    sources = [REPO / "sqlmaster" / "cli.py", *sorted((REPO / "cli" / "sqlctl").rglob("*.py"))]
+    late = [str(p.relative_to(REPO)) for p in sources if re.search(r"\.command\([^()]*\)\(", p.read_text())]
+    assert not late, f"commands registered by a call instead of a decorator: {late}"
+    import typer.main
+
+    names = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert names == {"submit", "artifacts", "list", "status", "logs", "cancel", "models"}
+
+
+def test_submit_train_and_eval_share_one_declaration_of_their_options() -> None:
+    import dataclasses
+
+    import typer.main
+    from sqlctl.commands.submit import SubmitFlags
+
+    submit = typer.main.get_command(app).commands["submit"]  # type: ignore[attr-defined]
+    options = {name: {p.name for p in submit.commands[name].params} for name in ("train", "eval")}
+    shared = {f.name for f in dataclasses.fields(SubmitFlags)}
+    assert options["train"] == shared | {"model"}
+    assert options["eval"] == options["train"] | {"adapter_run"}
+
+
+def test_both_clis_use_one_table_of_exit_codes() -> None:
+    from sqlctl.errors import SqlctlError
+
+    from sqlmaster import exitcodes
+    from sqlmaster.errors import ConfigError, Interrupted, TransientError
+
+    assert SqlctlError("x").code == ConfigError.exit_code == exitcodes.CONFIG == 2
+    assert TransientError.exit_code == exitcodes.FAILURE == 1
+    assert Interrupted(signal.SIGTERM).exit_code == exitcodes.interrupted(signal.SIGTERM) == 143

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlctl.errors import EXIT_FAILURE, SqlctlError
+from sqlctl.errors import SqlctlError
 from sqlctl.kube import ApiError, Kube
 from sqlctl.manifests import LABEL_RUN_ID, Obj, labels, name_of
+from sqlmaster import exitcodes
 
 # Dependencies first: the Job's pods need their ConfigMap, Service and claim.
 _ORDER = [
@@ -65,7 +66,7 @@ def create_objects(kube: Kube, manifests: list[Obj], run_id: str, namespace: str
                     f"the API server refused {kind} {name}: {exc.message}",
                     "Fix the values named in the message; objects listed above were created "
                     f"(remove them with: sqlctl cancel {run_id} -y).",
-                    code=EXIT_FAILURE,
+                    code=exitcodes.FAILURE,
                 ) from exc
         existing = kube.get(obj["apiVersion"], kind, name, namespace)
         owner = labels(existing).get(LABEL_RUN_ID)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import sys
 
-# Exit codes: 1 = the run or the cluster failed; 2 = the user's input or setup is wrong (mirrors the
-# workload CLI contract, where 2 is a configuration error).
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
+from sqlmaster import exitcodes  # the workload's codes: 1 the run or the cluster failed, 2 the input is wrong
 
 
 class SqlctlError(Exception):
     """A problem the user can fix: `what` names it, `fix` says how to fix it."""
 
-    def __init__(self, what: str, fix: str = "", code: int = EXIT_CONFIG, detail: str = "") -> None:
+    def __init__(self, what: str, fix: str = "", code: int = exitcodes.CONFIG, detail: str = "") -> None:
         super().__init__(what)
         self.what = what.rstrip(".")
         self.fix = fix

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sqlctl.errors import EXIT_FAILURE, SqlctlError
+from sqlctl.errors import SqlctlError
+from sqlmaster import exitcodes
 
 if TYPE_CHECKING:
     from urllib3 import HTTPResponse
@@ -116,7 +117,7 @@ class Kube:
             raise SqlctlError(
                 f"cannot reach the Kubernetes API server at {self.server} ({type(exc).__name__})",
                 "Check that the cluster is up and that --kubeconfig/--context point at it.",
-                code=EXIT_FAILURE,
+                code=exitcodes.FAILURE,
             ) from exc
         return response
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlctl.errors import EXIT_CONFIG, SqlctlError
+from sqlctl.errors import SqlctlError
 from sqlctl.manifests import CONTAINER, LABEL_MODEL, LABEL_RUN_ID, labels, name_of, pod_spec
+from sqlmaster import exitcodes
 
 Manifest = dict[str, Any]
 PROGRAM = "sqlmaster"  # the console script the chart's command starts (directly or through torchrun)
@@ -207,7 +208,7 @@ def execute(run: LocalRun) -> int:
         raise SqlctlError(
             f"cannot start {run.argv[0]} ({exc.strerror})",
             "Install the workload (pip install -e '.[train,eval]') or set SQLMASTER_BIN.",
-            code=EXIT_CONFIG,
+            code=exitcodes.CONFIG,
         ) from exc
     assert proc.stdout is not None
     for line in proc.stdout:

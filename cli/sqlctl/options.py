@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from sqlctl.errors import EXIT_FAILURE, SqlctlError, print_error
+from sqlctl.errors import SqlctlError, print_error
 from sqlctl.kube import ApiError, KubeSettings
 from sqlctl.output import OutputFormat
+from sqlmaster import exitcodes
 
 
 def _fail(err: SqlctlError) -> NoReturn:
@@ -120,9 +122,10 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
                 "Check your RBAC permissions (sqlctl needs the verbs in docs/cluster.md)." if exc.status == 403 else ""
             )
             print_error(SqlctlError(f"the API server answered {exc.status} {exc.reason}: {exc.message}", fix))
-            raise typer.Exit(EXIT_FAILURE) from None
+            raise typer.Exit(exitcodes.FAILURE) from None
         except KeyboardInterrupt:
-            print_error(SqlctlError("interrupted", "", code=130))
-            raise typer.Exit(130) from None
+            code = exitcodes.interrupted(signal.SIGINT)
+            print_error(SqlctlError("interrupted", "", code=code))
+            raise typer.Exit(code) from None
 
     return wrapper

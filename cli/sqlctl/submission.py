@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlctl.errors import EXIT_FAILURE, SqlctlError, warn
+from sqlctl.errors import SqlctlError, warn
 from sqlctl.paths import RepoPaths
+from sqlmaster import exitcodes
 
 if TYPE_CHECKING:
     from sqlctl.render import RenderRequest
@@ -212,5 +213,5 @@ def _create(kube: Any, paths: RepoPaths, task: str, user: UserValues, planned: P
     raise SqlctlError(
         f"{_RETRIES} generated run ids for {planned.model} were all taken",
         "Retry, or pass --run-id yourself.",
-        code=EXIT_FAILURE,
+        code=exitcodes.FAILURE,
     )

@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from sqlctl.errors import EXIT_FAILURE, SqlctlError
+from sqlctl.errors import SqlctlError
+from sqlmaster import exitcodes
 
 MANIFEST_NAME = ".sqlctl-SHA256SUMS"  # written into the pulled folder: what was verified
 REMOTE_SUMS = "SHA256SUMS"  # checked at fsspec sources when present
@@ -255,7 +256,7 @@ def extract_verified(tar_path: Path, manifest: dict[str, str], dest: Path) -> di
                         f"checksum mismatch for {name} (expected {manifest[name][:12]}…, got {digest[:12]}…)",
                         "The file changed while it was read or the transfer was corrupted; pull again "
                         "once the run has finished.",
-                        code=EXIT_FAILURE,
+                        code=exitcodes.FAILURE,
                     )
                 sizes[name] = size
         missing = sorted(set(manifest) - set(sizes))
@@ -264,12 +265,12 @@ def extract_verified(tar_path: Path, manifest: dict[str, str], dest: Path) -> di
                 f"{len(missing)} file(s) of the manifest are missing from the archive, e.g. {missing[0]}",
                 "The log was cut short (kubelet log rotation caps a container log near 10 MiB by default); "
                 "pull again or write runs to an s3://, gs:// or hf:// destination.",
-                code=EXIT_FAILURE,
+                code=exitcodes.FAILURE,
             )
         _publish(staging, dest, manifest)
     except (tarfile.TarError, EOFError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise SqlctlError(f"the artifact archive is damaged ({exc})", "Pull again.", code=EXIT_FAILURE) from exc
+        raise SqlctlError(f"the artifact archive is damaged ({exc})", "Pull again.", code=exitcodes.FAILURE) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -338,7 +339,7 @@ def pull_fsspec(listing: FsspecListing, dest: Path, on_bytes: Progress | None = 
                 raise SqlctlError(
                     f"checksum mismatch for {name} against the source's SHA256SUMS",
                     "The source changed or is corrupted; pull again.",
-                    code=EXIT_FAILURE,
+                    code=exitcodes.FAILURE,
                 )
             got[name] = digest
         _publish(staging, dest, got)

@@ -13,13 +13,4 @@ def build_splits(cfg: DataConfig) -> Splits:
         from sqlmaster.data.spider import dev_questions
 
         exclude = dev_questions()
-    return make_splits(
-        load_examples(cfg.source),
-        validation_size=cfg.validation_size,
-        test_size=cfg.test_size,
-        seed=cfg.seed,
-        dedupe=cfg.dedupe,
-        drop_invalid_gold=cfg.drop_invalid_gold,
-        exclude_questions=exclude,
-        max_train_rows=cfg.max_train_rows,
-    )
+    return make_splits(load_examples(cfg.source), cfg, exclude_questions=exclude)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from sqlmaster.config import DataConfig
 from sqlmaster.data.examples import Example, fingerprint, normalise_text
 from sqlmaster.data.validity import gold_runs
 from sqlmaster.errors import ConfigError
@@ -32,24 +33,16 @@ class Splits:
         }
 
 
-def make_splits(
-    examples: list[Example],
-    *,
-    validation_size: int,
-    test_size: int,
-    seed: int,
-    dedupe: bool = True,
-    drop_invalid_gold: bool = False,
-    exclude_questions: set[str] | None = None,
-    max_train_rows: int | None = None,
-) -> Splits:
-    """Split ``examples``; the same inputs and seed always give the same splits."""
+def make_splits(examples: list[Example], cfg: DataConfig, exclude_questions: set[str] | None = None) -> Splits:
+    """Split ``examples`` as the recipe's ``data`` section says (its keys and their defaults are declared there);
+    the same inputs and seed always give the same splits. ``exclude_questions`` never reach training."""
+    validation_size, test_size, seed = cfg.validation_size, cfg.test_size, cfg.seed
     stats: dict[str, int] = {"loaded": len(examples)}
     rows = list(examples)
-    if dedupe:
+    if cfg.dedupe:
         rows = list(dict.fromkeys(rows))  # keeps first occurrence, preserves order
         stats["duplicates_dropped"] = len(examples) - len(rows)
-    if drop_invalid_gold:
+    if cfg.drop_invalid_gold:
         before = len(rows)
         rows = [ex for ex in rows if gold_runs(ex.context, ex.answer)]
         stats["invalid_gold_dropped"] = before - len(rows)
@@ -77,8 +70,8 @@ def make_splits(
         train = [ex for ex in train if normalise_text(ex.question) not in excluded]
         stats["excluded_questions_dropped"] = before - len(train)
 
-    if max_train_rows is not None:
-        train = train[:max_train_rows]
+    if cfg.max_train_rows is not None:
+        train = train[: cfg.max_train_rows]
     if not train:
         raise ConfigError(
             f"no training rows left after the split ({stats}): every row is held out or filtered. "

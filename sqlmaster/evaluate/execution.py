@@ -14,13 +14,9 @@ match needs the results to agree on **every** database:
   evaluation: "names and ages" answered as ages and names is right); ``column_order_matters=True`` turns
   that off.
 
-**Conventions** (named, recorded in metrics.json):
-
-* ``official``: the Spider test-suite evaluator's defaults (taoyds/test-suite-sql-eval, ``eval_exec_match``
-  with ``keep_distinct=False, plug_value=False``): every ``DISTINCT`` keyword is removed from gold and
-  prediction before they run, and ``> =``/``< =``/``! =`` are joined as it joins them. Published Spider
-  figures use it.
-* ``strict``: the SQL runs as written (DISTINCT kept), so a missing or extra DISTINCT is a miss.
+**Conventions** (named, recorded in metrics.json; :mod:`.conventions` says which SQL runs under each):
+``official`` (the Spider test-suite evaluator's: first statement only, DISTINCT removed) and ``strict`` (the SQL
+as written).
 
 ``executes`` is true when the prediction ran without error on every database it was run on (the scorer stops
 at the first database where the results differ, and stops reading a prediction's rows once it has returned more
@@ -40,14 +36,16 @@ import hashlib
 import itertools
 import re
 import sqlite3
-from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sqlglot import exp
 
 from sqlmaster.evaluate import sqlast
+from sqlmaster.evaluate.cache import BoundedCache
+from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION, apply_convention
 from sqlmaster.evaluate.sandbox import (
     DEFAULT_LIMITS,
     Limits,
@@ -58,50 +56,35 @@ from sqlmaster.evaluate.sandbox import (
     read_database_file,
     run_query,
 )
-from sqlmaster.evaluate.synth import POOL, SynthesizedExample, synthesize
+from sqlmaster.evaluate.synth import DATABASES_PER_EXAMPLE, POOL, SynthesizedExample, synthesize
 
 _MAX_PERMUTED_COLUMNS = 5  # 120 permutations at most
-CONVENTIONS = ("official", "strict")
-DEFAULT_CONVENTION = "strict"
 
 
 @dataclass(frozen=True)
-class PredictionResult:
+class Verdict:
+    """One prediction under one convention: does it match the gold, did it run, and why not."""
+
     match: bool
     executes: bool
     error: str | None = None
 
 
-# ------------------------------------------------------------------------------------------------ conventions
+@dataclass(frozen=True)
+class GoldError:
+    """Why a gold query cannot be scored: the message only (an exception's traceback would keep frames alive).
 
-# One pass over the SQL that skips quoted strings, quoted identifiers and comments, so that only the keyword
-# DISTINCT and the split operators outside them are touched.
-_SCAN = re.compile(
-    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|\Z))"""
-    r"""|(\bdistinct\b)|([<>!]) =""",
-    re.IGNORECASE | re.DOTALL,
-)
+    ``convention`` is the one the gold was run under; ``None`` when it failed before any convention applied
+    (its context or the gold itself is invalid for synthesis).
+    """
 
+    reason: str
+    convention: str | None = None
 
-_OFFICIAL_CHANGES = re.compile(r"distinct|[<>!] =", re.IGNORECASE)  # what the scan below can change
-
-
-def _official_token(match: re.Match[str]) -> str:
-    if match.group(1) is not None:
-        return match.group(1)
-    if match.group(2) is not None:
-        return ""
-    return match.group(3) + "="
-
-
-def apply_convention(sql: str, convention: str) -> str:
-    """The SQL that runs under ``convention`` (see the module docstring)."""
-    if convention == "strict":
-        return sql
-    if convention == "official":
-        # Most SQL has neither DISTINCT nor a split operator: one cheap search instead of the full scan.
-        return _SCAN.sub(_official_token, sql) if _OFFICIAL_CHANGES.search(sql) else sql
-    raise ValueError(f"unknown convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
+    def __str__(self) -> str:
+        if self.convention is None:
+            return f"gold invalid: {self.reason}"
+        return f"gold ({self.convention} convention): {self.reason}"
 
 
 # ------------------------------------------------------------------------------------------------ comparison
@@ -308,7 +291,7 @@ def score_on_connections(
     prediction: str,
     limits: Limits = DEFAULT_LIMITS,
     column_order_matters: bool = False,
-) -> PredictionResult:
+) -> Verdict:
     """Run the (convention-applied) prediction on each database and compare with the gold's result there.
 
     Under every convention a match needs as many rows as the gold has (:func:`results_match`, and the official
@@ -317,15 +300,15 @@ def score_on_connections(
     prediction counts as executing (it ran without error as far as it was run).
     """
     if not prediction or not prediction.strip():
-        return PredictionResult(False, False, "empty: no SQL to execute")
+        return Verdict(False, False, "empty: no SQL to execute")
     for conn, gold in zip(connections, golds, strict=True):
         try:
             rows = run_query(conn, prediction, limits, stop_after=len(gold.rows))
         except QueryError as exc:
-            return PredictionResult(False, False, str(exc))
+            return Verdict(False, False, str(exc))
         if not compare(gold, rows, column_order_matters):
-            return PredictionResult(False, True, None)
-    return PredictionResult(True, True, None)
+            return Verdict(False, True, None)
+    return Verdict(True, True, None)
 
 
 # ------------------------------------------------------------------------------------------------ examples
@@ -338,7 +321,7 @@ class PreparedExample:
     synth: SynthesizedExample
     ordered: bool  # gold's outermost query has ORDER BY
     _connections: list[sqlite3.Connection] | None = None
-    _golds: dict[str, list[GoldResult] | str] = field(default_factory=dict)  # gold SQL run -> results or error
+    _golds: dict[str, list[GoldResult] | GoldError] = field(default_factory=dict)  # gold SQL run -> results
     _normalized: dict[str, str | None] = field(default_factory=dict)
 
     def connections(self, limits: Limits) -> list[sqlite3.Connection]:
@@ -350,14 +333,14 @@ class PreparedExample:
                 self._connections = [connection_from_bytes(data, limits) for data in self.synth.databases]
         return self._connections
 
-    def gold_results(self, gold: str, convention: str, limits: Limits) -> list[GoldResult] | str:
+    def gold_results(self, gold: str, convention: str, limits: Limits) -> list[GoldResult] | GoldError:
         """The gold's results under ``convention`` on each database (or why it does not run)."""
         sql = apply_convention(gold, convention)
         cached = self._golds.get(sql)  # keyed by the SQL: conventions that run the same SQL share results
         if cached is not None:
             return cached
         plan = plan_gold(sql)
-        value: list[GoldResult] | str
+        value: list[GoldResult] | GoldError
         if plan.sql == gold and plan.tie_sql is None:  # synthesis ran this very SQL: reuse its rows
             value = []
             for rows in self.synth.gold_rows:
@@ -368,7 +351,7 @@ class PreparedExample:
             try:
                 value = [run_gold(conn, plan, limits) for conn in self.connections(limits)]
             except QueryError as exc:
-                value = f"gold ({convention} convention): {exc}"
+                value = GoldError(str(exc), convention)
         self._golds[sql] = value
         return value
 
@@ -389,7 +372,7 @@ class PreparedExample:
 
 
 def prepare_example(
-    context: str, gold: str, k: int = 3, seed: int = 0, limits: Limits = DEFAULT_LIMITS
+    context: str, gold: str, k: int = DATABASES_PER_EXAMPLE, seed: int = 0, limits: Limits = DEFAULT_LIMITS
 ) -> PreparedExample:
     """Synthesize the databases (parsing the gold once, for synthesis and for its ORDER BY)."""
     tree = sqlast.parse(gold)
@@ -401,26 +384,6 @@ def prepare_example(
     return PreparedExample(synth, ordered)
 
 
-class _LRU(OrderedDict[str, Any]):
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.maxsize = maxsize
-
-    def lookup(self, key: str) -> Any:
-        hit = self.get(key)
-        if hit is not None:
-            self.move_to_end(key)
-        return hit
-
-    def store(self, key: str, value: Any) -> list[Any]:
-        """Insert; returns the evicted values (for closing)."""
-        self[key] = value
-        evicted = []
-        while len(self) > self.maxsize:
-            evicted.append(self.popitem(last=False)[1])
-        return evicted
-
-
 class ExampleCache:
     """LRU cache of prepared examples per (context, gold, k, seed): several predictions of one example
     (mutants, several models) reuse one synthesis and its open databases.
@@ -430,17 +393,17 @@ class ExampleCache:
     """
 
     def __init__(self, maxsize: int = 16) -> None:
-        self._items = _LRU(maxsize)
+        self._items: BoundedCache[str, PreparedExample] = BoundedCache(maxsize, PreparedExample.close)
 
     def get(self, context: str, gold: str, k: int, seed: int, limits: Limits) -> PreparedExample:
         key = hashlib.sha256(f"{k}\0{seed}\0{context}\0{gold}".encode(errors="surrogatepass")).hexdigest()
-        hit: PreparedExample | None = self._items.lookup(key)
-        if hit is not None:
-            return hit
-        value = prepare_example(context, gold, k, seed, limits)
-        for old in self._items.store(key, value):
-            old.close()
-        return value
+        return self._items.get_or_make(key, lambda: prepare_example(context, gold, k, seed, limits))
+
+    def values(self) -> list[PreparedExample]:
+        return self._items.values()
+
+    def close(self) -> None:
+        self._items.clear()
 
 
 def score_prediction(
@@ -451,7 +414,7 @@ def score_prediction(
     column_order_matters: bool = False,
     convention: str = DEFAULT_CONVENTION,
     gold: str | None = None,
-) -> PredictionResult:
+) -> Verdict:
     """Run ``prediction`` on each synthesized database and compare with the gold's rows there.
 
     With a :class:`PreparedExample` and ``gold``, the gold's results are cached per convention and the
@@ -465,8 +428,8 @@ def score_prediction(
         if gold is None:
             raise ValueError("pass the gold SQL with a PreparedExample")
         golds = example.gold_results(gold, convention, limits)
-        if isinstance(golds, str):
-            raise ValueError(golds)
+        if isinstance(golds, GoldError):
+            raise ValueError(str(golds))
         connections = example.connections(limits)
     else:
         if example.gold_error is not None:
@@ -495,19 +458,19 @@ class DatabaseCache:
     """
 
     def __init__(self, maxsize: int = 32) -> None:
-        self._items = _LRU(maxsize)
+        self._items: BoundedCache[str, sqlite3.Connection] = BoundedCache(maxsize, sqlite3.Connection.close)
 
     def get(self, path: str, limits: Limits) -> sqlite3.Connection:
-        hit: sqlite3.Connection | None = self._items.lookup(path)
-        if hit is not None:
-            return hit
-        if Path(path).stat().st_size > IN_MEMORY_MAX_BYTES:
-            conn = connection_from_file_readonly(path, limits)
-        else:
-            conn = connection_from_bytes(read_database_file(path), limits, REAL_DATABASE_CACHE_KIB)
-        for old in self._items.store(path, conn):
-            old.close()
-        return conn
+        return self._items.get_or_make(path, lambda: _open_real_database(path, limits))
+
+    def close(self) -> None:
+        self._items.clear()
+
+
+def _open_real_database(path: str, limits: Limits) -> sqlite3.Connection:
+    if Path(path).stat().st_size > IN_MEMORY_MAX_BYTES:
+        return connection_from_file_readonly(path, limits)
+    return connection_from_bytes(read_database_file(path), limits, REAL_DATABASE_CACHE_KIB)
 
 
 class GoldCache:
@@ -516,22 +479,24 @@ class GoldCache:
     (a gold without DISTINCT)."""
 
     def __init__(self, maxsize: int = 4096) -> None:
-        self._items: dict[tuple[str, str], GoldResult | str] = {}  # a str: why the gold does not run
-        self.maxsize = maxsize
+        self._items: BoundedCache[tuple[str, str], GoldResult | GoldError] = BoundedCache(maxsize)
 
-    def get(self, db_key: str, conn: sqlite3.Connection, gold: str, convention: str, limits: Limits) -> Any:
-        """A :class:`GoldResult`, or the :class:`QueryError` message when the gold does not run."""
+    def get(
+        self, db_key: str, conn: sqlite3.Connection, gold: str, convention: str, limits: Limits
+    ) -> GoldResult | GoldError:
+        """The gold's result on the database, or why it does not run there (naming ``convention``)."""
         sql = apply_convention(gold, convention)
-        value = self._items.get((db_key, sql))
-        if value is None:
-            try:
-                value = run_gold(conn, plan_gold(sql), limits)
-            except QueryError as exc:
-                value = str(exc)  # the message, not the exception (whose traceback would keep its frames alive)
-            if len(self._items) >= self.maxsize:  # the scorer groups a question's predictions: no LRU needed
-                self._items.clear()
-            self._items[db_key, sql] = value
-        return f"gold ({convention} convention): {value}" if isinstance(value, str) else value
+        value = self._items.get_or_make((db_key, sql), lambda: _run_gold_or_error(conn, sql, limits))
+        if isinstance(value, GoldError) and value.convention != convention:  # shared by both conventions
+            return replace(value, convention=convention)
+        return value
+
+
+def _run_gold_or_error(conn: sqlite3.Connection, sql: str, limits: Limits) -> GoldResult | GoldError:
+    try:
+        return run_gold(conn, plan_gold(sql), limits)
+    except QueryError as exc:
+        return GoldError(str(exc))
 
 
 def score_on_database_file(
@@ -541,14 +506,14 @@ def score_on_database_file(
     limits: Limits = DEFAULT_LIMITS,
     column_order_matters: bool = False,
     convention: str = DEFAULT_CONVENTION,
-) -> tuple[bool, PredictionResult]:
+) -> tuple[bool, Verdict]:
     """Score against a real SQLite database (one-off; the scorer's workers use the caches). Returns
     ``(gold_valid, result)``. The file is opened read-only and copied into memory."""
     conn = connection_from_bytes(read_database_file(db_path), limits)
     try:
         gold_result = GoldCache(1).get(str(db_path), conn, gold, convention, limits)
-        if isinstance(gold_result, str):
-            return False, PredictionResult(False, False, gold_result)
+        if isinstance(gold_result, GoldError):
+            return False, Verdict(False, False, str(gold_result))
         pred = apply_convention(prediction, convention)
         return True, score_on_connections([conn], [gold_result], pred, limits, column_order_matters)
     finally:

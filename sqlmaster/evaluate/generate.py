@@ -24,36 +24,30 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlmaster.config import EvaluationConfig, TrainingConfig, from_section, recipe_field
 from sqlmaster.prompt import PromptTemplate, extract_sql
 
 if TYPE_CHECKING:
     import torch
 
-    from sqlmaster.config import EvaluationConfig
-
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Decoding knobs shared by both backends (built from the recipe's ``evaluation`` section)."""
+    """Decoding knobs shared by both backends: the recipe's ``evaluation`` keys of the same names (defaults and
+    help are declared there, in sqlmaster/config.py), and the sampling seed."""
 
-    max_new_tokens: int = 128  # the longest gold SQL in sql-create-context is well under 128 tokens
-    batch_size: int = 16
-    do_sample: bool = False
-    temperature: float = 0.5  # the original's sampling settings; used only with do_sample
-    top_p: float = 0.9
-    top_k: int = 100
-    seed: int = 1399  # sampling seed, so a sampled evaluation can be repeated
+    max_new_tokens: int = recipe_field(EvaluationConfig, "max_new_tokens")
+    batch_size: int = recipe_field(EvaluationConfig, "batch_size")
+    do_sample: bool = recipe_field(EvaluationConfig, "do_sample")
+    temperature: float = recipe_field(EvaluationConfig, "temperature")
+    top_p: float = recipe_field(EvaluationConfig, "top_p")
+    top_k: int = recipe_field(EvaluationConfig, "top_k")
+    # sampling seed, so a sampled evaluation can be repeated: the training seed's default (the original's)
+    seed: int = recipe_field(TrainingConfig, "seed")
 
     @classmethod
     def from_config(cls, cfg: EvaluationConfig) -> GenerationSettings:
-        return cls(
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size,
-            do_sample=cfg.do_sample,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            top_k=cfg.top_k,
-        )
+        return from_section(cls, cfg)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:

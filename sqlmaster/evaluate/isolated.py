@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlmaster.evaluate.sandbox import enable_cpu_guard, limit_address_space, set_process_heap_limit
 
@@ -46,7 +46,7 @@ AHEAD = 4  # chunks a worker holds: it never waits for the parent between chunks
 COLLECT_S = 0.005  # the parent sleeps this long between collections: one wake-up per many answers
 _IDLE = -1  # a worker's in-flight marker between chunks
 
-Result = dict[str, Any]
+Result = TypeVar("Result")  # what the pool's function returns for one payload (the scorer's: a Score)
 
 
 def threads_in_this_process() -> int | None:
@@ -179,9 +179,9 @@ class _Worker:
         self.conn.close()
 
 
-class IsolatedPool:
-    """``workers`` sandboxed processes applying ``fn`` (picklable: a module-level function or a
-    ``functools.partial`` of one); see the module docstring.
+class IsolatedPool(Generic[Result]):
+    """``workers`` sandboxed processes applying ``fn`` (picklable: a module-level function, a
+    ``functools.partial`` of one, or an instance of a module-level class); see the module docstring.
 
     ``failure(reason)`` builds the result recorded for a payload whose worker crashed or overran, or for which
     ``fn`` raised. ``fresh_state()`` runs first in every worker. ``method`` forces ``fork`` or ``spawn`` (tests);
@@ -213,7 +213,7 @@ class IsolatedPool:
     def _start(self) -> _Worker:
         return _Worker(self.method or start_method(), self._target_args)
 
-    def __enter__(self) -> IsolatedPool:
+    def __enter__(self) -> IsolatedPool[Result]:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
+from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 from sqlmaster.evaluate.datasets import SPIDER_DEV, EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
 from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
 from sqlmaster.logs import setup_logging
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 # Scoring convention per dataset (sqlmaster.evaluate.execution): Spider's published figures use the official one.
 DATASET_CONVENTIONS = {SPIDER_DEV: "official"}
-DEFAULT_CONVENTION = "strict"
 
 
 @dataclass
@@ -244,14 +244,7 @@ def evaluate_dataset(
 ) -> dict[str, Any]:
     """Generate, score (one scorer path), add embedding distance and latency; write records and metrics once."""
     from sqlmaster.evaluate.embedding import embedding_distances
-    from sqlmaster.evaluate.score import (
-        DatabaseResolver,
-        ScoreSettings,
-        prepare_output_dir,
-        score_rows,
-        validate_record,
-        write_results,
-    )
+    from sqlmaster.evaluate.score import prepare_output_dir, write_results
 
     files = EvalDir(out_dir)
     prepare_output_dir(out_dir, overwrite=True)
@@ -266,13 +259,7 @@ def evaluate_dataset(
     rows = [_prediction_row(ex.to_dict(), gen) for ex, gen in zip(dataset.examples, generations, strict=True)]
     _write_jsonl(files.predictions, rows)
 
-    resolver = DatabaseResolver(None)
-    records = [validate_record(dict(row), f"{dataset.name} example {i}", resolver) for i, row in enumerate(rows)]
-    settings = ScoreSettings(
-        convention=DATASET_CONVENTIONS.get(dataset.name, DEFAULT_CONVENTION),
-        databases_per_example=recipe.evaluation.databases_per_example,
-    )
-    lines, scored = score_rows(records, settings, workers)
+    lines, scored = _score(dataset.name, rows, recipe, workers)
     distances = embedding_distances([r["prediction"] for r in lines], [r["answer"] for r in lines], embedder)
     for line, distance in zip(lines, distances, strict=True):
         line["embedding_distance"] = distance
@@ -292,6 +279,21 @@ def evaluate_dataset(
     )
     write_results(out_dir, lines, metrics)
     return metrics
+
+
+def _score(
+    dataset: str, rows: list[dict[str, Any]], recipe: Recipe, workers: int | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The scorer's one path (as ``sqlmaster eval score``), under the dataset's convention."""
+    from sqlmaster.evaluate.score import DatabaseResolver, ScoreSettings, score_rows, validate_record
+
+    resolver = DatabaseResolver(None)
+    records = [validate_record(dict(row), f"{dataset} example {i}", resolver) for i, row in enumerate(rows)]
+    settings = ScoreSettings(
+        convention=DATASET_CONVENTIONS.get(dataset, DEFAULT_CONVENTION),
+        databases_per_example=recipe.evaluation.databases_per_example,
+    )
+    return score_rows(records, settings, workers)
 
 
 def _prediction_row(example: dict[str, Any], gen: GenerationRecord) -> dict[str, Any]:

@@ -23,10 +23,10 @@ under these guards:
   ``SQLITE_LIMIT_SQL_LENGTH`` the statement text, ``SQLITE_LIMIT_LIKE_PATTERN_LENGTH`` a LIKE/GLOB pattern;
   SQLite's heap is capped per worker process (:func:`set_process_heap_limit`) and so is the address space
   (:func:`limit_address_space`).
-* **One statement.** A prediction holding more than one statement is refused (scored as a miss that does not
-  execute, error ``multiple statements``) rather than executing only its first statement: a grader should
-  score
-  what was submitted, and refusing is the stricter, simpler rule. A trailing ``;`` is fine.
+* **One statement.** SQL holding more than one statement is refused (``QueryError`` kind
+  ``multiple_statements``) rather than executing only its first statement: under the ``strict`` convention a
+  grader scores what was submitted. The ``official`` convention cuts a prediction to its first statement before
+  it gets here, as the official evaluator does (:func:`.execution.first_statement`). A trailing ``;`` is fine.
 
 * **CPU time (worker processes).** The progress handler only runs between VM instructions, so one long
   function call (``printf('%.*c', 2000000000, 'x')``, ``instr`` on megabyte strings) slips past the time limit.

@@ -52,20 +52,25 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmaster.atomic import atomic_open, finite
+from sqlmaster.config import EvaluationConfig, recipe_field
 from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError
+from sqlmaster.evaluate.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
 from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits
 from sqlmaster.logs import progress
 from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
 
-CONVENTIONS = ("official", "strict")  # see sqlmaster.evaluate.execution
-SCORE_FIELDS = ("execution_match", "exact_match", "executes", "gold_valid", "gold_nontrivial", "error")
+if TYPE_CHECKING:  # the parent process imports these lazily (see score_records)
+    import sqlite3
+
+    from sqlmaster.evaluate.execution import GoldError, GoldResult, Verdict
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -77,8 +82,9 @@ class ScoreInputError(ConfigError):
 class ScoreSettings:
     """How examples are scored; saved into metrics.json so that a figure can be reproduced."""
 
-    convention: str = "strict"  # official | strict (see sqlmaster.evaluate.execution); the other is reported too
-    databases_per_example: int = 3  # synthesized databases per context row (results must agree on all)
+    convention: str = DEFAULT_CONVENTION  # official | strict (sqlmaster.evaluate.conventions); both are reported
+    # synthesized databases per context row (results must agree on all): the recipe's evaluation key
+    databases_per_example: int = recipe_field(EvaluationConfig, "databases_per_example")
     seed: int = 0  # base seed of database synthesis and the bootstrap
     column_order_matters: bool = False  # Spider test-suite convention: column order is not part of the answer
     bootstrap_resamples: int = 1000
@@ -115,6 +121,46 @@ class ScoreSettings:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ScoreInputError(f"{name} must be a positive number of seconds, got {value!r}.")
+
+
+# ------------------------------------------------------------------------------------------------ rows and scores
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One validated input line: the user's object as read, and where it runs (kept out of the user's fields)."""
+
+    data: dict[str, Any]  # the JSON object of the line; written back unchanged into records.jsonl
+    db: str | None  # absolute path of its real database; None: synthesize databases from its context
+    line: int | None = None  # its line in the input file (None for rows that come from no file)
+
+
+@dataclass(frozen=True)
+class Score:
+    """One prediction's verdicts, as records.jsonl reports them (in this field order)."""
+
+    execution_match: bool  # under the chosen convention
+    exact_match: bool | None  # None: exact match was not computed
+    executes: bool
+    gold_valid: bool
+    gold_nontrivial: bool
+    error: str | None
+    others: dict[str, bool | None] = field(default_factory=dict)  # execution_match under each other convention
+    worker_failure: bool = False  # the worker crashed or overran on it, or the scorer raised
+
+    def record_fields(self, other_conventions: Iterable[str]) -> dict[str, bool | str | None]:
+        fields = {
+            "execution_match": self.execution_match,
+            "exact_match": self.exact_match,
+            "executes": self.executes,
+            "gold_valid": self.gold_valid,
+            "gold_nontrivial": self.gold_nontrivial,
+            "error": self.error,
+        }
+        fields.update({f"execution_match_{c}": self.others.get(c) for c in other_conventions})
+        if self.worker_failure:
+            fields["worker_failure"] = True
+        return fields
 
 
 # ------------------------------------------------------------------------------------------------ input
@@ -184,8 +230,8 @@ class DatabaseResolver:
         return resolved
 
 
-def validate_record(rec: Any, where: str, resolver: DatabaseResolver) -> dict[str, Any]:
-    """Check one input row; returns it with ``_db`` (database path or None) set. Raises ScoreInputError."""
+def validate_record(rec: Any, where: str, resolver: DatabaseResolver, line: int | None = None) -> InputRow:
+    """Check one input row and find its database. Raises ScoreInputError naming ``where``."""
     if not isinstance(rec, dict):
         raise ScoreInputError(f"{where}: expected a JSON object, got {type(rec).__name__}.")
     missing = [f for f in ("answer", "prediction") if f not in rec]
@@ -208,11 +254,10 @@ def validate_record(rec: Any, where: str, resolver: DatabaseResolver) -> dict[st
             )
         if not isinstance(context, str) or not context.strip():
             raise ScoreInputError(f"{where}: field 'context' must be a non-empty string.")
-    rec["_db"] = db
-    return rec
+    return InputRow(rec, db, line)
 
 
-def read_records(path: str | Path, db_dir: str | Path | None = None) -> list[dict[str, Any]]:
+def read_records(path: str | Path, db_dir: str | Path | None = None) -> list[InputRow]:
     """Read and validate the input JSONL. Raises :class:`ScoreInputError` naming the first bad line."""
     path = Path(path)
     if path.is_dir():
@@ -220,7 +265,7 @@ def read_records(path: str | Path, db_dir: str | Path | None = None) -> list[dic
     if not path.is_file():
         raise ScoreInputError(f"input file not found: {path}. Pass a JSONL file of predictions with --input.")
     resolver = DatabaseResolver(db_dir)
-    records: list[dict[str, Any]] = []
+    records: list[InputRow] = []
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -241,9 +286,7 @@ def read_records(path: str | Path, db_dir: str | Path | None = None) -> list[dic
             except (json.JSONDecodeError, RecursionError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
                 raise ScoreInputError(f"{where}: not valid JSON ({msg}). Write one JSON object per line.") from None
-            rec = validate_record(rec, where, resolver)
-            rec["_line"] = lineno
-            records.append(rec)
+            records.append(validate_record(rec, where, resolver, lineno))
     if not records:
         raise ScoreInputError(f"{path}: no records. The file is empty; generate predictions first.")
     return records
@@ -251,66 +294,65 @@ def read_records(path: str | Path, db_dir: str | Path | None = None) -> list[dic
 
 # ------------------------------------------------------------------------------------------------ one example
 
-_STATE: Any = None  # this process's caches, created lazily (keeps imports light for the parent)
-_INHERITED: list[Any] = []  # a forked worker's copy of its parent's caches: kept, never used or closed
+Task = tuple[str | None, str, str, str]  # (real database path or None, context, gold, prediction)
 
 
-class _WorkerState:
+class ScorerState:
+    """One process's caches (a worker's, or one in-process run's), passed explicitly to :func:`score_example`.
+
+    Created where it is used: in a worker by :class:`_ScoreWorker` on its first task, so a forked worker never
+    touches a parent's SQLite connections (which must not be used, or closed, on both sides of a fork).
+    """
+
     def __init__(self) -> None:
+        from sqlmaster.evaluate.cache import BoundedCache
         from sqlmaster.evaluate.execution import DatabaseCache, ExampleCache, GoldCache
 
         self.examples = ExampleCache()
         self.databases = DatabaseCache()
         self.golds = GoldCache()
-        self.gold_forms: dict[str, str | None] = {}  # exact-match form of real-database golds
-        self.gold_signatures: dict[str, list[str]] = {}  # exact_match.signature of each gold
-        self.verdicts: dict[tuple[Any, str, str], Any] = {}  # (database, gold run, prediction run) -> verdict
-
-    def remember(self, key: tuple[Any, str, str], verdict: Any) -> None:
-        if len(self.verdicts) > 16384:
-            self.verdicts.clear()
-        self.verdicts[key] = verdict
+        self.gold_forms: BoundedCache[str, str | None] = BoundedCache(8192)  # exact-match form, real databases
+        self.gold_signatures: BoundedCache[str, list[str]] = BoundedCache(8192)  # exact_match.signature
+        # (databases, gold that runs, prediction that runs) -> verdict
+        self.verdicts: BoundedCache[tuple[str, str, str], Verdict] = BoundedCache(16384)
 
     def gold_signature(self, gold: str) -> list[str]:
         from sqlmaster.evaluate.exact_match import signature
 
-        hit = self.gold_signatures.get(gold)
-        if hit is None:
-            if len(self.gold_signatures) > 8192:
-                self.gold_signatures.clear()
-            hit = self.gold_signatures[gold] = signature(gold)
-        return hit
+        return self.gold_signatures.get_or_make(gold, lambda: signature(gold))
 
     def gold_form(self, gold: str) -> str | None:
         from sqlmaster.evaluate.exact_match import normalize_sql
 
-        if gold not in self.gold_forms:
-            if len(self.gold_forms) > 8192:
-                self.gold_forms.clear()
-            self.gold_forms[gold] = normalize_sql(gold)
-        return self.gold_forms[gold]
+        return self.gold_forms.get_or_make(gold, lambda: normalize_sql(gold))
+
+    def close(self) -> None:
+        """Hand the synthesized databases back to the connection pool and close the real ones."""
+        self.examples.close()
+        self.databases.close()
 
 
-def _fresh_worker_state() -> None:
-    """First thing in a worker: start with empty caches. A forked worker inherits its parent's (open SQLite
-    connections among them, which must never be used, or closed, on both sides of a fork), so it sets them
-    aside untouched."""
-    global _STATE
+@dataclass
+class _ScoreWorker:
+    """The function a worker applies to each task: its settings and, from its first task on, its state."""
+
+    settings: ScoreSettings
+    state: ScorerState | None = None  # None until the first task (a fork or a pickle carries none)
+
+    def __call__(self, task: Task) -> Score:
+        if self.state is None:
+            self.state = ScorerState()
+        return score_example(self.state, self.settings, task)
+
+
+def _forget_inherited_connections() -> None:
+    """First thing in a worker: a forked one inherits the synthesis pool's open connections; set them aside."""
     from sqlmaster.evaluate.synth import POOL
 
-    _INHERITED.append(_STATE)
-    _STATE = None
     POOL.forget()
 
 
-def _state() -> _WorkerState:
-    global _STATE
-    if _STATE is None:
-        _STATE = _WorkerState()
-    return _STATE
-
-
-def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str]) -> dict[str, Any]:
+def score_example(state: ScorerState, settings: ScoreSettings, task: Task) -> Score:
     """Score one (database or context, gold, prediction). Never raises for bad SQL: problems land in ``error``.
 
     ``task`` is ``(db_path, context, gold, prediction)``; ``db_path`` None means: synthesize from ``context``.
@@ -318,35 +360,23 @@ def score_example(settings: ScoreSettings, task: tuple[str | None, str, str, str
     from sqlmaster.evaluate.synth import is_trivial
 
     db_path, context, gold, prediction = task
-    state = _state()
     limits = settings.limits
-    where = _databases(settings, limits, state, db_path, context, gold)
-    em = _exact_match(settings, state, where, gold, prediction)
-    if where.gold_error is not None:
-        error = where.gold_error
-        return {
-            "execution_match": False,
-            "exact_match": em,
-            "executes": False,
-            "gold_valid": False,
-            "gold_nontrivial": False,
-            "error": error if error.startswith("gold") else f"gold invalid: {error}",
-        }
-    verdicts = _verdicts(settings, limits, state, where, gold, prediction)
+    dbs = _databases(settings, limits, state, db_path, context, gold)
+    em = _exact_match(settings, state, dbs, gold, prediction)
+    main = dbs.golds.get(settings.convention)
+    if not isinstance(main, list):  # the gold does not run under the chosen convention: not scored
+        return Score(False, em, False, False, False, str(dbs.gold_error))
+    verdicts = _verdicts(settings, limits, state, dbs, gold, prediction)
     result = verdicts[settings.convention]
-    main = where.golds[settings.convention]
-    assert not isinstance(main, str)
-    out: dict[str, Any] = {
-        "execution_match": result.match,
-        "exact_match": em,
-        "executes": result.executes,
-        "gold_valid": True,
-        "gold_nontrivial": any(not is_trivial(g.rows) for g in main),
-        "error": result.error,
-    }
-    for c in settings.other_conventions:
-        out[f"execution_match_{c}"] = verdicts[c].match if c in verdicts else None
-    return out
+    return Score(
+        execution_match=result.match,
+        exact_match=em,
+        executes=result.executes,
+        gold_valid=True,
+        gold_nontrivial=any(not is_trivial(g.rows) for g in main),
+        error=result.error,
+        others={c: verdicts[c].match if c in verdicts else None for c in settings.other_conventions},
+    )
 
 
 @dataclass
@@ -354,25 +384,27 @@ class _Databases:
     """Where one task runs, and what the gold returns there under each convention (or why it does not run)."""
 
     key: str  # names the databases (a real file, or the synthesis of one context) in the verdict cache
-    connections: list[Any]  # sqlite3 connections, one per database
-    golds: dict[str, Any]  # convention -> list of GoldResult (one per database), or the gold's error message
-    gold_error: str | None
+    connections: list[sqlite3.Connection]  # one per database
+    golds: dict[str, list[GoldResult] | GoldError]  # convention -> the gold's result on each database
+    gold_error: GoldError | None  # why the gold does not run under the chosen convention
     column_names: frozenset[str] | None  # the schema's columns (synthesized databases), for exact match
     gold_form: Callable[[], str | None]  # the gold's exact-match form, computed on the first call
 
 
 def _databases(
-    settings: ScoreSettings, limits: Limits, state: _WorkerState, db_path: str | None, context: str, gold: str
+    settings: ScoreSettings, limits: Limits, state: ScorerState, db_path: str | None, context: str, gold: str
 ) -> _Databases:
+    from sqlmaster.evaluate.execution import GoldError
+
     conventions = (settings.convention, *settings.other_conventions)
+    golds: dict[str, list[GoldResult] | GoldError] = {}
     if db_path is not None:  # a real database: read once per worker, each gold run once on it
         conn = state.databases.get(db_path, limits)
-        golds: dict[str, Any] = {}
         for c in conventions:
             result = state.golds.get(db_path, conn, gold, c, limits)
-            golds[c] = result if isinstance(result, str) else [result]
+            golds[c] = result if isinstance(result, GoldError) else [result]
         main = golds[settings.convention]
-        error = main if isinstance(main, str) else None
+        error = main if isinstance(main, GoldError) else None
         return _Databases(db_path, [conn], golds, error, None, functools.partial(state.gold_form, gold))
     # Synthesized from the context, once per example for all of its predictions.
     prepared = state.examples.get(context, gold, settings.databases_per_example, settings.seed, limits)
@@ -380,15 +412,15 @@ def _databases(
     column_names = prepared.synth.column_names or None
     gold_form = functools.partial(prepared.gold_normalized, gold)
     if prepared.synth.gold_error:
-        return _Databases(key, [], {}, f"gold invalid: {prepared.synth.gold_error}", column_names, gold_form)
+        return _Databases(key, [], {}, GoldError(prepared.synth.gold_error), column_names, gold_form)
     golds = {c: prepared.gold_results(gold, c, limits) for c in conventions}
     main = golds[settings.convention]
-    error = main if isinstance(main, str) else None
+    error = main if isinstance(main, GoldError) else None
     return _Databases(key, prepared.connections(limits), golds, error, column_names, gold_form)
 
 
 def _exact_match(
-    settings: ScoreSettings, state: _WorkerState, where: _Databases, gold: str, prediction: str
+    settings: ScoreSettings, state: ScorerState, dbs: _Databases, gold: str, prediction: str
 ) -> bool | None:
     """A prediction past the size cap is never parsed; the gold's signature and normal form come from this
     worker's caches, and only when a prediction needs them (see :func:`.exact_match.exact_match`)."""
@@ -399,24 +431,25 @@ def _exact_match(
     if len(prediction) > settings.max_prediction_chars:
         return False
     signature = functools.partial(state.gold_signature, gold)
-    return exact_match(prediction, gold, where.column_names, where.gold_form, signature)
+    return exact_match(prediction, gold, dbs.column_names, dbs.gold_form, signature)
 
 
 def _verdicts(
-    settings: ScoreSettings, limits: Limits, state: _WorkerState, where: _Databases, gold: str, prediction: str
-) -> dict[str, Any]:
-    """The prediction's verdict (PredictionResult) under each convention whose gold runs."""
-    from sqlmaster.evaluate.execution import PredictionResult, apply_convention, score_on_connections
+    settings: ScoreSettings, limits: Limits, state: ScorerState, dbs: _Databases, gold: str, prediction: str
+) -> dict[str, Verdict]:
+    """The prediction's verdict under each convention whose gold runs."""
+    from sqlmaster.evaluate.conventions import apply_convention
+    from sqlmaster.evaluate.execution import GoldError, Verdict, score_on_connections
 
-    main = where.golds[settings.convention]
-    verdicts: dict[str, Any] = {}
-    runs: dict[tuple[str, int], Any] = {}  # (SQL that ran, gold results) -> verdict
+    main = dbs.golds[settings.convention]
+    verdicts: dict[str, Verdict] = {}
+    runs: dict[tuple[str, int], Verdict] = {}  # (SQL that ran, gold results) -> verdict
     for c in (settings.convention, *settings.other_conventions):
-        gold_c = where.golds[c]
-        if isinstance(gold_c, str):
+        gold_c = dbs.golds[c]
+        if isinstance(gold_c, GoldError):
             continue
         if len(prediction) > settings.max_prediction_chars:
-            verdicts[c] = PredictionResult(
+            verdicts[c] = Verdict(
                 False, False, f"prediction longer than {settings.max_prediction_chars} characters (not run)"
             )
             continue
@@ -425,30 +458,23 @@ def _verdicts(
         if key not in runs:
             # The same SQL against the same gold on the same read-only databases has the same verdict: several
             # models (or paraphrased questions) that predict the same query are run once.
-            vkey = (where.key, apply_convention(gold, c), sql)
+            vkey = (dbs.key, apply_convention(gold, c), sql)
             cached = state.verdicts.get(vkey)
             if cached is None:
-                cached = score_on_connections(where.connections, gold_c, sql, limits, settings.column_order_matters)
-                state.remember(vkey, cached)
+                cached = score_on_connections(dbs.connections, gold_c, sql, limits, settings.column_order_matters)
+                state.verdicts.put(vkey, cached)
             runs[key] = cached
         verdicts[c] = runs[key]
     return verdicts
 
 
-def _same_golds(a: Sequence[Any], b: Sequence[Any]) -> bool:
-    return a is b or (len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True)))
+def _same_golds(a: Sequence[GoldResult], b: Sequence[GoldResult] | GoldError) -> bool:
+    return a is b or (isinstance(b, list) and len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True)))
 
 
-def failure_record(reason: str) -> dict[str, Any]:
-    return {
-        "execution_match": False,
-        "exact_match": False,
-        "executes": False,
-        "gold_valid": True,
-        "gold_nontrivial": False,
-        "error": f"scorer: {reason}",
-        "worker_failure": True,
-    }
+def failure_record(reason: str) -> Score:
+    """The score of a task whose worker crashed or overran, or whose scoring raised."""
+    return Score(False, False, False, True, False, f"scorer: {reason}", worker_failure=True)
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -458,21 +484,19 @@ def _rate(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
-def compute_metrics(records: list[dict[str, Any]], settings: ScoreSettings) -> dict[str, Any]:
+def compute_metrics(rows: list[InputRow], scores: list[Score], settings: ScoreSettings) -> dict[str, Any]:
     """Headline metrics; every rate is ``None`` (not NaN) when nothing could be scored."""
-    from sqlmaster.evaluate.stats import bootstrap_ci, latency_summary
+    from sqlmaster.evaluate.stats import bootstrap_ci
 
-    scored = [r for r in records if r["gold_valid"]]
+    scored = [s for s in scores if s.gold_valid]
     columns = {
-        "execution_accuracy": [bool(r["execution_match"]) for r in scored],
-        "executes": [bool(r["executes"]) for r in scored],
-        "exact_match": [bool(r["exact_match"]) for r in records if r["exact_match"] is not None],
+        "execution_accuracy": [s.execution_match for s in scored],
+        "executes": [s.executes for s in scored],
+        "exact_match": [s.exact_match for s in scores if s.exact_match is not None],
     }
     for c in settings.other_conventions:
-        columns[f"execution_accuracy_{c}"] = [
-            bool(r.get(f"execution_match_{c}")) for r in scored if r.get(f"execution_match_{c}") is not None
-        ]
-    metrics: dict[str, Any] = {"n": len(records), "n_scored": len(scored), "convention": settings.convention}
+        columns[f"execution_accuracy_{c}"] = [m for s in scored if (m := s.others.get(c)) is not None]
+    metrics: dict[str, Any] = {"n": len(scores), "n_scored": len(scored), "convention": settings.convention}
     for name, flags in columns.items():
         metrics[name] = _rate(flags)
         lo, hi = bootstrap_ci(flags, settings.bootstrap_resamples, settings.seed) if flags else (None, None)
@@ -481,29 +505,38 @@ def compute_metrics(records: list[dict[str, Any]], settings: ScoreSettings) -> d
         settings.convention: metrics["execution_accuracy"],
         **{c: metrics[f"execution_accuracy_{c}"] for c in settings.other_conventions},
     }
-    metrics["gold_invalid"] = len(records) - len(scored)
-    metrics["gold_nontrivial_rate"] = _rate([bool(r["gold_nontrivial"]) for r in scored])
-    metrics["worker_failures"] = sum(1 for r in records if r.get("worker_failure"))
+    metrics["gold_invalid"] = len(scores) - len(scored)
+    metrics["gold_nontrivial_rate"] = _rate([s.gold_nontrivial for s in scored])
+    metrics["worker_failures"] = sum(1 for s in scores if s.worker_failure)
     metrics["databases"] = {
-        "real": sum(1 for r in records if r.get("_db")),
-        "synthesized": sum(1 for r in records if not r.get("_db")),
+        "real": sum(1 for r in rows if r.db),
+        "synthesized": sum(1 for r in rows if not r.db),
     }
     metrics["denominators"] = {
         "execution_accuracy": "n_scored (rows whose gold query runs)",
         "executes": "n_scored",
         "exact_match": "n",
     }
+    metrics.update(_generation_figures([r.data for r in rows]))
+    return metrics
+
+
+def _generation_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Latency percentiles and token counts, when the input rows carry them (``eval run`` writes both)."""
+    from sqlmaster.evaluate.stats import latency_summary
+
+    figures: dict[str, Any] = {}
     latencies = [
         float(r["latency_s"])
         for r in records
         if isinstance(r.get("latency_s"), int | float) and math.isfinite(r["latency_s"])
     ]
     if latencies:
-        metrics["latency_s"] = latency_summary(latencies)
+        figures["latency_s"] = latency_summary(latencies)
     tokens = [int(r["tokens"]) for r in records if isinstance(r.get("tokens"), int)]
     if tokens:
-        metrics["tokens"] = {"total": sum(tokens), "mean": sum(tokens) / len(tokens)}
-    return metrics
+        figures["tokens"] = {"total": sum(tokens), "mean": sum(tokens) / len(tokens)}
+    return figures
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -547,16 +580,12 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool, flag: str = "--o
     return output_dir
 
 
-def output_record(rec: dict[str, Any], score: dict[str, Any], other_conventions: Iterable[str]) -> dict[str, Any]:
-    """One records.jsonl line: the input row (internal keys dropped), the verdicts, and the input line."""
-    line = {k: v for k, v in rec.items() if not k.startswith("_")}
-    line.update({k: score.get(k) for k in SCORE_FIELDS})
-    for c in other_conventions:
-        line[f"execution_match_{c}"] = score.get(f"execution_match_{c}")
-    if score.get("worker_failure"):
-        line["worker_failure"] = True
-    if "_line" in rec:
-        line["line"] = rec["_line"]
+def output_record(row: InputRow, score: Score, other_conventions: Iterable[str]) -> dict[str, Any]:
+    """One records.jsonl line: the input object, the verdicts, and the input line."""
+    line = {k: v for k, v in row.data.items() if not k.startswith("_")}  # "_" fields were never written back
+    line.update(score.record_fields(other_conventions))
+    if row.line is not None:
+        line["line"] = row.line
     return line
 
 
@@ -578,27 +607,26 @@ def write_results(output_dir: Path, records: list[dict[str, Any]], metrics: dict
 # ------------------------------------------------------------------------------------------------ entry points
 
 
-def _task(rec: dict[str, Any]) -> tuple[str | None, str, str, str]:
-    return (rec["_db"], rec.get("context") or "", rec["answer"], rec["prediction"] or "")
+def _task(row: InputRow) -> Task:
+    return (row.db, row.data.get("context") or "", row.data["answer"], row.data["prediction"] or "")
 
 
-def _example_of(task: tuple[str | None, str, str, str]) -> tuple[str | None, str, str]:
+def _example_of(task: Task) -> tuple[str | None, str, str]:
     return task[:3]  # (database, context, gold): what the worker caches are keyed by
 
 
 def score_records(
-    records: list[dict[str, Any]], settings: ScoreSettings = ScoreSettings(), workers: int | None = None
-) -> list[dict[str, Any]]:
-    """Score validated records; returns one score dict per record, in order."""
+    rows: list[InputRow], settings: ScoreSettings = ScoreSettings(), workers: int | None = None
+) -> list[Score]:
+    """Score validated rows; returns one score per row, in order."""
     if workers is None:
         workers = min(2, available_cores())
-    tasks = [_task(r) for r in records]
-    fn = functools.partial(score_example, settings)
+    tasks = [_task(r) for r in rows]
     # Predictions of one example (or one database) next to each other: they go to one worker and its caches.
     order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))
     ordered = [tasks[i] for i in order]
     if workers <= 0:
-        scores = _score_in_process(fn, ordered)
+        scores = _score_in_process(settings, ordered)
     else:
         # The workers start before the progress bar's thread does, so that they can be forked (see .isolated);
         # the modules they need are imported here first, once, instead of in every worker.
@@ -606,43 +634,47 @@ def score_records(
         import sqlmaster.evaluate.execution  # noqa: F401
 
         n_workers = workers_for(workers, len(ordered))
-        pool = IsolatedPool(fn, n_workers, settings.example_timeout_s, failure_record, _fresh_worker_state)
+        worker = _ScoreWorker(settings)
+        pool = IsolatedPool(
+            worker, n_workers, settings.example_timeout_s, failure_record, _forget_inherited_connections
+        )
         with pool, progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
             scores = pool.map(ordered, on_result=lambda _: advance(), group=_example_of)
-    result: list[dict[str, Any]] = [{}] * len(tasks)
-    for position, index in enumerate(order):
-        result[index] = scores[position]
-    return result
+    by_index = dict(zip(order, scores, strict=True))
+    return [by_index[i] for i in range(len(tasks))]
 
 
-def _score_in_process(fn: Any, tasks: list[Any]) -> list[dict[str, Any]]:
-    global _STATE
-    _STATE = None  # caches live for one scoring run, as they do in worker processes
+def _score_in_process(settings: ScoreSettings, tasks: list[Task]) -> list[Score]:
+    """Every task in this process, with caches that live for this run only (as a worker's live for its own)."""
     from sqlmaster.evaluate.execution import plan_gold
 
     plan_gold.cache_clear()
+    state = ScorerState()
     scores = []
-    with progress("scoring", len(tasks)) as advance:
-        for task in tasks:
-            try:
-                scores.append(fn(task))
-            except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
-                scores.append(failure_record(f"{type(exc).__name__}: {exc}"))
-            advance()
+    try:
+        with progress("scoring", len(tasks)) as advance:
+            for task in tasks:
+                try:
+                    scores.append(score_example(state, settings, task))
+                except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
+                    scores.append(failure_record(f"{type(exc).__name__}: {exc}"))
+                advance()
+    finally:
+        state.close()
     return scores
 
 
 def score_rows(
-    records: list[dict[str, Any]], settings: ScoreSettings, workers: int | None = None
+    rows: list[InputRow], settings: ScoreSettings, workers: int | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Score validated records; returns (records.jsonl lines, metrics) without writing anything."""
+    """Score validated rows; returns (records.jsonl lines, metrics) without writing anything."""
     start = time.perf_counter()
-    scores = score_records(records, settings, workers)
+    scores = score_records(rows, settings, workers)
     elapsed = time.perf_counter() - start
-    lines = [output_record(r, s, settings.other_conventions) for r, s in zip(records, scores, strict=True)]
-    metrics = compute_metrics([{**r, **s} for r, s in zip(records, scores, strict=True)], settings)
+    lines = [output_record(r, s, settings.other_conventions) for r, s in zip(rows, scores, strict=True)]
+    metrics = compute_metrics(rows, scores, settings)
     metrics["elapsed_s"] = round(elapsed, 3)
-    metrics["examples_per_s"] = round(len(records) / elapsed, 2) if elapsed > 0 else None
+    metrics["examples_per_s"] = round(len(rows) / elapsed, 2) if elapsed > 0 else None
     metrics["settings"] = asdict(settings)
     return lines, metrics
 

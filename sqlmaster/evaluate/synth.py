@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from sqlmaster.config import EvaluationConfig, declared_default
 from sqlmaster.evaluate import sqlast
 from sqlmaster.evaluate.sandbox import (
     DEFAULT_LIMITS,
@@ -56,6 +57,8 @@ from sqlmaster.evaluate.sandbox import (
 Value = str | int | float | None
 # Connections of this process's synthesized databases, reused once an example is done with them.
 POOL = ConnectionPool()
+# databases synthesized per example when the caller does not say: the recipe's evaluation key
+DATABASES_PER_EXAMPLE: int = declared_default(EvaluationConfig, "databases_per_example")
 
 
 def _empty_database() -> bytes:
@@ -683,21 +686,10 @@ def _build(
     return conn
 
 
-def synthesize(
-    context: str,
-    gold: str,
-    k: int = 3,
-    base_seed: int = 0,
-    limits: Limits = DEFAULT_LIMITS,
-    retries: int = 3,
-    gold_tree: exp.Expr | None = None,
-) -> SynthesizedExample:
-    """Build ``k`` databases for (context, gold) and run the gold on each.
-
-    Raises nothing for bad input: an invalid context or gold comes back with ``gold_error`` set.
-    """
-    # The connection that runs the context becomes the first database: one connection fewer per example.
-    probe: sqlite3.Connection | None = POOL.setup_connection(limits, EMPTY_DATABASE)
+def _load_context(context: str, limits: Limits) -> tuple[sqlite3.Connection, list[Table], bytes] | SynthesizedExample:
+    """Run the context on a pooled connection, which becomes the first database (one connection fewer per
+    example): that connection, the tables and the empty schema's bytes; or a failed example saying why."""
+    probe = POOL.setup_connection(limits, EMPTY_DATABASE)
     assert probe is not None
     try:
         run_script(probe, context, limits)
@@ -709,6 +701,27 @@ def synthesize(
     if not tables:
         POOL.release(probe)
         return SynthesizedExample([], [], gold_error="context: no CREATE TABLE")
+    return probe, tables, schema
+
+
+def synthesize(
+    context: str,
+    gold: str,
+    k: int = DATABASES_PER_EXAMPLE,
+    base_seed: int = 0,
+    limits: Limits = DEFAULT_LIMITS,
+    retries: int = 3,
+    gold_tree: exp.Expr | None = None,
+) -> SynthesizedExample:
+    """Build ``k`` databases for (context, gold) and run the gold on each.
+
+    Raises nothing for bad input: an invalid context or gold comes back with ``gold_error`` set.
+    """
+    loaded = _load_context(context, limits)
+    if isinstance(loaded, SynthesizedExample):
+        return loaded
+    probe: sqlite3.Connection | None = loaded[0]
+    tables, schema = loaded[1], loaded[2]
     column_names = frozenset(c.name.lower() for t in tables for c in t.columns)
     hints = analyse_gold(gold, tables, gold_tree)
     classes = _key_classes(tables, hints)  # the same for every database

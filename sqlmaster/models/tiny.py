@@ -28,42 +28,35 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sqlmaster.config import ModelConfig, TrainingConfig, declared_default, from_section, recipe_field
+from sqlmaster.models.pretokenizers import PRE_TOKENIZERS
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
+TRAINING_SEED: int = declared_default(TrainingConfig, "seed")  # the recipe's default training seed
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3 in this order
-
-# The pre-tokenizers (see the module docstring), as Oniguruma patterns (the `tokenizers` regex engine); \p{L} and
-# \p{N} cover non-ASCII letters and digits too. Every character belongs to exactly one piece, so decoding is exact.
-PRE_TOKENIZERS: dict[str, str] = {
-    # whitespace runs | letter runs | digit runs | any other single character (punctuation, operators, quotes)
-    "runs": r"\s+|\p{L}+|\p{N}+|[^\s\p{L}\p{N}]",
-    # the same, one digit per piece
-    "digits": r"\s+|\p{L}+|\p{N}|[^\s\p{L}\p{N}]",
-    # the rest of a word (after its first letter) | optional space + first letter | optional space + one digit |
-    # whitespace (leaving a word its one leading space) | one punctuation character
-    "initials": r"(?<=\p{L})\p{L}+| ?\p{L}| ?\p{N}|\s+(?!\S)|\s+|[^\s\p{L}\p{N}]",
-}
 
 
 @dataclass(frozen=True)
 class TinyArchitecture:
-    """Sizes of the tiny Llama. The defaults mirror the recipe keys' (sqlmaster/config.py); the measured best for
-    10 minutes on 2 CPU cores is what jobs/train/tiny.yaml sets."""
+    """Sizes of the tiny Llama: the recipe's ``model.tiny_*`` keys (defaults and help declared in
+    sqlmaster/config.py); the measured best for 10 minutes on 2 CPU cores is what jobs/train/tiny.yaml sets."""
 
-    vocab_size: int = 4096  # BPE target size (the trained vocabulary can be smaller on little data)
-    hidden_size: int = 192
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 1024
-    tie_word_embeddings: bool = False  # tiny's recipe ties them: 14.4% vs 10.2% execution accuracy
-    pre_tokenizer: str = "initials"  # a key of PRE_TOKENIZERS
+    vocab_size: int = recipe_field(ModelConfig, "tiny_vocab_size")  # BPE target (the trained one can be smaller)
+    hidden_size: int = recipe_field(ModelConfig, "tiny_hidden_size")
+    num_hidden_layers: int = recipe_field(ModelConfig, "tiny_layers")
+    num_attention_heads: int = recipe_field(ModelConfig, "tiny_heads")
+    intermediate_size: int = recipe_field(ModelConfig, "tiny_intermediate_size")
+    max_position_embeddings: int = 1024  # not a recipe key: longer than any example
+    tie_word_embeddings: bool = recipe_field(ModelConfig, "tiny_tie_embeddings")
+    pre_tokenizer: str = recipe_field(ModelConfig, "tiny_pre_tokenizer")  # a key of PRE_TOKENIZERS
 
 
 def train_tokenizer(
@@ -107,22 +100,19 @@ def train_tokenizer(
 
 
 def build_model(
-    tokenizer: PreTrainedTokenizerFast, arch: TinyArchitecture | None = None, *, seed: int = 1399
+    tokenizer: PreTrainedTokenizerFast, arch: TinyArchitecture | None = None, *, seed: int = TRAINING_SEED
 ) -> LlamaForCausalLM:
     """A randomly initialised Llama sized by ``arch`` whose vocabulary matches ``tokenizer``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     arch = arch or TinyArchitecture()
+    # The architecture's fields are LlamaConfig's names, but for the tokenizer's: vocab_size is the trained one's.
+    sizes = {k: v for k, v in asdict(arch).items() if k not in ("vocab_size", "pre_tokenizer")}
     config = LlamaConfig(
+        **sizes,
         vocab_size=len(tokenizer),
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.num_hidden_layers,
-        num_attention_heads=arch.num_attention_heads,
         num_key_value_heads=arch.num_attention_heads,
-        max_position_embeddings=arch.max_position_embeddings,
-        tie_word_embeddings=arch.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -139,7 +129,7 @@ def build_model(
 
 
 def build_tiny(
-    texts: Iterable[str], arch: TinyArchitecture | None = None, *, seed: int = 1399
+    texts: Iterable[str], arch: TinyArchitecture | None = None, *, seed: int = TRAINING_SEED
 ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """Train the tokenizer on ``texts`` and build a model for it."""
     arch = arch or TinyArchitecture()
@@ -155,14 +145,6 @@ def save_tiny(model: Any, tokenizer: Any, directory: Path) -> Path:
     return directory
 
 
-def architecture_from(model_cfg: Any) -> TinyArchitecture:
+def architecture_from(model_cfg: ModelConfig) -> TinyArchitecture:
     """The tiny architecture a recipe's ``model`` section asks for (its ``tiny_*`` fields)."""
-    return TinyArchitecture(
-        vocab_size=model_cfg.tiny_vocab_size,
-        hidden_size=model_cfg.tiny_hidden_size,
-        num_hidden_layers=model_cfg.tiny_layers,
-        num_attention_heads=model_cfg.tiny_heads,
-        intermediate_size=model_cfg.tiny_intermediate_size,
-        tie_word_embeddings=model_cfg.tiny_tie_embeddings,
-        pre_tokenizer=model_cfg.tiny_pre_tokenizer,
-    )
+    return from_section(TinyArchitecture, model_cfg)

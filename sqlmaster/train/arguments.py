@@ -55,9 +55,7 @@ def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to:
     from trl import SFTConfig
 
     t = recipe.training
-    load_best = t.early_stopping_patience is not None
-    # With a time budget the schedule, evaluations, checkpoints and the stop come from the budget (budget.py).
-    budgeted = t.time_budget_minutes is not None
+    budgeted = t.time_budget_minutes is not None  # see _evaluation_and_checkpoints
     on_cpu = not device.startswith("cuda")
     check_levers(recipe, device)
     return SFTConfig(
@@ -85,15 +83,7 @@ def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to:
         # transformers 5 name of gradient checkpointing (the old name still mirrors it for TRL's checks)
         activation_checkpointing=recipe.model.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if recipe.model.gradient_checkpointing else None,
-        # evaluation, checkpoints (resume), early stopping
-        eval_strategy="steps",
-        eval_steps=UNBOUNDED_STEPS if budgeted else t.eval_steps,
-        save_strategy="steps",
-        save_steps=UNBOUNDED_STEPS if budgeted else t.save_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=load_best,
-        metric_for_best_model="eval_loss" if load_best else None,
-        greater_is_better=False if load_best else None,
+        **_evaluation_and_checkpoints(recipe),
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         logging_first_step=True,
@@ -112,6 +102,24 @@ def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to:
         use_liger_kernel=t.liger_kernel,
         torch_compile=t.torch_compile,
     )
+
+
+def _evaluation_and_checkpoints(recipe: Recipe) -> dict[str, Any]:
+    """SFTConfig's evaluation, checkpoint (resume) and early-stopping arguments."""
+    t = recipe.training
+    load_best = t.early_stopping_patience is not None
+    # With a time budget the schedule, evaluations, checkpoints and the stop come from the budget (budget.py).
+    budgeted = t.time_budget_minutes is not None
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": UNBOUNDED_STEPS if budgeted else t.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": UNBOUNDED_STEPS if budgeted else t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "load_best_model_at_end": load_best,
+        "metric_for_best_model": "eval_loss" if load_best else None,
+        "greater_is_better": False if load_best else None,
+    }
 
 
 def check_levers(recipe: Recipe, device: str) -> None:

@@ -27,11 +27,12 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from sqlmaster.rundir import TIME_BUDGET_FILE
 from sqlmaster.train import distributed
 
 log = logging.getLogger("sqlmaster.train")
 
-STATE_FILE = "time_budget.json"  # inside each checkpoint-N/ folder
+STATE_FILE = TIME_BUDGET_FILE  # inside each checkpoint-N/ folder
 UNBOUNDED_STEPS = 10_000_000  # the Trainer needs a step count; the budget stops training long before it
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import sys
 
+from sqlmaster import exitcodes
+
 
 def exit_code_of_failure(exitcode: int) -> int:
     """A shell-style exit code: a worker killed by signal N (exit code -N) becomes 128 + N."""
     if exitcode < 0:
-        return 128 - exitcode
-    return exitcode or 1  # a failure always fails
+        return exitcodes.interrupted(-exitcode)
+    return exitcode or exitcodes.FAILURE  # a failure always fails
 
 
 def main(argv: list[str]) -> int:
@@ -31,11 +33,11 @@ def main(argv: list[str]) -> int:
     try:
         run(parse_args(argv))
     except SignalException as exc:  # torchrun stopped its workers (they save their state) and was told to stop
-        return 128 + int(exc.sigval)
+        return exitcodes.interrupted(int(exc.sigval))
     except ChildFailedError as exc:  # the first worker that failed (the others were stopped because of it)
         _, first = exc.get_first_failure()
         return exit_code_of_failure(first.exitcode)
-    return 0
+    return exitcodes.OK
 
 
 def cli() -> None:

@@ -19,7 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
-from sqlctl.errors import EXIT_FAILURE, SqlctlError
+from sqlctl.app import app as root
+from sqlctl.errors import SqlctlError
 from sqlctl.options import (
     ChartDirOpt,
     ContextOpt,
@@ -29,8 +30,10 @@ from sqlctl.options import (
     cli_errors,
     kube_settings,
 )
+from sqlmaster import exitcodes
 
 app = typer.Typer(no_args_is_help=True)
+root.add_typer(app, name="artifacts", help="Bring a run's outputs to this machine.")
 
 ARTIFACTS_URI_ANNOTATION = "sqlmaster.io/artifacts-uri"
 # A DNS-1123 subdomain, as Kubernetes requires of object names (a claim name also becomes a chart value).
@@ -107,7 +110,7 @@ def _wait_started(kube: Any, name: str, timeout: float) -> None:
                 f"the reader pod {name} did not start in {timeout:.0f} s ({told or 'Pending'})",
                 "Check that the run's PVC can be mounted here (ReadWriteOnce claims need the node that holds "
                 "them) and that the busybox image can be pulled.",
-                code=EXIT_FAILURE,
+                code=exitcodes.FAILURE,
             )
         time.sleep(0.5)
 
@@ -141,7 +144,7 @@ def _read_reader_log(kube: Any, name: str, tar_file: Path) -> Any:
         raise SqlctlError(
             "the reader pod's log ended before the archive was complete",
             "Pull again; for very large runs write to an s3://, gs:// or hf:// destination instead.",
-            code=EXIT_FAILURE,
+            code=exitcodes.FAILURE,
             detail="\n".join(tail),
         )
     return reader

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from sqlctl.errors import EXIT_FAILURE, SqlctlError
+from sqlctl.app import app
+from sqlctl.errors import SqlctlError
 from sqlctl.options import (
     ContextOpt,
     KubeconfigOpt,
@@ -18,8 +19,10 @@ from sqlctl.options import (
     cli_errors,
     kube_settings,
 )
+from sqlmaster import exitcodes
 
 
+@app.command("cancel")
 @cli_errors
 def cancel(
     ctx: typer.Context,
@@ -68,6 +71,6 @@ def cancel(
             raise SqlctlError(
                 f"still present after {timeout:.0f} s: {names}",
                 "The kubelet may be unreachable; check with sqlctl status, or retry with --grace-period 0.",
-                code=EXIT_FAILURE,
+                code=exitcodes.FAILURE,
             )
         time.sleep(0.5)

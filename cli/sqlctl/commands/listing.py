@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from sqlctl.app import app
 from sqlctl.options import (
     AllNamespacesOpt,
     ContextOpt,
@@ -18,6 +19,7 @@ from sqlctl.options import (
 )
 
 
+@app.command("list")
 @cli_errors
 def list_runs(
     ctx: typer.Context,

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from sqlctl.errors import EXIT_FAILURE, SqlctlError
+from sqlctl.app import app
+from sqlctl.errors import SqlctlError
 from sqlctl.options import (
     ContextOpt,
     FollowOpt,
@@ -19,6 +20,7 @@ from sqlctl.options import (
     cli_errors,
     kube_settings,
 )
+from sqlmaster import exitcodes
 
 
 class Prefix(StrEnum):
@@ -68,6 +70,7 @@ def follow_run(kube: Any, namespace: str, run_id: str, ranks: list[int] | None =
     return outcome
 
 
+@app.command("logs")
 @cli_errors
 def logs(
     ctx: typer.Context,
@@ -108,4 +111,4 @@ def logs(
         failed = "Failed" in outcomes.outcomes.values()
         _notice(f"run {run_id} {'failed' if failed else 'succeeded'}")
         if failed:
-            raise typer.Exit(EXIT_FAILURE)
+            raise typer.Exit(exitcodes.FAILURE)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from sqlctl.app import app
 from sqlctl.options import ChartDirOpt, JobsDirOpt, OutputFormat, OutputOpt, cli_errors
 
 
+@app.command("models")
 @cli_errors
 def models(output: OutputOpt = OutputFormat.table, chart_dir: ChartDirOpt = None, jobs_dir: JobsDirOpt = None) -> None:
     """List registry models, whether they are gated (need HF_TOKEN), and which tasks have jobs/ files."""

@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from sqlctl.app import app
 from sqlctl.options import (
     ContextOpt,
     KubeconfigOpt,
@@ -84,6 +85,17 @@ def _ended_reason(pod: dict[str, Any]) -> str:
     return ""
 
 
+def _conditions(job: dict[str, Any]) -> str:
+    """The Job's true conditions, each with its reason and message: "Failed (BackoffLimitExceeded: ...)"."""
+    shown = [
+        f"{c['type']}" + (f" ({c.get('reason')}: {c.get('message', '')})" if c.get("reason") else "")
+        for c in job["conditions"]
+        if c.get("status") == "True"
+    ]
+    return "; ".join(shown) or "-"
+
+
+@app.command("status")
 @cli_errors
 def status(
     ctx: typer.Context,
@@ -110,21 +122,7 @@ def status(
     table(
         ["job", "model", "phase", "gpus", "active", "succeeded", "failed", "conditions"],
         [
-            [
-                j["name"],
-                j["model"],
-                j["phase"],
-                j["gpus"],
-                j["active"],
-                j["succeeded"],
-                j["failed"],
-                "; ".join(
-                    f"{c['type']}" + (f" ({c.get('reason')}: {c.get('message', '')})" if c.get("reason") else "")
-                    for c in j["conditions"]
-                    if c.get("status") == "True"
-                )
-                or "-",
-            ]
+            [j["name"], j["model"], j["phase"], j["gpus"], j["active"], j["succeeded"], j["failed"], _conditions(j)]
             for j in info["jobs"]
         ],
     )

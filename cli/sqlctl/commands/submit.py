@@ -5,15 +5,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
 import time
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sqlctl.errors import EXIT_CONFIG, EXIT_FAILURE, SqlctlError, warn
+from sqlctl.app import app as root
+from sqlctl.errors import SqlctlError, warn
 from sqlctl.kube import KubeSettings
 from sqlctl.options import (
     ChartDirOpt,
@@ -28,8 +34,10 @@ from sqlctl.options import (
 )
 from sqlctl.paths import RepoPaths, resolve_paths
 from sqlctl.submission import Extras, Planned, UserValues
+from sqlmaster import exitcodes
 
 app = typer.Typer(no_args_is_help=True)
+root.add_typer(app, name="submit", help="Submit a training or evaluation run (cluster or --local).")
 
 ModelOpt = Annotated[
     str,
@@ -92,23 +100,44 @@ AdapterRunOpt = Annotated[
 
 
 @dataclass(frozen=True)
+class SubmitFlags:
+    """The options `submit train` and `submit eval` share, declared once: each field is one flag of both
+    (`with_submit_flags` gives the commands these parameters; Typer reads them like any other)."""
+
+    values: ValuesOpt = None
+    set_: SetOpt = None
+    recipe_set: RecipeSetOpt = None
+    run_id: RunIdOpt = None
+    kubeconfig: KubeconfigOpt = None
+    context: ContextOpt = None
+    namespace: NamespaceOpt = None
+    dry_run: DryRunOpt = False
+    output: OutputOpt = OutputFormat.table
+    wait: WaitOpt = False
+    detach: DetachOpt = False
+    local: LocalOpt = False
+    runs_dir: RunsDirOpt = Path("runs")
+    chart_dir: ChartDirOpt = None
+    jobs_dir: JobsDirOpt = None
+
+    def options(self, ctx: typer.Context, task: str, model: str, adapter_run: str | None = None) -> SubmitOptions:
+        """SubmitOptions for one command (cluster flags merged over the root's)."""
+        user = UserValues(tuple(self.values or ()), tuple(self.set_ or ()), tuple(self.recipe_set or ()))
+        kube = kube_settings(ctx, self.kubeconfig, self.context, self.namespace)
+        return SubmitOptions(task, model, self, user, kube, adapter_run)
+
+
+@dataclass(frozen=True)
 class SubmitOptions:
-    """Everything `submit train|eval` was asked to do."""
+    """Everything `submit train|eval` was asked to do: the command's own arguments, the shared flags, and what
+    they resolve to (the values files and sets, the cluster settings)."""
 
     task: str
     model: str
-    user: UserValues = field(default_factory=UserValues)
-    run_id: str | None = None
+    flags: SubmitFlags
+    user: UserValues
+    kube: KubeSettings
     adapter_run: str | None = None
-    kube: KubeSettings = field(default_factory=KubeSettings)
-    dry_run: bool = False
-    output: OutputFormat = OutputFormat.table
-    wait: bool = False
-    detach: bool = False
-    local: bool = False
-    runs_dir: Path = Path("runs")
-    chart_dir: Path | None = None
-    jobs_dir: Path | None = None
 
 
 def _models(paths: RepoPaths, task: str, model: str) -> list[str]:
@@ -150,10 +179,10 @@ def _check(opts: SubmitOptions) -> tuple[RepoPaths, list[str]]:
     from sqlctl.runid import validate_run_id
     from sqlctl.submission import check_user_values
 
-    paths = resolve_paths(opts.chart_dir, opts.jobs_dir)
+    paths = resolve_paths(opts.flags.chart_dir, opts.flags.jobs_dir)
     models = _models(paths, opts.task, opts.model)
-    if opts.run_id is not None:
-        validate_run_id(opts.run_id)
+    if opts.flags.run_id is not None:
+        validate_run_id(opts.flags.run_id)
         if len(models) > 1:
             raise SqlctlError("--run-id names one run but --model all submits several", "Drop --run-id or pick one.")
     if opts.adapter_run is not None:
@@ -162,16 +191,18 @@ def _check(opts: SubmitOptions) -> tuple[RepoPaths, list[str]]:
         validate_run_id(opts.adapter_run, "--adapter-run")
         check_user_sets(list(opts.user.sets))
     check_user_values(paths, opts.task, opts.user)
-    if opts.local and opts.runs_dir.exists() and not opts.runs_dir.is_dir():
-        raise SqlctlError(f"--runs-dir {opts.runs_dir} is not a folder", "Pass a folder (it is created if missing).")
+    if opts.flags.local and opts.flags.runs_dir.exists() and not opts.flags.runs_dir.is_dir():
+        raise SqlctlError(
+            f"--runs-dir {opts.flags.runs_dir} is not a folder", "Pass a folder (it is created if missing)."
+        )
     return paths, models
 
 
 def run_submit(opts: SubmitOptions) -> None:
     paths, models = _check(opts)
-    if opts.local:
+    if opts.flags.local:
         _submit_local(opts, paths, models)
-    elif opts.dry_run:
+    elif opts.flags.dry_run:
         _dry_run(opts, paths, models)
     else:
         _submit_cluster(opts, paths, models)
@@ -184,7 +215,7 @@ def _dry_run(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> None:
 
     ns = opts.kube.namespace or "default"
     extras = {m: Extras(adapter_run=opts.adapter_run) for m in models}
-    plans = plan(paths, opts.task, models, opts.run_id, ns, opts.user, extras)
+    plans = plan(paths, opts.task, models, opts.flags.run_id, ns, opts.user, extras)
     if opts.adapter_run:
         warn(
             "--dry-run does not contact the cluster, so the training run's claim is not looked up: the "
@@ -192,14 +223,14 @@ def _dry_run(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> None:
             "unless you set storage.existingClaim)"
         )
     rendered = [m for p in plans for m in p.manifests]
-    print(dump_manifests(rendered, "json" if opts.output == OutputFormat.json else "yaml"), end="")
+    print(dump_manifests(rendered, "json" if opts.flags.output == OutputFormat.json else "yaml"), end="")
 
 
 def _report(opts: SubmitOptions, namespace: str, plans: list[Planned], report: list[dict[str, str]]) -> None:
-    if opts.output != OutputFormat.table:
+    if opts.flags.output != OutputFormat.table:
         from sqlctl.output import emit
 
-        emit({"namespace": namespace, "runs": [p.run_id for p in plans], "objects": report}, opts.output)
+        emit({"namespace": namespace, "runs": [p.run_id for p in plans], "objects": report}, opts.flags.output)
         return
     note = {"created": "created", "exists": "exists, left alone", "shared": "exists (shared), left alone"}
     for row in report:
@@ -221,13 +252,13 @@ def _submit_cluster(opts: SubmitOptions, paths: RepoPaths, models: list[str]) ->
     if opts.adapter_run:
         preflight.check_namespace(kube, ns)  # before looking for the training run in it
         extras = {m: adapter_extras(kube, paths, opts.task, m, opts.user, opts.adapter_run) for m in models}
-    plans, report = submit_to_cluster(kube, paths, opts.task, models, opts.user, opts.run_id, extras)
+    plans, report = submit_to_cluster(kube, paths, opts.task, models, opts.user, opts.flags.run_id, extras)
     _report(opts, ns, plans, report)
-    if opts.detach or len(plans) > 1:
-        if len(plans) > 1 and not opts.detach:
+    if opts.flags.detach or len(plans) > 1:
+        if len(plans) > 1 and not opts.flags.detach:
             print("several runs submitted: not following their logs", file=sys.stderr)
         _next_steps(opts.task, plans, ns)
-        if opts.wait:
+        if opts.flags.wait:
             _wait(kube, ns, [p.run_id for p in plans])
         return
     from sqlctl.commands.logs import follow_run
@@ -237,7 +268,7 @@ def _submit_cluster(opts: SubmitOptions, paths: RepoPaths, models: list[str]) ->
     finally:  # also on Ctrl-C: the run goes on in the cluster, say how to get back to it
         _next_steps(opts.task, plans, ns)
     if outcome != "Succeeded":
-        raise typer.Exit(EXIT_FAILURE)
+        raise typer.Exit(exitcodes.FAILURE)
 
 
 def _wait(kube: object, namespace: str, run_ids: list[str], poll: float = 2.0) -> None:
@@ -250,7 +281,7 @@ def _wait(kube: object, namespace: str, run_ids: list[str], poll: float = 2.0) -
             failed = outcomes.count("Failed")
             print(f"finished: {len(outcomes) - failed} succeeded, {failed} failed", file=sys.stderr)
             if failed:
-                raise typer.Exit(EXIT_FAILURE)
+                raise typer.Exit(exitcodes.FAILURE)
             return
         time.sleep(poll)
 
@@ -265,22 +296,24 @@ def _local_plan(opts: SubmitOptions, paths: RepoPaths, model: str) -> list[Any]:
     if opts.adapter_run:
         from sqlctl.adapter_run import check_local
 
-        check_local(opts.runs_dir, opts.adapter_run, run_models(paths, opts.task, model, "default", opts.user))
+        check_local(opts.flags.runs_dir, opts.adapter_run, run_models(paths, opts.task, model, "default", opts.user))
         extras = Extras(adapter_run=opts.adapter_run)
-    run_id = opts.run_id or new_run_id(opts.task, model)
-    while opts.run_id is None and (opts.runs_dir / run_id).exists():  # a generated id never reuses a folder
+    run_id = opts.flags.run_id or new_run_id(opts.task, model)
+    while opts.flags.run_id is None and (opts.flags.runs_dir / run_id).exists():  # a generated id never reuses a folder
         run_id = new_run_id(opts.task, model)
-    return local.plan_local(render_model(paths, opts.task, model, run_id, "default", opts.user, extras), opts.runs_dir)
+    return local.plan_local(
+        render_model(paths, opts.task, model, run_id, "default", opts.user, extras), opts.flags.runs_dir
+    )
 
 
 def _submit_local(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> None:
     from sqlctl import local
 
     planned = [run for model in models for run in _local_plan(opts, paths, model)]
-    if opts.dry_run:
+    if opts.flags.dry_run:
         from sqlctl.output import emit
 
-        fmt = OutputFormat.json if opts.output == OutputFormat.json else OutputFormat.yaml
+        fmt = OutputFormat.json if opts.flags.output == OutputFormat.json else OutputFormat.yaml
         emit([run.as_dict() for run in planned], fmt)
         return
     for run in planned:
@@ -290,77 +323,52 @@ def _submit_local(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> N
             raise SqlctlError(
                 f"local {opts.task} of {run.model} exited with code {code}",
                 "Read the output above" + ("; exit code 2 means a configuration error." if code == 2 else "."),
-                code=EXIT_CONFIG if code == 2 else EXIT_FAILURE,
+                code=exitcodes.CONFIG if code == 2 else exitcodes.FAILURE,
             )
         print(f"local run {run.run_id} finished: {run.run_dir}", file=sys.stderr)
         if opts.task == "train":
-            where = "" if opts.runs_dir == Path("runs") else f" --runs-dir {opts.runs_dir}"
+            where = "" if opts.flags.runs_dir == Path("runs") else f" --runs-dir {opts.flags.runs_dir}"
             print(
                 f"Next: sqlctl submit eval --model {run.model} --local --adapter-run {run.run_id}{where}",
                 file=sys.stderr,
             )
 
 
-def _options(ctx: typer.Context, task: str, **given: Any) -> SubmitOptions:
-    """SubmitOptions from a command's parameters (cluster flags merged over the root's)."""
-    settings = kube_settings(ctx, given.pop("kubeconfig"), given.pop("context"), given.pop("namespace"))
-    user = UserValues(
-        tuple(given.pop("values") or ()), tuple(given.pop("set_") or ()), tuple(given.pop("recipe_set") or ())
-    )
-    return SubmitOptions(task=task, user=user, kube=settings, **given)
+def with_submit_flags(func: Callable[..., None]) -> Callable[..., None]:
+    """Let ``func(..., flags: SubmitFlags)`` take the flags as parameters of its own (what Typer reads) and
+    receive them as one SubmitFlags."""
+    hints = typing.get_type_hints(SubmitFlags, include_extras=True)
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in dataclasses.fields(SubmitFlags)
+    ]
+    own = [p for name, p in inspect.signature(func, eval_str=True).parameters.items() if name != "flags"]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        flags = SubmitFlags(**{p.name: kwargs.pop(p.name) for p in shared})
+        func(*args, flags=flags, **kwargs)
+
+    parameters = [*own, *shared]
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
 
 
+@app.command("train")
 @cli_errors
-def submit_train(
-    ctx: typer.Context,
-    model: ModelOpt,
-    values: ValuesOpt = None,
-    set_: SetOpt = None,
-    recipe_set: RecipeSetOpt = None,
-    run_id: RunIdOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
-    dry_run: DryRunOpt = False,
-    output: OutputOpt = OutputFormat.table,
-    wait: WaitOpt = False,
-    detach: DetachOpt = False,
-    local: LocalOpt = False,
-    runs_dir: RunsDirOpt = Path("runs"),
-    chart_dir: ChartDirOpt = None,
-    jobs_dir: JobsDirOpt = None,
-) -> None:
+@with_submit_flags
+def submit_train(ctx: typer.Context, model: ModelOpt, flags: SubmitFlags) -> None:
     """Submit a training run: render charts/sqlmaster-train with jobs/train/<model>.yaml, check the cluster,
     create the Job(s), follow the logs (-d to detach)."""
-    run_submit(_options(ctx, "train", **{k: v for k, v in locals().items() if k != "ctx"}))
+    run_submit(flags.options(ctx, "train", model))
 
 
+@app.command("eval")
 @cli_errors
-def submit_eval(
-    ctx: typer.Context,
-    model: ModelOpt,
-    adapter_run: AdapterRunOpt = None,
-    values: ValuesOpt = None,
-    set_: SetOpt = None,
-    recipe_set: RecipeSetOpt = None,
-    run_id: RunIdOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
-    dry_run: DryRunOpt = False,
-    output: OutputOpt = OutputFormat.table,
-    wait: WaitOpt = False,
-    detach: DetachOpt = False,
-    local: LocalOpt = False,
-    runs_dir: RunsDirOpt = Path("runs"),
-    chart_dir: ChartDirOpt = None,
-    jobs_dir: JobsDirOpt = None,
-) -> None:
+@with_submit_flags
+def submit_eval(ctx: typer.Context, model: ModelOpt, flags: SubmitFlags, adapter_run: AdapterRunOpt = None) -> None:
     """Submit an evaluation run: render charts/sqlmaster-eval with jobs/eval/<model>.yaml, check the
     cluster, create the Job(s), follow the logs (-d to detach). --adapter-run TRAIN_RUN_ID evaluates
     what that training run trained, on its claim."""
-    run_submit(_options(ctx, "eval", **{k: v for k, v in locals().items() if k != "ctx"}))
-
-
-app.command("train")(submit_train)
-app.command("eval")(submit_eval)
+    run_submit(flags.options(ctx, "eval", model, adapter_run))
