@@ -89,11 +89,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (inputs / "truncated.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6)
     (inputs / "not-utf8.jsonl").write_bytes(b'{"question": "\xff\xfe"}\n')
     (inputs / "a-file").write_text("not a directory\n")
+    (inputs / "alias-bomb.yaml").write_text(_ALIAS_BOMB_FILE)
+    (inputs / "alias-loop.yaml").write_text("training: &a {max_steps: [*a]}\n")
+    (inputs / "huge.yaml").write_text("training: {max_steps: 3}\n" + "#" * (1 << 20) + "\n")
+    (inputs / "deep.yaml").write_text("training: {max_steps: " + "[" * 5000 + "]" * 5000 + "}\n")
 
     run = root / "completed"
     run_training("tiny", run, _recipe(f"data.source={data}"))
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
     return {"root": root, "inputs": inputs, "data": data, "run": run}
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A flow sequence of nested aliases: ~400 characters that stand for width**levels (387 million) values."""
+    items = [f"&a0 [{', '.join(['lol'] * width)}]"]
+    items += [f"&a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return f"[{', '.join(items)}]"
+
+
+# The same as a 1.3 KB recipe file, one anchor per line as a values file would write it.
+_ALIAS_BOMB_FILE = "training:\n  seed: 1\nmodel:\n  target_modules: " + _alias_bomb(12, 9) + "\n"
 
 
 def _recipe(*extra: str):  # type: ignore[no-untyped-def]
@@ -130,6 +145,15 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("values file, two runs", [*TRAIN, "{new}", "--recipe", "{inputs}/two-runs.yaml"], 2, r"values file with 2 runs"),
     ("values file, runs: str", [*TRAIN, "{new}", "--recipe", "{inputs}/runs-not-list.yaml"], 2, r"values file"),
     ("values recipe is a list", [*TRAIN, "{new}", "--recipe", "{inputs}/recipe-not-mapping.yaml"], 2, r"mapping"),
+    # bounded YAML: aliases that expand without end, oversized or endless files, deep nesting (issue 20, class 1)
+    ("alias bomb --set", [*TRAIN, "{new}", "--set", f"model.target_modules={_alias_bomb()}"], 2, r"expands to more"),
+    ("alias bomb file", [*TRAIN, "{new}", "--recipe", "{inputs}/alias-bomb.yaml"], 2, r"expands to more than"),
+    ("alias loop file", [*TRAIN, "{new}", "--recipe", "{inputs}/alias-loop.yaml"], 2, r"alias inside the value"),
+    ("recipe over 1 MiB", [*TRAIN, "{new}", "--recipe", "{inputs}/huge.yaml"], 2, r"is over 1,048,576 bytes"),
+    ("recipe /dev/zero", [*TRAIN, "{new}", "--recipe", "/dev/zero"], 2, r"/dev/zero is not a regular file"),
+    ("recipe nests 5000 deep", [*TRAIN, "{new}", "--recipe", "{inputs}/deep.yaml"], 2, r"nests deeper than 64"),
+    ("--set 100 KB value", [*TRAIN, "{new}", "--set", "data.source=" + "x" * 100_000], 2, r"over the 65,536 allowed"),
+    ("recipe show bomb", ["recipe", "show", "--set", f"training.seed={_alias_bomb()}"], 2, r"expands to more than"),
     # values
     ("tiny_heads=0", [*TRAIN, "{new}", "--set", "model.tiny_heads=0"], 2, r"model\.tiny_heads must be >= 1 \(got 0\)"),
     ("odd head size", [*TRAIN, "{new}", "--set", "model.tiny_heads=3"], 2, r"multiple of 2 x model\.tiny_heads"),
@@ -683,3 +707,33 @@ def test_data_changed_under_a_run_is_refused(
     code, output = _main(argv, capsys, monkeypatch)
     assert code == 2 and re.search(r"^error: the data differs from what the run in .* trained on", output, re.M), output
     assert "Traceback" not in output and _digest(run) == before
+
+
+def test_alias_bomb_is_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    """Issue 20 class 1: the 400-character --set of nested aliases grew `recipe show` to 3 GB in 40 s (then
+    MemoryError, exit 1). Now it is refused before any value is built: exit 2, one line, within seconds, at the
+    peak memory of an ordinary command. The peak is the child's own VmHWM (rusage would count the pages of this
+    pytest process that the child shared before exec), written at exit by a wrapper around the entry point."""
+    peak_file = tmp_path / "peak"
+    wrapper = (
+        "import atexit, pathlib, sys\n"
+        "def peak():\n"
+        "    status = pathlib.Path('/proc/self/status').read_text()\n"
+        "    line = next(l for l in status.splitlines() if l.startswith('VmHWM:'))\n"
+        f"    pathlib.Path({str(peak_file)!r}).write_text(line.split()[1])\n"
+        "atexit.register(peak)\n"
+        "from sqlmaster.cli import main\n"
+        "sys.argv = ['sqlmaster', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    cmd = [sys.executable, "-c", wrapper, "recipe", "show", "--set", f"model.target_modules={_alias_bomb()}"]
+    started = time.monotonic()
+    done = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    err = done.stderr
+    assert done.returncode == 2, err
+    assert "Traceback" not in err and err.splitlines() == [err.strip()] and err.startswith("error: "), err
+    assert "expands to more than 100,000 values" in err
+    assert elapsed < 30, elapsed
+    peak_mb = int(peak_file.read_text()) / 1024
+    assert peak_mb < 200, f"peak {peak_mb:.0f} MB"

@@ -19,6 +19,8 @@ from sqlctl.main import app
 from typer.testing import CliRunner
 
 LONG = "a" * 300
+# ~400 characters of nested YAML aliases standing for 9**9 values (issue 20, class 1)
+BOMB = "[&a0 [x,x,x,x,x,x,x,x,x], " + ", ".join(f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ CASES: dict[str, Case] = {
     ),
     "--recipe-set no section": Case(_submit("--recipe-set", "max_steps=5"), "is not section.key=value"),
     "--recipe-set unknown section": Case(_submit("--recipe-set", "nosuch.key=1"), "'nosuch' is not a recipe section"),
+    "--recipe-set alias bomb": Case(_submit("--recipe-set", f"model.target_modules={BOMB}"), "expands to more than"),
+    "--recipe-set alias loop": Case(_submit("--recipe-set", "training.seed=&a [*a]"), "alias inside the value"),
+    "--recipe-set 100 KB value": Case(_submit("--recipe-set", "data.source=" + "x" * 100_000), "over the 65,536"),
     "--recipe-set infinite": Case(_submit("--recipe-set", "training.learning_rate=.inf"), "not a finite number"),
     "--recipe-set unknown key (schema)": Case(
         _submit("--recipe-set", "training.max_stepz=5", "--dry-run"), "refused these values"
