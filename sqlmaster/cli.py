@@ -141,10 +141,12 @@ def eval_run(
     _say(resolved.describe())
 
     from sqlmaster.evaluate.runner import run_evaluation
+    from sqlmaster.ownership import hold
 
-    run_evaluation(
-        model=model, adapter=adapter, output_dir=output_dir, datasets=dataset, limit=limit, recipe=resolved.recipe
-    )
+    with hold(output_dir, "sqlmaster eval run"):
+        run_evaluation(
+            model=model, adapter=adapter, output_dir=output_dir, datasets=dataset, limit=limit, recipe=resolved.recipe
+        )
 
 
 @eval_app.command("score")
@@ -165,9 +167,11 @@ def eval_score(
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
+    from sqlmaster.ownership import hold
 
     settings = ScoreSettings(convention=convention)
-    metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
+    with hold(output_dir, "sqlmaster eval score"):
+        metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
     typer.echo(f"{summary_line(metrics)}  -> {output_dir}")
 
 
@@ -208,9 +212,11 @@ def quickstart(
 
     --set changes the training recipe, e.g. --set training.seed=7 or --set training.time_budget_minutes=30.
     """
+    from sqlmaster.ownership import hold
     from sqlmaster.quickstart import run_quickstart
 
-    run_quickstart(output_dir, jobs_dir, set_ or [])
+    with hold(output_dir, "sqlmaster quickstart"):
+        run_quickstart(output_dir, jobs_dir, set_ or [])
 
 
 @recipe_app.command("show")

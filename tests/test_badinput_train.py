@@ -737,3 +737,141 @@ def test_alias_bomb_is_refused_in_bounded_time_and_memory(tmp_path: Path) -> Non
     assert elapsed < 30, elapsed
     peak_mb = int(peak_file.read_text()) / 1024
     assert peak_mb < 200, f"peak {peak_mb:.0f} MB"
+
+
+# --- issue 20: damaged records, owners, processes that outlive their parent -----------------------------------
+
+DAMAGED = {
+    "base_model a string": ("base_model", "tiny", r"base_model is a string, not an object"),
+    "recipe a list": ("recipe", [1, 2], r"recipe is a list, not an object"),
+    "recipe section a number": ("recipe", {"training": 3}, r"recipe\.training is a number, not an object"),
+    "data.sha256 a string": ("data", {"sha256": "abc"}, r"data\.sha256 is a string, not an object"),
+    "recipe_changes an object": ("recipe_changes", {"a": 1}, r"recipe_changes is an object, not a list"),
+    "resumed_from a string": ("resumed_from", "checkpoint-3", r"resumed_from is a string, not a list"),
+    "status a number": ("status", 3, r"status is a number, not a string"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_a_damaged_run_record_is_one_error_line(
+    world: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """run.json with wrong types (issue 20 class 7: five variants were an AttributeError traceback)."""
+    import shutil
+
+    key, value, pattern = DAMAGED[name]
+    run = tmp_path / "damaged"
+    shutil.copytree(world["run"], run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, key: value}))
+    before = _digest(run)
+    code, output = _main(
+        [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}"], capsys, monkeypatch
+    )
+    assert code == 2, output[-2000:]
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.search(rf"run\.json is damaged: {pattern}", errors[0]), output[-2000:]
+    assert _digest(run) == before
+
+
+def test_a_stale_running_record_is_noticed_and_continued(
+    world: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """run.json says running but nobody holds the folder (its trainer was SIGKILLed): said so, then resumed."""
+    import logging
+    import shutil
+
+    run = tmp_path / "stale"
+    shutil.copytree(world["run"], run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--max-steps", str(STEPS + 1)]
+    with caplog.at_level(logging.WARNING, logger="sqlmaster.train"):
+        code, output = _main([*argv, "--resume-with-changes"], capsys, monkeypatch)
+    assert code == 0, output[-2000:]
+    assert "says running, but no process holds" in caplog.text + output
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], within: float = 300) -> None:
+    deadline = time.monotonic() + within
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} did not appear within {within:.0f} s"
+        time.sleep(0.05)
+
+
+def test_one_owner_sigint_recorded_as_sigint_and_kill_9_leaves_no_trainer(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 20 classes 4, 6 and 9 on a real two-process run (torchrun + 2 workers):
+    - a second `train` into the folder while the first runs: exit 2 naming the first's pid, nothing changed;
+    - Ctrl-C (SIGINT) to the first: run.json says "interrupted by SIGINT" (torchrun stops its workers with
+      SIGTERM, which was what got recorded), no process left;
+    - `kill -9` of a resumed run's parent: torchrun and both workers go too (they die with their parent), the
+      workers record "interrupted", and the folder is free again at once."""
+    from sqlmaster.cores import available_cores
+
+    if available_cores() < 2:
+        pytest.skip(f"needs 2 cores for 2 training processes; this process may use {available_cores()}")
+    run = tmp_path / "owned"
+    extra = ["--max-steps", "400", "--set", "training.save_steps=3", "--set", "training.cpu_processes=2"]
+    first = subprocess.Popen(
+        _train_cmd(run, world["data"], *extra), env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(run / "checkpoints" / "checkpoint-3" / "COMPLETE", first)
+        second = subprocess.run(
+            _train_cmd(run, world["data"], *extra), env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+        assert second.returncode == 2, second.stderr[-2000:]
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and f"in use by another sqlmaster command (pid {first.pid}" in errors[0], errors
+        assert "Traceback" not in second.stderr
+        below = _descendants(first.pid)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 130, err[-3000:]
+        assert "Traceback" not in err and "interrupted by SIGINT" in err, err[-3000:]
+        info = json.loads((run / "run.json").read_text())
+        assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGINT", info.get("error")
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in below if _alive(pid)]
+    finally:
+        first.kill()
+
+    resumed = subprocess.Popen(
+        _train_cmd(run, world["data"], *extra), env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        last = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*"))
+        _wait_for(run / "checkpoints" / f"checkpoint-{last + 3}" / "COMPLETE", resumed)
+        below = _descendants(resumed.pid)
+        assert len(below) >= 3, below  # torchrun and two workers
+        resumed.kill()
+        resumed.wait()
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in below if _alive(pid)], "training processes outlived `kill -9` of their parent"
+        from sqlmaster.ownership import holder_of
+
+        assert holder_of(run) is None
+        assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    finally:
+        resumed.kill()
+        for pid in _descendants(resumed.pid):
+            os.kill(pid, signal.SIGKILL)

@@ -60,8 +60,12 @@ class Data:
 def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOptions | None = None) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` into ``output_dir``; returns the metrics written to metrics.json."""
     setup_logging(distributed.is_main_process())
+    if distributed.world_size() > 1:  # a torchrun worker: it must not outlive torchrun (sqlmaster/lifetime.py)
+        from sqlmaster.lifetime import die_with_parent
+
+        die_with_parent()
     started = time.monotonic()
-    with signals_interrupt():
+    with signals_interrupt(), _owned(output_dir):
         job = _plan(resolve_model(model), RunDir(output_dir), recipe, options or TrainOptions())
         if job.plan.action == "completed":
             return _already_completed(job)
@@ -71,6 +75,15 @@ def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOpt
         data = _load_data(job)
         _prepare_directory(job)
         return _train(job, data, started)
+
+
+def _owned(output_dir: Path) -> Any:
+    """The run folder, owned for the whole run by the one process that starts it (rank 0 under torchrun)."""
+    from contextlib import nullcontext
+
+    from sqlmaster.ownership import hold
+
+    return hold(output_dir, "sqlmaster train") if distributed.is_main_process() else nullcontext()
 
 
 def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -> Job:
