@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _micro import MICRO_MODEL
@@ -875,3 +876,121 @@ def test_one_owner_sigint_recorded_as_sigint_and_kill_9_leaves_no_trainer(
         resumed.kill()
         for pid in _descendants(resumed.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def _copy_run(world: dict[str, Path], tmp_path: Path, name: str) -> Path:
+    import shutil
+
+    run = tmp_path / name
+    shutil.copytree(world["run"], run)
+    return run
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+BROKEN_LATEST = {
+    "weights truncated": (lambda ckpt: _truncate(ckpt / "model.safetensors"), r"model\.safetensors is unreadable"),
+    "weights missing": (lambda ckpt: (ckpt / "model.safetensors").unlink(), r"it holds no weights"),
+    "optimizer missing": (lambda ckpt: (ckpt / "optimizer.pt").unlink(), r"optimizer\.pt is missing"),
+    "optimizer truncated": (lambda ckpt: _truncate(ckpt / "optimizer.pt"), r"optimizer\.pt is unreadable"),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_LATEST))
+def test_resume_falls_back_to_the_newest_usable_checkpoint(
+    world: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+) -> None:
+    """Issue 20 class 5: the latest checkpoint is damaged. It was resumed from (tracebacks from both ranks, run.json
+    rewritten to failed) or, without optimizer.pt, silently with a fresh optimizer. Now the newest usable one is
+    picked, saying why, and the damaged one is set aside."""
+    import logging
+
+    damage, why = BROKEN_LATEST[name]
+    run = _copy_run(world, tmp_path, "fallback")
+    damage(run / "checkpoints" / "checkpoint-6")
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--max-steps", "8"]
+    with caplog.at_level(logging.WARNING, logger="sqlmaster.train"):
+        code, output = _main([*argv, "--resume-with-changes"], capsys, monkeypatch)
+    assert code == 0 and "Traceback" not in output, output[-3000:]
+    assert re.search(rf"checkpoint-6 cannot be resumed from \({why}.*resuming from .*checkpoint-3", caplog.text)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["resumed_from"] == [str(run / "checkpoints" / "checkpoint-3")]
+    assert (run / "checkpoints" / "invalid-checkpoint-6").is_dir()
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 8
+
+
+def test_no_usable_checkpoint_is_refused_and_changes_nothing(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _copy_run(world, tmp_path, "nothing-usable")
+    for step in (3, 6):
+        (run / "checkpoints" / f"checkpoint-{step}" / "model.safetensors").unlink()
+    before = _digest(run)
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--max-steps", "8"]
+    code, output = _main([*argv, "--resume-with-changes"], capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "can be resumed from (checkpoint-6: it holds no weights" in errors[0], output
+    assert _digest(run) == before
+
+
+def test_a_resume_that_fails_before_its_first_step_leaves_run_json_as_it_was(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint whose files pass the checks but cannot be loaded (scheduler.pt is garbage): one error line,
+    exit 2 (the same checkpoint fails again), and the completed run's run.json and outputs byte-identical."""
+    run = _copy_run(world, tmp_path, "failed-resume")
+    (run / "checkpoints" / "checkpoint-6" / "scheduler.pt").write_bytes(b"not a torch file at all")
+    record, metrics = (run / "run.json").read_bytes(), (run / "metrics.json").read_bytes()
+    outputs = _digest(run / "model")
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--max-steps", "8"]
+    code, output = _main([*argv, "--resume-with-changes"], capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.search(r"cannot resume from .*checkpoint-6: .*was left as it was", errors[0])
+    assert (run / "run.json").read_bytes() == record and (run / "metrics.json").read_bytes() == metrics
+    assert _digest(run / "model") == outputs
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_exit_1_and_keeps_the_last_checkpoint(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while checkpoint-6 is written (safetensors' own error, as observed): exit 1 (a Job retries
+    once space is freed), one line, checkpoint-3 complete and untouched, run.json "failed" with the cause."""
+    import transformers.modeling_utils as modeling_utils
+    from safetensors import SafetensorError
+
+    real = modeling_utils.safe_save_file
+    saved: list[str] = []
+
+    def fills_up(tensors: Any, filename: str, *args: Any, **kwargs: Any) -> None:
+        saved.append(filename)
+        if "checkpoint-6" in filename:
+            raise SafetensorError(
+                "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                'message: "No space left on device" })'
+            )
+        real(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", fills_up)
+    run = tmp_path / "full"
+    code, output = _main(
+        [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}"], capsys, monkeypatch
+    )
+    assert code == 1 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0] and "(checkpoint-3) is intact" in errors[0]
+    from sqlmaster.train.checkpoints import problem_with
+
+    assert (run / "checkpoints" / "checkpoint-3" / "COMPLETE").is_file()
+    assert problem_with(run / "checkpoints" / "checkpoint-3") is None
+    assert not (run / "checkpoints" / "checkpoint-6" / "COMPLETE").exists()
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "No space left on device" in info["error"]
