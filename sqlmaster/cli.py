@@ -169,6 +169,13 @@ def eval_score(
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
     from sqlmaster.ownership import hold
 
+    if workers is not None and workers < 1:
+        raise ConfigError(
+            f"--workers must be >= 1 (got {workers}): every prediction runs in a guarded worker process. "
+            "Leave it out for the default (up to 2)"
+        )
+    if input.exists() and not input.is_file() and not input.is_dir():
+        raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
     settings = ScoreSettings(convention=convention)
     with hold(output_dir, "sqlmaster eval score"):
         metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)

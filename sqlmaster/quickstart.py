@@ -33,8 +33,13 @@ def run_quickstart(output_dir: Path, jobs_dir: Path | None = None, overrides: li
 
     started = time.monotonic()
     run_dir = output_dir / "tiny"
-    run_training("tiny", run_dir, _tiny_recipe("train", jobs_dir, overrides))
-    eval_recipe = _tiny_recipe("eval", jobs_dir)
+    train_recipe = _tiny_recipe("train", jobs_dir, overrides)
+    # evaluation.* values (limit, datasets, ...) are the evaluation's: they were silently dropped before.
+    # Both recipes are resolved before training, so a bad value costs seconds, not a training run.
+    eval_sets = [item for item in overrides or [] if item.split("=", 1)[0].strip().startswith("evaluation.")]
+    eval_recipe = _tiny_recipe("eval", jobs_dir, eval_sets)
+    _check_openai()
+    run_training("tiny", run_dir, train_recipe)
     run_evaluation(
         model="tiny", adapter=run_dir, output_dir=run_dir / "eval", datasets=None, limit=None, recipe=eval_recipe
     )
@@ -45,3 +50,14 @@ def run_quickstart(output_dir: Path, jobs_dir: Path | None = None, overrides: li
     print(f"  model and run record: {run_dir}")
     print(f"  evaluation:           {run_dir / 'eval'}")
     print(f"  leaderboard, charts:  {output_dir / 'report'}")
+
+
+def _check_openai() -> None:
+    """With OPENAI_API_KEY set the evaluation embeds with OpenAI: an unreachable API or a refused key is one
+    line now, not a traceback after the whole training run (165 s into quickstart, as observed)."""
+    import os
+
+    if os.environ.get("OPENAI_API_KEY"):
+        from sqlmaster.evaluate.embedding import OpenAIEmbedder
+
+        OpenAIEmbedder().check()

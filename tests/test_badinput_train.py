@@ -994,3 +994,69 @@ def test_a_full_disk_while_checkpointing_is_one_line_exit_1_and_keeps_the_last_c
     assert not (run / "checkpoints" / "checkpoint-6" / "COMPLETE").exists()
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "failed" and "No space left on device" in info["error"]
+
+
+def test_max_length_that_drops_every_example_is_one_error_line(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """training.max_length=1: every example lost all its SQL to truncation and was dropped; the Trainer then
+    failed with an IndexError (exit 1, so a Job retried it). Now: exit 2, one line, no run record."""
+    run = tmp_path / "short"
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--set", "training.max_length=1"]
+    code, output = _main(argv, capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "within training.max_length=1 tokens" in errors[0], output[-2000:]
+    assert not (run / "run.json").exists()
+
+
+def test_overwrite_removes_an_eval_link_as_a_link(world: dict[str, Path], tmp_path: Path) -> None:
+    """--overwrite when eval/ is a symlink (to another disk, say): OSError, and the old run half removed. Now the
+    outputs go all or nothing, the link is removed as a link and what it points to is left alone."""
+    import shutil
+
+    run = tmp_path / "linked"
+    shutil.copytree(world["run"], run)
+    elsewhere = tmp_path / "other-disk" / "eval"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "keep.json").write_text('{"mine": true}')
+    (run / "eval").symlink_to(elsewhere, target_is_directory=True)
+    done = subprocess.run(
+        _train_cmd(run, world["data"], "--set", "model.tiny_layers=2", "--overwrite"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert f"removed {run / 'eval'} (a link to {elsewhere}, which is left alone)" in done.stdout
+    assert not (run / "eval").exists() and (elsewhere / "keep.json").read_text() == '{"mine": true}'
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["recipe"]["model"]["tiny_layers"] == 2
+    assert not list(run.glob(".overwritten-*"))
+
+
+def test_overwrite_that_cannot_remove_everything_removes_nothing(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One output cannot be moved (here: renaming metrics.json fails): every other output is put back."""
+    import shutil
+
+    run = tmp_path / "stuck"
+    shutil.copytree(world["run"], run)
+    before = _digest(run)
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Any) -> Any:
+        if self.name == "metrics.json":
+            raise PermissionError(1, "Operation not permitted")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--set", "model.tiny_layers=2"]
+    code, output = _main([*argv, "--overwrite"], capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "nothing was removed" in errors[0], output[-2000:]
+    assert _digest(run) == before

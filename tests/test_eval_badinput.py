@@ -61,6 +61,9 @@ CASES: dict[str, Case] = {
     ),
     "missing database file": Case((*SCORE, "{s}/missing_db.jsonl", "-o", "{s}/new"), "database file for db_path"),
     "not an SQLite file": Case((*SCORE, "{s}/not_sqlite.jsonl", "-o", "{s}/new"), "is not an SQLite database file"),
+    "--workers -3": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--workers", "-3"), "--workers must be >= 1"),
+    "--workers 0": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--workers", "0"), "guarded worker process"),
+    "input is /dev/zero": Case((*SCORE, "/dev/zero", "-o", "{s}/new"), "/dev/zero is not a regular file"),
     "unknown convention": Case(
         (*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--convention", "lenient"), "unknown convention 'lenient'"
     ),
@@ -76,6 +79,12 @@ CASES: dict[str, Case] = {
     ),
     "make-dataset: n = 0": Case(("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "0"), "--n must be >= 1"),
     "make-dataset: no key": Case(("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "1"), "OPENAI_API_KEY"),
+    "quickstart: OpenAI key, no network": Case(
+        ("quickstart", "-o", "{s}/quick"),
+        "cannot reach the OpenAI API for embeddings",
+        code=1,
+        env=(("OPENAI_API_KEY", "sk-test-not-a-key"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")),
+    ),
     "make-dataset: no network": Case(
         ("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "1"),
         "could not be reached",
@@ -177,4 +186,4 @@ def _read_only(path: Path) -> Iterator[None]:
 
 def test_the_corpus_size() -> None:
     """The report counts these: keep the number in one place."""
-    assert len(CASES) == 26
+    assert len(CASES) == 30

@@ -185,7 +185,7 @@ def run_evaluation(
     model is loaded for the recipe's backend, the embedder follows OPENAI_API_KEY and LangSmith follows
     LANGSMITH_API_KEY.
     """
-    from sqlmaster.evaluate.embedding import select_embedder
+    from sqlmaster.evaluate.embedding import OpenAIEmbedder, select_embedder
 
     setup_logging()
     target = resolve_target(model, adapter, recipe)
@@ -204,10 +204,13 @@ def run_evaluation(
     for dataset in built:
         prepare_output_dir(eval_root(Path(output_dir)) / dataset.name, overwrite=True)
 
+    if embedder is None:  # before the model loads: an unreachable OpenAI API fails in seconds
+        embedder = select_embedder()
+        if isinstance(embedder, OpenAIEmbedder):
+            embedder.check()
     backend = getattr(generator, "backend", None) or choose_backend(recipe.evaluation.backend)
     if generator is None:
         generator = make_generator(target, recipe, backend)
-    embedder = embedder or select_embedder()
 
     results: dict[str, dict[str, Any]] = {}
     for dataset in built:

@@ -113,6 +113,8 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
     plan = plan_run(run, spec.name, recipe, options, _step_of(resume_from))
     if plan.action == "resume":
         _check_resumable(run, resume_from, unusable)
+    elif plan.action == "overwrite":  # its checkpoints go with the earlier run
+        resume_from, unusable = None, []
     _sync_ranks()  # every rank has read the directory before rank 0 changes it
     return Job(spec, recipe, run, plan, options, device=device, resume_from=resume_from, unusable=unusable)
 
@@ -234,15 +236,39 @@ def _prepare_directory(job: Job) -> None:
         if job.plan.action == "overwrite":
             changed = "; ".join(c.text() for c in job.plan.changes) or "the earlier run diverged"
             log.warning("--overwrite: replacing the earlier run in %s (%s)", job.run.path, changed)
-            for path in job.plan.remove:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-                log.warning("  removed %s", path)
+            _remove_outputs(job.run.path, job.plan.remove)
         for path in remove_partial(job.run.checkpoints):
             log.warning("removed partially written checkpoint %s (the process was stopped while saving it)", path)
         if job.plan.action == "resume":
             for path, _ in job.unusable:
                 log.warning("set %s aside as %s (not resumed from, not rotated)", path, set_aside(path).name)
     _sync_ranks()
+
+
+def _remove_outputs(folder: Path, paths: list[Path]) -> None:
+    """Remove the earlier run's outputs all or nothing: each is first moved into one folder (renames in one
+    directory), which is then deleted. A link (e.g. eval/ pointing at another disk) is removed as a link; what it
+    points to is left alone. Deleting in place failed on such a link half way, leaving half a run."""
+    trash = folder / f".overwritten-{os.getpid()}"
+    trash.mkdir(exist_ok=True)
+    moved: list[Path] = []
+    for path in paths:
+        try:
+            path.rename(trash / path.name)
+        except OSError as exc:
+            for done in reversed(moved):
+                (trash / done.name).rename(done)
+            trash.rmdir()
+            raise ConfigError(
+                f"--overwrite cannot remove {path} ({exc.strerror}); nothing was removed. Fix its permissions, or "
+                "use a new --output-dir"
+            ) from None
+        moved.append(path)
+    for path in moved:
+        gone = trash / path.name
+        link = f" (a link to {os.readlink(gone)}, which is left alone)" if gone.is_symlink() else ""
+        log.warning("  removed %s%s", path, link)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _sync_ranks() -> None:
@@ -470,9 +496,21 @@ def _build_trainer(
     )
     for noisy in (PrinterCallback, ProgressCallback):  # replaced by LogLineCallback's one line per log
         trainer.remove_callback(noisy)
+    _check_not_emptied(trainer, recipe.training.max_length)
     if recipe.tracking.wandb_mode != "disabled" and report_to:
         trainer.add_callback(WandbRecipeCallback(recipe.to_dict()))
     return trainer, max_time
+
+
+def _check_not_emptied(trainer: Any, max_length: int) -> None:
+    """TRL drops an example whose SQL truncation cut off entirely (no token left to learn); with a tiny
+    training.max_length that is every example, and the Trainer failed with an IndexError."""
+    for split, dataset in (("training", trainer.train_dataset), ("validation", trainer.eval_dataset)):
+        if dataset is not None and len(dataset) == 0:
+            raise ConfigError(
+                f"no {split} example keeps any SQL within training.max_length={max_length} tokens (the prompt alone "
+                "is longer, so every example was dropped). Raise training.max_length (default 1024)"
+            )
 
 
 def _callbacks(recipe: Recipe, resume_from: Path | None) -> tuple[list[Any], Any]:
