@@ -76,10 +76,15 @@ def resolve_target(model: str, adapter: Path | None, recipe: Recipe) -> Target:
             )
         return Target(model, None, "base", None, get_template(recipe.prompt.template))
     adapter = Path(adapter)
+    if not adapter.is_dir():
+        what = "does not exist" if not adapter.exists() else "is not a directory"
+        raise ConfigError(f"--adapter {adapter} {what}. Pass the run directory `sqlmaster train` wrote")
     if (adapter / "run.json").is_file():
         from sqlmaster.models.loading import read_run_info
+        from sqlmaster.train.guard import check_record
 
         info = read_run_info(adapter)
+        check_record(info, adapter / "run.json", "Pass another --adapter, or restore the file")
         base = info.get("base_model") or {}
         if model not in (base.get("name"), base.get("hub_id")):
             raise ConfigError(

@@ -109,7 +109,7 @@ def read_previous(run: RunDir) -> dict[str, Any]:
         ) from None
     if not isinstance(info, dict):
         raise ConfigError(f"{path} is not a run record. Use a new --output-dir, or --overwrite to replace it")
-    _check_record_types(info, path)
+    check_record(info, path)
     return info
 
 
@@ -127,7 +127,12 @@ RECORD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _check_record_types(info: dict[str, Any], path: Path) -> None:
+def check_record(
+    info: dict[str, Any],
+    path: Path,
+    fix: str = "Restore the file, use a new --output-dir, or --overwrite to replace the run",
+) -> None:
+    """Refuse a run.json whose fields a later command reads have the wrong JSON type (exit 2, one line)."""
     found = [(key, info[key], kinds) for key, kinds in RECORD_TYPES.items() if info.get(key) is not None]
     recipe = info.get("recipe")
     if isinstance(recipe, dict):
@@ -142,7 +147,7 @@ def _check_record_types(info: dict[str, Any], path: Path) -> None:
         if not isinstance(value, kinds):
             raise ConfigError(
                 f"{path} is damaged: {key} is {_json_type(value)}, not {_json_type(kinds[0]())} (was it edited?). "
-                "Nothing was changed. Restore the file, use a new --output-dir, or --overwrite to replace the run"
+                f"Nothing was changed. {fix}"
             )
 
 
