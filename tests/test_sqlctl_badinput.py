@@ -73,6 +73,8 @@ CASES: dict[str, Case] = {
     # kubeconfig
     "kubeconfig missing": Case(("--kubeconfig", "{sandbox}/nope", "list"), "does not exist"),
     "kubeconfig garbage": Case(("list", "--kubeconfig", "{sandbox}/values.yaml"), "kubeconfig"),
+    "kubeconfig alias bomb": Case(("list", "--kubeconfig", "{sandbox}/bomb.yaml"), "expands to more than"),
+    "kubeconfig /dev/zero": Case(("list", "--kubeconfig", "/dev/zero"), "/dev/zero is not a regular file"),
     # logs options
     "logs --since 5x": Case(("logs", "run-1", "--since", "5x"), "cannot read duration '5x'"),
     "logs --tail -1": Case(("logs", "run-1", "--tail", "-1"), "--tail -1 is negative"),
@@ -216,6 +218,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: tuple[str, lis
     (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "broken.yaml").write_text("runs: [unclosed\n")
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "bomb.yaml").write_text(f"apiVersion: v1\nkind: Config\nclusters: {BOMB}\n")
     source = tmp_path / "bucket" / "run-1" / "tiny"
     source.mkdir(parents=True)
     (source / "metrics.json").write_text('{"loss": 1}')

@@ -325,9 +325,11 @@ def _api_error(status: int, reason: str, raw: bytes) -> ApiError:
 def _kubeconfig_files(settings: KubeSettings) -> str | None:
     """The kubeconfig to load, or None for in-cluster; clear error when there is none."""
     if settings.kubeconfig:
-        if not Path(settings.kubeconfig).expanduser().is_file():
+        given = Path(settings.kubeconfig).expanduser()
+        if not given.is_file():
+            what = "is not a regular file" if given.exists() else "does not exist"
             raise SqlctlError(
-                f"kubeconfig {settings.kubeconfig} does not exist",
+                f"kubeconfig {settings.kubeconfig} {what}",
                 "Pass --kubeconfig with the path of your cluster's kubeconfig.",
             )
         return str(Path(settings.kubeconfig).expanduser())
@@ -349,6 +351,22 @@ def _kubeconfig_files(settings: KubeSettings) -> str | None:
         "no kubeconfig found (no --kubeconfig, no KUBECONFIG, no ~/.kube/config)",
         "Get a kubeconfig for your cluster and pass it with --kubeconfig or KUBECONFIG.",
     )
+
+
+def _check_bounded(file: str) -> None:
+    """The client reads a kubeconfig with plain `yaml.safe_load`: refuse one whose aliases expand without end
+    (or that is a device, or huge) before it does, as for every other YAML a user gives (sqlmaster.boundedyaml)."""
+    if not file:
+        return
+    from sqlmaster.boundedyaml import YamlTooBig, load, read_text
+
+    try:
+        load(read_text(Path(file), "kubeconfig"), f"kubeconfig {file}")
+    except YamlTooBig as exc:
+        what, _, fix = str(exc).rpartition(". ")
+        raise SqlctlError(what, fix + ".") from None
+    except Exception:  # not YAML, not UTF-8, unreadable: the client's own error says it (below)
+        return
 
 
 _plugin_failures: list[tuple[str, int]] = []  # (message, exit code) of each credential plugin that failed
@@ -408,6 +426,8 @@ def connect(settings: KubeSettings, ping: bool = True) -> Kube:
     from kubernetes.client import ApiClient, Configuration
 
     path = _kubeconfig_files(settings)
+    for file in (path or "").split(os.pathsep):
+        _check_bounded(file)
     _bound_credential_plugins()
     _plugin_failures.clear()
     configuration = Configuration()
