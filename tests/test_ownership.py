@@ -240,3 +240,61 @@ def test_sigkill_of_sqlctl_local_takes_the_workload_along(tmp_path: Path, local_
         assert (tmp_path / "runs" / "r2" / "tiny" / "signal").read_text() == "SIGTERM"  # it could record it
     finally:
         proc.kill()
+
+
+# --- the launcher of training processes ---------------------------------------------------------------------------
+
+LAUNCHER = """
+import json, subprocess, sys
+from pathlib import Path
+from sqlmaster.errors import Interrupted
+from sqlmaster.train.launch import _wait_forwarding_signals
+from sqlmaster.train.status import signals_interrupt
+run = Path(sys.argv[1])
+child = subprocess.Popen([sys.executable, "-c", sys.argv[2], str(run)])
+try:
+    with signals_interrupt():
+        print("waiting", flush=True)
+        _wait_forwarding_signals(child, run)
+except Interrupted as exc:
+    sys.exit(exc.exit_code)
+"""
+# Stands in for torchrun: counts the signals it is passed, then ends a second after the first, having written
+# nothing (as when its workers were killed before they could record how the run ended).
+TORCHRUN = """
+import signal, sys, time
+from pathlib import Path
+got = []
+signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+signal.signal(signal.SIGINT, lambda s, f: got.append(s))
+Path(sys.argv[1], "child-ready").write_text("")
+while not got:
+    time.sleep(0.01)
+time.sleep(1.0)
+Path(sys.argv[1], "signals").write_text(str(len(got)))
+"""
+
+
+def test_the_launcher_passes_every_signal_on_waits_and_records_the_first(tmp_path: Path) -> None:
+    """Two SIGTERMs in a row (Kubernetes, then an impatient user): the second reached the launcher while it
+    waited for torchrun after the first, ended it at once and left run.json "running". Now both are passed on,
+    torchrun is waited for, and run.json says interrupted by the first signal."""
+    (tmp_path / "run.json").write_text(json.dumps({"status": "running"}))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(tmp_path), TORCHRUN], env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "child-ready").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+    assert (tmp_path / "signals").read_text() == "2"
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGTERM" and info["finished"]

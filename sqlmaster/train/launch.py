@@ -87,7 +87,12 @@ def _wait_forwarding_signals(process: subprocess.Popen[bytes], output_dir: Path)
         return process.wait()
     except Interrupted as exc:
         process.send_signal(exc.signum)
-        process.wait()
+        while True:  # a second Ctrl-C or SIGTERM is passed on too, and the workers are still waited for
+            try:
+                process.wait()
+                break
+            except Interrupted as again:
+                process.send_signal(again.signum)
         _record_interrupt(output_dir, exc.signum)
         raise
 
