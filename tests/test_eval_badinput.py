@@ -61,8 +61,19 @@ CASES: dict[str, Case] = {
     ),
     "missing database file": Case((*SCORE, "{s}/missing_db.jsonl", "-o", "{s}/new"), "database file for db_path"),
     "not an SQLite file": Case((*SCORE, "{s}/not_sqlite.jsonl", "-o", "{s}/new"), "is not an SQLite database file"),
+    "--workers -3": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--workers", "-3"), "--workers must be >= 1"),
+    "--workers 0": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--workers", "0"), "guarded worker process"),
+    "input is /dev/zero": Case((*SCORE, "/dev/zero", "-o", "{s}/new"), "/dev/zero is not a regular file"),
     "unknown convention": Case(
         (*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--convention", "lenient"), "unknown convention 'lenient'"
+    ),
+    # eval run: the adapter (issue 20: a damaged run.json was an AttributeError; a missing path "neither a run...")
+    "eval run: adapter missing": Case(
+        ("eval", "run", "-m", "tiny", "--adapter", "{s}/nope", "-o", "{s}/new"), "--adapter {s}/nope does not exist"
+    ),
+    "eval run: damaged run.json": Case(
+        ("eval", "run", "-m", "tiny", "--adapter", "{s}/run_damaged", "-o", "{s}/new"),
+        "run.json is damaged: base_model is a string, not an object",
     ),
     # eval report
     "report: malformed metrics.json": Case(("eval", "report", "{s}/run_bad", "-o", "{s}/report"), "not a readable"),
@@ -76,6 +87,12 @@ CASES: dict[str, Case] = {
     ),
     "make-dataset: n = 0": Case(("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "0"), "--n must be >= 1"),
     "make-dataset: no key": Case(("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "1"), "OPENAI_API_KEY"),
+    "quickstart: OpenAI key, no network": Case(
+        ("quickstart", "-o", "{s}/quick"),
+        "cannot reach the OpenAI API for embeddings",
+        code=1,
+        env=(("OPENAI_API_KEY", "sk-test-not-a-key"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")),
+    ),
     "make-dataset: no network": Case(
         ("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "1"),
         "could not be reached",
@@ -102,6 +119,8 @@ def _sandbox(root: Path) -> None:
     (root / "known_db.jsonl").write_text(_row(db_id="concert_singer") + "\n")
     (root / "missing_db.jsonl").write_text(_row(db_path=str(root / "gone.sqlite")) + "\n")
     (root / "not_sqlite.jsonl").write_text(_row(db_path=str(root / "notdb.sqlite")) + "\n")
+    (root / "run_damaged").mkdir()
+    (root / "run_damaged" / "run.json").write_text(json.dumps({"status": "completed", "base_model": "tiny"}))
     scored = root / "scored"
     scored.mkdir()
     (scored / "records.jsonl").write_text('{"earlier": true}\n')
@@ -134,13 +153,14 @@ def test_bad_input(sandbox: Path, name: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.update(PYTHONPATH=f"{REPO}:{REPO / 'cli'}", **dict(case.env))
     args = [a.replace("{s}", str(sandbox)) for a in case.args]
+    message = case.message.replace("{s}", str(sandbox))
     proc = subprocess.run(
         [sys.executable, "-m", "sqlmaster.cli", *args], capture_output=True, text=True, env=env, timeout=120
     )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == case.code, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert len(errors) == 1 and case.message in errors[0], proc.stderr
+    assert len(errors) == 1 and message in errors[0], proc.stderr
     assert _snapshot(sandbox) == before
 
 
@@ -177,4 +197,4 @@ def _read_only(path: Path) -> Iterator[None]:
 
 def test_the_corpus_size() -> None:
     """The report counts these: keep the number in one place."""
-    assert len(CASES) == 26
+    assert len(CASES) == 32

@@ -44,7 +44,19 @@ def test_quickstart_trains_evaluates_and_reports_with_set_values(tmp_path: Path)
     out = tmp_path / "qs"
 
     result = CliRunner().invoke(
-        app, ["quickstart", "-o", str(out), "--jobs-dir", str(jobs), "--set", "training.seed=7"]
+        app,
+        # an evaluation value reaches the evaluation (it was silently dropped: issue 20)
+        [
+            "quickstart",
+            "-o",
+            str(out),
+            "--jobs-dir",
+            str(jobs),
+            "--set",
+            "training.seed=7",
+            "--set",
+            "evaluation.limit=3",
+        ],
     )
 
     assert result.exit_code == 0, result.output[-3000:]
@@ -52,5 +64,5 @@ def test_quickstart_trains_evaluates_and_reports_with_set_values(tmp_path: Path)
     info = json.loads((out / "tiny" / "run.json").read_text())
     assert info["status"] == "completed" and info["recipe"]["training"]["seed"] == 7
     metrics = json.loads((out / "tiny" / "eval" / "sql-create-context-test" / "metrics.json").read_text())
-    assert metrics["n"] == 4 and 0.0 <= metrics["execution_accuracy"] <= 1.0
+    assert metrics["n"] == 3 and 0.0 <= metrics["execution_accuracy"] <= 1.0
     assert (out / "report" / "leaderboard.md").is_file()

@@ -5,13 +5,17 @@ on input checks — no connection to the API server (a listening socket counts t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +23,8 @@ from sqlctl.main import app
 from typer.testing import CliRunner
 
 LONG = "a" * 300
+# ~400 characters of nested YAML aliases standing for 9**9 values (issue 20, class 1)
+BOMB = "[&a0 [x,x,x,x,x,x,x,x,x], " + ", ".join(f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ CASES: dict[str, Case] = {
     # kubeconfig
     "kubeconfig missing": Case(("--kubeconfig", "{sandbox}/nope", "list"), "does not exist"),
     "kubeconfig garbage": Case(("list", "--kubeconfig", "{sandbox}/values.yaml"), "kubeconfig"),
+    "kubeconfig alias bomb": Case(("list", "--kubeconfig", "{sandbox}/bomb.yaml"), "expands to more than"),
+    "kubeconfig /dev/zero": Case(("list", "--kubeconfig", "/dev/zero"), "/dev/zero is not a regular file"),
     # logs options
     "logs --since 5x": Case(("logs", "run-1", "--since", "5x"), "cannot read duration '5x'"),
     "logs --tail -1": Case(("logs", "run-1", "--tail", "-1"), "--tail -1 is negative"),
@@ -103,6 +111,9 @@ CASES: dict[str, Case] = {
     ),
     "--recipe-set no section": Case(_submit("--recipe-set", "max_steps=5"), "is not section.key=value"),
     "--recipe-set unknown section": Case(_submit("--recipe-set", "nosuch.key=1"), "'nosuch' is not a recipe section"),
+    "--recipe-set alias bomb": Case(_submit("--recipe-set", f"model.target_modules={BOMB}"), "expands to more than"),
+    "--recipe-set alias loop": Case(_submit("--recipe-set", "training.seed=&a [*a]"), "alias inside the value"),
+    "--recipe-set 100 KB value": Case(_submit("--recipe-set", "data.source=" + "x" * 100_000), "over the 65,536"),
     "--recipe-set infinite": Case(_submit("--recipe-set", "training.learning_rate=.inf"), "not a finite number"),
     "--recipe-set unknown key (schema)": Case(
         _submit("--recipe-set", "training.max_stepz=5", "--dry-run"), "refused these values"
@@ -207,6 +218,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: tuple[str, lis
     (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "broken.yaml").write_text("runs: [unclosed\n")
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "bomb.yaml").write_text(f"apiVersion: v1\nkind: Config\nclusters: {BOMB}\n")
     source = tmp_path / "bucket" / "run-1" / "tiny"
     source.mkdir(parents=True)
     (source / "metrics.json").write_text('{"loss": 1}')
@@ -256,3 +268,166 @@ def test_bad_input(name: str, sandbox: Path, api: tuple[str, list[int]]) -> None
 def test_corpus_size() -> None:
     """The report counts these; keep the number honest if cases are added or removed."""
     assert len(CASES) >= 50
+
+
+# --- issue 20 class 8: a server that is slow, endless or not an API server; a credential plugin that hangs ---------
+
+VERSION = b'{"major": "1", "minor": "31", "gitVersion": "v1.31.0"}'
+
+
+def _answer(handler: Any, body: bytes, content_type: str = "application/json") -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _drip(handler: Any) -> None:
+    """Headers at once, then one byte of body every 0.3 s (each byte restarts a per-read timeout)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.end_headers()
+    for _ in range(400):  # stops by itself after ~2 minutes, or at once when the client hangs up
+        handler.wfile.write(b" ")
+        handler.wfile.flush()
+        time.sleep(0.3)
+
+
+def _endless(handler: Any) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.end_headers()
+    block = b"[" * 65536
+    for _ in range(100_000):  # ~6 GB if nobody stops reading; a closed connection ends it
+        handler.wfile.write(block)
+
+
+BEHAVIOURS: dict[str, Any] = {
+    "drip": _drip,
+    "endless": _endless,
+    "html": lambda h: _answer(h, b"<html><body>Please log in</body></html>", "text/html"),
+    "list": lambda h: _answer(h, b"[1, 2, 3]"),
+    "items not a list": lambda h: _answer(h, VERSION if h.path == "/version" else b'{"items": "nope"}'),
+}
+
+
+@pytest.fixture
+def odd_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 answering every request in one odd way (daemon threads, shut down after)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    behaviour = BEHAVIOURS[request.param]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                behaviour(self)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _kubeconfig(path: Path, server: str, user: dict[str, Any]) -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "team"}}],
+        "current-context": "x",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+NETWORK_CASES = {
+    # behaviour: (command, part of the error line, exit code)
+    "drip": (("status", "run-1"), "did not finish answering GET /version within 3 s", 1),
+    "endless": (("status", "run-1"), "answered GET /version with more than 1 MB", 1),
+    "html": (("status", "run-1"), "with something that is not JSON (it starts '<html><body>Please log in", 1),
+    "list": (("status", "run-1"), "answered GET /version with a JSON list, not an object", 1),
+    "items not a list": (("list",), "with items that are not a list of objects", 1),
+}
+
+
+@pytest.mark.parametrize("odd_server", list(NETWORK_CASES), indirect=True, ids=list(NETWORK_CASES))
+def test_an_odd_server_is_one_error_line_within_a_bound(
+    odd_server: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ends within the deadline (3 s here, 60 s by default) and reads at most the cap (1 MB here, 64 MB)."""
+    import resource
+
+    from sqlctl import kube
+
+    args, message, code = NETWORK_CASES[request.node.callspec.id]
+    monkeypatch.setattr(kube, "TOTAL_SECONDS", 3.0)
+    monkeypatch.setattr(kube, "MAX_ANSWER_BYTES", 1 << 20)
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "kubeconfig", odd_server, {"token": "t"})))
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    result = CliRunner().invoke(app, list(args))
+    elapsed = time.monotonic() - started
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert elapsed < 15, elapsed
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mb < 100, f"peak memory grew by {grown_mb:.0f} MB"
+
+
+PLUGIN_HANGS = "import time; time.sleep(600)"
+PLUGIN_FAILS = "import sys; sys.stderr.write('your login expired'); sys.exit(1)"
+
+
+@pytest.mark.parametrize(
+    ("script", "message", "code"),
+    [
+        (PLUGIN_HANGS, "did not answer within 2 s", 1),
+        (PLUGIN_FAILS, "exec: process returned 1. your login expired", 2),
+    ],
+    ids=["plugin hangs", "plugin fails"],
+)
+def test_a_credential_plugin_is_bounded_and_named(
+    script: str, message: str, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: tuple[str, list[int]]
+) -> None:
+    """A kubeconfig `exec` plugin that never returns hung sqlctl silently; one that failed was reported as
+    "cannot reach the API server". Now: a deadline, the plugin named, no plugin process left behind."""
+    from sqlctl import kube
+
+    monkeypatch.setattr(kube, "PLUGIN_SECONDS", 2.0)
+    marker = f"sqlctl-plugin-test-{os.getpid()}-{len(script)}"
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable}}
+    user["exec"]["args"] = ["-c", script, marker]
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "kubeconfig", api[0], user)))
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["status", "run-1"])
+    assert time.monotonic() - started < 15
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "credential plugin failed" in errors[0] and message in errors[0], result.output
+    assert api[1] == [], "the API server was contacted without credentials"
+    left = [p for p in Path("/proc").glob("[0-9]*/cmdline") if marker.encode() in _read(p)]
+    assert not left, "the plugin process was left running"
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def test_network_corpus_size() -> None:
+    assert len(NETWORK_CASES) + 2 == 7

@@ -5,12 +5,21 @@ tokens) and holding an authenticated urllib3 pool — and send plain JSON to the
 Rendered manifests are dicts from helm; posting them as JSON avoids round-tripping through the
 generated model classes (which would drop fields they do not know, e.g. newer Job fields) and
 keeps one code path for every kind. `kubernetes` is imported inside `connect()` only.
+
+A server (or a proxy in front of it) is not trusted for pace, size or shape: each call has a total deadline
+from connect to last byte (urllib3's read timeout restarts with every byte, so a server dripping one byte every
+4 s held `sqlctl status` for ever), its answer is capped in size, and anything but a JSON object is one error
+line. A kubeconfig credential plugin (`users[].user.exec`) gets a deadline too, and its failure is named as
+such rather than as an unreachable server.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +32,10 @@ if TYPE_CHECKING:
     from urllib3 import HTTPResponse
 
 Obj = dict[str, Any]
+
+TOTAL_SECONDS = 60.0  # one API call, connect to last byte (a List of a busy namespace takes ~1 s)
+MAX_ANSWER_BYTES = 64 << 20  # the largest answer read whole: a List of thousands of Jobs is a few MB
+PLUGIN_SECONDS = 60.0  # a kubeconfig credential plugin (it may open a browser for a login)
 
 # (apiVersion, kind) -> (API path prefix, plural, namespaced). The kinds our charts render.
 KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
@@ -130,12 +143,61 @@ class Kube:
         timeout: float | tuple[float, float] | None = 30,
         content_type: str | None = None,
     ) -> Obj:
-        """Send one request and return the decoded JSON answer; raise ApiError on non-2xx."""
+        """Send one request and return the decoded JSON answer; raise ApiError on non-2xx.
+
+        The whole exchange ends within TOTAL_SECONDS (or ``timeout``'s sum, if smaller) and reads at most
+        MAX_ANSWER_BYTES; past either it is one error line (exit 1).
+        """
+        total = min(TOTAL_SECONDS, sum(timeout) if isinstance(timeout, tuple) else (timeout or TOTAL_SECONDS))
+        call = f"{method} {path}"
+        status, reason, raw = _within(
+            total,
+            lambda: self._exchange(method, path, query, body, timeout, content_type),
+            lambda: SqlctlError(
+                f"the API server at {self.server} did not finish answering {call} within {total:.0f} s",
+                "Check the cluster (or the proxy in front of it) and retry.",
+                code=exitcodes.FAILURE,
+            ),
+        )
+        if not 200 <= status <= 299:
+            raise _api_error(status, reason, raw)
+        return _json_object(raw, self.server, call)
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        timeout: float | tuple[float, float] | None,
+        content_type: str | None,
+    ) -> tuple[int, str, bytes]:
+        """Send, then read the answer in chunks up to MAX_ANSWER_BYTES (never the whole of an endless body)."""
         response = self._send(method, path, query, body, timeout, content_type)
-        raw = response.read()
-        if not 200 <= response.status <= 299:
-            raise _api_error(response.status, response.reason, raw)
-        return json.loads(raw) if raw else {}
+        raw = response.response  # urllib3's, not yet read (the client does not preload)
+        chunks, size = [], 0
+        try:
+            for chunk in raw.stream(1 << 16, decode_content=True):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise SqlctlError(
+                        f"the API server at {self.server} answered {method} {path} with more than "
+                        f"{MAX_ANSWER_BYTES >> 20} MB",
+                        "Check that --kubeconfig points at a Kubernetes API server (not a proxy or a file server).",
+                        code=exitcodes.FAILURE,
+                    )
+                chunks.append(chunk)
+        except SqlctlError:
+            raise
+        except Exception as exc:  # the connection broke or timed out mid-answer
+            raise SqlctlError(
+                f"the API server at {self.server} broke off its answer to {method} {path} ({type(exc).__name__})",
+                "Check the cluster and retry.",
+                code=exitcodes.FAILURE,
+            ) from exc
+        finally:
+            raw.release_conn()
+        return response.status, str(response.reason or ""), b"".join(chunks)
 
     def stream(
         self, path: str, query: list[tuple[str, str]], timeout: float | tuple[float, float] | None = None
@@ -170,7 +232,14 @@ class Kube:
             query.append(("labelSelector", label_selector))
         if field_selector:
             query.append(("fieldSelector", field_selector))
-        return list(self.request("GET", path, query).get("items") or [])
+        items = self.request("GET", path, query).get("items") or []
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise SqlctlError(
+                f"the API server at {self.server} answered GET {path} with items that are not a list of objects",
+                "Check that --kubeconfig and --context point at a Kubernetes API server.",
+                code=exitcodes.FAILURE,
+            )
+        return items
 
     def create(self, obj: Obj, namespace: str | None = None) -> Obj:
         ns = obj.get("metadata", {}).get("namespace") or namespace or self.namespace
@@ -200,6 +269,49 @@ class Kube:
                 raise
 
 
+def _within(seconds: float, work: Callable[[], Any], late: Callable[[], Exception]) -> Any:
+    """``work()``'s result if it ends within ``seconds``, else ``late()`` is raised. The work runs in a daemon
+    thread: a socket read cannot be given a deadline from outside, only abandoned (sqlctl then exits)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="sqlctl-api-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise late()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _json_object(raw: bytes, server: str, call: str) -> Obj:
+    """A JSON object, or one error line saying what came instead (an HTML login page, a list, garbage)."""
+    if not raw:
+        return {}
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        start = " ".join(raw[:60].decode("utf-8", "replace").split())
+        raise SqlctlError(
+            f"the API server at {server} answered {call} with something that is not JSON (it starts {start!r})",
+            "Check that --kubeconfig and --context point at a Kubernetes API server, not a proxy or login page.",
+            code=exitcodes.FAILURE,
+        ) from None
+    if not isinstance(decoded, dict):
+        raise SqlctlError(
+            f"the API server at {server} answered {call} with a JSON {type(decoded).__name__}, not an object",
+            "Check that --kubeconfig and --context point at a Kubernetes API server.",
+            code=exitcodes.FAILURE,
+        )
+    return decoded
+
+
 def _api_error(status: int, reason: str, raw: bytes) -> ApiError:
     message = raw.decode("utf-8", "replace") if raw else ""
     try:
@@ -214,9 +326,11 @@ def _api_error(status: int, reason: str, raw: bytes) -> ApiError:
 def _kubeconfig_files(settings: KubeSettings) -> str | None:
     """The kubeconfig to load, or None for in-cluster; clear error when there is none."""
     if settings.kubeconfig:
-        if not Path(settings.kubeconfig).expanduser().is_file():
+        given = Path(settings.kubeconfig).expanduser()
+        if not given.is_file():
+            what = "is not a regular file" if given.exists() else "does not exist"
             raise SqlctlError(
-                f"kubeconfig {settings.kubeconfig} does not exist",
+                f"kubeconfig {settings.kubeconfig} {what}",
                 "Pass --kubeconfig with the path of your cluster's kubeconfig.",
             )
         return str(Path(settings.kubeconfig).expanduser())
@@ -240,12 +354,83 @@ def _kubeconfig_files(settings: KubeSettings) -> str | None:
     )
 
 
+def _check_bounded(file: str) -> None:
+    """The client reads a kubeconfig with plain `yaml.safe_load`: refuse one whose aliases expand without end
+    (or that is a device, or huge) before it does, as for every other YAML a user gives (sqlmaster.boundedyaml)."""
+    if not file:
+        return
+    from sqlmaster.boundedyaml import YamlTooBig, load, read_text
+
+    try:
+        load(read_text(Path(file), "kubeconfig"), f"kubeconfig {file}")
+    except YamlTooBig as exc:
+        what, _, fix = str(exc).rpartition(". ")
+        raise SqlctlError(what, fix + ".") from None
+    except Exception:  # not YAML, not UTF-8, unreadable: the client's own error says it (below)
+        return
+
+
+_plugin_failures: list[tuple[str, int]] = []  # (message, exit code) of each credential plugin that failed
+
+
+def _bound_credential_plugins() -> None:
+    """Give the client's credential plugins (kubeconfig `exec`) a deadline and remember their failures.
+
+    The client runs a plugin with `communicate()` and no timeout (a plugin waiting for a login hung sqlctl
+    silently), and logs a failing plugin's error, then carries on without credentials (which surfaced as
+    "cannot reach"). Its module is patched once, in this process only.
+    """
+    from types import SimpleNamespace
+
+    from kubernetes.config import exec_provider, kube_config
+
+    if getattr(kube_config.ExecProvider, "bounded_by_sqlctl", False):
+        return
+
+    class BoundedPopen(subprocess.Popen):  # type: ignore[type-arg]  # the client's call, with a deadline
+        def communicate(self, input: Any = None, timeout: float | None = None) -> Any:
+            try:
+                return super().communicate(input, timeout=PLUGIN_SECONDS if timeout is None else timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.wait()
+                raise TimeoutError(f"it did not answer within {PLUGIN_SECONDS:.0f} s") from None
+
+    class BoundedExecProvider(exec_provider.ExecProvider):  # type: ignore[misc]
+        bounded_by_sqlctl = True
+
+        def run(self, previous_response: Any = None) -> Any:
+            try:
+                return super().run(previous_response)
+            except Exception as exc:
+                code = exitcodes.FAILURE if isinstance(exc, TimeoutError) else exitcodes.CONFIG
+                _plugin_failures.append((f"`{' '.join(self.args)[:120]}`: {' '.join(str(exc).split())[:300]}", code))
+                raise
+
+    exec_provider.subprocess = SimpleNamespace(Popen=BoundedPopen, PIPE=subprocess.PIPE)  # type: ignore[assignment]
+    kube_config.ExecProvider = BoundedExecProvider  # type: ignore[misc]
+
+
+def _check_plugins() -> None:
+    if _plugin_failures:
+        message, code = _plugin_failures[-1]
+        raise SqlctlError(
+            f"the kubeconfig's credential plugin failed, so sqlctl has no credentials: {message}",
+            "Run that command yourself to see why (often: log in again), or choose another --context.",
+            code=code,
+        )
+
+
 def connect(settings: KubeSettings, ping: bool = True) -> Kube:
     """Load kubeconfig, pick the context and namespace, and (by default) check the server answers."""
     from kubernetes import config as kconfig  # lazy: ~1 s of imports
     from kubernetes.client import ApiClient, Configuration
 
     path = _kubeconfig_files(settings)
+    for file in (path or "").split(os.pathsep):
+        _check_bounded(file)
+    _bound_credential_plugins()
+    _plugin_failures.clear()
     configuration = Configuration()
     namespace = settings.namespace
     context_name = settings.context
@@ -267,6 +452,7 @@ def connect(settings: KubeSettings, ping: bool = True) -> Kube:
                 context_name = chosen["name"]
                 namespace = namespace or chosen.get("context", {}).get("namespace")
     except kconfig.ConfigException as exc:
+        _check_plugins()
         raise SqlctlError(
             f"cannot use kubeconfig {path or 'in-cluster'}: {exc}",
             "Fix the kubeconfig or choose an existing context with --context (kubectl config get-contexts).",
@@ -276,6 +462,7 @@ def connect(settings: KubeSettings, ping: bool = True) -> Kube:
             f"kubeconfig {path} is not a valid kubeconfig ({type(exc).__name__}: {exc})",
             "Pass --kubeconfig with a valid kubeconfig file.",
         ) from exc
+    _check_plugins()
     configuration.retries = 0  # fail fast: we report unreachable clusters instead of retrying for minutes
     configuration.connection_pool_maxsize = 64  # parallel submissions and log streams share one pool
     kube = Kube(ApiClient(configuration), namespace or "default", context_name, configuration.host)

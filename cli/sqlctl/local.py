@@ -17,10 +17,14 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from types import FrameType
 from typing import Any
 
 from sqlctl.errors import SqlctlError
@@ -196,13 +200,40 @@ def write_files(run: LocalRun) -> None:
         path.write_text(content)
 
 
+@contextmanager
+def owned(run: LocalRun) -> Iterator[None]:
+    """Own `<runs-dir>/<run-id>` while its run is written and runs: a second `--local` with the same --run-id is
+    refused (exit 2, naming the holder's pid) before it writes anything (sqlmaster/ownership.py)."""
+    from sqlmaster.ownership import FolderInUse, hold
+
+    try:
+        with hold(run.run_dir.parent, f"sqlctl submit --local --run-id {run.run_id}"):
+            yield
+    except FolderInUse as exc:
+        what, _, fix = str(exc).rpartition(". ")
+        raise SqlctlError(what, fix + ".") from None
+
+
 def execute(run: LocalRun) -> int:
-    """Run one planned process, streaming its output line by line; returns its exit code."""
+    """Run one planned process, streaming its output line by line; returns its exit code.
+
+    The workload runs in a session of its own and dies with sqlctl (kill -9 included); SIGTERM and SIGINT that
+    reach sqlctl are passed on once, and sqlctl waits for it to record how it ended (`interrupted` in run.json).
+    """
+    from sqlmaster.lifetime import parent_death_signal
+
     print(f"$ {shlex.join(run.argv)}", file=sys.stderr, flush=True)
     env = {**os.environ, **run.env}
     try:
         proc = subprocess.Popen(
-            run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+            run.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=env,
+            start_new_session=True,  # a terminal's Ctrl-C reaches sqlctl, which forwards it exactly once
+            preexec_fn=parent_death_signal(),
         )
     except OSError as exc:
         raise SqlctlError(
@@ -210,8 +241,27 @@ def execute(run: LocalRun) -> int:
             "Install the workload (pip install -e '.[train,eval]') or set SQLMASTER_BIN.",
             code=exitcodes.CONFIG,
         ) from exc
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-    return proc.wait()
+    received: list[int] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        name = signal.Signals(received[0]).name
+        raise SqlctlError(
+            f"interrupted by {name}: the local run of {run.model} stopped (its exit code {code})",
+            f"The same command with --run-id {run.run_id} resumes it from its last complete checkpoint.",
+            code=128 + received[0],
+        )
+    return code

@@ -76,11 +76,15 @@ def _typed(value: Any, item: str) -> Any:
 
 def parse_recipe_set(item: str) -> tuple[str, Any]:
     """`training.max_steps=5` -> ("training.max_steps", 5), with sqlmaster's parser (YAML values)."""
+    from sqlmaster.boundedyaml import YamlTooBig
     from sqlmaster.config import parse_override
     from sqlmaster.errors import ConfigError
 
     try:
         section, key, value = parse_override(item)
+    except YamlTooBig as exc:  # well-formed but too big: say so, not "not section.key=value"
+        what, _, fix = str(exc).rpartition(". ")
+        raise SqlctlError(f"--recipe-set: {what}", fix + ".") from exc
     except ConfigError as exc:
         raise SqlctlError(f"--recipe-set {item!r} is not section.key=value", "E.g. training.max_steps=100.") from exc
     sections = recipe_sections()

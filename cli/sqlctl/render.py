@@ -94,7 +94,12 @@ def render(request: RenderRequest, helm: Path | None = None) -> list[Manifest]:
 
 def parse_manifests(text: str) -> list[Manifest]:
     """Split helm's multi-document YAML into objects, skipping empty documents."""
-    docs = [doc for doc in yaml.safe_load_all(text) if doc]
+    from sqlmaster.boundedyaml import YamlTooBig, load_all
+
+    try:
+        docs = [doc for doc in load_all(text, "helm's rendered manifests") if doc]
+    except YamlTooBig as exc:  # the user's values reach the manifests (a recipe ConfigMap) as given
+        raise SqlctlError(str(exc).rpartition(". ")[0], "Check the values and --set given to helm.") from exc
     for doc in docs:
         if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
             raise SqlctlError("helm rendered something that is not a Kubernetes object", "Fix the chart.")

@@ -43,7 +43,8 @@ def shipped_path() -> Path:
 
 def _read_local(path: Path) -> list[Mapping[str, Any]]:
     if not path.is_file():
-        raise ConfigError(f"data file {path} does not exist or is not a file. Check data.source")
+        what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError(f"data file {path} {what}; a data file is .json, .jsonl or .parquet. Check data.source")
     name = path.name.removesuffix(".gz")
     try:
         if name.endswith(".jsonl"):

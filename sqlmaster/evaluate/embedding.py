@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlmaster.errors import ConfigError
+from sqlmaster.errors import ConfigError, TransientError
 
 OPENAI_MODEL = "text-embedding-3-large"
 OPENAI_DIMENSIONS = 512  # as the original (LangSmith's default for this model in its evaluator)
@@ -39,11 +39,38 @@ class OpenAIEmbedder:
         if client is None:
             from langchain_openai import OpenAIEmbeddings
 
-            client = OpenAIEmbeddings(model=model, dimensions=dimensions)
+            # Raw text, not tiktoken's tokens: tiktoken downloads its encoding on first use, so a key set without
+            # network ended in its ConnectionError traceback. SQL is far below the model's 8,191-token context.
+            client = OpenAIEmbeddings(model=model, dimensions=dimensions, check_embedding_ctx_length=False)
         self._client = client
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return self._client.embed_documents(list(texts))
+        try:
+            return list(self._client.embed_documents(list(texts)))
+        except Exception as exc:  # the OpenAI client's errors, named by kind (it retries before raising)
+            raise _openai_error(exc) from None
+
+    def check(self) -> None:
+        """One tiny request, so that an unreachable API or a refused key fails before any model is trained or loaded."""
+        self.embed(["SELECT 1"])
+
+
+def _openai_error(exc: Exception) -> Exception:
+    kind = type(exc).__name__
+    text = " ".join(str(exc).split())[:200]
+    if kind in ("AuthenticationError", "PermissionDeniedError"):
+        return ConfigError(
+            f"the OpenAI API refused OPENAI_API_KEY for embeddings ({kind}: {text}). Fix the key, or unset it to "
+            "use the local embedder"
+        )
+    if kind in ("APIConnectionError", "APITimeoutError", "RateLimitError", "InternalServerError") or isinstance(
+        exc, OSError
+    ):
+        return TransientError(
+            f"cannot reach the OpenAI API for embeddings ({kind}: {text}). Check the network (and OPENAI_BASE_URL), "
+            "or unset OPENAI_API_KEY to use the local embedder"
+        )
+    return TransientError(f"the OpenAI embeddings request failed ({kind}: {text}). Retry, or unset OPENAI_API_KEY")
 
 
 class LocalEmbedder:

@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
 from sqlmaster.evaluate.sandbox import enable_cpu_guard, limit_address_space, set_process_heap_limit
+from sqlmaster.lifetime import die_with_parent
 
 HEAP_LIMIT_BYTES = 1 << 30  # SQLite heap per worker process
 ADDRESS_SPACE_BYTES = 6 << 30  # virtual memory a worker may map beyond what it starts with (Python objects too)
@@ -92,6 +93,7 @@ def _worker_main(
     # KeyboardInterrupt itself would only print a traceback. SIGTERM ends a worker (no handler of the parent's).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(signal.SIGKILL)  # a forked worker holds its own pipe's other end: no EOF if the parent dies
     if fresh_state is not None:
         fresh_state()
     set_process_heap_limit(HEAP_LIMIT_BYTES)

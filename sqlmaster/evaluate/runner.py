@@ -79,10 +79,15 @@ def resolve_target(model: str, adapter: Path | None, recipe: Recipe) -> Target:
         offline_weights(spec)  # hub unreachable and not fetched: the `models fetch` line, before any write
         return Target(model, None, "base", None, get_template(recipe.prompt.template))
     adapter = Path(adapter)
+    if not adapter.is_dir():
+        what = "does not exist" if not adapter.exists() else "is not a directory"
+        raise ConfigError(f"--adapter {adapter} {what}. Pass the run directory `sqlmaster train` wrote")
     if (adapter / "run.json").is_file():
         from sqlmaster.models.loading import read_run_info
+        from sqlmaster.train.guard import check_record
 
         info = read_run_info(adapter)
+        check_record(info, adapter / "run.json", "Pass another --adapter, or restore the file")
         base = info.get("base_model") or {}
         if model not in (base.get("name"), base.get("hub_id")):
             raise ConfigError(
@@ -188,7 +193,7 @@ def run_evaluation(
     model is loaded for the recipe's backend, the embedder follows OPENAI_API_KEY and LangSmith follows
     LANGSMITH_API_KEY.
     """
-    from sqlmaster.evaluate.embedding import select_embedder
+    from sqlmaster.evaluate.embedding import OpenAIEmbedder, select_embedder
 
     setup_logging()
     target = resolve_target(model, adapter, recipe)
@@ -207,10 +212,13 @@ def run_evaluation(
     for dataset in built:
         prepare_output_dir(eval_root(Path(output_dir)) / dataset.name, overwrite=True)
 
+    if embedder is None:  # before the model loads: an unreachable OpenAI API fails in seconds
+        embedder = select_embedder()
+        if isinstance(embedder, OpenAIEmbedder):
+            embedder.check()
     backend = getattr(generator, "backend", None) or choose_backend(recipe.evaluation.backend)
     if generator is None:
         generator = make_generator(target, recipe, backend)
-    embedder = embedder or select_embedder()
 
     results: dict[str, dict[str, Any]] = {}
     for dataset in built:

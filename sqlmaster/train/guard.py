@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from sqlmaster.rundir import (
     RUN_INFO_FILE,
     RunDir,
 )
+
+log = logging.getLogger("sqlmaster.train")
 
 # What --overwrite removes: the files a run writes. Anything else in the directory (recipe.yaml that sqlctl
 # --local wrote, a user's notes) is left alone.
@@ -106,7 +109,55 @@ def read_previous(run: RunDir) -> dict[str, Any]:
         ) from None
     if not isinstance(info, dict):
         raise ConfigError(f"{path} is not a run record. Use a new --output-dir, or --overwrite to replace it")
+    check_record(info, path)
     return info
+
+
+# The fields a later command reads from run.json, and their JSON types: an edited or damaged record must be one
+# clear error here, not an AttributeError deep in a comparison.
+RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (str,),
+    "base_model": (dict,),
+    "recipe": (dict,),
+    "data": (dict,),
+    "recipe_changes": (list,),
+    "resumed_from": (list,),
+    "started": (str,),
+    "finished": (str,),
+}
+
+
+def check_record(
+    info: dict[str, Any],
+    path: Path,
+    fix: str = "Restore the file, use a new --output-dir, or --overwrite to replace the run",
+) -> None:
+    """Refuse a run.json whose fields a later command reads have the wrong JSON type (exit 2, one line)."""
+    found = [(key, info[key], kinds) for key, kinds in RECORD_TYPES.items() if info.get(key) is not None]
+    recipe = info.get("recipe")
+    if isinstance(recipe, dict):
+        found += [(f"recipe.{section}", values, (dict,)) for section, values in recipe.items()]
+    data = info.get("data")
+    if isinstance(data, dict) and data.get("sha256") is not None:
+        found.append(("data.sha256", data["sha256"], (dict,)))
+    base = info.get("base_model")
+    if isinstance(base, dict) and base.get("name") is not None:
+        found.append(("base_model.name", base["name"], (str,)))
+    for key, value, kinds in found:
+        if not isinstance(value, kinds):
+            raise ConfigError(
+                f"{path} is damaged: {key} is {_json_type(value)}, not {_json_type(kinds[0]())} (was it edited?). "
+                f"Nothing was changed. {fix}"
+            )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    kinds = {str: "a string", dict: "an object", list: "a list"}
+    return next((name for kind, name in kinds.items() if isinstance(value, kind)), "null")
 
 
 def recipe_changes(previous: dict[str, Any], model_name: str, recipe: Recipe) -> list[Change]:
@@ -134,6 +185,13 @@ def plan_run(run: RunDir, model_name: str, recipe: Recipe, options: TrainOptions
         return Plan("resume" if latest_step is not None else "fresh")
     changes = [c for c in recipe_changes(previous, model_name, recipe) if c.role != "runtime"]
     status = previous.get("status")
+    if status == "running":  # this command owns the folder (sqlmaster/ownership.py), so its writer is gone
+        log.warning(
+            "%s says running, but no process holds %s: the process that ran it died without recording how it "
+            "ended (SIGKILL, out of memory, a lost node). Continuing from the latest complete checkpoint",
+            run.run_info,
+            run.path,
+        )
     if options.overwrite and (changes or status == "diverged"):
         existing = [run.path / name for name in RUN_OUTPUTS if (run.path / name).exists()]
         return Plan("overwrite", previous, changes, existing)

@@ -23,6 +23,7 @@ from sqlmaster.atomic import write_json
 from sqlmaster.config import Recipe, recipe_from_dict
 from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError, Interrupted, TransientError
+from sqlmaster.lifetime import parent_death_signal
 from sqlmaster.train import distributed
 from sqlmaster.train.guard import TrainOptions
 
@@ -68,7 +69,8 @@ def train_in_processes(
             sys.executable, "-m", "sqlmaster.train.torchrun", "--standalone", f"--nproc_per_node={processes}",
             "-m", "sqlmaster.train.launch", str(spec),
         ]  # fmt: skip
-        code = _wait_forwarding_signals(subprocess.Popen(command))
+        # torchrun dies with this process (kill -9 included) and takes its workers along (they die with it).
+        code = _wait_forwarding_signals(subprocess.Popen(command, preexec_fn=parent_death_signal()), output_dir)
         if outcome.is_file():
             failure = json.loads(outcome.read_text(encoding="utf-8"))
             raise ERRORS.get(failure["error"], TransientError)(failure["message"])
@@ -79,14 +81,40 @@ def train_in_processes(
     return dict(json.loads(RunDir(output_dir).metrics.read_text(encoding="utf-8")))
 
 
-def _wait_forwarding_signals(process: subprocess.Popen[bytes]) -> int:
+def _wait_forwarding_signals(process: subprocess.Popen[bytes], output_dir: Path) -> int:
     """Wait for torchrun; Ctrl-C or SIGTERM here is passed on, so the workers save their state and stop."""
     try:
         return process.wait()
     except Interrupted as exc:
         process.send_signal(exc.signum)
-        process.wait()
+        while True:  # a second Ctrl-C or SIGTERM is passed on too, and the workers are still waited for
+            try:
+                process.wait()
+                break
+            except Interrupted as again:
+                process.send_signal(again.signum)
+        _record_interrupt(output_dir, exc.signum)
         raise
+
+
+def _record_interrupt(output_dir: Path, signum: int) -> None:
+    """run.json names the signal this process got: torchrun stops its workers with SIGTERM whatever it was
+    told (a Ctrl-C was recorded as SIGTERM), and a worker killed before it could write leaves "running"."""
+    import signal
+
+    from sqlmaster.rundir import RunDir
+    from sqlmaster.train.outputs import now
+
+    path = RunDir(output_dir).run_info
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # training had not started: nothing to record
+    if isinstance(info, dict) and info.get("status") in ("running", "interrupted"):
+        update = {"status": "interrupted", "error": f"interrupted by {signal.Signals(signum).name}"}
+        if info.get("status") == "running":  # no worker got to record it
+            update["finished"] = now()
+        write_json(path, {**info, **update})
 
 
 def main(spec_path: str) -> None:

@@ -14,17 +14,20 @@ Order of work, so that a mistake costs nothing and loses nothing:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlmaster.atomic import atomic_dir, write_json, write_text
 from sqlmaster.config import Recipe
-from sqlmaster.errors import ConfigError
+from sqlmaster.errors import ConfigError, Interrupted, TransientError
 from sqlmaster.logs import setup_logging
 from sqlmaster.models.loading import hf_token, load_base_model, load_tokenizer, offline_weights
 from sqlmaster.models.offline import fetched_source
@@ -49,6 +52,8 @@ class Job:
     options: TrainOptions
     device: str = "cpu"
     run_id: str = ""
+    resume_from: Path | None = None  # the newest checkpoint training can resume from (checked: pick_resume)
+    unusable: list[tuple[Path, str]] = field(default_factory=list)  # newer ones it cannot, and why
 
 
 @dataclass
@@ -61,8 +66,12 @@ class Data:
 def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOptions | None = None) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` into ``output_dir``; returns the metrics written to metrics.json."""
     setup_logging(distributed.is_main_process())
+    if distributed.world_size() > 1:  # a torchrun worker: it must not outlive torchrun (sqlmaster/lifetime.py)
+        from sqlmaster.lifetime import die_with_parent
+
+        die_with_parent()
     started = time.monotonic()
-    with signals_interrupt():
+    with signals_interrupt(), _owned(output_dir):
         job = _plan(resolve_model(model), RunDir(output_dir), recipe, options or TrainOptions())
         if job.plan.action == "completed":
             return _already_completed(job)
@@ -74,10 +83,19 @@ def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOpt
         return _train(job, data, started)
 
 
+def _owned(output_dir: Path) -> Any:
+    """The run folder, owned for the whole run by the one process that starts it (rank 0 under torchrun)."""
+    from contextlib import nullcontext
+
+    from sqlmaster.ownership import hold
+
+    return hold(output_dir, "sqlmaster train") if distributed.is_main_process() else nullcontext()
+
+
 def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -> Job:
     """Configuration errors found before any data or weights load (exit code 2, nothing written)."""
     from sqlmaster.train.arguments import check_levers
-    from sqlmaster.train.checkpoints import checkpoint_dirs, is_complete
+    from sqlmaster.train.checkpoints import pick_resume
 
     if not spec.is_tiny and recipe.model.init == "pretrained":
         hf_token(spec)  # gated model without HF_TOKEN
@@ -93,10 +111,30 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
     _check_output_dir(run.path)
     device = _device()
     check_levers(recipe, device)  # here, not only in sft_config: before any training process starts
-    steps = [step for step, path in checkpoint_dirs(run.checkpoints) if is_complete(path)]
-    plan = plan_run(run, spec.name, recipe, options, steps[-1] if steps else None)
+    resume_from, unusable = pick_resume(run.checkpoints)
+    plan = plan_run(run, spec.name, recipe, options, _step_of(resume_from))
+    if plan.action == "resume":
+        _check_resumable(run, resume_from, unusable)
+    elif plan.action == "overwrite":  # its checkpoints go with the earlier run
+        resume_from, unusable = None, []
     _sync_ranks()  # every rank has read the directory before rank 0 changes it
-    return Job(spec, recipe, run, plan, options, device=device)
+    return Job(spec, recipe, run, plan, options, device=device, resume_from=resume_from, unusable=unusable)
+
+
+def _step_of(checkpoint: Path | None) -> int | None:
+    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
+
+
+def _check_resumable(run: RunDir, resume_from: Path | None, unusable: list[tuple[Path, str]]) -> None:
+    """Say which newer checkpoints cannot be resumed from; refuse when none can (exit 2, nothing changed)."""
+    reasons = "; ".join(f"{path.name}: {why}" for path, why in unusable)
+    if resume_from is None and unusable:
+        raise ConfigError(
+            f"no checkpoint in {run.checkpoints} can be resumed from ({reasons}). Nothing was changed. Move "
+            f"{run.checkpoints} away to train afresh in {run.path}, or use a new --output-dir"
+        )
+    for path, why in unusable:
+        log.warning("%s cannot be resumed from (%s): resuming from %s instead", path, why, resume_from)
 
 
 def _check_output_dir(path: Path) -> None:
@@ -186,7 +224,7 @@ def _load_data(job: Job) -> Data:
 
 def _prepare_directory(job: Job) -> None:
     """The first writes: the directory, what --overwrite replaces, checkpoints a killed save left half done."""
-    from sqlmaster.train.checkpoints import remove_partial
+    from sqlmaster.train.checkpoints import remove_partial, set_aside
 
     if distributed.is_main_process():
         try:
@@ -200,12 +238,39 @@ def _prepare_directory(job: Job) -> None:
         if job.plan.action == "overwrite":
             changed = "; ".join(c.text() for c in job.plan.changes) or "the earlier run diverged"
             log.warning("--overwrite: replacing the earlier run in %s (%s)", job.run.path, changed)
-            for path in job.plan.remove:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-                log.warning("  removed %s", path)
+            _remove_outputs(job.run.path, job.plan.remove)
         for path in remove_partial(job.run.checkpoints):
             log.warning("removed partially written checkpoint %s (the process was stopped while saving it)", path)
+        if job.plan.action == "resume":
+            for path, _ in job.unusable:
+                log.warning("set %s aside as %s (not resumed from, not rotated)", path, set_aside(path).name)
     _sync_ranks()
+
+
+def _remove_outputs(folder: Path, paths: list[Path]) -> None:
+    """Remove the earlier run's outputs all or nothing: each is first moved into one folder (renames in one
+    directory), which is then deleted. A link (e.g. eval/ pointing at another disk) is removed as a link; what it
+    points to is left alone. Deleting in place failed on such a link half way, leaving half a run."""
+    trash = folder / f".overwritten-{os.getpid()}"
+    trash.mkdir(exist_ok=True)
+    moved: list[Path] = []
+    for path in paths:
+        try:
+            path.rename(trash / path.name)
+        except OSError as exc:
+            for done in reversed(moved):
+                (trash / done.name).rename(done)
+            trash.rmdir()
+            raise ConfigError(
+                f"--overwrite cannot remove {path} ({exc.strerror}); nothing was removed. Fix its permissions, or "
+                "use a new --output-dir"
+            ) from None
+        moved.append(path)
+    for path in moved:
+        gone = trash / path.name
+        link = f" (a link to {os.readlink(gone)}, which is left alone)" if gone.is_symlink() else ""
+        log.warning("  removed %s%s", path, link)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _sync_ranks() -> None:
@@ -228,7 +293,6 @@ def _device() -> str:
 
 def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
     """Load, build, train, save; run.json says "running" only while this runs."""
-    from sqlmaster.train.checkpoints import latest_complete
     from sqlmaster.train.tracking import configure_wandb, run_id_for, start_wandb
 
     spec, recipe, run = job.spec, job.recipe, job.run
@@ -238,7 +302,7 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
     log.info("base model %s: %s parameters, device %s, world size %d", spec.name, f"{n_params:,}", job.device, world)
     _warn_dense_packing(recipe, base_model)
 
-    resume_from = latest_complete(run.checkpoints)
+    resume_from = job.resume_from
     job.run_id = run_id_for(run.path)
     report_to = configure_wandb(recipe.tracking, run_id=job.run_id, model_name=spec.name, run_dir=run.path)
     if distributed.is_main_process():
@@ -247,10 +311,11 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
 
     run_info = _run_info(job, data, base_info, n_params, trainer, resume_from)
     record = _recorder(job, run_info)
+    as_it_was = _read_record(run)
     record({"status": RUNNING})
     if resume_from:
         log.info("resuming from %s", resume_from)
-    with recorded_status(record):
+    with _no_damage(job, trainer, as_it_was), recorded_status(record):
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         eval_metrics = _final_eval(trainer)
         stop_reason = "max_steps"
@@ -270,6 +335,65 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
         distributed.barrier()
     _finish_wandb(report_to)
     return metrics
+
+
+def _read_record(run: RunDir) -> str | None:
+    try:
+        return run.run_info.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+@contextmanager
+def _no_damage(job: Job, trainer: Any, as_it_was: str | None) -> Iterator[None]:
+    """A failed resume must not damage the run it continues, and a full disk is one line (exit 1).
+
+    Before the first new step nothing of the earlier run has changed, so its run.json is put back exactly as it
+    was (a completed run stays completed with its outputs) and the cause is one error line, not a traceback.
+    """
+    start = _step_of(job.resume_from) or 0
+    try:
+        yield
+    except BaseException as exc:
+        full = _disk_full(exc, job.run.path)
+        if as_it_was is not None and trainer.state.global_step <= start:
+            if distributed.is_main_process():
+                write_text(job.run.run_info, as_it_was)
+            if not full and not isinstance(exc, (ConfigError, TransientError, Interrupted, KeyboardInterrupt)):
+                raise ConfigError(
+                    f"cannot resume from {job.resume_from}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}. "
+                    f"{job.run.run_info} was left as it was. Move that checkpoint away to resume from an earlier one"
+                ) from None
+        if full:
+            from sqlmaster.train.checkpoints import latest_complete
+
+            last = latest_complete(job.run.checkpoints)
+            raise TransientError(
+                f"no space left on the device of {job.run.path} ({full}). The last complete checkpoint "
+                f"({last.name if last else 'none yet'}) is intact: free space and run the same command to resume"
+            ) from None
+        raise
+
+
+def _disk_full(exc: BaseException, folder: Path) -> str | None:
+    """The message of a "no space left on device" anywhere in ``exc``'s chain (an OSError, safetensors' message,
+    or torch.save's errno-less "file write failed" on a device with under 64 MiB left)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = " ".join(str(seen).split())
+        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "No space left on device" in text:
+            return f"{type(seen).__name__}: {text[:200]}"
+        if "write failed" in text and _free_bytes(folder) < 64 << 20:
+            return f"{type(seen).__name__}: {text[:200]}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62
 
 
 def _final_eval(trainer: Any) -> dict[str, Any]:
@@ -378,9 +502,21 @@ def _build_trainer(
     )
     for noisy in (PrinterCallback, ProgressCallback):  # replaced by LogLineCallback's one line per log
         trainer.remove_callback(noisy)
+    _check_not_emptied(trainer, recipe.training.max_length)
     if recipe.tracking.wandb_mode != "disabled" and report_to:
         trainer.add_callback(WandbRecipeCallback(recipe.to_dict()))
     return trainer, max_time
+
+
+def _check_not_emptied(trainer: Any, max_length: int) -> None:
+    """TRL drops an example whose SQL truncation cut off entirely (no token left to learn); with a tiny
+    training.max_length that is every example, and the Trainer failed with an IndexError."""
+    for split, dataset in (("training", trainer.train_dataset), ("validation", trainer.eval_dataset)):
+        if dataset is not None and len(dataset) == 0:
+            raise ConfigError(
+                f"no {split} example keeps any SQL within training.max_length={max_length} tokens (the prompt alone "
+                "is longer, so every example was dropped). Raise training.max_length (default 1024)"
+            )
 
 
 def _callbacks(recipe: Recipe, resume_from: Path | None) -> tuple[list[Any], Any]:

@@ -317,8 +317,9 @@ def _submit_local(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> N
         emit([run.as_dict() for run in planned], fmt)
         return
     for run in planned:
-        local.write_files(run)
-        code = local.execute(run)
+        with local.owned(run):
+            local.write_files(run)
+            code = local.execute(run)
         if code != 0:
             raise SqlctlError(
                 f"local {opts.task} of {run.model} exited with code {code}",
