@@ -65,6 +65,21 @@ def _ensure_weights(spec: ModelSpec) -> None:
         fetch(spec)
 
 
+def _release_memory() -> None:
+    """Collect what the last phase left and hand freed heap back to the OS (glibc keeps it otherwise).
+
+    The quickstart runs its phases in one process: smollm2-135m peaked at 4.27 GB resident while training ran
+    after the zero-shot evaluation (training alone: ~2.7 GB, evaluation alone: 1.5 GB).
+    """
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): the collection alone has to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def run_quickstart(
     output_dir: Path, jobs_dir: Path | None = None, overrides: list[str] | None = None, model: str = "tiny"
 ) -> None:
@@ -98,6 +113,7 @@ def run_quickstart(
             model=spec.name, adapter=None, output_dir=base_dir / "eval", datasets=None, limit=None, recipe=base_recipe
         )
         evaluated.append(base_dir)
+        _release_memory()  # the zero-shot model and its KV caches, before training loads the model again
     run_training(spec.name, run_dir, train_recipe)
     run_evaluation(
         model=spec.name, adapter=run_dir, output_dir=run_dir / "eval", datasets=None, limit=None, recipe=eval_recipe
