@@ -89,7 +89,8 @@ def test_each_7b_eval_file_rebuilds_its_training_split_and_prompt(name: str) -> 
     assert evaluation.prompt == train.prompt
     values = yaml.safe_load((REPO / "jobs" / "eval" / f"{name}.yaml").read_text())
     assert values["runs"][0]["model"] == name
-    assert ("HF_TOKEN" in values["secrets"]["required"]) == MODELS[name].gated
+    if not MODELS[name].cpu_sized:  # the CPU-sized models' eval files are hand-written, for CPUs, like tiny's
+        assert ("HF_TOKEN" in values["secrets"]["required"]) == MODELS[name].gated
 
 
 def test_the_run_directory_layout_names_every_folder_and_eval_file() -> None:

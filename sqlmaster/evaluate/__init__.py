@@ -24,6 +24,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `report` | `sqlmaster eval report`: leaderboard (JSON, Markdown) and charts over run directories | cli, quickstart |
 | `langsmith_sync` | optional LangSmith mirror: the dataset once, each evaluation as an experiment | runner |
 | `triplets` | `sqlmaster eval make-dataset`: (question, context, answer) triplets from an OpenAI model | cli |
+| `vote` | voting by execution: of N sampled queries, the one whose result is most common | tests (wiring to come) |
 
 The path of one prediction, in the order it runs (``sqlmaster eval score``; ``eval run`` generates the predictions
 first with ``generate`` and then calls ``score.score_rows``):

@@ -193,8 +193,6 @@ def run_evaluation(
     model is loaded for the recipe's backend, the embedder follows OPENAI_API_KEY and LangSmith follows
     LANGSMITH_API_KEY.
     """
-    from sqlmaster.evaluate.embedding import OpenAIEmbedder, select_embedder
-
     setup_logging()
     target = resolve_target(model, adapter, recipe)
     names = list(datasets or recipe.evaluation.datasets)
@@ -212,10 +210,7 @@ def run_evaluation(
     for dataset in built:
         prepare_output_dir(eval_root(Path(output_dir)) / dataset.name, overwrite=True)
 
-    if embedder is None:  # before the model loads: an unreachable OpenAI API fails in seconds
-        embedder = select_embedder()
-        if isinstance(embedder, OpenAIEmbedder):
-            embedder.check()
+    embedder = embedder or _checked_embedder()  # before the model loads: an unreachable API fails in seconds
     backend = getattr(generator, "backend", None) or choose_backend(recipe.evaluation.backend)
     if generator is None:
         generator = make_generator(target, recipe, backend)
@@ -237,6 +232,16 @@ def run_evaluation(
             out_dir,
         )
     return results
+
+
+def _checked_embedder() -> Any:
+    """The embedder OPENAI_API_KEY selects, its API checked reachable (a refused key is one line, not a traceback)."""
+    from sqlmaster.evaluate.embedding import OpenAIEmbedder, select_embedder
+
+    embedder = select_embedder()
+    if isinstance(embedder, OpenAIEmbedder):
+        embedder.check()
+    return embedder
 
 
 def evaluate_dataset(

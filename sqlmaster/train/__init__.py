@@ -21,6 +21,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `tracking` | Weights & Biases: online with a key, offline files in the run directory without | runner |
 | `status` | what run.json's status says however the run ends (completed, diverged, interrupted, failed) | runner |
 | `outputs` | run.json facts (versions, commit), the verified adapter, merged weights, hub push | runner, status |
+| `reward` | the GRPO reward: the scorer's verdict (1 match, 0.1 runs, 0 else), isolated | tests (GRPO stage to come) |
 
 The path of one training step, in the order it runs:
 
