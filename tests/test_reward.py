@@ -11,6 +11,7 @@ import pytest
 
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate import execution
+from sqlmaster.evaluate.score import Score
 from sqlmaster.prompt import get_template
 from sqlmaster.train.reward import EXECUTES_CREDIT, MATCH_REWARD, ExecutionReward, RewardStats, reward_of
 from tests.test_score_hostile import HOSTILE
@@ -90,7 +91,10 @@ def test_missing_columns_and_bad_credit_are_configuration_errors() -> None:
         reward(["p", "p"], [GOLD, GOLD], answer=[GOLD], context=[CTX])
     with pytest.raises(ConfigError, match="credit"):
         ExecutionReward(credit=1.0)
-    assert reward_of({"gold_valid": True, "execution_match": False, "executes": True}, credit=0.25) == 0.25
+    runs_but_wrong = Score(
+        execution_match=False, exact_match=None, executes=True, gold_valid=True, gold_nontrivial=True, error=None
+    )
+    assert reward_of(runs_but_wrong, credit=0.25) == 0.25
 
 
 def _counting_prepare(log: Path) -> Any:

@@ -39,7 +39,6 @@ to the same workers on the next call, so a prompt seen again reuses them while i
 
 from __future__ import annotations
 
-import functools
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -49,7 +48,7 @@ from typing import Any
 from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.isolated import IsolatedPool
-from sqlmaster.evaluate.score import ScoreSettings, failure_record, score_example
+from sqlmaster.evaluate.score import Score, ScorerState, ScoreSettings, failure_record, score_example
 from sqlmaster.prompt import PromptTemplate, extract_sql
 
 MATCH_REWARD = 1.0
@@ -96,13 +95,13 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")
 
 
-def reward_of(score: dict[str, Any], credit: float = EXECUTES_CREDIT) -> float:
+def reward_of(score: Score, credit: float = EXECUTES_CREDIT) -> float:
     """One completion's reward from its scorer record (see the module docstring)."""
-    if not score.get("gold_valid"):
+    if not score.gold_valid:
         return 0.0
-    if score.get("execution_match"):
+    if score.execution_match:
         return MATCH_REWARD
-    return credit if score.get("executes") else 0.0
+    return credit if score.executes else 0.0
 
 
 def _example(task: Task) -> tuple[str | None, str, str]:
@@ -137,7 +136,8 @@ class ExecutionReward:
         self.workers = min(2, available_cores()) if workers is None else workers
         self.method = method
         self.last: RewardStats | None = None
-        self._pool: IsolatedPool | None = None
+        self._pool: IsolatedPool[Score] | None = None
+        self._state: ScorerState | None = None  # workers=0: the caches of scoring in this process
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def __call__(
@@ -161,10 +161,10 @@ class ExecutionReward:
         self.last = RewardStats(
             n=n,
             mean_reward=sum(rewards) / n if n else 0.0,
-            execution_rate=sum(bool(s.get("executes")) for s in scores) / n if n else 0.0,
-            match_rate=sum(bool(s.get("execution_match")) for s in scores) / n if n else 0.0,
-            gold_invalid=sum(not s.get("gold_valid") for s in scores),
-            worker_failures=sum(bool(s.get("worker_failure")) for s in scores),
+            execution_rate=sum(s.executes for s in scores) / n if n else 0.0,
+            match_rate=sum(s.execution_match for s in scores) / n if n else 0.0,
+            gold_invalid=sum(not s.gold_valid for s in scores),
+            worker_failures=sum(s.worker_failure for s in scores),
             seconds=seconds,
             rewards_per_s=n / seconds if seconds > 0 else 0.0,
         )
@@ -193,7 +193,7 @@ class ExecutionReward:
             tasks.append((None, schema, gold, sql))
         return tasks
 
-    def _score(self, tasks: list[Task]) -> list[dict[str, Any]]:
+    def _score(self, tasks: list[Task]) -> list[Score]:
         # A prompt's samples next to each other, so that they go to one worker as one group (see the docstring).
         order = sorted(range(len(tasks)), key=lambda i: (tasks[i][1], tasks[i][2]))
         ordered = [tasks[i] for i in order]
@@ -201,31 +201,39 @@ class ExecutionReward:
             scores = [self._score_here(task) for task in ordered]
         else:
             scores = self._pool_started().map(ordered, group=_example)
-        result: list[dict[str, Any]] = [{}] * len(tasks)
-        for position, index in enumerate(order):
-            result[index] = scores[position]
-        return result
+        by_index = dict(zip(order, scores, strict=True))
+        return [by_index[i] for i in range(len(tasks))]
 
-    def _score_here(self, task: Task) -> dict[str, Any]:
+    def _score_here(self, task: Task) -> Score:
+        if self._state is None:
+            self._state = ScorerState()  # this process's caches, for the reward's lifetime
         try:
-            return score_example(self.settings, task)
+            return score_example(self._state, self.settings, task)
         except Exception as exc:  # the pool's contract: a bug on one task is that task's 0, not the call's end
             return failure_record(f"{type(exc).__name__}: {exc}")
 
     def _pool_started(self) -> IsolatedPool:
         if self._pool is None:
             # The scorer's own worker set-up: a forked worker drops its parent's caches and connections.
-            from sqlmaster.evaluate.score import _fresh_worker_state
+            # The scorer's own worker: its state is made in the worker, after a fork drops the parent's connections.
+            from sqlmaster.evaluate.score import _forget_inherited_connections, _ScoreWorker
 
-            fn = functools.partial(score_example, self.settings)
             self._pool = IsolatedPool(
-                fn, self.workers, self.settings.example_timeout_s, failure_record, _fresh_worker_state, self.method
+                _ScoreWorker(self.settings),
+                self.workers,
+                self.settings.example_timeout_s,
+                failure_record,
+                _forget_inherited_connections,
+                self.method,
             )
             self._finalizer = weakref.finalize(self, self._pool.close)
         return self._pool
 
     def close(self) -> None:
-        """Stop the worker processes; a later call starts new ones."""
+        """Stop the worker processes (and close this process's databases); a later call starts anew."""
+        if self._state is not None:
+            self._state.close()
+            self._state = None
         if self._finalizer is not None:
             self._finalizer()
         self._pool = None
