@@ -136,7 +136,9 @@ def extract_sql(template: PromptTemplate, generated: str) -> str:
     after a blank line, and a trailing semicolon.
     """
     text = generated
-    if template.stop and template.stop in text:
+    # One-line templates (stop "\n"): a fenced block is looked for first, then the SQL is its first line.
+    one_line = template.stop == "\n"
+    if template.stop and not one_line and template.stop in text:
         text = text.split(template.stop, 1)[0]
     elif (match := _FENCE.search(text)) is not None and match.group(1).strip():
         text = match.group(1)
@@ -145,6 +147,8 @@ def extract_sql(template: PromptTemplate, generated: str) -> str:
     text = text.strip().strip("`").strip()
     if text.lower().startswith("sql\n"):
         text = text[4:]
+    if one_line:
+        text = text.strip().split("\n", 1)[0]
     # A model that keeps talking after the query usually starts a new paragraph or a new prompt section.
     text = re.split(r"\n\s*\n|\n###", text, maxsplit=1)[0]
     text = text.split(";", 1)[0]

@@ -160,7 +160,7 @@ def test_vllm_sampling_args() -> None:
     }
     sampled = sampling_args(GenerationSettings(do_sample=True), get_template("compact"))
     assert sampled["temperature"] == 0.5 and sampled["top_k"] == 100 and sampled["top_p"] == 0.9
-    assert "stop" not in sampled
+    assert sampled["stop"] == ["\n"]  # compact's SQL is one line
 
 
 class _FakeLLM:
