@@ -338,14 +338,16 @@ def test_lean_loss_under_cpu_ddp_gives_the_single_process_gradients(tmp_path: Pa
         assert torch.allclose(grads[name], param.grad, atol=1e-6), name
 
 
-def test_lean_loss_only_for_cpu_full_training(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lean_loss_only_for_cpu_training(monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlmaster.config import load_recipe
     from sqlmaster.train import arguments, distributed
 
     full = load_recipe(None, ["model.mode=full"])
     assert arguments.use_lean_loss(full, "cpu")
     assert not arguments.use_lean_loss(full, "cuda:0")  # GPUs keep TRL's fused head
-    assert not arguments.use_lean_loss(load_recipe(None, []), "cpu")  # LoRA keeps TRL's path
+    lora = load_recipe(None, [])
+    assert arguments.use_lean_loss(lora, "cpu")  # LoRA on CPU too (tests/test_pretrained_lora.py)
+    assert not arguments.use_lean_loss(lora, "cuda:0")
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     assert arguments.use_lean_loss(full, "cpu")  # CPU DDP too: the loss calls the DDP wrapper's forward
 
