@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from _micro import MICRO_MODEL
+from _procs import alive, descendants
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 6
@@ -396,30 +397,6 @@ def _train_cmd(run: Path, data: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "sqlmaster.cli", *TRAIN, str(run), *_sets([*MICRO, f"data.source={data}"]), *extra]
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc: parent ids), e.g. torchrun and its training workers."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _sigterm_after_first_checkpoint(run: Path, cmd: list[str]) -> tuple[str, str, set[int]]:
     """Start ``cmd``, send it SIGTERM once checkpoint-3 is complete, and check that the run ended as one run
     interrupted by SIGTERM (exit 143, the message, no traceback, run.json, the checkpoint kept). Returns its
@@ -431,7 +408,7 @@ def _sigterm_after_first_checkpoint(run: Path, cmd: list[str]) -> tuple[str, str
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
             time.sleep(0.05)
-        below = _descendants(proc.pid)
+        below = descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -459,9 +436,9 @@ def test_sigterm_reaches_every_training_process(world: dict[str, Path], tmp_path
     _, _, below = _sigterm_after_first_checkpoint(run, cmd)
     assert len(below) >= 3, below  # torchrun and two workers
     deadline = time.monotonic() + 30  # the workers are gone (reparented ones are reaped by init)
-    while any(_alive(pid) for pid in below) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in below) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in below if _alive(pid)]
+    assert not [pid for pid in below if alive(pid)]
 
 
 def test_a_diverging_run_stops_with_status_diverged(world: dict[str, Path], tmp_path: Path) -> None:
@@ -854,7 +831,7 @@ def test_one_owner_sigint_recorded_as_sigint_and_kill_9_leaves_no_trainer(
         errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and f"in use by another sqlmaster command (pid {first.pid}" in errors[0], errors
         assert "Traceback" not in second.stderr
-        below = _descendants(first.pid)
+        below = descendants(first.pid)
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=120)
         assert first.returncode == 130, err[-3000:]
@@ -862,9 +839,9 @@ def test_one_owner_sigint_recorded_as_sigint_and_kill_9_leaves_no_trainer(
         info = json.loads((run / "run.json").read_text())
         assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGINT", info.get("error")
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in below) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in below) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [pid for pid in below if _alive(pid)]
+        assert not [pid for pid in below if alive(pid)]
     finally:
         first.kill()
 
@@ -876,22 +853,22 @@ def test_one_owner_sigint_recorded_as_sigint_and_kill_9_leaves_no_trainer(
     try:
         last = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*"))
         _wait_for(run / "checkpoints" / f"checkpoint-{last + 3}" / "COMPLETE", resumed)
-        survivors = _descendants(resumed.pid)
+        survivors = descendants(resumed.pid)
         assert len(survivors) >= 3, survivors  # torchrun and two workers
         resumed.kill()
         resumed.wait()
         deadline = time.monotonic() + 20
-        while any(_alive(pid) for pid in survivors) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in survivors) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [pid for pid in survivors if _alive(pid)], "training processes outlived `kill -9` of their parent"
+        assert not [pid for pid in survivors if alive(pid)], "training processes outlived `kill -9` of their parent"
         from sqlmaster.ownership import holder_of
 
         assert holder_of(run) is None
         assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     finally:
         resumed.kill()
-        for pid in survivors | _descendants(resumed.pid):  # reparented ones too, if the test failed
-            if _alive(pid):
+        for pid in survivors | descendants(resumed.pid):  # reparented ones too, if the test failed
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 

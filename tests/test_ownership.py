@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _procs import alive, descendants
 
 from sqlmaster.ownership import FolderInUse, hold, holder_of
 
@@ -33,32 +34,11 @@ with hold(Path(sys.argv[1]), "a test holder"):
 """
 
 
-def _descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _all_gone(pids: set[int], within: float) -> list[int]:
     deadline = time.monotonic() + within
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 @pytest.fixture
@@ -144,7 +124,7 @@ def test_sigkill_of_eval_score_takes_its_scoring_workers_along(tmp_path: Path) -
     proc = subprocess.Popen([*cmd, "--workers", "2"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while len(below := _descendants(proc.pid)) < 2:
+        while len(below := descendants(proc.pid)) < 2:
             assert proc.poll() is None, "eval score ended before its workers were seen"
             assert time.monotonic() < deadline, "no scoring workers within 2 minutes"
             time.sleep(0.05)
@@ -153,7 +133,7 @@ def test_sigkill_of_eval_score_takes_its_scoring_workers_along(tmp_path: Path) -
         assert not _all_gone(below, within=10)
     finally:
         proc.kill()
-        for pid in _descendants(proc.pid):
+        for pid in descendants(proc.pid):
             os.kill(pid, signal.SIGKILL)
 
 
