@@ -14,8 +14,9 @@ from __future__ import annotations
 OK = 0
 FAILURE = 1
 CONFIG = 2
+INTERRUPTED_BASE = 128  # + the signal number
 
 
 def interrupted(signum: int) -> int:
     """The exit code of a process stopped by signal ``signum``."""
-    return 128 + signum
+    return INTERRUPTED_BASE + signum
