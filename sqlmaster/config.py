@@ -439,6 +439,14 @@ class EvaluationConfig(_Section):
         default="auto",
         metadata=knob("auto = vllm when installed and on GPU, else hf", choices=("auto", "hf", "vllm")),
     )
+    vote: int = field(
+        default=0,
+        metadata=knob(
+            "execution-based voting: sample N SQL per question at evaluation.temperature and answer with the one "
+            "whose result most samples agree on (sqlmaster/evaluate/vote.py); 0 or 1 = one greedy answer",
+            minimum=0,
+        ),
+    )
 
 
 @dataclass
