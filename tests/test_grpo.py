@@ -270,3 +270,31 @@ def test_an_sft_run_records_its_stage_and_ignores_the_grpo_section(sft_run: Path
     assert recipe_hash("tiny", recipe) == recipe_hash("tiny", load_recipe(None, []))
     assert recipe_hash("tiny", recipe, "grpo") != recipe_hash("tiny", load_recipe(None, []), "grpo")
     assert not [c for c in recipe_changes({"recipe": {"grpo": {"beta": 0.0}}}, "tiny", recipe) if c.key == "grpo.beta"]
+
+
+def test_a_lora_sft_run_keeps_training_its_own_adapter(tmp_path: Path) -> None:
+    """A LoRA SFT run's adapter is loaded trainable and saved without TRL's frozen KL reference copy (beta > 0);
+    the GRPO run loads for evaluation like any LoRA run (its base is the SFT run's)."""
+    from safetensors.torch import load_file
+
+    from sqlmaster.models.loading import load_trained
+    from sqlmaster.recipes import resolve_recipe
+    from sqlmaster.train.runner import run_training
+
+    sft = tmp_path / "sft-lora"
+    lora = [s for s in SFT if s != "model.mode=full"] + ["model.mode=lora", "training.max_steps=5"]
+    run_training("tiny", sft, resolve_recipe("train", "tiny", None, lora).recipe)
+    run_dir = tmp_path / "grpo-lora"
+    # A learning rate too small to move a weight: the saved adapter must be the SFT run's, not a fresh one.
+    _grpo(sft, run_dir, "training.max_steps=2", "grpo.beta=0.04", "training.learning_rate=1e-12")
+    before, after = (
+        load_file(sft / "adapter" / "adapter_model.safetensors"),
+        load_file(run_dir / "adapter" / "adapter_model.safetensors"),
+    )
+    assert before.keys() == after.keys() and any(t.abs().sum() > 0 for k, t in before.items() if "lora_B" in k)
+    assert all((before[k] - after[k]).abs().max() < 1e-6 for k in before)
+    assert not (run_dir / "adapter" / "ref").exists()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["mode"] == "lora" and info["base_model"]["path"] == str((sft / "base").resolve())
+    model, _, _ = load_trained(run_dir, device="cpu")
+    assert type(model).__name__.startswith("PeftModel")
