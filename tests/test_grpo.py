@@ -215,24 +215,36 @@ HOSTILE = (
 def test_hostile_completions_are_rewarded_zero_and_the_step_completes(
     sft_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Half the samples are replaced by the gold (reward 1) and half by hostile SQL: a mean reward and match rate of
-    exactly 0.5 means every hostile one got 0, and the run completes."""
+    """Half the samples are replaced by the gold and half by hostile SQL, in the scorer's workers during a real step:
+    every hostile one gets 0, every gold one 1 (unless its gold does not run on its own schema, or a loaded machine
+    stretched a worker past its watchdog: both counted in the reward's stats), and the run completes."""
     from sqlmaster.train.reward import ExecutionReward
 
-    original = ExecutionReward.tasks
+    original_tasks, original_call = ExecutionReward.tasks, ExecutionReward.__call__
+    calls: list[tuple[list[float], Any]] = []
 
     def rigged(self: ExecutionReward, completions: Any, answer: Any, context: Any) -> list[Any]:
-        tasks = original(self, completions, answer, context)
+        tasks = original_tasks(self, completions, answer, context)
         return [
             (db, ctx, gold, gold if i % 2 == 0 else HOSTILE[i // 2 % 2]) for i, (db, ctx, gold, _) in enumerate(tasks)
         ]
 
+    def recorded(self: ExecutionReward, *args: Any, **kwargs: Any) -> list[float]:
+        rewards = original_call(self, *args, **kwargs)
+        calls.append((rewards, self.last))
+        return rewards
+
     monkeypatch.setattr(ExecutionReward, "tasks", rigged)
+    monkeypatch.setattr(ExecutionReward, "__call__", recorded)
     monkeypatch.chdir(tmp_path)  # where an ATTACH would create its file
     metrics = _grpo(sft_run, tmp_path / "grpo", "training.max_steps=1")
-    assert metrics["steps"] == 1
-    assert metrics["reward"]["mean_reward"]["last"] == pytest.approx(0.5)
-    assert metrics["reward"]["match_rate"]["last"] == pytest.approx(0.5)
+    assert metrics["steps"] == 1 and len(calls) == 1
+    ((rewards, stats),) = calls
+    assert rewards[1::2] == [0.0] * (len(rewards) // 2)
+    misses = stats.gold_invalid + stats.worker_failures
+    assert rewards[0::2].count(1.0) >= len(rewards) // 2 - misses and stats.n == 4
+    if not misses:
+        assert metrics["reward"]["mean_reward"]["last"] == pytest.approx(0.5)
     assert not (tmp_path / "escape.db").exists()
 
 
