@@ -1,6 +1,7 @@
 """The ``sqlmaster`` command: the workload's entry point inside the images, the charts' Jobs and sqlctl --local.
 
     sqlmaster train --model tiny --output-dir runs/tiny                       # tiny's recipe (jobs/train/tiny.yaml)
+    sqlmaster train --model tiny --stage grpo --init-from runs/tiny --output-dir runs/tiny-grpo  # GRPO after SFT
     sqlmaster train --model mistral7b --output-dir /data/runs/x/mistral7b    # jobs/train/mistral7b.yaml
     torchrun --nproc_per_node 8 -m sqlmaster.cli train --model mistral7b ...  # DDP
     sqlmaster eval run --model tiny --adapter runs/tiny --output-dir runs/tiny/eval
@@ -63,6 +64,22 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a recipe value: section.key=value (repeatable; see `sqlmaster recipe keys`)."),
 ]
 
+StageOpt = Annotated[
+    str,
+    typer.Option(
+        help="sft: supervised fine-tuning from the base model. grpo: reinforcement learning from a finished SFT run "
+        "(--init-from), rewarded by executing the sampled SQL (recipe section grpo).",
+    ),
+]
+InitFromOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--init-from",
+        help="--stage grpo: the finished SFT run of MODEL to start from; its data split, prompt and model settings "
+        "are kept (--set can still change them).",
+    ),
+]
+
 
 @app.command()
 def train(
@@ -92,6 +109,8 @@ def train(
             "the change is recorded in run.json.",
         ),
     ] = False,
+    stage: StageOpt = "sft",
+    init_from: InitFromOpt = None,
 ) -> None:
     """Fine-tune MODEL on the recipe's data; resumes from the latest checkpoint in OUTPUT_DIR.
 
@@ -101,13 +120,32 @@ def train(
     from sqlmaster.recipes import resolve_recipe
     from sqlmaster.train.guard import TrainOptions
 
-    resolved = resolve_recipe("train", model, recipe, _train_overrides(set_, max_steps))
+    inherited = _stage_overrides(stage, init_from, model)
+    resolved = resolve_recipe("train", model, recipe, [*inherited, *_train_overrides(set_, max_steps)])
     _say(resolved.describe())
-    options = TrainOptions(overwrite, resume_with_changes, recipe_source=str(resolved.file or resolved.origin))
+    if inherited:
+        _say(f"stage grpo from {init_from}: its data, prompt and model sections ({len(inherited)} keys) are kept")
+    options = TrainOptions(
+        overwrite,
+        resume_with_changes,
+        recipe_source=str(resolved.file or resolved.origin),
+        stage=stage,
+        init_from=str(init_from) if init_from is not None else None,
+    )
 
     from sqlmaster.train.runner import run_training
 
     run_training(model, output_dir, resolved.recipe, options)
+
+
+def _stage_overrides(stage: str, init_from: Path | None, model: str) -> list[str]:
+    """The stage's checks (exit 2 before anything is read or written) and, for grpo, the SFT run's sections."""
+    from sqlmaster.train.guard import check_init_from, inherited_overrides
+
+    if stage not in ("sft", "grpo"):
+        raise ConfigError(f"--stage must be sft or grpo (got {stage!r})")
+    init_info = check_init_from(init_from, model, stage)
+    return inherited_overrides(init_info) if init_info else []
 
 
 def _train_overrides(sets: list[str] | None, max_steps: int | None) -> list[str]:

@@ -3,7 +3,7 @@
     dataclass defaults (the original 7B-SQLMaster recipe)  <  recipe YAML file  <  --set section.key=value
 
 A recipe file is YAML with one mapping per section (``data``, ``prompt``, ``model``, ``training``, ``output``,
-``tracking``, ``evaluation``); it is exactly the ``recipe:`` value of a ``jobs/`` values file, so Helm and
+``tracking``, ``evaluation``, ``grpo``); it is exactly the ``recipe:`` value of a ``jobs/`` values file, so Helm and
 sqlctl carry the same recipe. Unknown sections or keys are errors: a typo must not silently train with a
 default. The resolved recipe is saved in every run directory (``run.json``).
 
@@ -439,6 +439,73 @@ class EvaluationConfig(_Section):
         default="auto",
         metadata=knob("auto = vllm when installed and on GPU, else hf", choices=("auto", "hf", "vllm")),
     )
+    vote: int = field(
+        default=0,
+        metadata=knob(
+            "execution-based voting: sample N SQL per question at evaluation.temperature and answer with the one "
+            "whose result most samples agree on (sqlmaster/evaluate/vote.py); 0 or 1 = one greedy answer",
+            minimum=0,
+        ),
+    )
+
+
+@dataclass
+class GrpoConfig(_Section):
+    """The GRPO stage (``sqlmaster train --stage grpo``): learning from the scorer's verdict on sampled SQL."""
+
+    SECTION: ClassVar[str] = "grpo"
+
+    num_generations: int = field(
+        default=8,
+        metadata=knob(
+            "SQL samples per prompt; GRPO's advantage is each sample's reward against its group's mean", minimum=2
+        ),
+    )
+    prompts_per_step: int = field(
+        default=4,
+        metadata=knob(
+            "prompts per optimizer step (x num_generations completions); training.per_device_train_batch_size "
+            "caps the completions per micro-step and the rest is accumulated",
+            minimum=1,
+        ),
+    )
+    beta: float = field(
+        default=0.0,
+        metadata=knob(
+            "KL coefficient against the SFT model; 0 = no reference model (TRL's default: one forward pass less "
+            "per step)",
+            minimum=0,
+            role="identity",
+        ),
+    )
+    temperature: float = field(default=1.0, metadata=knob("sampling temperature of the rollouts", exclusive_minimum=0))
+    max_completion_length: int = field(
+        default=128, metadata=knob("generated tokens per sample (the SQL and its end marker)", minimum=1)
+    )
+    # The reward (sqlmaster/train/reward.py reads these defaults; the one place they are written).
+    match_reward: float = field(
+        default=1.0,
+        metadata=knob(
+            "reward of SQL that returns what the gold returns on every synthesized database", exclusive_minimum=0
+        ),
+    )
+    # Why a credit at all: early in GRPO (and for a small model, for long) most samples of a prompt miss, all score
+    # 0 and their group has no advantage to learn from; SQL that runs is a step towards SQL that answers (Arctic-
+    # Text2SQL-R1 rewards syntax validity for the same reason). Why this small: it must stay far below a match, so
+    # that a sample that runs but answers wrongly never looks nearly as good as the answer. With 0.1, eight samples
+    # that all run but miss are worth less than one match.
+    executes_credit: float = field(
+        default=0.1,
+        metadata=knob("reward of SQL that runs without error but answers something else (< match_reward)", minimum=0),
+    )
+
+    def check(self) -> None:
+        if self.executes_credit >= self.match_reward:
+            raise ConfigError(
+                f"grpo.executes_credit must be below grpo.match_reward (got {self.executes_credit} and "
+                f"{self.match_reward}): SQL that runs but answers wrongly must never look as good as the answer. "
+                "E.g. --set grpo.executes_credit=0.1"
+            )
 
 
 @dataclass
@@ -452,6 +519,7 @@ class Recipe:
     output: OutputConfig = field(default_factory=OutputConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

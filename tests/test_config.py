@@ -63,6 +63,9 @@ def test_a_jobs_values_file_is_accepted(tmp_path: Path) -> None:
         ({"training": {"seed": -1}}, r"training.seed must be >= 0"),
         ({"training": {"num_threads": 1.5}}, r"training.num_threads must be an integer or null"),
         ({"training": [1]}, "must be a mapping"),
+        ({"grpo": {"num_generations": 1}}, r"grpo.num_generations must be >= 2"),
+        ({"grpo": {"executes_credit": 1.0}}, r"grpo.executes_credit must be below grpo.match_reward"),
+        ({"grpo": {"match_reward": 0.05}}, r"grpo.executes_credit must be below grpo.match_reward"),
     ],
 )
 def test_bad_recipes_name_the_problem(raw: dict, message: str) -> None:

@@ -187,3 +187,35 @@ def test_bad_inputs_fail_before_any_model_loads(run_dir: Path, tmp_path: Path) -
     with pytest.raises(ConfigError, match="cannot create --output-dir"):
         run_evaluation("tiny", run_dir, output_file, ["sql-create-context-test"], 2, recipe, generator=object())
     assert output_file.read_text() == "not a directory"
+
+
+def test_eval_run_with_vote_answers_with_the_majority_and_keeps_the_samples(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluation.vote=3: the greedy decode and two samples per question, the answer chosen by executing them;
+    predictions.jsonl keeps every candidate and the vote, metrics.json and the leaderboard name the decoding."""
+    monkeypatch.setattr(embedding, "select_embedder", lambda kind="auto": BagOfWords())
+    monkeypatch.delenv("LANGSMITH_API_KEY", raising=False)
+    out = tmp_path / "voted"
+    sets = ["evaluation.batch_size=2", "evaluation.max_new_tokens=48", "evaluation.vote=3"]
+    args = ["eval", "run", "--model", "tiny", "--adapter", str(run_dir), "--output-dir", str(out), "--limit", "4"]
+    result = CliRunner().invoke(
+        app, [*args, "--dataset", "sql-create-context-test", *(a for s in sets for a in ("--set", s))]
+    )
+    assert result.exit_code == 0, result.output
+    test_dir = out / "eval" / "sql-create-context-test"
+    predictions = [json.loads(line) for line in (test_dir / "predictions.jsonl").read_text().splitlines()]
+    for row in predictions:
+        samples, vote = row["samples"], row["vote"]
+        assert len(samples) == 3 and [s["greedy"] for s in samples] == [True, False, False]
+        assert all(s["mean_logprob"] is None or s["mean_logprob"] <= 0 for s in samples)
+        assert row["prediction"] == samples[vote["index"]]["sql"] and vote["reason"]
+        assert row["tokens"] == sum(s["generated_tokens"] for s in samples)
+    metrics = json.loads((test_dir / "metrics.json").read_text())
+    assert metrics["decoding"] == "vote@3" and metrics["generation"]["vote"] == 3 and metrics["vote_wall_s"] > 0
+    # The base knows two test examples by heart: its samples agree with its greedy answer there, which stays right.
+    records = [json.loads(line) for line in (test_dir / "records.jsonl").read_text().splitlines()]
+    learnt = json.loads((run_dir / "learnt.json").read_text())
+    assert all(records[i]["execution_match"] for i in learnt)
+    report = CliRunner().invoke(app, ["eval", "report", str(out), "--output-dir", str(tmp_path / "report")])
+    assert report.exit_code == 0 and "| vote@3 |" in report.output, report.output

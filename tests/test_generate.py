@@ -114,6 +114,35 @@ def test_sampling_is_seeded(tokenizer: Any) -> None:
     assert [r.raw_output for r in first] == [r.raw_output for r in second]
 
 
+def test_vote_keeps_the_greedy_decode_and_samples_with_their_log_probabilities(tokenizer: Any) -> None:
+    model = scramble(tiny_model(tokenizer, seed=2))
+    prompts = ["-- how many heads\n", "-- name of the singer\n", "-- a third question\n"]
+    greedy = HFGenerator(model, tokenizer, FENCED, GenerationSettings(max_new_tokens=8, batch_size=2)).generate(prompts)
+    settings = GenerationSettings(max_new_tokens=8, batch_size=2, vote=4, temperature=1.0)
+    assert settings.decoding == "vote@4" and GenerationSettings().decoding == "greedy"
+    voted = HFGenerator(model, tokenizer, FENCED, settings).generate(prompts)
+    again = HFGenerator(model, tokenizer, FENCED, settings).generate(prompts)
+    for plain, record in zip(greedy, voted, strict=True):
+        assert record.samples is not None and len(record.samples) == 4
+        assert [s["greedy"] for s in record.samples] == [True, False, False, False]
+        first = record.samples[0]
+        assert (first["raw_output"], first["sql"]) == (plain.raw_output, plain.sql) == (record.raw_output, record.sql)
+        # an empty candidate (a sampled pad token ends a row at once) has no mean
+        assert all(-50 < s["mean_logprob"] <= 0 for s in record.samples if s["generated_tokens"])
+        assert record.generated_tokens == sum(s["generated_tokens"] for s in record.samples)
+        assert "samples" in record.to_dict() and "samples" not in plain.to_dict()
+    assert len({s["raw_output"] for r in voted for s in (r.samples or [])}) > 3  # really sampled
+    assert [r.samples for r in voted] == [r.samples for r in again]  # and seeded
+    record = voted[0]
+    record.choose(2, {"index": 2, "reason": "majority", "groups": [[2]], "errors": 0})
+    assert record.sql == (record.samples or [])[2]["sql"] and record.vote == {
+        "index": 2,
+        "reason": "majority",
+        "groups": [[2]],
+        "errors": 0,
+    }
+
+
 # --- vLLM: argument building and the generator against a fake module (vllm itself needs a GPU) ---
 
 
@@ -176,10 +205,17 @@ class _FakeLLM:
         outputs = []
         for i, prompt in enumerate(prompts):
             text, reason, stop = ("SELECT 1;```", "stop", "```") if i % 2 == 0 else ("SELECT 2 FROM t", "length", None)
-            completion = types.SimpleNamespace(
-                text=text, token_ids=[7] * (i + 3), finish_reason=reason, stop_reason=stop
-            )
-            outputs.append(types.SimpleNamespace(prompt_token_ids=[1] * len(prompt), outputs=[completion]))
+            completions = [
+                types.SimpleNamespace(
+                    text=text if k == 0 else f"SELECT {k + 10};```",
+                    token_ids=[7] * (i + 3),
+                    finish_reason=reason,
+                    stop_reason=stop,
+                    cumulative_logprob=-0.5 * (i + 3) if getattr(sampling, "logprobs", None) == 0 else None,
+                )
+                for k in range(getattr(sampling, "n", 1))
+            ]
+            outputs.append(types.SimpleNamespace(prompt_token_ids=[1] * len(prompt), outputs=completions))
         return outputs
 
 
@@ -210,3 +246,17 @@ def test_vllm_generator_with_fake_module(fake_vllm: types.ModuleType, tmp_path: 
     assert [r.stopped_by for r in records] == ["stop_string", "length", "stop_string"]
     assert [r.generated_tokens for r in records] == [3, 4, 5]
     assert all(isinstance(r, GenerationRecord) and r.batch_size == 3 for r in records)
+
+
+def test_vllm_vote_asks_for_the_greedy_decode_and_n_minus_one_samples(fake_vllm: types.ModuleType) -> None:
+    settings = GenerationSettings(vote=3, temperature=0.7)
+    gen = VLLMGenerator(VLLMTarget("base"), get_template("original"), settings)
+    records = gen.generate(["p0", "p1"])
+    (_, greedy, _), (_, sampled, _) = _FakeLLM.instances[0].calls
+    assert greedy.temperature == 0.0 and greedy.n == 1 and greedy.logprobs == 0
+    assert sampled.temperature == 0.7 and sampled.n == 2 and sampled.logprobs == 0
+    for record in records:
+        assert record.samples is not None and [s["greedy"] for s in record.samples] == [True, False, False]
+        assert record.samples[0]["sql"] == record.sql and record.samples[2]["sql"] == "SELECT 11"
+        assert all(s["mean_logprob"] == pytest.approx(-0.5) for s in record.samples)
+    assert sampling_args(GenerationSettings(), get_template("original")).get("n") is None

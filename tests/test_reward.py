@@ -180,3 +180,9 @@ def test_raw_multi_statement_is_zero_but_templated_is_cut() -> None:
     templated = ExecutionReward(get_template("compact"), workers=0)
     # extract_sql cuts at the first ';' as evaluation does: the SQL scored is the gold, the DROP never runs.
     assert _call(templated, [f"{GOLD}; DROP TABLE t"]) == [MATCH_REWARD]
+
+
+def test_the_reward_values_are_the_recipe_keys_defaults() -> None:
+    from sqlmaster.config import GrpoConfig
+
+    assert (MATCH_REWARD, EXECUTES_CREDIT) == (GrpoConfig().match_reward, GrpoConfig().executes_credit) == (1.0, 0.1)

@@ -15,6 +15,10 @@ What matters for a fair, fast evaluation:
   ``max_new_tokens`` is reached.
 * **Greedy by default** (a metric must not depend on a dice roll); sampling with the original's settings
   (temperature 0.5, top_k 100, top_p 0.9) is an option.
+* **Voting** (``evaluation.vote: N`` > 1): per prompt the greedy decode and N - 1 samples (at the recipe's
+  temperature, top_p, top_k), each with its mean token log-probability, are kept in ``GenerationRecord.samples``;
+  the evaluation runner then answers with :func:`sqlmaster.evaluate.vote.vote_questions`'s pick (the generator
+  knows no schema to run them on).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class GenerationSettings:
     temperature: float = recipe_field(EvaluationConfig, "temperature")
     top_p: float = recipe_field(EvaluationConfig, "top_p")
     top_k: int = recipe_field(EvaluationConfig, "top_k")
+    vote: int = recipe_field(EvaluationConfig, "vote")
     # sampling seed, so a sampled evaluation can be repeated: the training seed's default (the original's)
     seed: int = recipe_field(TrainingConfig, "seed")
 
@@ -52,6 +57,13 @@ class GenerationSettings:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
+
+    @property
+    def decoding(self) -> str:
+        """How an answer is decoded, as reports name it: greedy, sampled or vote@N."""
+        if self.vote > 1:
+            return f"vote@{self.vote}"
+        return "sampled" if self.do_sample else "greedy"
 
 
 @dataclass
@@ -68,9 +80,20 @@ class GenerationRecord:
     batch_latency_s: float  # wall time of the whole batch this prompt was generated in
     batch_size: int  # prompts in that batch
     stopped_by: str  # "eos", "stop_string" or "length"
+    # With voting: every candidate (raw_output, sql, generated_tokens, stopped_by, mean_logprob, greedy), the
+    # greedy one first; the fields above then describe the chosen one, except generated_tokens (all candidates').
+    samples: list[dict[str, Any]] | None = None
+    vote: dict[str, Any] | None = None  # the vote's choice: index, reason, groups, errors (see evaluate/vote.py)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("samples", "vote")}
+
+    def choose(self, index: int, vote: dict[str, Any]) -> None:
+        """Answer with candidate ``index`` of ``samples`` (the vote's pick)."""
+        assert self.samples is not None
+        chosen = self.samples[index]
+        self.raw_output, self.sql, self.stopped_by = chosen["raw_output"], chosen["sql"], chosen["stopped_by"]
+        self.vote = vote
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
@@ -125,13 +148,14 @@ class HFGenerator:
 
         encoded = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
         records: list[GenerationRecord | None] = [None] * len(prompts)
-        if self.settings.do_sample:
+        if self.settings.do_sample or self.settings.vote > 1:
             torch.manual_seed(self.settings.seed)
         from sqlmaster.logs import progress
 
         with progress("generating", len(prompts)) as advance:  # a live bar in a terminal only
             for batch in length_sorted_batches([len(ids) for ids in encoded], self.settings.batch_size):
-                for record in self._generate_batch(batch, prompts, encoded):
+                one = self._vote_batch if self.settings.vote > 1 else self._generate_batch
+                for record in one(batch, prompts, encoded):
                     records[record.index] = record
                 advance(len(batch))
         return [r for r in records if r is not None]
@@ -139,23 +163,76 @@ class HFGenerator:
     def _generate_batch(
         self, batch: list[int], prompts: Sequence[str], encoded: list[list[int]]
     ) -> list[GenerationRecord]:
+        rows, elapsed = self._decode(batch, encoded, sample=self.settings.do_sample)
+        return [self._record(index, prompts, encoded, rows[k][0], elapsed, len(batch)) for k, index in enumerate(batch)]
+
+    def _vote_batch(self, batch: list[int], prompts: Sequence[str], encoded: list[list[int]]) -> list[GenerationRecord]:
+        """The greedy decode and ``vote - 1`` samples per prompt, with their mean log-probabilities."""
+        greedy, greedy_s = self._decode(batch, encoded, sample=False, scores=True)
+        sampled, sampled_s = self._decode(batch, encoded, sample=True, n=self.settings.vote - 1, scores=True)
+        records = []
+        for k, index in enumerate(batch):
+            samples = [{**greedy[k][0], "greedy": True}, *({**row, "greedy": False} for row in sampled[k])]
+            record = self._record(index, prompts, encoded, samples[0], greedy_s + sampled_s, len(batch))
+            record.samples = samples
+            record.generated_tokens = sum(row["generated_tokens"] for row in samples)
+            records.append(record)
+        return records
+
+    def _record(
+        self, index: int, prompts: Sequence[str], encoded: list[list[int]], row: dict[str, Any], elapsed: float, n: int
+    ) -> GenerationRecord:
+        return GenerationRecord(
+            index=index,
+            prompt=prompts[index],
+            raw_output=row["raw_output"],
+            sql=row["sql"],
+            prompt_tokens=len(encoded[index]),
+            generated_tokens=row["generated_tokens"],
+            latency_s=elapsed / n,
+            batch_latency_s=elapsed,
+            batch_size=n,
+            stopped_by=row["stopped_by"],
+        )
+
+    def _decode(
+        self, batch: list[int], encoded: list[list[int]], *, sample: bool, n: int = 1, scores: bool = False
+    ) -> tuple[list[list[dict[str, Any]]], float]:
+        """``n`` decodes of each prompt of ``batch`` (per prompt: raw_output, sql, generated_tokens, stopped_by,
+        mean_logprob, the last None unless ``scores``), and the wall time."""
         import torch
 
         inputs = self.tokenizer.pad(
             {"input_ids": [encoded[i] for i in batch]}, padding=True, return_tensors="pt", padding_side="left"
         )
         device = _model_device(self.model)
-        input_ids = inputs["input_ids"].to(device)
-        attention_mask = inputs["attention_mask"].to(device)
-        prompt_length = input_ids.shape[1]
+        prompt_length = inputs["input_ids"].shape[1]
+        kwargs = self._generate_kwargs(sample, n, prompt_length)
+        if scores:
+            kwargs.update(return_dict_in_generate=True, output_scores=True)
+        _synchronize(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device), **kwargs
+            )
+        _synchronize(device)
+        elapsed = time.perf_counter() - start
+        sequences = output.sequences if scores else output
+        new = sequences[:, prompt_length:]
+        logprobs = _token_logprobs(output.scores, new) if scores else None
+        rows = [self._row(tokens, None if logprobs is None else logprobs[r]) for r, tokens in enumerate(new.tolist())]
+        return [rows[k * n : (k + 1) * n] for k in range(len(batch))], elapsed
 
+    def _generate_kwargs(self, sample: bool, n: int, prompt_length: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.settings.max_new_tokens,
-            "do_sample": self.settings.do_sample,
+            "do_sample": sample,
+            "num_return_sequences": n,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": sorted(self.eos_ids),
         }
-        if self.settings.do_sample:
+        if sample:
             kwargs.update(temperature=self.settings.temperature, top_p=self.settings.top_p, top_k=self.settings.top_k)
         else:
             # Unset sampling knobs a checkpoint's generation_config may carry, so greedy is plainly greedy.
@@ -166,36 +243,21 @@ class HFGenerator:
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [make_stop_criterion(self.tokenizer, self.template.stop, prompt_length)]
             )
+        return kwargs
 
-        _synchronize(device)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        _synchronize(device)
-        elapsed = time.perf_counter() - start
-
-        new_tokens = output[:, prompt_length:].tolist()
-        records = []
-        for row, index in enumerate(batch):
-            tokens, stopped_by = self._trim(new_tokens[row])
-            raw = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            if stopped_by == "length" and self.template.stop and self.template.stop in raw:
-                stopped_by = "stop_string"  # the stop string arrived on the very last allowed token
-            records.append(
-                GenerationRecord(
-                    index=index,
-                    prompt=prompts[index],
-                    raw_output=raw,
-                    sql=extract_sql(self.template, raw),
-                    prompt_tokens=len(encoded[index]),
-                    generated_tokens=len(tokens),
-                    latency_s=elapsed / len(batch),
-                    batch_latency_s=elapsed,
-                    batch_size=len(batch),
-                    stopped_by=stopped_by,
-                )
-            )
-        return records
+    def _row(self, new_tokens: list[int], logprobs: Any) -> dict[str, Any]:
+        tokens, stopped_by = self._trim(new_tokens)
+        raw = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        if stopped_by == "length" and self.template.stop and self.template.stop in raw:
+            stopped_by = "stop_string"  # the stop string arrived on the very last allowed token
+        mean = float(logprobs[: len(tokens)].mean()) if logprobs is not None and tokens else None
+        return {
+            "raw_output": raw,
+            "sql": extract_sql(self.template, raw),
+            "generated_tokens": len(tokens),
+            "stopped_by": stopped_by,
+            "mean_logprob": mean,
+        }
 
     def _trim(self, tokens: list[int]) -> tuple[list[int], str]:
         """The row's real new tokens (through EOS, or up to the padding that follows a stop) and why it ended."""
@@ -209,6 +271,15 @@ class HFGenerator:
         if self.template.stop and self.template.stop in self.tokenizer.decode(tokens, skip_special_tokens=True):
             return tokens, "stop_string"
         return tokens, "length"
+
+
+def _token_logprobs(scores: Sequence[Any], new_tokens: Any) -> Any:
+    """Each generated token's log-probability under the distribution it was drawn from (the processed scores:
+    temperature and top-k/top-p applied when sampling), as a (rows, steps) tensor."""
+    import torch
+
+    steps = torch.stack(list(scores), dim=1).float().log_softmax(-1)  # (rows, steps, vocab)
+    return steps.gather(-1, new_tokens[:, : steps.shape[1], None]).squeeze(-1)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -89,10 +89,15 @@ def engine_args(target: VLLMTarget, settings: GenerationSettings) -> dict[str, A
     return args
 
 
-def sampling_args(settings: GenerationSettings, template: PromptTemplate) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.SamplingParams`` matching the HF backend's decoding."""
+def sampling_args(
+    settings: GenerationSettings, template: PromptTemplate, *, sample: bool | None = None, n: int = 1
+) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.SamplingParams`` matching the HF backend's decoding (``sample`` overrides
+    ``settings.do_sample``; ``n`` > 1 asks for that many samples per prompt, each with its log-probability)."""
     args: dict[str, Any] = {"max_tokens": settings.max_new_tokens, "seed": settings.seed}
-    if settings.do_sample:
+    if n > 1 or settings.vote > 1:
+        args.update(n=n, logprobs=0)  # logprobs=0: the sampled token's own log-probability (cumulative_logprob)
+    if settings.do_sample if sample is None else sample:
         args.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
     else:
         args.update(temperature=0.0)  # vLLM's greedy
@@ -115,7 +120,11 @@ class VLLMGenerator:
         self.settings = settings
         self._vllm = vllm
         self.llm = vllm.LLM(**engine_args(target, settings))
-        self.sampling = vllm.SamplingParams(**sampling_args(settings, template))
+        greedy_first = False if settings.vote > 1 else None  # voting: the greedy decode is one candidate
+        self.sampling = vllm.SamplingParams(**sampling_args(settings, template, sample=greedy_first))
+        self.voting = None  # evaluation.vote > 1: the greedy decode (above) and vote - 1 samples (this)
+        if settings.vote > 1:
+            self.voting = vllm.SamplingParams(**sampling_args(settings, template, sample=True, n=settings.vote - 1))
         self.lora_request = None
         if target.adapter_dir is not None:
             from vllm.lora.request import LoRARequest
@@ -125,26 +134,45 @@ class VLLMGenerator:
     def generate(self, prompts: Sequence[str]) -> list[GenerationRecord]:
         start = time.perf_counter()
         outputs = self.llm.generate(list(prompts), self.sampling, lora_request=self.lora_request, use_tqdm=False)
+        sampled = [None] * len(prompts)
+        if self.voting is not None:
+            sampled = self.llm.generate(list(prompts), self.voting, lora_request=self.lora_request, use_tqdm=False)
         elapsed = time.perf_counter() - start
         records = []
-        for index, (prompt, output) in enumerate(zip(prompts, outputs, strict=True)):
-            completion = output.outputs[0]
-            raw = completion.text
-            records.append(
-                GenerationRecord(
-                    index=index,
-                    prompt=prompt,
-                    raw_output=raw,
-                    sql=extract_sql(self.template, raw),
-                    prompt_tokens=len(output.prompt_token_ids or []),
-                    generated_tokens=len(completion.token_ids),
-                    latency_s=elapsed / len(prompts),
-                    batch_latency_s=elapsed,
-                    batch_size=len(prompts),
-                    stopped_by=_stop_reason(completion),
-                )
+        for index, (prompt, output, more) in enumerate(zip(prompts, outputs, sampled, strict=True)):
+            greedy = self._row(output.outputs[0])
+            record = GenerationRecord(
+                index=index,
+                prompt=prompt,
+                raw_output=greedy["raw_output"],
+                sql=greedy["sql"],
+                prompt_tokens=len(output.prompt_token_ids or []),
+                generated_tokens=greedy["generated_tokens"],
+                latency_s=elapsed / len(prompts),
+                batch_latency_s=elapsed,
+                batch_size=len(prompts),
+                stopped_by=greedy["stopped_by"],
             )
+            if more is not None:  # voting: the greedy decode first, then the samples
+                record.samples = [
+                    {**greedy, "greedy": True},
+                    *({**self._row(c), "greedy": False} for c in more.outputs),
+                ]
+                record.generated_tokens = sum(row["generated_tokens"] for row in record.samples)
+            records.append(record)
         return records
+
+    def _row(self, completion: Any) -> dict[str, Any]:
+        """One completion as the HF backend's candidate rows (generate.py ``HFGenerator._row``)."""
+        tokens = len(completion.token_ids)
+        cumulative = getattr(completion, "cumulative_logprob", None)
+        return {
+            "raw_output": completion.text,
+            "sql": extract_sql(self.template, completion.text),
+            "generated_tokens": tokens,
+            "stopped_by": _stop_reason(completion),
+            "mean_logprob": cumulative / tokens if isinstance(cumulative, int | float) and tokens else None,
+        }
 
 
 def _stop_reason(completion: Any) -> str:

@@ -109,6 +109,7 @@ def leaderboard_rows(found: Sequence[tuple[Path, Path]]) -> list[dict[str, Any]]
                 "gold_invalid": m.get("gold_invalid"),
                 "template": m.get("template"),
                 "backend": m.get("backend"),
+                "decoding": m.get("decoding") or "greedy",  # evaluations before voting were greedy
             }
         )
     rows.sort(key=lambda r: (r["dataset"], -_num(r["execution_accuracy"]), -_num(r["exact_match"])))
@@ -155,15 +156,15 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         lines += [
             f"## {dataset} (n = {n})",
             "",
-            "| rank | model | execution accuracy [95% CI] | convention | exact match | embedding distance ↓ | "
-            "latency p50 / p99 s | tokens/s |",
-            "|---:|---|---|---|---:|---:|---:|---:|",
+            "| rank | model | decoding | execution accuracy [95% CI] | convention | exact match | "
+            "embedding distance ↓ | latency p50 / p99 s | tokens/s |",
+            "|---:|---|---|---|---|---:|---:|---:|---:|",
         ]
         for r in subset:
             distance = f"{r['embedding_distance']:.3f}" if isinstance(r["embedding_distance"], int | float) else "–"
             tokens = f"{r['tokens_per_s']:.0f}" if isinstance(r["tokens_per_s"], int | float) else "–"
             lines.append(
-                f"| {r['rank']} | {r['label']} | "
+                f"| {r['rank']} | {r['label']} | {r['decoding']} | "
                 f"{_pct(r['execution_accuracy'])}{_interval(r['execution_accuracy_ci'])} "
                 f"| {_convention(r)} | {_pct(r['exact_match'])} | {distance} | {_seconds(r['latency_p50_s'])} / "
                 f"{_seconds(r['latency_p99_s'])} | {tokens} |"
@@ -183,7 +184,8 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         "named convention (official: the Spider test-suite evaluator's, DISTINCT removed from both queries; "
         "strict: the SQL as written), with the other convention's figure in brackets. "
         "Intervals are 95% bootstrap intervals. Latency is per example, batched generation's wall time shared "
-        "among the batch."
+        "among the batch. Decoding: greedy, sampled, or vote@N (N candidates per question, the greedy one among "
+        "them; the answer is the one whose result most candidates share)."
     )
     return "\n".join(lines).rstrip() + "\n"
 

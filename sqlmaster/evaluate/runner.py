@@ -268,6 +268,7 @@ def evaluate_dataset(
     started = time.perf_counter()
     generations: list[GenerationRecord] = generator.generate(prompts)
     generation_wall_s = time.perf_counter() - started
+    vote_wall_s = _vote(generations, dataset, recipe, workers)
 
     rows = [_prediction_row(ex.to_dict(), gen) for ex, gen in zip(dataset.examples, generations, strict=True)]
     _write_jsonl(files.predictions, rows)
@@ -287,11 +288,46 @@ def evaluate_dataset(
         template=target.template.name,
         backend=backend,
         generation=asdict(GenerationSettings.from_config(recipe.evaluation)),
+        decoding=GenerationSettings.from_config(recipe.evaluation).decoding,
+        vote_wall_s=vote_wall_s,
         scorer=scored,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_results(out_dir, lines, metrics)
     return metrics
+
+
+def _vote(
+    generations: list[GenerationRecord], dataset: EvalDataset, recipe: Recipe, workers: int | None
+) -> float | None:
+    """With ``evaluation.vote`` > 1: each record answers with the candidate execution-based voting picks
+    (sqlmaster/evaluate/vote.py, in the scorer's sandboxed workers); returns the vote's wall time (None: no vote)."""
+    if recipe.evaluation.vote <= 1:
+        return None
+    from sqlmaster.evaluate.score import ScoreSettings
+    from sqlmaster.evaluate.vote import Candidate, Question, vote_questions
+
+    started = time.perf_counter()
+    questions = [
+        Question(
+            candidates=tuple(Candidate(s["sql"], _mean(s["mean_logprob"]), bool(s["greedy"])) for s in g.samples or []),
+            context=ex.context,
+            db_path=ex.db_path,
+        )
+        for g, ex in zip(generations, dataset.examples, strict=True)
+    ]
+    settings = ScoreSettings(databases_per_example=recipe.evaluation.databases_per_example)
+    for g, v in zip(generations, vote_questions(questions, settings, workers), strict=True):
+        g.choose(
+            v.index, {"index": v.index, "reason": v.reason, "groups": [list(x) for x in v.groups], "errors": v.errors}
+        )
+    seconds = time.perf_counter() - started
+    log.info("%s: voted among %d candidates per question in %.1f s", dataset.name, recipe.evaluation.vote, seconds)
+    return seconds
+
+
+def _mean(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else float("nan")
 
 
 def _score(
@@ -321,6 +357,7 @@ def _prediction_row(example: dict[str, Any], gen: GenerationRecord) -> dict[str,
         "tokens": gen.generated_tokens,  # the scorer's name for generated tokens
         "prompt_tokens": gen.prompt_tokens,
         "stopped_by": gen.stopped_by,
+        **({"samples": gen.samples, "vote": gen.vote} if gen.samples is not None else {}),
     }
 
 

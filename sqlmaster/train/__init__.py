@@ -1,4 +1,4 @@
-"""Fine-tuning: TRL SFTTrainer + PEFT LoRA (or all parameters for `tiny`), resumable, DDP-safe.
+"""Fine-tuning: TRL SFTTrainer + PEFT LoRA (or all parameters for `tiny`), resumable, DDP-safe; then optionally GRPO.
 
 Entry point: ``sqlmaster.train.runner.run_training(model, output_dir, recipe)`` (the ``sqlmaster train`` command).
 
@@ -8,7 +8,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | module | what it holds | who calls it |
 |---|---|---|
 | `runner` | `run_training`: plan → data → directory → model → trainer → train → outputs | cli, quickstart, launch |
-| `guard` | `TrainOptions`, `plan_run`: may a second `train` into a directory continue it | runner, launch, cli |
+| `guard` | `plan_run`: may a later `train` into a directory continue it; `check_init_from` | runner, launch, cli |
 | `launch` | `training.cpu_processes` > 1: the same run as several torchrun processes on one machine | runner |
 | `torchrun` | `sqlmaster-torchrun`: torchrun that passes the first failed worker's exit code on | launch |
 | `distributed` | rank, world size and barrier, before and after torch.distributed starts | runner and most others |
@@ -21,7 +21,8 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `tracking` | Weights & Biases: online with a key, offline files in the run directory without | runner |
 | `status` | what run.json's status says however the run ends (completed, diverged, interrupted, failed) | runner |
 | `outputs` | run.json facts (versions, commit), the verified adapter, merged weights, hub push | runner, status |
-| `reward` | the GRPO reward: the scorer's verdict (1 match, 0.1 runs, 0 else), isolated | tests (GRPO stage to come) |
+| `grpo` | `--stage grpo`: the SFT run's model, prompt rows, TRL GRPOTrainer with the reward, its figures | runner |
+| `reward` | the GRPO reward: the scorer's verdict (1 match, 0.1 runs, 0 else), isolated | grpo |
 
 The path of one training step, in the order it runs:
 
@@ -33,7 +34,9 @@ The path of one training step, in the order it runs:
    (``sqlmaster.prompt``); then ``runner._prepare_directory`` writes the first files.
 4. ``runner._train``: the base model (``runner._load_base``; tiny is built by ``sqlmaster.models.tiny``), W&B
    (``tracking``), and ``runner._build_trainer``: ``arguments.sft_config`` and ``lora_config``, the callbacks
-   (``callbacks``, ``budget``, ``divergence``) and ``trainer.SQLMasterTrainer``.
+   (``callbacks``, ``budget``, ``divergence``) and ``trainer.SQLMasterTrainer``. With ``--stage grpo`` the model
+   is the SFT run's (``grpo.load_init``) and the trainer ``grpo.SQLMasterGRPOTrainer`` (``grpo.build_trainer``):
+   each step samples SQL, scores it with ``reward.ExecutionReward`` and learns from the samples that beat their group.
 5. One step inside ``trainer.train()``: a batch of packed rows → ``SQLMasterTrainer.compute_loss`` (loss on the
    completion only) → backward → ``DivergenceCallback.on_pre_optimizer_step`` (a non-finite gradient stops the
    run) → optimizer and scheduler step (the budget's schedule when there is one) → ``on_step_end`` of the

@@ -171,3 +171,76 @@ def lora_config(spec: ModelSpec, model_cfg: ModelConfig, num_layers: int) -> Any
 def use_lean_loss(recipe: Recipe, device: str) -> bool:
     """The lean completion-only loss (trainer.py) for CPU runs (full or LoRA, DDP too); TRL's path on GPUs."""
     return not device.startswith("cuda")
+
+
+def grpo_batches(recipe: Recipe, world: int) -> tuple[int, int]:
+    """(completions per micro-step, micro-steps per optimizer step) of a GRPO step: ``grpo.prompts_per_step`` x
+    ``grpo.num_generations`` completions over ``world`` ranks, micro-steps of at most
+    ``training.per_device_train_batch_size`` (the largest divisor of a rank's share that fits)."""
+    from sqlmaster.errors import ConfigError
+
+    g = recipe.grpo
+    completions = g.prompts_per_step * g.num_generations
+    if completions % world:
+        raise ConfigError(
+            f"grpo.prompts_per_step x grpo.num_generations = {completions} completions per step cannot be shared "
+            f"by {world} processes. Make it a multiple of {world}"
+        )
+    share = completions // world
+    micro = max(d for d in range(1, share + 1) if share % d == 0 and d <= recipe.training.per_device_train_batch_size)
+    return micro, share // micro
+
+
+def grpo_config(
+    recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to: list[str], device: str, use_vllm: bool
+) -> Any:
+    """TRL GRPOConfig for the recipe: one optimizer step per generation batch of ``grpo.prompts_per_step`` prompts.
+
+    The optimiser, schedule, cadence and time budget are the ``training`` section's, as for SFT; there is no
+    evaluation pass (a GRPO evaluation is generation; ``sqlmaster eval run`` measures the result)."""
+    from trl import GRPOConfig
+
+    t, g = recipe.training, recipe.grpo
+    budgeted = t.time_budget_minutes is not None
+    on_cpu = not device.startswith("cuda")
+    micro, accumulation = grpo_batches(recipe, distributed.world_size())
+    return GRPOConfig(
+        output_dir=str(checkpoints_dir),
+        run_name=run_id,
+        report_to=report_to or "none",
+        max_steps=UNBOUNDED_STEPS if budgeted else t.max_steps,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=accumulation,
+        num_generations=g.num_generations,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        max_grad_norm=t.max_grad_norm,
+        weight_decay=t.weight_decay,
+        optim="adamw_torch",
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=use_bf16(recipe, device),
+        fp16=False,
+        use_cpu=on_cpu,
+        activation_checkpointing=recipe.model.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if recipe.model.gradient_checkpointing else None,
+        eval_strategy="no",
+        save_strategy="steps",
+        save_steps=UNBOUNDED_STEPS if budgeted else t.save_steps,
+        save_total_limit=t.save_total_limit,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        disable_tqdm=True,
+        beta=g.beta,
+        temperature=g.temperature,
+        max_completion_length=g.max_completion_length,
+        use_vllm=use_vllm,
+        vllm_mode="colocate",
+        remove_unused_columns=False,  # the reward reads the answer and context columns
+        log_completions=False,
+        dataloader_num_workers=0,
+        save_only_model=False,
+    )

@@ -128,6 +128,7 @@ class LogLineCallback(TrainerCallback):
                 parts.append(f"tok/s {logs['tokens_per_second']:,.0f}")
             if "grad_norm" in logs:
                 parts.append(f"grad_norm {logs['grad_norm']:.3f}")
+            parts += _reward_parts(logs)
             parts += [
                 f"elapsed {_duration(elapsed)}",
                 f"{'left' if self.budget else 'eta'} {_duration(self._left(state))}",
@@ -148,6 +149,21 @@ class LogLineCallback(TrainerCallback):
                 _duration(logs["train_runtime"]),
                 logs.get("train_loss", float("nan")),
             )
+
+
+def _reward_parts(logs: dict[str, Any]) -> list[str]:
+    """A GRPO log's reward figures (sqlmaster/train/reward.py logs them as reward/<name>), for the log line."""
+    if logs.get("reward/mean_reward") is None:
+        return []
+    parts = [
+        f"reward {logs['reward/mean_reward']:.3f}",
+        f"exec {logs.get('reward/execution_rate', 0.0):.0%}",
+        f"match {logs.get('reward/match_rate', 0.0):.0%}",
+        f"rewards/s {logs.get('reward/rewards_per_s', 0.0):,.0f}",
+    ]
+    if logs.get("reward/share_of_step_time") is not None:
+        parts.append(f"reward time {logs['reward/share_of_step_time']:.0%} of step")
+    return parts
 
 
 def _duration(seconds: float) -> str:

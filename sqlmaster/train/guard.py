@@ -62,6 +62,8 @@ class TrainOptions:
     overwrite: bool = False  # replace a run made with another model, recipe or data
     resume_with_changes: bool = False  # continue a run with changed resumable keys
     recipe_source: str | None = None  # where the recipe came from (recorded in run.json)
+    stage: str = "sft"  # "sft" (supervised, from the base) or "grpo" (reinforcement from a finished SFT run)
+    init_from: str | None = None  # grpo: the SFT run directory it starts from
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,17 @@ class Plan:
     remove: list[Path] = field(default_factory=list)  # what --overwrite removes
 
 
-def recipe_hash(model_name: str, recipe: Recipe) -> str:
-    """sha256 of what defines a run: the model and every identity and resumable key (runtime keys excluded)."""
+def recipe_hash(model_name: str, recipe: Recipe, stage: str = "sft") -> str:
+    """sha256 of what defines a run: the model and every identity and resumable key (runtime keys excluded); a GRPO
+    run's stage and ``grpo`` section too (an SFT run's hash leaves them out, as it did before the stage existed)."""
     values = recipe.to_dict()
     defining = {
-        spec.key: values[spec.section][spec.name] for spec in recipe_keys() if spec.role in ("identity", "resumable")
+        spec.key: values[spec.section][spec.name]
+        for spec in recipe_keys()
+        if spec.role in ("identity", "resumable") and (spec.section != "grpo" or stage == "grpo")
     }
-    text = json.dumps({"model": model_name, **defining}, sort_keys=True, default=str)
+    staged = {"stage": stage} if stage != "sft" else {}
+    text = json.dumps({"model": model_name, **staged, **defining}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -124,6 +130,8 @@ RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "resumed_from": (list,),
     "started": (str,),
     "finished": (str,),
+    "stage": (str,),
+    "init_from": (dict,),
 }
 
 
@@ -160,15 +168,32 @@ def _json_type(value: Any) -> str:
     return next((name for kind, name in kinds.items() if isinstance(value, kind)), "null")
 
 
-def recipe_changes(previous: dict[str, Any], model_name: str, recipe: Recipe) -> list[Change]:
-    """Every key whose value differs from the earlier run's (keys the earlier version did not know are skipped)."""
+def recipe_changes(
+    previous: dict[str, Any], model_name: str, recipe: Recipe, options: TrainOptions | None = None
+) -> list[Change]:
+    """Every key whose value differs from the earlier run's (keys the earlier version did not know are skipped).
+
+    The stage and the run a GRPO run starts from define the run too; an SFT run ignores the ``grpo`` section."""
+    options = options or TrainOptions()
     changes = []
     recorded_model = (previous.get("base_model") or {}).get("name")
     if recorded_model and recorded_model != model_name:
         changes.append(Change("model", recorded_model, model_name, "identity"))
+    if previous.get("stage", "sft") != options.stage:
+        changes.append(Change("stage", previous.get("stage", "sft"), options.stage, "identity"))
+    recorded_init = (previous.get("init_from") or {}).get("path")
+    if (
+        options.stage == "grpo"
+        and recorded_init
+        and options.init_from
+        and not _same_path(recorded_init, options.init_from)
+    ):
+        changes.append(Change("init_from", recorded_init, str(options.init_from), "identity"))
     old = previous.get("recipe") or {}
     new = recipe.to_dict()
     for spec in recipe_keys():
+        if spec.section == "grpo" and options.stage != "grpo":
+            continue
         section = old.get(spec.section)
         if isinstance(section, dict) and spec.name in section:
             before, after = section[spec.name], new[spec.section][spec.name]
@@ -183,7 +208,7 @@ def plan_run(run: RunDir, model_name: str, recipe: Recipe, options: TrainOptions
     if not previous:
         _check_max_steps(run, recipe, latest_step)
         return Plan("resume" if latest_step is not None else "fresh")
-    changes = [c for c in recipe_changes(previous, model_name, recipe) if c.role != "runtime"]
+    changes = [c for c in recipe_changes(previous, model_name, recipe, options) if c.role != "runtime"]
     status = previous.get("status")
     if status == "running":  # this command owns the folder (sqlmaster/ownership.py), so its writer is gone
         log.warning(
@@ -244,3 +269,62 @@ def _keys(changes: list[Change]) -> str:
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+# --- the GRPO stage's starting point -----------------------------------------------------------------------------
+
+# What a GRPO run takes from the SFT run it starts from: the data split (a test row must stay unseen), the prompt
+# (the SFT model answers that prompt) and the model section (the weights' shape). --set can still change a key.
+INHERITED_SECTIONS = ("data", "prompt", "model")
+
+
+def check_init_from(init_from: Path | None, model_name: str, stage: str) -> dict[str, Any]:
+    """The run.json of the finished SFT run a GRPO run starts from ({} for an SFT run); refuses anything else
+    (exit 2, one line, nothing written)."""
+    if stage != "grpo":
+        if init_from is not None:
+            raise ConfigError("--init-from is for --stage grpo (an SFT run starts from the base model). Drop it")
+        return {}
+    if init_from is None:
+        raise ConfigError(
+            "--stage grpo needs --init-from RUN_DIR: the finished SFT run of this model it starts from "
+            f"(e.g. sqlmaster train --model {model_name} --output-dir runs/sft first)"
+        )
+    run = RunDir(init_from)
+    if not run.run_info.is_file():
+        what = "does not exist" if not run.path.exists() else f"holds no {RUN_INFO_FILE}"
+        raise ConfigError(f"--init-from {init_from} {what}: pass the directory of a finished `sqlmaster train` run")
+    info = read_previous(run)
+    fix = "Pass the directory of a finished SFT run of this model"
+    if info.get("status") != "completed":
+        raise ConfigError(
+            f"--init-from {init_from} holds a run that is {info.get('status') or 'unfinished'}, not completed. "
+            "Finish it first (run its command again), or pass the directory of a finished SFT run of this model"
+        )
+    if info.get("stage", "sft") != "sft":
+        raise ConfigError(f"--init-from {init_from} holds a {info.get('stage')} run, not an SFT run. {fix}")
+    trained = (info.get("base_model") or {}).get("name")
+    if trained != model_name:
+        raise ConfigError(f"--init-from {init_from} holds a run of {trained}, not of {model_name}. {fix}")
+    weights = run.model if info.get("mode") == "full" else run.adapter
+    if not weights.is_dir():
+        raise ConfigError(f"--init-from {init_from} has no {weights.name}/ (its weights are gone). {fix}")
+    return info
+
+
+def inherited_overrides(info: dict[str, Any]) -> list[str]:
+    """``--set`` items that give a GRPO run the SFT run's data, prompt and model sections (``INHERITED_SECTIONS``)."""
+    from sqlmaster.config import yaml_value
+
+    recipe = info.get("recipe") or {}
+    known = {spec.key for spec in recipe_keys()}
+    return [
+        f"{section}.{key}={yaml_value(value)}"
+        for section in INHERITED_SECTIONS
+        for key, value in (recipe.get(section) or {}).items()
+        if f"{section}.{key}" in known
+    ]

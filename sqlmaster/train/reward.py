@@ -11,8 +11,9 @@
 a dataset with ``answer`` (the gold SQL) and ``context`` (its ``CREATE TABLE`` statements) is all it needs.
 Per completion:
 
-* ``MATCH_REWARD`` (1.0) when the SQL cut from it returns what the gold returns on every synthesized database;
-* ``EXECUTES_CREDIT`` (0.1) when that SQL runs without error but answers something else;
+* ``MATCH_REWARD`` (1.0; ``grpo.match_reward``) when the SQL cut from it returns what the gold returns on every
+  synthesized database;
+* ``EXECUTES_CREDIT`` (0.1; ``grpo.executes_credit``) when that SQL runs without error but answers something else;
 * 0 for anything else: no SQL, a syntax or schema error, a statement the sandbox refuses (``ATTACH``, writes,
   several statements), a query past its time or CPU budget, a worker that died on it.
 
@@ -45,19 +46,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sqlmaster.config import GrpoConfig, declared_default
 from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.isolated import IsolatedPool
 from sqlmaster.evaluate.score import Score, ScorerState, ScoreSettings, failure_record, score_example
 from sqlmaster.prompt import PromptTemplate, extract_sql
 
-MATCH_REWARD = 1.0
-# Why a credit at all: early in GRPO (and for a small model, for long) most samples of a prompt miss, all score
-# 0 and their group has no advantage to learn from; SQL that runs is a step towards SQL that answers (Arctic-
-# Text2SQL-R1 rewards syntax validity for the same reason). Why this small: it must stay far below a match, so
-# that a sample that runs but answers wrongly never looks nearly as good as the answer. With 0.1, eight samples
-# that all run but miss are worth less than one match.
-EXECUTES_CREDIT = 0.1
+# The recipe keys grpo.match_reward and grpo.executes_credit declare these values (and why 0.1): read from there, so
+# the numbers are written once.
+MATCH_REWARD: float = declared_default(GrpoConfig, "match_reward")
+EXECUTES_CREDIT: float = declared_default(GrpoConfig, "executes_credit")
 
 # Scorer settings for rewards. A GRPO step waits for its slowest reward, and synthesized tables hold a few dozen
 # rows, on which a sensible query runs in well under a millisecond: one second of wall and CPU time per statement
@@ -95,12 +94,12 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")
 
 
-def reward_of(score: Score, credit: float = EXECUTES_CREDIT) -> float:
+def reward_of(score: Score, credit: float = EXECUTES_CREDIT, match: float = MATCH_REWARD) -> float:
     """One completion's reward from its scorer record (see the module docstring)."""
     if not score.gold_valid:
         return 0.0
     if score.execution_match:
-        return MATCH_REWARD
+        return match
     return credit if score.executes else 0.0
 
 
@@ -124,15 +123,18 @@ class ExecutionReward:
         settings: ScoreSettings = REWARD_SETTINGS,
         workers: int | None = None,
         credit: float = EXECUTES_CREDIT,
+        match: float = MATCH_REWARD,
         method: str | None = None,
     ) -> None:
         settings.validate()
-        if not 0.0 <= credit < MATCH_REWARD:
-            raise ConfigError(f"the executes credit must be in [0, {MATCH_REWARD}), got {credit}. Use e.g. 0.1")
+        if not 0.0 <= credit < match:
+            raise ConfigError(f"the executes credit must be in [0, {match}), got {credit}. Use e.g. 0.1")
         self.__name__ = "execution"  # TRL names a reward function's logged mean and std after this
         self.template = template
         self.settings = settings
         self.credit = credit
+        self.match = match
+        self.seconds_total = 0.0  # wall time of every call so far (the GRPO trainer logs its share of step time)
         self.workers = min(2, available_cores()) if workers is None else workers
         self.method = method
         self.last: RewardStats | None = None
@@ -155,8 +157,9 @@ class ExecutionReward:
         tasks = self.tasks(completions, answer, context)
         start = time.perf_counter()
         scores = self._score(tasks)
-        rewards = [reward_of(s, self.credit) for s in scores]
+        rewards = [reward_of(s, self.credit, self.match) for s in scores]
         seconds = time.perf_counter() - start
+        self.seconds_total += seconds
         n = len(rewards)
         self.last = RewardStats(
             n=n,

@@ -54,6 +54,11 @@ class Job:
     run_id: str = ""
     resume_from: Path | None = None  # the newest checkpoint training can resume from (checked: pick_resume)
     unusable: list[tuple[Path, str]] = field(default_factory=list)  # newer ones it cannot, and why
+    init_info: dict[str, Any] = field(default_factory=dict)  # grpo: the run.json of the SFT run it starts from
+
+    @property
+    def grpo(self) -> bool:
+        return self.options.stage == "grpo"
 
 
 @dataclass
@@ -75,7 +80,7 @@ def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOpt
         job = _plan(resolve_model(model), RunDir(output_dir), recipe, options or TrainOptions())
         if job.plan.action == "completed":
             return _already_completed(job)
-        if (processes := launch.processes_to_start(recipe, job.device)) > 1:
+        if not job.grpo and (processes := launch.processes_to_start(recipe, job.device)) > 1:
             return launch.train_in_processes(processes, model, output_dir, recipe, options or TrainOptions())
         _set_threads(recipe)
         data = _load_data(job)
@@ -96,7 +101,10 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
     """Configuration errors found before any data or weights load (exit code 2, nothing written)."""
     from sqlmaster.train.arguments import check_levers
     from sqlmaster.train.checkpoints import pick_resume
+    from sqlmaster.train.guard import check_init_from
 
+    init_from = Path(options.init_from) if options.init_from else None
+    init_info = check_init_from(init_from, spec.name, options.stage)
     if not spec.is_tiny and recipe.model.init == "pretrained":
         hf_token(spec)  # gated model without HF_TOKEN
         offline_weights(spec)  # hub unreachable and not fetched: the `models fetch` line, before any write
@@ -118,7 +126,9 @@ def _plan(spec: ModelSpec, run: RunDir, recipe: Recipe, options: TrainOptions) -
     elif plan.action == "overwrite":  # its checkpoints go with the earlier run
         resume_from, unusable = None, []
     _sync_ranks()  # every rank has read the directory before rank 0 changes it
-    return Job(spec, recipe, run, plan, options, device=device, resume_from=resume_from, unusable=unusable)
+    job = Job(spec, recipe, run, plan, options, device=device, resume_from=resume_from, unusable=unusable)
+    job.init_info = init_info
+    return job
 
 
 def _step_of(checkpoint: Path | None) -> int | None:
@@ -196,17 +206,22 @@ def _load_data(job: Job) -> Data:
     template = get_template(recipe.prompt.template)
     splits = build_splits(recipe.data)
     train = augment(splits.train, recipe.data.augment_copies, recipe.data.seed)
-    data = Data(
-        splits=splits,
-        train_rows=[ex.to_prompt_completion(template) for ex in train],
-        eval_rows=[ex.to_prompt_completion(template) for ex in splits.validation],
-    )
+    if job.grpo:  # prompts only: the model writes the completions, the reward reads answer and context
+        from sqlmaster.train.grpo import prompt_rows
+
+        data = Data(splits=splits, train_rows=prompt_rows(train, template), eval_rows=[])
+    else:
+        data = Data(
+            splits=splits,
+            train_rows=[ex.to_prompt_completion(template) for ex in train],
+            eval_rows=[ex.to_prompt_completion(template) for ex in splits.validation],
+        )
     log.info(
         "data %s: %d train%s / %d validation / %d test rows (%s); template %s",
         recipe.data.source,
         len(splits.train),
         f" (+ {len(train) - len(splits.train)} augmented copies)" if len(train) > len(splits.train) else "",
-        len(data.eval_rows),
+        len(splits.validation),
         len(splits.test),
         ", ".join(f"{k} {v}" for k, v in splits.stats.items()),
         template.name,
@@ -300,7 +315,8 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
     n_params = sum(p.numel() for p in base_model.parameters())
     world = distributed.world_size()
     log.info("base model %s: %s parameters, device %s, world size %d", spec.name, f"{n_params:,}", job.device, world)
-    _warn_dense_packing(recipe, base_model)
+    if not job.grpo:
+        _warn_dense_packing(recipe, base_model)
 
     resume_from = job.resume_from
     job.run_id = run_id_for(run.path)
@@ -317,15 +333,8 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
         log.info("resuming from %s", resume_from)
     with _no_damage(job, trainer, as_it_was), recorded_status(record):
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        eval_metrics = _final_eval(trainer)
-        stop_reason = "max_steps"
-        if max_time is not None and max_time.triggered:
-            stop_reason = "max_time"
-        elif trainer.time_budget is not None:
-            stop_reason = "time_budget" if trainer.time_budget.stopped else "early_stopping"
-        elif trainer.state.global_step < trainer.state.max_steps:
-            stop_reason = "early_stopping"
-        metrics = _metrics(trainer, result.metrics, eval_metrics, stop_reason, time.monotonic() - started)
+        stop_reason = _stop_reason(trainer, max_time)
+        metrics = _stage_metrics(job, trainer, result.metrics, stop_reason, time.monotonic() - started)
         if distributed.is_main_process():
             outputs = _save_outputs(job, trainer, tokenizer)
             write_json(run.metrics, metrics)
@@ -335,6 +344,27 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
         distributed.barrier()
     _finish_wandb(report_to)
     return metrics
+
+
+def _stop_reason(trainer: Any, max_time: Any) -> str:
+    if max_time is not None and max_time.triggered:
+        return "max_time"
+    if trainer.time_budget is not None:
+        return "time_budget" if trainer.time_budget.stopped else "early_stopping"
+    if trainer.state.global_step < trainer.state.max_steps:
+        return "early_stopping"
+    return "max_steps"
+
+
+def _stage_metrics(
+    job: Job, trainer: Any, train_metrics: dict[str, Any], stop_reason: str, wall: float
+) -> dict[str, Any]:
+    """metrics.json: SFT's losses and tokens/s (after its final evaluation), or GRPO's reward figures."""
+    if job.grpo:
+        from sqlmaster.train import grpo
+
+        return grpo.metrics(trainer, train_metrics, stop_reason, wall)
+    return _metrics(trainer, train_metrics, _final_eval(trainer), stop_reason, wall)
 
 
 def _read_record(run: RunDir) -> str | None:
@@ -433,6 +463,10 @@ def _warn_dense_packing(recipe: Recipe, base_model: Any) -> None:
 
 def _load_base(job: Job, data: Data) -> tuple[Any, Any, dict[str, Any]]:
     """The base model and tokenizer; for tiny, built once per run and kept in ``base/`` for resume and eval."""
+    if job.grpo:  # the SFT run's weights
+        from sqlmaster.train.grpo import load_init
+
+        return load_init(job)
     spec, recipe, device = job.spec, job.recipe, job.device
     revision = recipe.model.revision or spec.revision
     info: dict[str, Any] = {"name": spec.name, "hub_id": spec.hub_id, "revision": revision}
@@ -473,6 +507,10 @@ def _load_base(job: Job, data: Data) -> tuple[Any, Any, dict[str, Any]]:
 def _build_trainer(
     job: Job, model: Any, tokenizer: Any, data: Data, report_to: list[str], resume_from: Path | None
 ) -> tuple[Any, Any]:
+    if job.grpo:
+        from sqlmaster.train.grpo import build_trainer
+
+        return build_trainer(job, model, tokenizer, data, report_to, resume_from)
     from datasets import Dataset
     from transformers import PrinterCallback, ProgressCallback
 
@@ -557,6 +595,7 @@ def _run_info(
         changes.append({"at_step": step, "changes": {c.key: [c.old, c.new] for c in job.plan.changes}})
     return {
         "run_id": job.run_id,
+        **_stage_info(job),
         "base_model": base_info,
         "mode": recipe.model.mode,
         "prompt_template": recipe.prompt.template,
@@ -568,7 +607,7 @@ def _run_info(
         },
         "parameters": {"total": n_params, "trainable": trainable},
         "recipe": recipe.to_dict(),
-        "recipe_hash": recipe_hash(job.spec.name, recipe),
+        "recipe_hash": recipe_hash(job.spec.name, recipe, job.options.stage),
         "recipe_source": job.options.recipe_source,
         "recipe_changes": changes,
         "world_size": distributed.world_size(),
@@ -578,6 +617,15 @@ def _run_info(
         "started": previous.get("started", now()),
         "resumed_from": [*previous.get("resumed_from", []), str(resume_from)] if resume_from else [],
     }
+
+
+def _stage_info(job: Job) -> dict[str, Any]:
+    """run.json's stage; a GRPO run's also the SFT run it started from (its path and run id)."""
+    if not job.grpo:
+        return {"stage": "sft"}
+    assert job.options.init_from is not None
+    init = {"path": str(Path(job.options.init_from).resolve()), "run_id": job.init_info.get("run_id")}
+    return {"stage": "grpo", "init_from": init}
 
 
 def _metrics(
@@ -620,7 +668,8 @@ def _save_outputs(job: Job, trainer: Any, tokenizer: Any) -> dict[str, str]:
     tokenizer.padding_side = spec.padding_side_train
     target = run.adapter if recipe.model.mode == "lora" else run.model
     with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        trained = {"selected_adapters": ["default"]} if "ref" in (getattr(model, "peft_config", None) or {}) else {}
+        model.save_pretrained(tmp, safe_serialization=True, **trained)  # not GRPO's frozen KL reference copy
         tokenizer.save_pretrained(tmp)
         if recipe.model.mode == "lora":
             count = verify_adapter(tmp)
@@ -637,12 +686,27 @@ def _save_outputs(job: Job, trainer: Any, tokenizer: Any) -> dict[str, str]:
         log.info("model saved to %s", target)
         if recipe.output.push_to_hub:
             log.warning("output.push_to_hub pushes LoRA adapters only; a full run's model/ was not pushed")
-    if spec.is_tiny:
+    if spec.is_tiny and run.base.is_dir():
         outputs["base"] = BASE_DIR
     return outputs
 
 
 def _print_summary(run: RunDir, metrics: dict[str, Any], outputs: dict[str, str]) -> None:
+    if metrics.get("stage") == "grpo":
+        from sqlmaster.train.grpo import summary
+
+        log.info("%s", summary(metrics))
+    else:
+        _print_sft_summary(metrics)
+    log.info("outputs in %s:", run.path.resolve())
+    local = [run.path / name for name in outputs.values() if not name.startswith("http")]
+    for path in (run.run_info, run.metrics, *local, run.checkpoints):
+        log.info("  %s", path)
+    if "hub" in outputs:
+        log.info("  %s", outputs["hub"])
+
+
+def _print_sft_summary(metrics: dict[str, Any]) -> None:
     log.info(
         "finished: %d steps (%s), train loss %.4f -> %.4f, eval loss %.4f, %s tokens/s",
         metrics["steps"],
@@ -652,12 +716,6 @@ def _print_summary(run: RunDir, metrics: dict[str, Any], outputs: dict[str, str]
         metrics["eval_loss"] or float("nan"),
         f"{metrics['tokens_per_second']:,.0f}" if metrics["tokens_per_second"] else "?",
     )
-    log.info("outputs in %s:", run.path.resolve())
-    local = [run.path / name for name in outputs.values() if not name.startswith("http")]
-    for path in (run.run_info, run.metrics, *local, run.checkpoints):
-        log.info("  %s", path)
-    if "hub" in outputs:
-        log.info("  %s", outputs["hub"])
 
 
 def _finish_wandb(report_to: list[str]) -> None:

@@ -1,0 +1,225 @@
+"""The GRPO stage (issue 19): a finished SFT run keeps training on its own samples, rewarded by the scorer.
+
+    sqlmaster train --model tiny --stage grpo --init-from runs/sft --output-dir runs/grpo
+
+Each optimizer step takes ``grpo.prompts_per_step`` training prompts, samples ``grpo.num_generations`` SQL
+queries for each (TRL ``GRPOTrainer``: HF ``generate`` here; vLLM colocated on a GPU where it is installed), scores
+every sample with :class:`~sqlmaster.train.reward.ExecutionReward` (the scorer's verdict in its isolated workers:
+``grpo.match_reward`` for a match, ``grpo.executes_credit`` for SQL that runs, 0 otherwise) and moves the policy
+towards the samples that beat their group's mean. ``grpo.beta`` > 0 keeps it near the SFT model (KL).
+
+Everything else is the SFT path's (sqlmaster/train/runner.py): the run directory and its guard, the ownership
+lock, checkpoints and resume after SIGKILL, the time budget, W&B, exit codes and run.json, which also records
+``stage: grpo`` and ``init_from``. The model starts from the SFT run's weights: ``model/`` for a full run (tiny),
+the base + ``adapter/`` for a LoRA run, whose adapter keeps training (TRL keeps a frozen copy as the KL
+reference). Each log line carries the reward's figures: mean reward, execution and match rates, rewards/s and
+the reward's share of the step time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOTrainer
+
+from sqlmaster.prompt import PromptTemplate, render_prompt
+from sqlmaster.train.budget import TimeBudget, lambda_scheduler
+
+log = logging.getLogger("sqlmaster.train")
+
+HF_GENERATE, VLLM_COLOCATED = "HF generate", "vLLM colocated"
+
+
+def generator(device: str) -> str:
+    """Which generator samples the rollouts: vLLM colocated where it is installed and a GPU is present."""
+    if device.startswith("cuda") and importlib.util.find_spec("vllm") is not None:
+        return VLLM_COLOCATED
+    return HF_GENERATE
+
+
+def prompt_rows(examples: Any, template: PromptTemplate) -> list[dict[str, str]]:
+    """GRPO's dataset: the SFT prompt of each example, and the gold and its schema for the reward."""
+    return [
+        {"prompt": render_prompt(template, ex.question, ex.context), "answer": ex.answer, "context": ex.context}
+        for ex in examples
+    ]
+
+
+def load_init(job: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The SFT run's model to continue: ``model/`` (full), or its base + ``adapter/`` with the adapter trainable."""
+    from sqlmaster.models.loading import load_base_model, load_tokenizer, recorded_base_path
+    from sqlmaster.rundir import RunDir
+
+    init = RunDir(Path(job.options.init_from))
+    sft = job.init_info
+    spec, recipe, device = job.spec, job.recipe, job.device
+    info = dict(sft.get("base_model") or {})
+    if sft.get("mode") == "full":
+        model: Any = load_base_model(spec, recipe.model, device=device, path=init.model)
+        tokenizer = load_tokenizer(spec, for_generation=False, path=init.model)
+        info.pop("path", None)  # a full run's model/ is all it needs
+        return model, tokenizer, info
+    from peft import PeftModel
+
+    base_path = recorded_base_path(init.path, spec, info)
+    base = load_base_model(spec, recipe.model, device=device, path=base_path)
+    if info.get("path"):  # tiny's base/ stays in the SFT run: record where
+        info["path"] = str((init.path / info["path"]).resolve())
+    tokenizer = load_tokenizer(spec, for_generation=False, path=init.adapter)
+    model = PeftModel.from_pretrained(base, init.adapter, is_trainable=True)
+    return model, tokenizer, info
+
+
+class SQLMasterGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer plus the time budget's schedule and saves, and the reward's share of the step time in each log."""
+
+    def __init__(self, *args: Any, time_budget: TimeBudget | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.time_budget = time_budget
+        self.reward: Any = self.reward_funcs[0]  # the ExecutionReward build_trainer passes
+        self._last_log_time = time.monotonic()
+        self._last_reward_seconds = 0.0
+        self._excluded_seconds = 0.0  # checkpointing time since the last log
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        if self.time_budget is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = lambda_scheduler(optimizer or self.optimizer, self.time_budget)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        return {}  # no evaluation pass (the time budget's evaluations are only its checkpoints)
+
+    def _save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
+        started = time.monotonic()
+        try:
+            super()._save_checkpoint(*args, **kwargs)
+            if self.time_budget is not None and self.is_world_process_zero():
+                checkpoint = Path(self.args.output_dir or ".") / f"checkpoint-{self.state.global_step}"
+                self.time_budget.save(checkpoint)  # before CheckpointCompleteCallback marks it complete
+        finally:
+            self._excluded_seconds += time.monotonic() - started
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.reward.close()  # the scorer's worker processes
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            now = time.monotonic()
+            seconds = max(now - self._last_log_time - self._excluded_seconds, 1e-9)
+            spent = self.reward.seconds_total - self._last_reward_seconds
+            logs["reward/share_of_step_time"] = round(min(spent / seconds, 1.0), 4)
+            self._last_log_time, self._last_reward_seconds, self._excluded_seconds = now, self.reward.seconds_total, 0
+        super().log(logs, start_time)
+
+
+def build_trainer(
+    job: Any, model: Any, tokenizer: Any, data: Any, report_to: list[str], resume_from: Path | None
+) -> tuple[Any, Any]:
+    """The GRPO trainer of a run and the wall-time callback (or None), as runner._build_trainer for SFT."""
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback
+
+    from sqlmaster.prompt import get_template
+    from sqlmaster.train.arguments import grpo_batches, grpo_config
+    from sqlmaster.train.budget import TimeBudgetCallback
+    from sqlmaster.train.callbacks import WandbRecipeCallback
+    from sqlmaster.train.reward import ExecutionReward
+    from sqlmaster.train.runner import _callbacks
+
+    recipe, g = job.recipe, job.recipe.grpo
+    used = generator(job.device)
+    args = grpo_config(
+        recipe,
+        checkpoints_dir=job.run.checkpoints,
+        run_id=job.run_id,
+        report_to=report_to,
+        device=job.device,
+        use_vllm=used == VLLM_COLOCATED,
+    )
+    callbacks, max_time = _callbacks(recipe, resume_from)
+    callbacks = [c for c in callbacks if not isinstance(c, EarlyStoppingCallback)]  # no evaluation to stop on
+    budget = next((c.budget for c in callbacks if isinstance(c, TimeBudgetCallback)), None)
+    reward = ExecutionReward(get_template(recipe.prompt.template), credit=g.executes_credit, match=g.match_reward)
+    trainer = SQLMasterGRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=Dataset.from_list(data.train_rows),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        time_budget=budget,
+    )
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    if recipe.tracking.wandb_mode != "disabled" and report_to:
+        trainer.add_callback(WandbRecipeCallback(recipe.to_dict()))
+    micro, accumulation = grpo_batches(recipe, 1)
+    log.info(
+        "GRPO from %s: %d prompts x %d samples per step (micro-batch %d x %d), generator %s, beta %g, temperature "
+        "%g, up to %d new tokens; reward %g match / %g executes, %d scorer worker(s)",
+        job.options.init_from,
+        g.prompts_per_step,
+        g.num_generations,
+        micro,
+        accumulation,
+        used,
+        g.beta,
+        g.temperature,
+        g.max_completion_length,
+        g.match_reward,
+        g.executes_credit,
+        reward.workers,
+    )
+    return trainer, max_time
+
+
+REWARD_KEYS = ("mean_reward", "execution_rate", "match_rate", "rewards_per_s", "share_of_step_time")
+
+
+def metrics(trainer: Any, train_metrics: dict[str, Any], stop_reason: str, wall: float) -> dict[str, Any]:
+    """metrics.json of a GRPO run: steps, time, and each reward figure first, last and mean over the logs."""
+    history = [h for h in trainer.state.log_history if "reward/mean_reward" in h]
+    figures: dict[str, Any] = {}
+    for key in REWARD_KEYS:
+        values = [h[f"reward/{key}"] for h in history if h.get(f"reward/{key}") is not None]
+        figures[key] = {
+            "first": values[0] if values else None,
+            "last": values[-1] if values else None,
+            "mean": sum(values) / len(values) if values else None,
+        }
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "stage": "grpo",
+        "train_loss": losses[-1] if losses else None,
+        "train_loss_mean": train_metrics.get("train_loss"),
+        "reward": figures,
+        "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "epochs": trainer.state.epoch,
+        "train_runtime_seconds": train_metrics.get("train_runtime"),
+        "wall_seconds": round(wall, 1),
+        "stop_reason": stop_reason,
+    }
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    reward = metrics["reward"]
+
+    def show(key: str, form: str) -> str:
+        first, last = reward[key]["first"], reward[key]["last"]
+        return "?" if first is None else f"{first:{form}} -> {last:{form}}"
+
+    return (
+        f"finished: {metrics['steps']} GRPO steps ({metrics['stop_reason']}), mean reward "
+        f"{show('mean_reward', '.3f')}, execution rate {show('execution_rate', '.0%')}, match rate "
+        f"{show('match_rate', '.0%')}"
+    )
