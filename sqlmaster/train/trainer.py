@@ -36,6 +36,14 @@ def count_real_tokens(inputs: dict[str, Any]) -> int:
     return int(inputs["input_ids"].numel())
 
 
+# The LM head's logits are completion positions x vocabulary in fp32, and cross-entropy keeps their log-softmax and
+# gradient too: for the longest batches of 16 (~1,500 completion positions) that is ~0.9 GB at SmolLM2's 49k
+# vocabulary and ~4.7 GB at Gemma 3's 262k. Above LOGITS_BUDGET elements (256 MB) the positions go through the head
+# in chunks whose logits are recomputed in the backward pass instead of kept (activation checkpointing): one more
+# head matmul per position, paid only where a batch would have crossed the budget.
+LOGITS_BUDGET = 2**26
+
+
 def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, Any]:
     """Mean next-token cross-entropy over labelled positions, projecting only those through the LM head.
 
@@ -51,21 +59,42 @@ def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any 
     backbone_inputs["use_cache"] = False
     targets = labels[:, 1:]
     mask = targets != -100
+    picked = targets[mask]
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         logits = model(**backbone_inputs).logits[:, :-1][mask].float()
+        total = F.cross_entropy(logits, picked, reduction="sum")
+        correct = (logits.detach().argmax(-1) == picked).sum()
     else:
         backbone, head, softcap = _backbone_and_head(model)
-        hidden = backbone(**backbone_inputs).last_hidden_state[:, :-1]
-        logits = head(hidden[mask]).float()
-        if softcap:  # as the model's own forward does (Gemma 2 style final-logit soft-capping)
-            logits = torch.tanh(logits / softcap) * softcap
-    picked = targets[mask]
-    total = F.cross_entropy(logits, picked, reduction="sum")
+        hidden = backbone(**backbone_inputs).last_hidden_state[:, :-1][mask]
+        total, correct = _chunked_head_loss(hidden, picked, head, softcap)
     count = mask.sum() if num_items_in_batch is None else num_items_in_batch
     loss = total / torch.as_tensor(count).clamp(min=1)
-    with torch.no_grad():
-        accuracy = (logits.argmax(-1) == picked).float().mean() if picked.numel() else logits.new_zeros(())
+    accuracy = correct.float() / max(picked.numel(), 1)
     return loss, accuracy
+
+
+def _chunked_head_loss(hidden: Any, targets: Any, head: Any, softcap: float | None) -> tuple[Any, Any]:
+    """Summed cross-entropy and correct top-1 count of ``hidden`` through ``head`` (LOGITS_BUDGET above)."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    def chunk_loss(h: Any, t: Any) -> tuple[Any, Any]:
+        logits = head(h).float()
+        if softcap:  # as the model's own forward does (Gemma 2 style final-logit soft-capping)
+            logits = torch.tanh(logits / softcap) * softcap
+        return torch.nn.functional.cross_entropy(logits, t, reduction="sum"), (logits.detach().argmax(-1) == t).sum()
+
+    chunk = max(1, LOGITS_BUDGET // head.weight.shape[0])
+    if hidden.requires_grad and targets.numel() <= chunk:
+        return chunk_loss(hidden, targets)  # within the budget: one pass, its logits kept for the backward pass
+    total, correct = hidden.new_zeros((), dtype=torch.float32), torch.zeros((), dtype=torch.long)
+    for start in range(0, targets.numel(), chunk):
+        h, t = hidden[start : start + chunk], targets[start : start + chunk]
+        # training: recomputed in the backward pass; evaluation (no graph): each chunk's logits are freed at once
+        loss, right = checkpoint(chunk_loss, h, t, use_reentrant=False) if hidden.requires_grad else chunk_loss(h, t)
+        total, correct = total + loss, correct + right
+    return total, correct
 
 
 def _backbone_and_head(model: Any) -> tuple[Any, Any, float | None]:
