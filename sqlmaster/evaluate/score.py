@@ -10,7 +10,10 @@ empty prediction) and where to run them, either
   synthesized from it (:mod:`.synth`), or
 * ``db_id``: a real SQLite database at ``DB_DIR/<db_id>/<db_id>.sqlite`` (Spider's and BIRD's layout) or
   ``DB_DIR/<db_id>.sqlite``, with ``--db-dir DB_DIR``; or ``db_path``: the database file itself (relative paths
-  are relative to the current directory).
+  are relative to the current directory). Each distinct database file is checked once before scoring starts
+  (:func:`.sandbox.database_file_problem`): one that cannot be read (damaged, a directory, held under another
+  process's write lock, WAL changes not yet checkpointed) is an error naming the line (exit 2), never a run of
+  misses. The files are opened read-only and immutable: nothing, not even a ``-shm`` file, appears beside them.
 
 A row with a database is scored on it even when it also carries a ``context`` (the prompt's schema). Both
 kinds may be mixed in one file. Other fields (``question``, ``latency_s``, ``tokens``, ...) are kept. Output
@@ -62,7 +65,7 @@ from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
-from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits
+from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits, database_file_problem
 from sqlmaster.logs import progress
 from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
 
@@ -70,8 +73,6 @@ if TYPE_CHECKING:  # the parent process imports these lazily (see score_records)
     import sqlite3
 
     from sqlmaster.evaluate.execution import GoldError, GoldResult, Verdict
-
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class ScoreInputError(ConfigError):
@@ -166,14 +167,6 @@ class Score:
 # ------------------------------------------------------------------------------------------------ input
 
 
-def _is_sqlite_file(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
-    except OSError:
-        return False
-
-
 class DatabaseResolver:
     """Finds and checks each row's real database once per file (a bad one is an error naming the line)."""
 
@@ -207,7 +200,7 @@ class DatabaseResolver:
                     f"{spider_dir() / 'database'})"
                 )
             for candidate in (self.db_dir / db_id / f"{db_id}.sqlite", self.db_dir / f"{db_id}.sqlite"):
-                if candidate.is_file():
+                if candidate.exists():  # a directory or device there is named as such by _check
                     self._by_id[db_id] = self._check(candidate, where, f"db_id {db_id!r}")
                     return self._by_id[db_id]
             raise ScoreInputError(
@@ -218,13 +211,17 @@ class DatabaseResolver:
         return None
 
     def _check(self, path: Path, where: str, what: str) -> str:
+        """Check each distinct file once, before scoring starts (:func:`.sandbox.database_file_problem`)."""
         key = str(path)
         if key in self._checked:
             return self._checked[key]
-        if not path.is_file():
+        if not path.exists():
             raise ScoreInputError(f"{where}: database file for {what} not found: {path}. Fix the path or the db_id")
-        if not _is_sqlite_file(path):
-            raise ScoreInputError(f"{where}: {path} ({what}) is not an SQLite database file. Point it at a .sqlite")
+        problem = database_file_problem(path)
+        if problem is not None:
+            reason, fix = problem
+            named = f" ({what})" if what.startswith("db_id") else ""  # a db_path is the path itself
+            raise ScoreInputError(f"{where}: database {path}{named} cannot be read ({reason}). {fix}")
         resolved = str(path.resolve())
         self._checked[key] = resolved
         return resolved
