@@ -149,6 +149,14 @@ class Score:
     others: dict[str, bool | None] = field(default_factory=dict)  # execution_match under each other convention
     worker_failure: bool = False  # the worker crashed or overran on it, or the scorer raised
 
+    def match_under(self, convention: str) -> bool | None:
+        """``execution_match`` under another convention; ``None`` when the gold does not run under it.
+
+        A worker failure is a miss under every convention: it stays in each figure's denominator, or the other
+        conventions' figures would rise with every prediction that crashed or overran its worker.
+        """
+        return False if self.worker_failure else self.others.get(convention)
+
     def record_fields(self, other_conventions: Iterable[str]) -> dict[str, bool | str | None]:
         fields = {
             "execution_match": self.execution_match,
@@ -158,7 +166,7 @@ class Score:
             "gold_nontrivial": self.gold_nontrivial,
             "error": self.error,
         }
-        fields.update({f"execution_match_{c}": self.others.get(c) for c in other_conventions})
+        fields.update({f"execution_match_{c}": self.match_under(c) for c in other_conventions})
         if self.worker_failure:
             fields["worker_failure"] = True
         return fields
@@ -492,7 +500,7 @@ def compute_metrics(rows: list[InputRow], scores: list[Score], settings: ScoreSe
         "exact_match": [s.exact_match for s in scores if s.exact_match is not None],
     }
     for c in settings.other_conventions:
-        columns[f"execution_accuracy_{c}"] = [m for s in scored if (m := s.others.get(c)) is not None]
+        columns[f"execution_accuracy_{c}"] = [m for s in scored if (m := s.match_under(c)) is not None]
     metrics: dict[str, Any] = {"n": len(scores), "n_scored": len(scored), "convention": settings.convention}
     for name, flags in columns.items():
         metrics[name] = _rate(flags)
