@@ -19,7 +19,8 @@ A row with a database is scored on it even when it also carries a ``context`` (t
 kinds may be mixed in one file. Other fields (``question``, ``latency_s``, ``tokens``, ...) are kept. Output
 in ``output_dir``:
 
-* ``records.jsonl``: one line per input line, in input order: the input fields plus ``execution_match``
+* ``records.jsonl``: one line per input line, in input order: every input field as read (an input field named
+  like one of the scorer's, ``SCORER_FIELDS``, is refused when the file is read) plus ``execution_match``
   (boolean, under the chosen convention), ``execution_match_<other convention>``, ``exact_match``,
   ``executes``, ``gold_valid``, ``gold_nontrivial``, ``error`` (null when none) and ``line``.
 * ``metrics.json``: ``execution_accuracy`` under ``convention`` and ``execution_accuracy_<other>`` beside it,
@@ -136,6 +137,21 @@ class InputRow:
     line: int | None = None  # its line in the input file (None for rows that come from no file)
 
 
+# The fields the scorer writes into each records.jsonl line (Score.record_fields, and output_record's "line").
+# An input field with one of these names would be overwritten, so it is refused when the file is read.
+SCORER_FIELDS = (
+    "execution_match",
+    "exact_match",
+    "executes",
+    "gold_valid",
+    "gold_nontrivial",
+    "error",
+    *(f"execution_match_{c}" for c in CONVENTIONS),
+    "worker_failure",
+    "line",
+)
+
+
 @dataclass(frozen=True)
 class Score:
     """One prediction's verdicts, as records.jsonl reports them (in this field order)."""
@@ -249,6 +265,13 @@ def validate_record(rec: Any, where: str, resolver: DatabaseResolver, line: int 
         raise ScoreInputError(f"{where}: field 'answer' must be a non-empty string (the gold SQL).")
     if rec["prediction"] is not None and not isinstance(rec["prediction"], str):
         raise ScoreInputError(f"{where}: field 'prediction' must be a string or null.")
+    taken = [name for name in SCORER_FIELDS if name in rec]
+    if taken:
+        raise ScoreInputError(
+            f"{where}: field(s) {', '.join(map(repr, taken))} would be overwritten: the scorer writes them into "
+            "records.jsonl. Rename or drop them (an earlier run's records.jsonl needs its scorer fields removed "
+            "before it is scored again)."
+        )
     db = resolver.resolve(rec, where)
     if db is None:
         context = rec.get("context")
@@ -586,8 +609,9 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool, flag: str = "--o
 
 
 def output_record(row: InputRow, score: Score, other_conventions: Iterable[str]) -> dict[str, Any]:
-    """One records.jsonl line: the input object, the verdicts, and the input line."""
-    line = {k: v for k, v in row.data.items() if not k.startswith("_")}  # "_" fields were never written back
+    """One records.jsonl line: every field of the input object as read, the verdicts, and the input line (no
+    input field has their names: :func:`validate_record` refuses those)."""
+    line = dict(row.data)
     line.update(score.record_fields(other_conventions))
     if row.line is not None:
         line["line"] = row.line
