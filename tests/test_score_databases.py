@@ -7,66 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _databases import held_exclusive, make_db, make_hot_journal, make_pending_wal, make_search_db, side_files
 
 from sqlmaster.evaluate import sandbox
 from sqlmaster.evaluate.execution import DatabaseCache
 from sqlmaster.evaluate.score import DatabaseResolver, ScoreInputError, score_file
 
 GOLD = "SELECT name FROM t WHERE age > 30"
-ROWS = [("ann", 20), ("bob", 40), ("cid", 50)]
-
-
-def make_db(path: Path, wal: bool = False) -> Path:
-    conn = sqlite3.connect(path)
-    if wal:
-        conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("CREATE TABLE t (name TEXT, age INTEGER)")
-    conn.executemany("INSERT INTO t VALUES (?, ?)", ROWS)
-    conn.commit()
-    conn.close()
-    return path
-
-
-def make_pending_wal(path: Path) -> Path:
-    """A WAL-mode file whose table lives only in its -wal (a copy taken while a writer had it open)."""
-    scratch = path.with_name("scratch.sqlite")
-    conn = sqlite3.connect(scratch)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    conn.execute("CREATE TABLE t (name TEXT, age INTEGER)")
-    conn.executemany("INSERT INTO t VALUES (?, ?)", ROWS)
-    conn.commit()
-    shutil.copy(scratch, path)
-    shutil.copy(f"{scratch}-wal", f"{path}-wal")
-    conn.close()
-    scratch.unlink()
-    return path
-
-
-def make_search_db(path: Path) -> Path:
-    """FTS5 and R-tree virtual tables, as SQLite's own CLI would create them."""
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE VIRTUAL TABLE docs USING fts5(title, body)")
-    conn.executemany("INSERT INTO docs VALUES (?, ?)", [("a", "hello world"), ("b", "goodbye"), ("c", "hello again")])
-    conn.execute("CREATE VIRTUAL TABLE box USING rtree(id, x0, x1)")
-    conn.executemany("INSERT INTO box VALUES (?, ?, ?)", [(1, 0, 5), (2, 10, 20), (3, 8, 9)])
-    conn.commit()
-    conn.close()
-    return path
-
-
-def side_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(("-wal", "-shm", "-journal")))
 
 
 def _score(tmp_path: Path, rows: list[dict[str, Any]], workers: int = 0) -> tuple[dict[str, Any], list[Any]]:
@@ -157,15 +111,8 @@ def test_a_directory_named_by_db_id_is_named_a_directory(tmp_path: Path, dbs: Pa
 def locked(dbs: Path) -> Iterator[Path]:
     """A rollback-journal database that another process holds under BEGIN EXCLUSIVE."""
     db = make_db(dbs / "locked.sqlite")
-    code = "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-    code += "c.execute('BEGIN EXCLUSIVE')\nprint('held', flush=True)\ntime.sleep(120)\n"
-    holder = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_exclusive(db):
         yield db
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_locked_database_is_refused_after_a_bounded_wait(
@@ -181,11 +128,7 @@ def test_a_locked_database_is_refused_after_a_bounded_wait(
 
 def test_a_hot_journal_is_refused(tmp_path: Path, dbs: Path) -> None:
     """A writer killed mid-transaction leaves a hot journal: the file alone is not the database's content."""
-    db = make_db(dbs / "hot.sqlite")
-    code = "import os, sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-    code += "c.execute('PRAGMA cache_size = 1')\nc.execute('BEGIN')\n"
-    code += "c.executemany('INSERT INTO t VALUES (?, 1)', [(os.urandom(500),) for _ in range(2000)])\nos._exit(9)\n"
-    subprocess.run([sys.executable, "-c", code, str(db)], check=False)
+    db = make_hot_journal(dbs / "hot.sqlite")
     assert side_files(dbs) == ["hot.sqlite-journal"]
     with pytest.raises(ScoreInputError, match=r"hot.sqlite-journal holds an interrupted write"):
         _score(tmp_path, [_row(db)])
