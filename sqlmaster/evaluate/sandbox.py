@@ -11,10 +11,11 @@ under these guards:
 * **Authorizer (allow-list).** A query may only read: SELECT, column reads, function calls and recursive
   CTEs are
   allowed; everything else — INSERT/UPDATE/DELETE, CREATE/DROP/ALTER, ATTACH/DETACH (which is also how
-  ``VACUUM INTO`` is authorised), PRAGMA, transactions, ANALYZE, REINDEX — is denied. ``load_extension`` is
-  denied by name (extension loading is also left disabled on the connection). Building a database from a
-  ``CREATE TABLE`` context uses a wider policy that still denies ATTACH/DETACH, writing PRAGMAs and
-  extensions.
+  ``VACUUM INTO`` is authorised), PRAGMA (but reading ``data_version``, which FTS5 does), transactions,
+  ANALYZE, REINDEX — is denied. ``load_extension`` is denied by name (extension loading is also left disabled
+  on the connection). A real database's virtual tables (FTS5, R-tree) are connected before the policy is set,
+  so that they can be read, never written. Building a database from a ``CREATE TABLE`` context uses a wider
+  policy that still denies ATTACH/DETACH, writing PRAGMAs and extensions.
 * **Time limit.** A progress handler aborts a statement after ``timeout_s`` of wall time (runaway recursive
   CTEs,
   huge cartesian products under ORDER BY or aggregates).
@@ -102,13 +103,10 @@ DEFAULT_LIMITS = Limits()
 
 
 def _query_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
-    if action == sqlite3.SQLITE_PRAGMA:
-        # FTS5 reads PRAGMA data_version before each query of its table; a read-only counter.
-        return (
-            sqlite3.SQLITE_OK if (arg1 or "").lower() in _QUERY_READ_PRAGMAS and arg2 is None else sqlite3.SQLITE_DENY
-        )
     if action not in _READ_ACTIONS:
-        return sqlite3.SQLITE_DENY
+        # FTS5 reads PRAGMA data_version before each query of its table: a read-only counter (the only PRAGMA).
+        pragma_read = action == sqlite3.SQLITE_PRAGMA and arg2 is None and (arg1 or "").lower() in _QUERY_READ_PRAGMAS
+        return sqlite3.SQLITE_OK if pragma_read else sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
