@@ -180,3 +180,17 @@ def test_a_cached_database_reads_virtual_tables_and_denies_creating_them(tmp_pat
             sandbox.run_query(conn, "CREATE VIRTUAL TABLE v USING fts5(x)")
     finally:
         cache.close()
+
+
+def test_large_files_are_queried_in_place_the_same_way(dbs: Path) -> None:
+    """Files past IN_MEMORY_MAX_BYTES are not copied but opened in place: also immutable, virtual tables too."""
+    wal, search = make_db(dbs / "wal.sqlite", wal=True), make_search_db(dbs / "search.sqlite")
+    for db, sql, rows in ((wal, "SELECT count(*) FROM t", [(3,)]), (search, "SELECT count(*) FROM box", [(3,)])):
+        conn = sandbox.connection_from_file_readonly(db)
+        try:
+            assert sandbox.run_query(conn, sql) == rows
+            with pytest.raises(sandbox.QueryError, match="denied"):
+                sandbox.run_query(conn, "DELETE FROM box" if db == search else "DELETE FROM t")
+        finally:
+            conn.close()
+    assert side_files(dbs) == []
