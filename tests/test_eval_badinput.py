@@ -12,11 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _databases import held_exclusive, make_db, make_hot_journal, make_pending_wal, make_search_db, side_files
+from _procs import alive, carrying
 
 from sqlmaster.data.spider import database_path
 
@@ -31,6 +34,7 @@ class Case:
     message: str  # a part of the error line
     code: int = 2
     env: tuple[tuple[str, str], ...] = ()
+    hold: str | None = None  # a database that another process holds under BEGIN EXCLUSIVE while the command runs
 
 
 def _row(**fields: object) -> str:
@@ -61,6 +65,28 @@ CASES: dict[str, Case] = {
     ),
     "missing database file": Case((*SCORE, "{s}/missing_db.jsonl", "-o", "{s}/new"), "database file for db_path"),
     "not an SQLite file": Case((*SCORE, "{s}/not_sqlite.jsonl", "-o", "{s}/new"), "is not an SQLite database file"),
+    # eval score: the row's real database (issue 20: these were scored as 0% with exit 0, or said "not found")
+    "database: WAL changes not checkpointed": Case(
+        (*SCORE, "{s}/db_pending.jsonl", "-o", "{s}/new"), "pending.sqlite-wal holds changes not yet checkpointed"
+    ),
+    "database: header, then garbage": Case(
+        (*SCORE, "{s}/db_garbage.jsonl", "-o", "{s}/new"), "garbage.sqlite cannot be read (SQLite: "
+    ),
+    "database: locked by another process": Case(
+        (*SCORE, "{s}/db_locked.jsonl", "-o", "{s}/new"),
+        "locked.sqlite cannot be read (another process holds a write lock on it, still after waiting 5 s)",
+        hold="{s}/dbfiles/locked.sqlite",
+    ),
+    "database: hot journal": Case((*SCORE, "{s}/db_hot.jsonl", "-o", "{s}/new"), "holds an interrupted write"),
+    "database: a directory": Case(
+        (*SCORE, "{s}/db_dir.jsonl", "-o", "{s}/new"), "dir.sqlite cannot be read (it is a directory)"
+    ),
+    "database: /dev/zero": Case(
+        (*SCORE, "{s}/db_zero.jsonl", "-o", "{s}/new"), "database /dev/zero cannot be read (not a regular file"
+    ),
+    "input field named like a scorer field": Case(
+        (*SCORE, "{s}/taken_field.jsonl", "-o", "{s}/new"), "field(s) 'line' would be overwritten"
+    ),
     "--workers -3": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--workers", "-3"), "--workers must be >= 1"),
     "--workers 0": Case((*SCORE, "{s}/good.jsonl", "-o", "{s}/new", "--workers", "0"), "guarded worker process"),
     "input is /dev/zero": Case((*SCORE, "/dev/zero", "-o", "{s}/new"), "/dev/zero is not a regular file"),
@@ -119,6 +145,8 @@ def _sandbox(root: Path) -> None:
     (root / "known_db.jsonl").write_text(_row(db_id="concert_singer") + "\n")
     (root / "missing_db.jsonl").write_text(_row(db_path=str(root / "gone.sqlite")) + "\n")
     (root / "not_sqlite.jsonl").write_text(_row(db_path=str(root / "notdb.sqlite")) + "\n")
+    _database_sandbox(root)
+    (root / "taken_field.jsonl").write_text(json.dumps({**GOOD, "line": "mine"}) + "\n")
     (root / "run_damaged").mkdir()
     (root / "run_damaged" / "run.json").write_text(json.dumps({"status": "completed", "base_model": "tiny"}))
     scored = root / "scored"
@@ -130,6 +158,20 @@ def _sandbox(root: Path) -> None:
         dataset.mkdir(parents=True)
         data = content or json.dumps({"dataset": "spider-dev", "execution_accuracy": 0.5, "n": 2}).encode()
         (dataset / "metrics.json").write_bytes(data)
+
+
+def _database_sandbox(root: Path) -> None:
+    """Real databases in the states that cannot be scored, each named by a one-row input file."""
+    folder = root / "dbfiles"
+    folder.mkdir()
+    make_pending_wal(folder / "pending.sqlite")
+    (folder / "garbage.sqlite").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 32)
+    make_db(folder / "locked.sqlite")
+    make_hot_journal(folder / "hot.sqlite")
+    (folder / "dir.sqlite").mkdir()
+    for name in ("pending", "garbage", "locked", "hot", "dir"):
+        (root / f"db_{name}.jsonl").write_text(_row(db_path=str(folder / f"{name}.sqlite")) + "\n")
+    (root / "db_zero.jsonl").write_text(_row(db_path="/dev/zero") + "\n")
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -151,17 +193,49 @@ def test_bad_input(sandbox: Path, name: str) -> None:
     case = CASES[name]
     before = _snapshot(sandbox)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    env.update(PYTHONPATH=f"{REPO}:{REPO / 'cli'}", **dict(case.env))
+    mark = f"badinput-{os.getpid()}-{time.monotonic_ns()}"  # every process the command starts inherits it
+    env.update(PYTHONPATH=f"{REPO}:{REPO / 'cli'}", SQLMASTER_TEST_MARK=mark, **dict(case.env))
     args = [a.replace("{s}", str(sandbox)) for a in case.args]
     message = case.message.replace("{s}", str(sandbox))
-    proc = subprocess.run(
-        [sys.executable, "-m", "sqlmaster.cli", *args], capture_output=True, text=True, env=env, timeout=120
-    )
+    held = held_exclusive(Path(case.hold.replace("{s}", str(sandbox)))) if case.hold else contextlib.nullcontext()
+    with held:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sqlmaster.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == case.code, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert len(errors) == 1 and message in errors[0], proc.stderr
-    assert _snapshot(sandbox) == before
+    assert _snapshot(sandbox) == before  # byte-identical, and no new file: no -wal, -shm or -journal either
+    assert side_files(sandbox) == ["hot.sqlite-journal", "pending.sqlite-wal"]  # the sandbox's own, untouched
+    assert not [pid for pid in carrying(mark) if alive(pid)], "a process of the command outlived it"
+
+
+def test_real_databases_score_and_stay_untouched(tmp_path: Path) -> None:
+    """The good side of the database cases: a WAL-mode file and FTS5/R-tree tables score in worker processes,
+    the databases stay byte-identical with nothing beside them, and no process outlives the command."""
+    folder = tmp_path / "dbs"
+    folder.mkdir()
+    wal, search = make_db(folder / "wal.sqlite", wal=True), make_search_db(folder / "search.sqlite")
+    gold = "SELECT name FROM t WHERE age > 30"
+    pairs = [
+        (wal, gold, "SELECT name FROM t"),
+        (wal, gold, "SELECT name FROM t WHERE age >= 40"),
+        (search, "SELECT title FROM docs WHERE docs MATCH 'hello'", "SELECT 'a' UNION SELECT 'c'"),
+        (search, "SELECT id FROM box WHERE x0 >= 8", "SELECT 2 UNION SELECT 3"),
+    ]
+    rows = [{"db_path": str(db), "answer": answer, "prediction": pred} for db, answer, pred in pairs]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = _snapshot(folder)
+    mark = f"badinput-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'cli'}", "SQLMASTER_TEST_MARK": mark}
+    args = ["eval", "score", "-i", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "--workers", "2"]
+    proc = subprocess.run([sys.executable, "-m", "sqlmaster.cli", *args], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "execution accuracy 75.0%" in proc.stdout, proc.stderr
+    records = [json.loads(line) for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
+    assert [r["execution_match"] for r in records] == [False, True, True, True]
+    assert _snapshot(folder) == before and side_files(folder) == []
+    assert not [pid for pid in carrying(mark) if alive(pid)]
 
 
 def test_read_only_output_directory(tmp_path: Path) -> None:
@@ -197,4 +271,4 @@ def _read_only(path: Path) -> Iterator[None]:
 
 def test_the_corpus_size() -> None:
     """The report counts these: keep the number in one place."""
-    assert len(CASES) == 32
+    assert len(CASES) == 39

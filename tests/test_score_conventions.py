@@ -13,7 +13,7 @@ from sqlmaster.data.spider import database_path
 from sqlmaster.evaluate.conventions import apply_convention, first_statement
 from sqlmaster.evaluate.exact_match import exact_match, normalize_sql, signature
 from sqlmaster.evaluate.execution import plan_gold, score_on_database_file
-from sqlmaster.evaluate.score import ScoreInputError, ScoreSettings, score_file
+from sqlmaster.evaluate.score import SCORER_FIELDS, Score, ScoreInputError, ScoreSettings, score_file
 
 SPIDER_DB_DIR = database_path("concert_singer").parent  # the shipped flat layout: <db_id>.sqlite
 CTX = "CREATE TABLE t (name VARCHAR, age INTEGER)"
@@ -223,6 +223,8 @@ def test_a_mixed_file_scores_context_and_database_rows_in_input_order(tmp_path: 
         ({"db_id": "../etc"}, "spider", r"in.jsonl:2: field 'db_id' must be a database name"),
         ({"db_id": 7}, "spider", r"in.jsonl:2: field 'db_id' must be a database name"),
         ({}, None, r"in.jsonl:2: no database for this row"),
+        ({"line": 5}, None, r"in.jsonl:2: field\(s\) 'line' would be overwritten: the scorer writes them"),
+        ({"error": None, "execution_match_strict": 1}, None, r"field\(s\) 'error', 'execution_match_strict' would"),
     ],
 )
 def test_bad_rows_are_errors_naming_the_line(
@@ -287,3 +289,29 @@ def test_eval_score_command_scores_a_mixed_file(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "execution accuracy 100.0% (official; strict 50.0%)" in proc.stdout
     assert [r["execution_match"] for r in _records(tmp_path / "out")] == [True, True]
+
+
+def test_every_input_field_comes_back_untouched(tmp_path: Path) -> None:
+    """Fields starting with "_" were once dropped and a user's "line" overwritten; now every field comes back as
+    read, first and in its order, and a field named like one of the scorer's is refused (above)."""
+    row = {
+        "_id": 7,
+        "__meta": {"run": [1, None, "x"]},
+        "Line": "mine",
+        "question": "q",
+        "context": CTX,
+        "answer": "SELECT name FROM t",
+        "prediction": "SELECT name FROM t",
+        "db_id": None,
+    }
+    score_file(_write(tmp_path / "in.jsonl", [row]), tmp_path / "out", workers=0)
+    (record,) = _records(tmp_path / "out")
+    assert list(record)[: len(row)] == list(row) and {k: record[k] for k in row} == row
+    assert record["line"] == 1 and record["execution_match"] is True
+
+
+def test_the_reserved_names_are_the_fields_the_scorer_writes() -> None:
+    failed = Score(False, False, False, True, False, "scorer: crash", worker_failure=True)
+    written = {*failed.record_fields(ScoreSettings().other_conventions), "line"}
+    other = {*failed.record_fields(ScoreSettings(convention="official").other_conventions)}
+    assert written | other == set(SCORER_FIELDS)

@@ -97,3 +97,19 @@ def test_no_valid_gold_still_writes_metrics(tmp_path: Path) -> None:
     saved = _strict_json((tmp_path / "out" / "metrics.json").read_text())
     assert saved["gold_invalid"] == 2 and not math.isnan(saved["exact_match"])
     assert "execution accuracy n/a" in summary_line(metrics)
+
+
+def test_worker_failures_are_misses_under_every_convention(tmp_path: Path) -> None:
+    """3 right + 3 predictions stopped by the CPU guard: 50% under both conventions (the other convention's
+    figure once dropped the failed rows from its denominator and read 100%)."""
+    bomb = HOSTILE["printf bomb"]
+    rows = [{"context": CTX, "answer": GOLD, "prediction": p} for p in [GOLD, bomb] * 3]
+    settings = ScoreSettings(convention="official", cpu_s_per_statement=1.0)
+    out = tmp_path / "out"
+    metrics = score_file(_write(tmp_path / "in.jsonl", rows), out, workers=1, settings=settings)
+    records = [_strict_json(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert metrics["worker_failures"] == 3, [r["error"] for r in records]
+    assert metrics["execution_accuracy"] == metrics["execution_accuracy_strict"] == 0.5
+    assert metrics["execution_accuracy_by_convention"] == {"official": 0.5, "strict": 0.5}
+    assert [r["execution_match_strict"] for r in records] == [True, False] * 3
+    assert "50.0% (official; strict 50.0%)" in summary_line(metrics)

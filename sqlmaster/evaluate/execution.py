@@ -470,7 +470,7 @@ class DatabaseCache:
 def _open_real_database(path: str, limits: Limits) -> sqlite3.Connection:
     if Path(path).stat().st_size > IN_MEMORY_MAX_BYTES:
         return connection_from_file_readonly(path, limits)
-    return connection_from_bytes(read_database_file(path), limits, REAL_DATABASE_CACHE_KIB)
+    return connection_from_bytes(read_database_file(path), limits, REAL_DATABASE_CACHE_KIB, virtual_tables=True)
 
 
 class GoldCache:
@@ -509,7 +509,7 @@ def score_on_database_file(
 ) -> tuple[bool, Verdict]:
     """Score against a real SQLite database (one-off; the scorer's workers use the caches). Returns
     ``(gold_valid, result)``. The file is opened read-only and copied into memory."""
-    conn = connection_from_bytes(read_database_file(db_path), limits)
+    conn = connection_from_bytes(read_database_file(db_path), limits, virtual_tables=True)
     try:
         gold_result = GoldCache(1).get(str(db_path), conn, gold, convention, limits)
         if isinstance(gold_result, GoldError):

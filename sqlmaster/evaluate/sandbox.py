@@ -4,15 +4,18 @@ Generated SQL (and, in principle, the `context` and gold of an input file) is un
 under these guards:
 
 * **In-memory only.** Databases are ``:memory:`` connections, built from bytes (``deserialize``) or from a
-  read-only copy of a real file (``file:...?mode=ro`` + ``backup``). Nothing is ever opened for writing on
-  disk.
+  copy of a real file opened read-only and immutable (``file:...?mode=ro&immutable=1`` + ``backup``), which
+  creates no ``-wal``/``-shm``/``-journal`` file beside it, also for a WAL-mode file. Nothing is ever opened
+  for writing on disk. :func:`database_file_problem` checks a real file before any scoring (see there for
+  locks and write-ahead logs).
 * **Authorizer (allow-list).** A query may only read: SELECT, column reads, function calls and recursive
   CTEs are
   allowed; everything else — INSERT/UPDATE/DELETE, CREATE/DROP/ALTER, ATTACH/DETACH (which is also how
-  ``VACUUM INTO`` is authorised), PRAGMA, transactions, ANALYZE, REINDEX — is denied. ``load_extension`` is
-  denied by name (extension loading is also left disabled on the connection). Building a database from a
-  ``CREATE TABLE`` context uses a wider policy that still denies ATTACH/DETACH, writing PRAGMAs and
-  extensions.
+  ``VACUUM INTO`` is authorised), PRAGMA (but reading ``data_version``, which FTS5 does), transactions,
+  ANALYZE, REINDEX — is denied. ``load_extension`` is denied by name (extension loading is also left disabled
+  on the connection). A real database's virtual tables (FTS5, R-tree) are connected before the policy is set,
+  so that they can be read, never written. Building a database from a ``CREATE TABLE`` context uses a wider
+  policy that still denies ATTACH/DETACH, writing PRAGMAs and extensions.
 * **Time limit.** A progress handler aborts a statement after ``timeout_s`` of wall time (runaway recursive
   CTEs,
   huge cartesian products under ORDER BY or aggregates).
@@ -43,6 +46,7 @@ from __future__ import annotations
 import math
 import resource
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +72,8 @@ _SETUP_ACTIONS = _READ_ACTIONS | frozenset(
 _DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
 # PRAGMAs the setup phase may read (no argument) to learn the schema.
 _SETUP_READ_PRAGMAS = frozenset({"table_info", "table_xinfo"})
+# PRAGMAs a query may read (no argument): the internal statements of virtual tables need them.
+_QUERY_READ_PRAGMAS = frozenset({"data_version"})
 
 
 class QueryError(Exception):
@@ -98,7 +104,9 @@ DEFAULT_LIMITS = Limits()
 
 def _query_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
     if action not in _READ_ACTIONS:
-        return sqlite3.SQLITE_DENY
+        # FTS5 reads PRAGMA data_version before each query of its table: a read-only counter (the only PRAGMA).
+        pragma_read = action == sqlite3.SQLITE_PRAGMA and arg2 is None and (arg1 or "").lower() in _QUERY_READ_PRAGMAS
+        return sqlite3.SQLITE_OK if pragma_read else sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
@@ -206,51 +214,191 @@ def _lock_down(conn: sqlite3.Connection, limits: Limits) -> sqlite3.Connection:
 
 
 def connection_from_bytes(
-    data: bytes, limits: Limits = DEFAULT_LIMITS, cache_kib: int | None = None
+    data: bytes, limits: Limits = DEFAULT_LIMITS, cache_kib: int | None = None, virtual_tables: bool = False
 ) -> sqlite3.Connection:
     """A fresh in-memory database from ``Connection.serialize()`` bytes, locked to read-only queries.
 
     Each call gets its own copy, so nothing one query does can leak into the next. ``cache_kib``: SQLite's page
     cache for this connection (default 2 MiB), which also bounds what a sort or GROUP BY keeps in memory before
-    it spills to a temporary file.
+    it spills to a temporary file. ``virtual_tables``: connect the database's virtual tables first (a real
+    database may hold FTS5 or R-tree tables; see :func:`_connect_virtual_tables`).
     """
     conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     conn.deserialize(data)
     if cache_kib is not None:
         conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")  # before the authorizer, which denies PRAGMAs
+    if virtual_tables:
+        _connect_virtual_tables(conn, limits)
     return _lock_down(conn, limits)
 
 
+def _connect_virtual_tables(conn: sqlite3.Connection, limits: Limits) -> None:
+    """Connect every virtual table (FTS3/4/5, R-tree) once, before the query authorizer is set.
+
+    A virtual table's constructor prepares statements on its shadow tables (reads of sqlite_schema, and the
+    INSERT/DELETE it would use for writes); under the read-only policy it fails ("vtable constructor failed").
+    Connected here, the constructor runs once per connection without the policy; the queries that come later
+    only read the shadow tables, which the policy allows, and a query that writes a virtual table is still
+    denied. A table whose module this SQLite lacks is left alone: the queries that read it fail with SQLite's
+    own message.
+    """
+    _apply_limits(conn, limits)
+    names = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE %'")
+    for (name,) in names.fetchall():
+        quoted = '"' + str(name).replace('"', '""') + '"'
+        try:
+            conn.execute(f"SELECT * FROM {quoted} LIMIT 0").close()
+        except sqlite3.Error:
+            continue
+
+
+# ------------------------------------------------------------------------------------------------ real files
+
+# Bytes 18 and 19 of an SQLite file: its read and write format versions; 2 means WAL mode, 1 rollback journal.
+_FORMAT_VERSION_BYTES = slice(18, 20)
+_WAL_FORMAT = b"\x02\x02"
+SQLITE_HEADER = b"SQLite format 3\x00"
+# How long the pre-scoring check waits for another process's write lock on a database (SQLite's busy timeout).
+LOCK_WAIT_S = 5.0
+# Files up to this size get a full PRAGMA quick_check (it reads every page, as the scorer's copy does anyway);
+# larger ones are queried in place and only their schema is read: a full check would cost minutes.
+QUICK_CHECK_MAX_BYTES = 256 << 20
+
+
+def database_uri(path: str | Path, immutable: bool = True) -> str:
+    """The URI that opens a real database file read-only; ``immutable`` (the default) also tells SQLite that
+    nothing changes the file while it is open, so SQLite takes no lock and never creates a ``-wal``, ``-shm`` or
+    ``-journal`` file beside it (a WAL-mode file included). It then reads the main file only: a write-ahead log
+    with changes not yet checkpointed, or a writer's lock, are checked for before scoring
+    (:func:`database_file_problem`)."""
+    return f"{Path(path).resolve().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
 def read_database_file(path: str | Path) -> bytes:
-    """The bytes of a real SQLite file, read through a read-only (``mode=ro``) connection and an in-memory
-    copy.
+    """The bytes of a real SQLite file, read through a read-only, immutable connection and an in-memory copy.
 
     The file is never opened for writing; serve the bytes with :func:`connection_from_bytes`.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SQLite database not found: {path}. Pass the path of an existing .sqlite file.")
-    src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    src = sqlite3.connect(database_uri(path), uri=True)
     mem = sqlite3.connect(":memory:")
     try:
         src.backup(mem)
-        return mem.serialize()
+        data = mem.serialize()
     finally:
         src.close()
         mem.close()
+    if data[_FORMAT_VERSION_BYTES] == _WAL_FORMAT:
+        # The copy keeps the file's WAL-mode header, and an in-memory database cannot open a WAL-mode image
+        # ("unable to open database file"): mark it rollback-journal, as PRAGMA journal_mode=DELETE would.
+        data = data[:18] + b"\x01\x01" + data[20:]
+    return data
+
+
+def database_file_problem(path: str | Path) -> tuple[str, str] | None:
+    """Why a real database file cannot be scored, as ``(reason, fix)``; ``None`` when it can.
+
+    Run once per file before any scoring, so that a file the workers could not read is one clear error instead
+    of every row scored as a miss. Checks, in order: a regular file (not a directory, device or FIFO, which
+    would block), the SQLite header, then a WAL-mode file's log or a rollback-journal file's lock, then the
+    content (the schema, and ``PRAGMA quick_check`` up to ``QUICK_CHECK_MAX_BYTES``). Creates no file.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            return "it is a directory", "Pass the .sqlite file inside it"
+        if not stat.S_ISREG(mode):
+            return "not a regular file: a device, FIFO or socket", "Pass a .sqlite file"
+        with path.open("rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__, "Check the path and its permissions"
+    if not header.startswith(SQLITE_HEADER):
+        return "it is not an SQLite database file: its header is not 'SQLite format 3'", "Point it at a .sqlite file"
+    wal_mode = header[_FORMAT_VERSION_BYTES] == _WAL_FORMAT
+    return (_wal_problem(path) if wal_mode else _lock_problem(path)) or _content_problem(path)
+
+
+def _wal_problem(path: Path) -> tuple[str, str] | None:
+    """A WAL-mode file is read immutable, i.e. without its log: refuse it while ``-wal`` holds anything."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        if wal.stat().st_size == 0:
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot inspect its write-ahead log {wal}: {exc.strerror}", "Check the folder's permissions"
+    return (
+        f"it is in WAL mode and {wal} holds changes not yet checkpointed into it, which a read-only immutable "
+        "open cannot see",
+        f"Once the program writing it is done, run: sqlite3 {path} 'PRAGMA wal_checkpoint(TRUNCATE)'",
+    )
+
+
+def _lock_problem(path: Path) -> tuple[str, str] | None:
+    """A rollback-journal file: take and drop a shared lock, as any reader does, waiting up to ``LOCK_WAIT_S``.
+
+    ``immutable=1`` (how the workers read) ignores locks. That is not good enough while a writer holds one: a
+    writer spills pages of an uncommitted transaction into the file itself, so a read could see half a
+    transaction. So the lock decides once, here: free (or only RESERVED, a writer that has not touched the
+    file yet) and the file is scored; held past the wait, or a hot journal left by an interrupted writer, and
+    it is refused. This plain read-only connection creates no file (only WAL mode would need ``-shm``).
+    """
+    try:
+        conn = sqlite3.connect(database_uri(path, immutable=False), uri=True, timeout=LOCK_WAIT_S)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        name = getattr(exc, "sqlite_errorname", "")
+        if name.startswith("SQLITE_BUSY"):
+            return (
+                f"another process holds a write lock on it, still after waiting {LOCK_WAIT_S:g} s",
+                "Rerun when the program writing it is done, or score a copy of the file",
+            )
+        if name == "SQLITE_READONLY_ROLLBACK":
+            return (
+                f"{path}-journal holds an interrupted write that must be rolled back first",
+                f"Open it once with sqlite3 {path} (which rolls the write back), or use a clean copy",
+            )
+        return None  # anything else (a damaged file): the content check names it
+    return None
+
+
+def _content_problem(path: Path) -> tuple[str, str] | None:
+    """Open it as the workers will (read-only, immutable), read the schema and run ``PRAGMA quick_check``."""
+    try:
+        conn = sqlite3.connect(database_uri(path), uri=True)
+        try:
+            conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+            if path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                first = conn.execute("PRAGMA quick_check(1)").fetchone()
+                if first is not None and first[0] != "ok":
+                    # One line: quick_check heads its report with "*** in database main ***" and a newline.
+                    detail = " ".join(line for line in str(first[0]).splitlines() if not line.startswith("***"))
+                    return f"damaged: {detail}", "Restore it from a good copy"
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"SQLite: {exc}", "Restore it from a good copy, or point at another file"
+    return None
 
 
 def connection_from_file_readonly(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
-    """A large real SQLite file queried in place: opened ``mode=ro`` and locked to read-only queries."""
-    conn = sqlite3.connect(
-        f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-    )
+    """A large real SQLite file queried in place: opened read-only and immutable, locked to read-only queries."""
+    conn = sqlite3.connect(database_uri(path), uri=True, isolation_level=None, check_same_thread=False)
+    _connect_virtual_tables(conn, limits)
     return _lock_down(conn, limits)
 
 
 def connection_from_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:
     """An in-memory copy of a real SQLite file (opened read-only), locked to read-only queries."""
-    return connection_from_bytes(read_database_file(path), limits)
+    return connection_from_bytes(read_database_file(path), limits, virtual_tables=True)
 
 
 def lock_setup_connection(conn: sqlite3.Connection, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connection:

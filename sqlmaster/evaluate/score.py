@@ -10,13 +10,17 @@ empty prediction) and where to run them, either
   synthesized from it (:mod:`.synth`), or
 * ``db_id``: a real SQLite database at ``DB_DIR/<db_id>/<db_id>.sqlite`` (Spider's and BIRD's layout) or
   ``DB_DIR/<db_id>.sqlite``, with ``--db-dir DB_DIR``; or ``db_path``: the database file itself (relative paths
-  are relative to the current directory).
+  are relative to the current directory). Each distinct database file is checked once before scoring starts
+  (:func:`.sandbox.database_file_problem`): one that cannot be read (damaged, a directory, held under another
+  process's write lock, WAL changes not yet checkpointed) is an error naming the line (exit 2), never a run of
+  misses. The files are opened read-only and immutable: nothing, not even a ``-shm`` file, appears beside them.
 
 A row with a database is scored on it even when it also carries a ``context`` (the prompt's schema). Both
 kinds may be mixed in one file. Other fields (``question``, ``latency_s``, ``tokens``, ...) are kept. Output
 in ``output_dir``:
 
-* ``records.jsonl``: one line per input line, in input order: the input fields plus ``execution_match``
+* ``records.jsonl``: one line per input line, in input order: every input field as read (an input field named
+  like one of the scorer's, ``SCORER_FIELDS``, is refused when the file is read) plus ``execution_match``
   (boolean, under the chosen convention), ``execution_match_<other convention>``, ``exact_match``,
   ``executes``, ``gold_valid``, ``gold_nontrivial``, ``error`` (null when none) and ``line``.
 * ``metrics.json``: ``execution_accuracy`` under ``convention`` and ``execution_accuracy_<other>`` beside it,
@@ -62,7 +66,7 @@ from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
-from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits
+from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits, database_file_problem
 from sqlmaster.logs import progress
 from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
 
@@ -70,8 +74,6 @@ if TYPE_CHECKING:  # the parent process imports these lazily (see score_records)
     import sqlite3
 
     from sqlmaster.evaluate.execution import GoldError, GoldResult, Verdict
-
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class ScoreInputError(ConfigError):
@@ -135,6 +137,21 @@ class InputRow:
     line: int | None = None  # its line in the input file (None for rows that come from no file)
 
 
+# The fields the scorer writes into each records.jsonl line (Score.record_fields, and output_record's "line").
+# An input field with one of these names would be overwritten, so it is refused when the file is read.
+SCORER_FIELDS = (
+    "execution_match",
+    "exact_match",
+    "executes",
+    "gold_valid",
+    "gold_nontrivial",
+    "error",
+    *(f"execution_match_{c}" for c in CONVENTIONS),
+    "worker_failure",
+    "line",
+)
+
+
 @dataclass(frozen=True)
 class Score:
     """One prediction's verdicts, as records.jsonl reports them (in this field order)."""
@@ -148,6 +165,14 @@ class Score:
     others: dict[str, bool | None] = field(default_factory=dict)  # execution_match under each other convention
     worker_failure: bool = False  # the worker crashed or overran on it, or the scorer raised
 
+    def match_under(self, convention: str) -> bool | None:
+        """``execution_match`` under another convention; ``None`` when the gold does not run under it.
+
+        A worker failure is a miss under every convention: it stays in each figure's denominator, or the other
+        conventions' figures would rise with every prediction that crashed or overran its worker.
+        """
+        return False if self.worker_failure else self.others.get(convention)
+
     def record_fields(self, other_conventions: Iterable[str]) -> dict[str, bool | str | None]:
         fields = {
             "execution_match": self.execution_match,
@@ -157,21 +182,13 @@ class Score:
             "gold_nontrivial": self.gold_nontrivial,
             "error": self.error,
         }
-        fields.update({f"execution_match_{c}": self.others.get(c) for c in other_conventions})
+        fields.update({f"execution_match_{c}": self.match_under(c) for c in other_conventions})
         if self.worker_failure:
             fields["worker_failure"] = True
         return fields
 
 
 # ------------------------------------------------------------------------------------------------ input
-
-
-def _is_sqlite_file(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
-    except OSError:
-        return False
 
 
 class DatabaseResolver:
@@ -207,7 +224,7 @@ class DatabaseResolver:
                     f"{spider_dir() / 'database'})"
                 )
             for candidate in (self.db_dir / db_id / f"{db_id}.sqlite", self.db_dir / f"{db_id}.sqlite"):
-                if candidate.is_file():
+                if candidate.exists():  # a directory or device there is named as such by _check
                     self._by_id[db_id] = self._check(candidate, where, f"db_id {db_id!r}")
                     return self._by_id[db_id]
             raise ScoreInputError(
@@ -218,13 +235,17 @@ class DatabaseResolver:
         return None
 
     def _check(self, path: Path, where: str, what: str) -> str:
+        """Check each distinct file once, before scoring starts (:func:`.sandbox.database_file_problem`)."""
         key = str(path)
         if key in self._checked:
             return self._checked[key]
-        if not path.is_file():
+        if not path.exists():
             raise ScoreInputError(f"{where}: database file for {what} not found: {path}. Fix the path or the db_id")
-        if not _is_sqlite_file(path):
-            raise ScoreInputError(f"{where}: {path} ({what}) is not an SQLite database file. Point it at a .sqlite")
+        problem = database_file_problem(path)
+        if problem is not None:
+            reason, fix = problem
+            named = f" ({what})" if what.startswith("db_id") else ""  # a db_path is the path itself
+            raise ScoreInputError(f"{where}: database {path}{named} cannot be read ({reason}). {fix}")
         resolved = str(path.resolve())
         self._checked[key] = resolved
         return resolved
@@ -244,6 +265,13 @@ def validate_record(rec: Any, where: str, resolver: DatabaseResolver, line: int 
         raise ScoreInputError(f"{where}: field 'answer' must be a non-empty string (the gold SQL).")
     if rec["prediction"] is not None and not isinstance(rec["prediction"], str):
         raise ScoreInputError(f"{where}: field 'prediction' must be a string or null.")
+    taken = [name for name in SCORER_FIELDS if name in rec]
+    if taken:
+        raise ScoreInputError(
+            f"{where}: field(s) {', '.join(map(repr, taken))} would be overwritten: the scorer writes them into "
+            "records.jsonl. Rename or drop them (an earlier run's records.jsonl needs its scorer fields removed "
+            "before it is scored again)."
+        )
     db = resolver.resolve(rec, where)
     if db is None:
         context = rec.get("context")
@@ -495,7 +523,7 @@ def compute_metrics(rows: list[InputRow], scores: list[Score], settings: ScoreSe
         "exact_match": [s.exact_match for s in scores if s.exact_match is not None],
     }
     for c in settings.other_conventions:
-        columns[f"execution_accuracy_{c}"] = [m for s in scored if (m := s.others.get(c)) is not None]
+        columns[f"execution_accuracy_{c}"] = [m for s in scored if (m := s.match_under(c)) is not None]
     metrics: dict[str, Any] = {"n": len(scores), "n_scored": len(scored), "convention": settings.convention}
     for name, flags in columns.items():
         metrics[name] = _rate(flags)
@@ -581,8 +609,9 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool, flag: str = "--o
 
 
 def output_record(row: InputRow, score: Score, other_conventions: Iterable[str]) -> dict[str, Any]:
-    """One records.jsonl line: the input object, the verdicts, and the input line."""
-    line = {k: v for k, v in row.data.items() if not k.startswith("_")}  # "_" fields were never written back
+    """One records.jsonl line: every field of the input object as read, the verdicts, and the input line (no
+    input field has their names: :func:`validate_record` refuses those)."""
+    line = dict(row.data)
     line.update(score.record_fields(other_conventions))
     if row.line is not None:
         line["line"] = row.line
