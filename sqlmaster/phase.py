@@ -1,6 +1,6 @@
 """One phase of a longer command in a child process, so that its memory goes back to the OS when it ends.
 
-    result = run_phase("train", run_training, model, run_dir, recipe)   # returns what run_training returned
+    run_phase("train", run_training, model, run_dir, recipe)   # what the phase makes, it writes to files
 
 ``sqlmaster quickstart --model smollm2-135m`` ran its three phases — the base model's zero-shot evaluation,
 training, the fine-tuned evaluation — in one process and peaked at 4.27 GB resident although no phase alone
@@ -41,8 +41,11 @@ _KNOWN: dict[str, type[Exception]] = {
 }
 
 
-def run_phase(name: str, target: Callable[..., Any], *args: Any) -> Any:
-    """Run ``target(*args)`` in a fresh (spawned) child process and return its result (which must pickle)."""
+def run_phase(name: str, target: Callable[..., Any], *args: Any) -> None:
+    """Run ``target(*args)`` in a fresh (spawned) child process; its return value is dropped.
+
+    Results stay in the child on purpose: unpickling them here imports what they are made of (a metrics dict with
+    NumPy numbers brought NumPy, pandas and pyarrow into the parent: 206 MB for the rest of the run)."""
     receive, send = multiprocessing.Pipe(duplex=False)
     child = multiprocessing.get_context("spawn").Process(
         target=_child_main, args=(os.getpid(), send, target, args), name=f"sqlmaster-{name}"
@@ -53,11 +56,13 @@ def run_phase(name: str, target: Callable[..., Any], *args: Any) -> Any:
     outcome = _read_outcome(receive)
     receive.close()
     if outcome is not None and outcome[0] == "ok":
-        return outcome[1]
+        return
     if outcome is not None and outcome[0] in _KNOWN:
         raise _KNOWN[outcome[0]](outcome[1])
     if code is not None and code > exitcodes.INTERRUPTED_BASE:
         raise Interrupted(code - exitcodes.INTERRUPTED_BASE)
+    if code in (-signal.SIGINT, -signal.SIGTERM):  # stopped before its handlers were in place (still starting)
+        raise Interrupted(-code)
     if code is not None and code < 0:  # killed by a signal it did not handle (SIGKILL: the OOM killer, a user)
         raise TransientError(f"the {name} phase was killed by {signal.Signals(-code).name}; its output is above")
     raise TransientError(f"the {name} phase failed (exit code {code}); its output is above")
@@ -79,7 +84,7 @@ def _wait_forwarding_signals(child: multiprocessing.process.BaseProcess) -> int 
     return child.exitcode
 
 
-def _read_outcome(receive: Connection) -> tuple[str, Any] | None:
+def _read_outcome(receive: Connection) -> tuple[str, str | None] | None:
     try:
         return receive.recv() if receive.poll() else None
     except (EOFError, OSError, pickle.UnpicklingError):
@@ -96,11 +101,11 @@ def _child_main(parent: int, send: Connection, target: Callable[..., Any], args:
     setup_logging()
     try:
         with signals_interrupt():  # a phase that does not record interruptions itself still exits 128 + signal
-            result = target(*args)
+            target(*args)
     except (ConfigError, TransientError) as exc:
         kind = next(name for name, cls in _KNOWN.items() if isinstance(exc, cls))
         send.send((kind, str(exc)))
         raise SystemExit(exc.exit_code) from None
     except Interrupted as exc:
         raise SystemExit(exc.exit_code) from None
-    send.send(("ok", result))
+    send.send(("ok", None))

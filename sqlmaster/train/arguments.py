@@ -66,9 +66,7 @@ def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to:
         max_steps=UNBOUNDED_STEPS if budgeted else t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
         per_device_eval_batch_size=t.eval_batch_size or t.per_device_train_batch_size,
-        # Evaluation reports the loss (and TRL's token accuracy from compute_loss); nothing reads its logits, which
-        # the Trainer otherwise keeps for every validation row (rows x length x vocabulary floats: gigabytes).
-        prediction_loss_only=True,
+        prediction_loss_only=True,  # evaluation reports the loss; else the Trainer keeps all rows' logits (GBs)
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler_type,
