@@ -86,11 +86,6 @@ def training_claim(kube: Kube, namespace: str, train_run_id: str, models: list[s
             "or pass the training run of the model you want.",
         )
     mine = [j for j in jobs if labels(j).get(LABEL_MODEL) in models]
-    if for_grpo and any(labels(j).get(LABEL_STAGE) == "grpo" for j in mine):
-        raise SqlctlError(
-            f"run {train_run_id!r} is a GRPO run: GRPO starts from a finished SFT run",
-            "Pass the id of the SFT run it started from (sqlctl status shows its sqlmaster.io/init-from label).",
-        )
     outcomes = {name_of(j): job_finished(j) for j in mine}
     failed = sorted(name for name, outcome in outcomes.items() if outcome == "Failed")
     if failed:
@@ -98,11 +93,8 @@ def training_claim(kube: Kube, namespace: str, train_run_id: str, models: list[s
             f"training run {train_run_id!r} failed (Job {', '.join(failed)}): it left no adapter to evaluate",
             f"See why with: sqlctl status {train_run_id} -n {namespace}; then train again.",
         )
-    if for_grpo and any(outcome is None for outcome in outcomes.values()):
-        raise SqlctlError(
-            f"SFT run {train_run_id!r} has not finished yet: GRPO starts from a completed run",
-            f"Wait for it (sqlctl logs {train_run_id} -f -n {namespace}), then submit again.",
-        )
+    if for_grpo:
+        _check_grpo_start(train_run_id, namespace, mine, outcomes)
     if any(outcome is None for outcome in outcomes.values()):
         warn(
             f"training run {train_run_id} has not finished yet; the evaluation reads its adapter when it "
@@ -117,6 +109,21 @@ def training_claim(kube: Kube, namespace: str, train_run_id: str, models: list[s
             "Pass --set storage.existingClaim=CLAIM yourself.",
         )
     return found[0]
+
+
+def _check_grpo_start(run_id: str, namespace: str, jobs: list[dict[str, Any]], outcomes: dict[str, str | None]) -> None:
+    """A GRPO run starts from a finished SFT run: `sqlmaster train --stage grpo` refuses a GRPO run or an unfinished
+    one with exit 2, which would fail the Job at once; say so before anything is created."""
+    if any(labels(j).get(LABEL_STAGE) == "grpo" for j in jobs):
+        raise SqlctlError(
+            f"run {run_id!r} is a GRPO run: GRPO starts from a finished SFT run",
+            "Pass the id of the SFT run it started from (sqlctl status shows its sqlmaster.io/init-from label).",
+        )
+    if any(outcome is None for outcome in outcomes.values()):
+        raise SqlctlError(
+            f"SFT run {run_id!r} has not finished yet: GRPO starts from a completed run",
+            f"Wait for it (sqlctl logs {run_id} -f -n {namespace}), then submit again.",
+        )
 
 
 def check_local(runs_dir: Path, train_run_id: str, models: list[str], for_grpo: bool = False) -> None:
