@@ -13,10 +13,12 @@ as failed with its last output lines, and the rest go on. Phases, most important
 1. machine: GPU name and memory, package versions, CPU flags, the bf16 matmul rate measured here;
 2. training, per model (mistral7b, llama2-7b): arm ``original`` then arm ``sqlmaster`` (bench/bench_train_gpu.py);
 3. generation, mistral7b: the original's way against ours (bench/bench_generate.py --suite);
-4. ``pytest -m gpu``;
-5. levers: ``sqlmaster`` with the speed levers added one by one (no gradient checkpointing; + liger-kernel where
+4. grpo: the GRPO stage from a short SFT run of tiny: steps/s, rewards/s, generation's and the reward's share of
+   the step time, peak memory and the generator used (bench/bench_grpo_step.py);
+5. ``pytest -m gpu``;
+6. levers: ``sqlmaster`` with the speed levers added one by one (no gradient checkpointing; + liger-kernel where
    importable; + 16 x 2 micro-batches), per model, with a loss check against the shipped recipe's arm;
-6. gemma7b's two training arms, if time is left.
+7. gemma7b's two training arms, if time is left.
 
 In ``--cpu`` mode the models are tiny configs of the same architectures (written to OUT_DIR/work), the
 original's batch is 2 x 2 x 256 instead of 8 x 4 x 1024 and the SQLMaster arm gets the same shape through
@@ -60,8 +62,20 @@ class Shape:
         self.gen_original, self.gen_ours, self.gen_new_tokens = (2, 8, 16) if cpu else (4, 64, 100)
         self.gen_batches = [8] if cpu else [64, 128]
         # Caps per phase (s). GPU: a SQLMaster arm compiles flex_attention's kernels in its first steps.
-        self.caps = {"machine": 60, "train": 120 if cpu else 150, "generation": 120 if cpu else 100, "pytest": 120}
-        self.need = {"machine": 10, "train": 20 if cpu else 50, "generation": 15 if cpu else 45, "pytest": 20}
+        self.caps = {
+            "machine": 60,
+            "train": 120 if cpu else 150,
+            "generation": 120 if cpu else 100,
+            "grpo": 150 if cpu else 120,
+            "pytest": 120,
+        }
+        self.need = {
+            "machine": 10,
+            "train": 20 if cpu else 50,
+            "generation": 15 if cpu else 45,
+            "grpo": 30 if cpu else 40,
+            "pytest": 20,
+        }
 
     def sqlmaster_overrides(self) -> list[str]:
         rows = [f"data.max_train_rows={self.rows}"]
@@ -119,6 +133,7 @@ class Suite:
             "pytest_gpu": {"status": "not_run"},
             "training": {"mfu_convention": MFU_CONVENTION, "models": {}},
             "generation": {"status": "not_run", "arms": {}},
+            "grpo": {"status": "not_run"},
             "skipped": [],
             "failed": [],
         }
@@ -267,6 +282,19 @@ class Suite:
             self.result["generation"] = {**self.failure("generation", code, tail), "model": model, "arms": {}}
         self.write()
 
+    def grpo(self) -> None:
+        timeout = self.fits("grpo", "grpo")
+        if timeout is None:
+            self.result["grpo"] = {"status": "skipped"}
+            self.write()
+            return
+        out = self.work / "grpo.json"
+        argv = [sys.executable, str(REPO / "bench" / "bench_grpo_step.py"), "--work", str(self.work / "grpo")]
+        argv += ["--json", str(out), *(["--cpu"] if self.shape.cpu else [])]
+        code, tail = self.run("grpo", argv, timeout)
+        self.result["grpo"] = json.loads(out.read_text()) if code == 0 else self.failure("grpo", code, tail)
+        self.write()
+
     def pytest(self) -> None:
         timeout = self.fits("pytest-gpu", "pytest")
         if timeout is None:
@@ -317,6 +345,7 @@ class Suite:
                 # Still a figure for (b) if the automatic attention choice broke: the same recipe on plain SDPA.
                 self.train_arm(model, "sqlmaster", "sqlmaster_sdpa", ["model.attn_implementation=sdpa"])
         self.generation()
+        self.grpo()
         self.pytest()
         for model in self.models[:1] if self.shape.cpu else self.models:  # the first model's levers first
             for name, overrides in self.lever_sets():
@@ -374,11 +403,22 @@ def summary_text(result: dict[str, Any]) -> str:
         )
     if generation.get("status") not in ("ok", None):
         lines.append(f"generation: {generation.get('status')} {generation.get('error', '')}")
+    lines += ["", grpo_line(result.get("grpo") or {})]
     for item in result["skipped"]:
         lines.append(f"skipped {item['phase']}: {item['reason']}")
     for item in result["failed"]:
         lines.append(f"FAILED {item['phase']} (exit {item['exit_code']})")
     return "\n".join(lines) + "\n"
+
+
+def grpo_line(grpo: dict[str, Any]) -> str:
+    if grpo.get("status") != "ok":
+        return f"grpo: {grpo.get('status')} {str(grpo.get('error', ''))[:60]}".rstrip()
+    return (
+        f"grpo {grpo['model']} ({grpo['generator']}): {grpo['steps_per_s']:.3f} steps/s, "
+        f"{grpo['rewards_per_s'] or 0:.1f} rewards/s, generation {grpo['generation_share_of_step_time']:.0%} and "
+        f"reward {grpo['reward_share_of_step_time'] or 0:.0%} of the step time, peak {grpo['peak_memory_gib']:.2f} GiB"
+    )
 
 
 def machine_info(path: Path) -> None:

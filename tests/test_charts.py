@@ -633,3 +633,87 @@ def test_tiny_train_recipe_is_a_valid_cpu_recipe() -> None:
     assert recipe.data.source == "shipped"
     assert recipe.training.packing is False and recipe.training.bf16 is False
     assert recipe.training.max_time_minutes is not None and recipe.training.max_time_minutes <= 10
+
+
+# ---------------------------------------------------------------- the GRPO stage (jobs/grpo/)
+
+GRPO_FILES = sorted(p.stem for p in (JOBS / "grpo").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", GRPO_FILES)
+def test_grpo_values_render_a_grpo_job_on_the_sft_runs_claim(model: str) -> None:
+    """`helm install sqlmaster-grpo charts/sqlmaster-train -f jobs/grpo/MODEL.yaml`: the SFT release's run, on its
+    claim, continued with `--stage grpo --init-from /data/runs/<initFromRunId>/<model>`."""
+    proc = run_helm("lint", "--strict", str(CHARTS / "sqlmaster-train"), "-f", str(JOBS / "grpo" / f"{model}.yaml"))
+    assert "0 chart(s) failed" in proc.stdout
+    objs = render("train", [JOBS / "grpo" / f"{model}.yaml"], release="sqlmaster-grpo")
+    assert not [e for o in objs for e in schema_errors(o)]
+    job = one(objs, "Job")
+    assert container(job)["command"] == [
+        "sqlmaster",
+        "train",
+        "--model",
+        model,
+        "--recipe",
+        "/etc/sqlmaster/recipe.yaml",
+        "--output-dir",
+        f"/data/runs/sqlmaster-grpo/{model}",
+        "--stage",
+        "grpo",
+        "--init-from",
+        f"/data/runs/sqlmaster-train/{model}",
+    ]
+    mounts = {m["name"]: m["mountPath"] for m in container(job)["volumeMounts"]}
+    assert mounts["data"] == "/data"
+    (data,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "data"]
+    assert data["persistentVolumeClaim"]["claimName"] == "sqlmaster-train-data"
+    assert not of_kind(objs, "PersistentVolumeClaim")  # the SFT release's claim, not a new one
+    for obj in (job, job["spec"]["template"], one(objs, "ConfigMap")):
+        assert obj["metadata"]["labels"]["sqlmaster.io/stage"] == "grpo"
+        assert obj["metadata"]["labels"]["sqlmaster.io/init-from"] == "sqlmaster-train"
+    recipe = yaml.safe_load(one(objs, "ConfigMap")["data"]["recipe.yaml"])
+    assert "grpo" in recipe and "training" in recipe
+
+
+def test_an_sft_job_has_no_stage_flags_or_label() -> None:
+    job = one(render("train", [JOBS / "train" / "tiny.yaml"]), "Job")
+    assert "--stage" not in container(job)["command"] and "--init-from" not in container(job)["command"]
+    assert "sqlmaster.io/stage" not in job["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "schema_says", "validation_says"),
+    [
+        (["runs[0].stage=grpo"], "stage grpo needs initFromRunId", "runs[0].stage=grpo needs runs[0].initFromRunId"),
+        (
+            ["runs[0].initFromRunId=sft-1"],
+            "initFromRunId is for stage grpo",
+            "runs[0].initFromRunId is for runs[0].stage=grpo",
+        ),
+        (
+            ["runs[0].stage=sft", "runs[0].initFromRunId=sft-1"],
+            "initFromRunId is for stage grpo",
+            "runs[0].initFromRunId is for runs[0].stage=grpo",
+        ),
+        (["runs[0].stage=rl"], 'must be one of the following: "sft", "grpo"', 'runs[0].stage "rl" is not a stage'),
+        (
+            ["runs[0].stage=grpo", "runs[0].initFromRunId=Bad_Run"],
+            "runs.0.initFromRunId",
+            "runs[0].stage=grpo needs runs[0].initFromRunId",
+        ),
+    ],
+)
+def test_stage_and_init_from_go_together(sets: list[str], schema_says: str, validation_says: str) -> None:
+    """The schema refuses a GRPO run without its SFT run (and an SFT run with one), naming the fix; validateValues
+    says the same past --skip-schema-validation."""
+    err = render_error("train", [JOBS / "train" / "tiny.yaml"], sets)
+    assert "values don't meet the specifications of the schema" in err and schema_says in err, err
+    err = render_error("train", [JOBS / "train" / "tiny.yaml"], sets, "--skip-schema-validation")
+    assert "VALUES VALIDATION" in err and validation_says in err, err
+
+
+def test_the_eval_chart_refuses_a_stage() -> None:
+    err = render_error("eval", [JOBS / "eval" / "tiny.yaml"], ["runs[0].stage=grpo"])
+    assert "helm install sqlmaster-grpo charts/sqlmaster-train -f FILE" in err, err
+    err = render_error("eval", [JOBS / "eval" / "tiny.yaml"], ["runs[0].stage=grpo"], "--skip-schema-validation")
+    assert "runs[0].stage is for training" in err, err

@@ -91,6 +91,20 @@ def test_lever_arm_trains_the_same_losses(suite: dict) -> None:
     assert levers["loss_max_rel_diff_vs_sqlmaster"] < 1e-4
 
 
+def test_grpo_phase_from_a_short_sft_run_with_its_figures(suite: dict) -> None:
+    """The GRPO phase (bench/bench_grpo_step.py): a GRPO stage from a 2-step SFT run of tiny, timed."""
+    grpo = suite["grpo"]
+    assert grpo["status"] == "ok", grpo
+    assert grpo["generator"] == "HF generate" and grpo["device"] == "cpu"  # vLLM colocated needs CUDA
+    assert grpo["steps"] == 2 and grpo["generation_calls"] >= 1
+    for key in ("steps_per_s", "rewards_per_s", "generation_s", "peak_memory_gib"):
+        assert _number(grpo[key]) and grpo[key] > 0, (key, grpo[key])
+    for key in ("generation_share_of_step_time", "reward_share_of_step_time"):
+        assert _number(grpo[key]) and 0 < grpo[key] <= 1, (key, grpo[key])
+    for key in ("mean_reward", "execution_rate", "match_rate"):
+        assert set(grpo[key]) == {"first", "last", "mean"}
+
+
 def test_both_generation_arms_and_the_ratio(suite: dict) -> None:
     generation = suite["generation"]
     assert generation["status"] == "ok" and generation["model"] == "mistral7b"
@@ -113,6 +127,17 @@ def _bench(name: str) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+GRPO_FIGURES = {
+    "status": "ok",
+    "model": "tiny",
+    "steps_per_s": 0.5,
+    "rewards_per_s": 60.0,
+    "generation_share_of_step_time": 0.7,
+    "reward_share_of_step_time": 0.1,
+    "peak_memory_gib": 2.0,
+}
 
 
 def _fake_phases(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> Any:
@@ -144,6 +169,10 @@ def _fake_phases(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> Any:
             assert args.suite and args.n_original >= 1 and args.batch_sizes == [64, 128]
             arm = {"batch_size": 1, "examples_per_s": 1.0, "output_tokens_per_s": 100.0}
             args.json.write_text(json.dumps({"model": "mistral7b", "arms": {"original": arm}}))
+        elif phase == "grpo":
+            assert argv[1].endswith("bench_grpo_step.py") and "--cpu" not in argv
+            out = Path(argv[argv.index("--json") + 1])
+            out.write_text(json.dumps({**GRPO_FIGURES, "generator": "vLLM colocated"}))
         elif phase == "pytest-gpu":
             return 0, "2 passed in 31.0s"
         return 0, ""
@@ -166,6 +195,7 @@ def test_gpu_plan_runs_every_phase_in_order_with_arguments_the_scripts_accept(
         *[f"train-mistral7b-{a}" for a in arms],
         *[f"train-llama2-7b-{a}" for a in arms],
         "generation",
+        "grpo",
         "pytest-gpu",
         *[f"train-mistral7b-{a}" for a in levers],
         *[f"train-llama2-7b-{a}" for a in levers],
@@ -176,7 +206,9 @@ def test_gpu_plan_runs_every_phase_in_order_with_arguments_the_scripts_accept(
     assert mistral["ratio_sqlmaster_over_original"] == 2.5
     assert mistral["arms"]["sqlmaster_no_gc"]["loss_max_rel_diff_vs_sqlmaster"] == 0.0
     assert result["pytest_gpu"]["status"] == "passed"
-    assert "NVIDIA H200" in (tmp_path / "out" / "gpu-suite.txt").read_text()
+    assert result["grpo"]["generator"] == "vLLM colocated"
+    text = (tmp_path / "out" / "gpu-suite.txt").read_text()
+    assert "NVIDIA H200" in text and "grpo tiny (vLLM colocated): 0.500 steps/s" in text
 
 
 def test_gpu_plan_records_what_did_not_fit_and_still_writes_the_json(
@@ -188,6 +220,7 @@ def test_gpu_plan_records_what_did_not_fit_and_still_writes_the_json(
     result = json.loads((tmp_path / "out" / "gpu-suite.json").read_text())
     assert calls == ["machine", "pytest-gpu"]  # 40 s: no training arm (needs 50) and no generation (45)
     skipped = {item["phase"] for item in result["skipped"]}
-    assert {"train-mistral7b-original", "train-mistral7b-sqlmaster", "generation"} <= skipped
+    assert {"train-mistral7b-original", "train-mistral7b-sqlmaster", "generation", "grpo"} <= skipped
+    assert result["grpo"]["status"] == "skipped"
     assert result["training"]["models"]["mistral7b"]["arms"]["sqlmaster"]["status"] == "skipped"
     assert result["training"]["models"]["mistral7b"]["ratio_sqlmaster_over_original"] is None

@@ -226,8 +226,9 @@ def test_submit_train_and_eval_share_one_declaration_of_their_options() -> None:
     submit = typer.main.get_command(app).commands["submit"]  # type: ignore[attr-defined]
     options = {name: {p.name for p in submit.commands[name].params} for name in ("train", "eval")}
     shared = {f.name for f in dataclasses.fields(SubmitFlags)}
-    assert options["train"] == shared | {"model"}
-    assert options["eval"] == options["train"] | {"adapter_run"}
+    # Each command's own: train's stage and the SFT run GRPO starts from, eval's training run.
+    assert options["train"] == shared | {"model", "stage", "from_run"}
+    assert options["eval"] == shared | {"model", "adapter_run"}
 
 
 def test_both_clis_use_one_table_of_exit_codes() -> None:

@@ -38,13 +38,19 @@ class RepoPaths:
     def task_chart(self, task: str) -> Path:
         return self.chart(CHART_FOR_TASK[task])
 
-    def job_values(self, task: str, model: str) -> Path:
-        return self.jobs / task / f"{model}.yaml"
+    def job_values(self, task: str, model: str, stage: str = "sft") -> Path:
+        return self.jobs / values_folder(task, stage) / f"{model}.yaml"
 
-    def job_models(self, task: str) -> list[str]:
-        """Models that have a values file for this task, sorted."""
-        folder = self.jobs / task
+    def job_models(self, task: str, stage: str = "sft") -> list[str]:
+        """Models that have a values file for this task (and training stage), sorted."""
+        folder = self.jobs / values_folder(task, stage)
         return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def values_folder(task: str, stage: str = "sft") -> str:
+    """The jobs/ folder of a task's values files: jobs/train, jobs/eval, and jobs/grpo for the GRPO training stage
+    (installed with the train chart: `helm install NAME charts/sqlmaster-train -f jobs/grpo/MODEL.yaml`)."""
+    return "grpo" if task == "train" and stage == "grpo" else task
 
 
 def _is_repo_root(path: Path) -> bool:

@@ -4,7 +4,8 @@ command, recipe and environment that run on this machine (sqlctl.local) come fro
 Values reach helm in helm's own order, so the layering is helm's: the chart's values.yaml, then
 `-f jobs/<task>/<model>.yaml`, then (for --adapter-run) the training run's claim, then each user `--values`
 file, then each `--set`, then `--recipe-set` (as `--set-json` on every runs[] entry), then sqlctl's own
-`--set-string runId=...` (and `runs[i].adapterRunId=...`).
+`--set-string runId=...` (and `runs[i].adapterRunId=...`, or for `--stage grpo --from RUN_ID`
+`runs[i].stage=grpo` and `runs[i].initFromRunId=RUN_ID` over jobs/grpo/<model>.yaml).
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ class UserValues:
 
 @dataclass(frozen=True)
 class Extras:
-    """What sqlctl adds to one model's values for --adapter-run."""
+    """What sqlctl adds to one model's values for --adapter-run (eval) or --stage grpo --from (train)."""
 
     adapter_run: str | None = None
     claim: str | None = None  # the training run's claim, layered below the user's files (theirs win)
+    init_from_run: str | None = None  # the SFT run a GRPO run starts from (on the same claim)
+
+    @property
+    def stage(self) -> str:
+        """The training stage: grpo when the run starts from an SFT run (its values are jobs/grpo/<model>.yaml)."""
+        return "grpo" if self.init_from_run else "sft"
 
 
 @dataclass
@@ -73,17 +80,23 @@ def _request(
     from sqlctl.recipeset import recipe_set_json
     from sqlctl.render import RenderRequest
 
-    runs = len(run_models(paths, task, model, namespace, user)) if (user.recipe_sets or extras.adapter_run) else 0
+    linked = extras.adapter_run or extras.init_from_run
+    runs = len(run_models(paths, task, model, namespace, user, extras.stage)) if (user.recipe_sets or linked) else 0
     claim: list[Path | dict[str, Any]] = [{"storage": {"existingClaim": extras.claim}}] if extras.claim else []
     adapter = [f"runs[{i}].adapterRunId={extras.adapter_run}" for i in range(runs)] if extras.adapter_run else []
+    init = [
+        item
+        for i in range(runs if extras.init_from_run else 0)
+        for item in (f"runs[{i}].stage=grpo", f"runs[{i}].initFromRunId={extras.init_from_run}")
+    ]
     return RenderRequest(
         release=run_id,
         chart=paths.task_chart(task),
         namespace=namespace,
-        value_files=[paths.job_values(task, model), *claim, *user.files],
+        value_files=[paths.job_values(task, model, extras.stage), *claim, *user.files],
         sets=list(user.sets),
         set_json=recipe_set_json(list(user.recipe_sets), runs),
-        set_strings=[f"runId={run_id}", *adapter],
+        set_strings=[f"runId={run_id}", *adapter, *init],
     )
 
 
@@ -110,7 +123,9 @@ def render_model(
     return manifests
 
 
-def run_models(paths: RepoPaths, task: str, model: str, namespace: str, user: UserValues) -> list[str]:
+def run_models(
+    paths: RepoPaths, task: str, model: str, namespace: str, user: UserValues, stage: str = "sft"
+) -> list[str]:
     """The model of every runs[] entry, in order, as helm renders the user's values (one Job per entry)."""
     from sqlctl.manifests import LABEL_MODEL, labels
     from sqlctl.render import RenderRequest, render
@@ -119,7 +134,7 @@ def run_models(paths: RepoPaths, task: str, model: str, namespace: str, user: Us
         release="sqlctl-discovery",
         chart=paths.task_chart(task),
         namespace=namespace,
-        value_files=[paths.job_values(task, model), *user.files],
+        value_files=[paths.job_values(task, model, stage), *user.files],
         sets=list(user.sets),
         set_strings=["runId=sqlctl-discovery"],
     )
@@ -135,6 +150,15 @@ def adapter_extras(kube: Any, paths: RepoPaths, task: str, model: str, user: Use
 
     models = run_models(paths, task, model, kube.namespace, user)
     return Extras(adapter_run, training_claim(kube, kube.namespace, adapter_run, models))
+
+
+def init_from_extras(kube: Any, paths: RepoPaths, model: str, user: UserValues, sft_run: str) -> Extras:
+    """--stage grpo --from on the cluster: check the SFT run (finished, not itself GRPO) and find its claim."""
+    from sqlctl.adapter_run import training_claim
+
+    models = run_models(paths, "train", model, kube.namespace, user, "grpo")
+    claim = training_claim(kube, kube.namespace, sft_run, models, for_grpo=True)
+    return Extras(claim=claim, init_from_run=sft_run)
 
 
 def plan(

@@ -2,6 +2,8 @@
 ctx: the container command of one run, as a JSON list (docs/design.md, workload CLI contract).
 
 train, 1 GPU:       sqlmaster train --model M --recipe /etc/sqlmaster/recipe.yaml --output-dir /data/runs/<runId>/<model>
+train, stage grpo:  ... --output-dir /data/runs/<runId>/<model> --stage grpo --init-from /data/runs/<initFromRunId>/<model>
+                    (the finished SFT run on the same claim; the workload refuses anything else with exit 2)
 train, G GPUs:      sqlmaster-torchrun --no-python --standalone --nproc_per_node=G sqlmaster train ...
 train, N nodes:     sqlmaster-torchrun --no-python --nnodes=N --node_rank=$(NODE_RANK) --nproc_per_node=G
                       --master_addr=<job>-0.<job> --master_port=29500 sqlmaster train ...
@@ -21,6 +23,10 @@ so a configuration error, exit 2, would not fail the Job at once through the pod
 {{- $cli := list -}}
 {{- if eq $task "train" -}}
 {{- $cli = list "sqlmaster" "train" "--model" $model "--recipe" $recipe "--output-dir" $out -}}
+{{- if eq (toString (default "sft" .run.stage)) "grpo" -}}
+{{- $init := printf "%s/runs/%s/%s" (include "sqlmaster-lib.dataDir" .root) (toString .run.initFromRunId) .run.model -}}
+{{- $cli = concat $cli (list "--stage" "grpo" "--init-from" $init) -}}
+{{- end -}}
 {{- else -}}
 {{- $cli = list "sqlmaster" "eval" "run" "--model" $model -}}
 {{- if .run.adapterRunId -}}

@@ -58,10 +58,15 @@ app.kubernetes.io/name: {{ include "sqlmaster-lib.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* ctx: labels of one run's objects (Job, pod template, ConfigMap, Service): release labels + model. */}}
+{{/* ctx: labels of one run's objects (Job, pod template, ConfigMap, Service): release labels + model; a GRPO run's
+stage and the SFT run it starts from too (sqlctl refuses --from on a GRPO run with them). */}}
 {{- define "sqlmaster-lib.runLabels" -}}
 {{ include "sqlmaster-lib.labels" .root }}
 sqlmaster.io/model: {{ .run.model }}
+{{- if eq (toString (default "sft" .run.stage)) "grpo" }}
+sqlmaster.io/stage: grpo
+sqlmaster.io/init-from: {{ .run.initFromRunId | toString | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* ctx: labels that select exactly one run's pods (the headless Service uses them). */}}

@@ -6,6 +6,7 @@
 SQLMaster {{ $task }} run {{ $runId }}: {{ len .Values.runs }} Job(s) in namespace {{ $ns }}.
 {{ range $run := .Values.runs }}
   - {{ include "sqlmaster-lib.jobName" (dict "root" $ "run" $run) }}: {{ $run.model }}, {{ int (default 1 $run.nodes) }} node(s) x {{ int $run.gpus }} GPU(s), outputs in {{ include "sqlmaster-lib.outputDir" (dict "root" $ "run" $run) }}{{ if eq $task "eval" }}/eval{{ end }} on PVC {{ include "sqlmaster-lib.claimName" $ }}
+{{- if eq (toString (default "sft" $run.stage)) "grpo" }}, GRPO from the SFT run in {{ include "sqlmaster-lib.dataDir" $ }}/runs/{{ $run.initFromRunId }}/{{ $run.model }}{{ end }}
 {{- end }}
 
 Watch the pods:

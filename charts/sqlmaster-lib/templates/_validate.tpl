@@ -50,6 +50,16 @@ schema cannot say (cross-field rules) and repeats the safety checks for `--skip-
 {{- if and (hasKey (default (dict) $run.recipe) "training") (not (hasKey $run "adapterRunId")) (eq $task "eval") -}}
 {{- $problems = append $problems (printf "runs[%d] has recipe.training and no adapterRunId: these look like training values (jobs/train/<model>.yaml). Fix: install them with the train chart, helm install sqlmaster-train charts/sqlmaster-train -f FILE; evaluate with -f jobs/eval/<model>.yaml" $i) -}}
 {{- end -}}
+{{- $stage := toString (default "sft" $run.stage) -}}
+{{- if and (ne $stage "sft") (ne $task "train") -}}
+{{- $problems = append $problems (printf "runs[%d].stage is for training (the eval chart evaluates a run: runs[%d].adapterRunId). Fix: remove runs[%d].stage" $i $i $i) -}}
+{{- else if not (has $stage (list "sft" "grpo")) -}}
+{{- $problems = append $problems (printf "runs[%d].stage %q is not a stage (sft or grpo). Fix: --set runs[%d].stage=grpo,runs[%d].initFromRunId=SFT_RUN_ID" $i $stage $i $i) -}}
+{{- else if and (eq $stage "grpo") (not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString (default "" $run.initFromRunId)))) -}}
+{{- $problems = append $problems (printf "runs[%d].stage=grpo needs runs[%d].initFromRunId: the runId of the finished SFT run of %s it starts from, on the same claim (got %q). Fix: --set runs[%d].initFromRunId=SFT_RUN_ID,storage.existingClaim=SFT_CLAIM" $i $i (toString $run.model) (toString (default "" $run.initFromRunId)) $i) -}}
+{{- else if and (eq $stage "sft") (hasKey $run "initFromRunId") -}}
+{{- $problems = append $problems (printf "runs[%d].initFromRunId is for runs[%d].stage=grpo (an SFT run starts from the base model). Fix: --set runs[%d].stage=grpo, or remove initFromRunId" $i $i $i) -}}
+{{- end -}}
 {{- range $j, $e := concat (default (list) $.Values.env) (default (list) $run.env) -}}
 {{- if and (has (toString $e.name) $keyNames) (hasKey $e "value") -}}
 {{- $problems = append $problems (printf "env %s has a literal value: API keys are read only from the Secret %s. Fix: remove it and run kubectl create secret generic %s --from-literal=%s=..." $e.name $.Values.secrets.name $.Values.secrets.name $e.name) -}}

@@ -1,6 +1,8 @@
 """`sqlctl submit train|eval`: render the chart with helm, check the cluster, create the run, follow it.
 
 `--local` renders the same chart and runs the rendered command on this machine (sqlctl.local).
+`submit train --stage grpo --from SFT_RUN_ID` renders jobs/grpo/<model>.yaml with the train chart, starting
+from the SFT run on its claim (`runs[].initFromRunId`; the chart renders `--stage grpo --init-from ...`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,39 @@ AdapterRunOpt = Annotated[
 ]
 
 
+def _checked_stage(value: str) -> str:
+    if value not in STAGES:
+        from sqlctl.options import _fail
+
+        _fail(
+            SqlctlError(f"--stage {value!r} is not a stage", "Use --stage sft (default) or --stage grpo --from RUN_ID.")
+        )
+    return value
+
+
+STAGES = ("sft", "grpo")
+StageOpt = Annotated[
+    str,
+    typer.Option(
+        "--stage",
+        metavar="sft|grpo",
+        help="sft: supervised fine-tuning from the base model (jobs/train/<model>.yaml). grpo: reinforcement learning "
+        "from the finished SFT run named by --from (jobs/grpo/<model>.yaml).",
+        callback=_checked_stage,
+    ),
+]
+FromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        metavar="SFT_RUN_ID",
+        help="--stage grpo: the finished SFT run of the model to start from: sets runs[].initFromRunId and mounts "
+        "the run's claim (unless you set storage.existingClaim). With --local: <runs-dir>/<id>/<model>.",
+        show_default=False,
+    ),
+]
+
+
 @dataclass(frozen=True)
 class SubmitFlags:
     """The options `submit train` and `submit eval` share, declared once: each field is one flag of both
@@ -120,11 +155,19 @@ class SubmitFlags:
     chart_dir: ChartDirOpt = None
     jobs_dir: JobsDirOpt = None
 
-    def options(self, ctx: typer.Context, task: str, model: str, adapter_run: str | None = None) -> SubmitOptions:
+    def options(
+        self,
+        ctx: typer.Context,
+        task: str,
+        model: str,
+        adapter_run: str | None = None,
+        stage: str = "sft",
+        init_from_run: str | None = None,
+    ) -> SubmitOptions:
         """SubmitOptions for one command (cluster flags merged over the root's)."""
         user = UserValues(tuple(self.values or ()), tuple(self.set_ or ()), tuple(self.recipe_set or ()))
         kube = kube_settings(ctx, self.kubeconfig, self.context, self.namespace)
-        return SubmitOptions(task, model, self, user, kube, adapter_run)
+        return SubmitOptions(task, model, self, user, kube, adapter_run, stage, init_from_run)
 
 
 @dataclass(frozen=True)
@@ -138,27 +181,61 @@ class SubmitOptions:
     user: UserValues
     kube: KubeSettings
     adapter_run: str | None = None
+    stage: str = "sft"  # train: sft or grpo
+    init_from_run: str | None = None  # --stage grpo: the SFT run it starts from
+
+    def extras(self, claim: str | None = None) -> Extras:
+        """What sqlctl adds to each model's values (the training run's claim once looked up)."""
+        return Extras(adapter_run=self.adapter_run, claim=claim, init_from_run=self.init_from_run)
 
 
-def _models(paths: RepoPaths, task: str, model: str) -> list[str]:
-    available = paths.job_models(task)
+def _models(paths: RepoPaths, task: str, model: str, stage: str = "sft") -> list[str]:
+    from sqlctl.paths import values_folder
+
+    available = paths.job_models(task, stage)
+    folder = paths.jobs / values_folder(task, stage)
+    what = f"{task} --stage {stage}" if stage != "sft" else task
     if model == "all":
         from sqlctl.registry import cluster_models, load_models
 
         chosen = cluster_models(load_models(), available)
         if not chosen:
-            raise SqlctlError(f"no 7B model has a jobs/{task}/ values file", f"Add files under {paths.jobs / task}.")
+            raise SqlctlError(f"no 7B model has a {folder.name}/ values file", f"Add files under {folder}.")
         return chosen
     if model not in available:
         shown = model if len(model) <= 40 else model[:40] + "…"
         raise SqlctlError(
-            f"unknown model {shown!r} for {task}",
-            f"Choose one of: {', '.join(available) or '(none found)'}, or 'all' (values files in {paths.jobs / task}).",
+            f"unknown model {shown!r} for {what}",
+            f"Choose one of: {', '.join(available) or '(none found)'}, or 'all' (values files in {folder}).",
         )
     return [model]
 
 
-def _next_steps(task: str, plans: list[Planned], namespace: str) -> None:
+def _check_stage(opts: SubmitOptions) -> None:
+    """--stage and --from go together: a GRPO run starts from one SFT run, an SFT run from the base model."""
+    from sqlctl.runid import validate_run_id
+
+    if opts.stage == "grpo" and opts.init_from_run is None:
+        raise SqlctlError(
+            "--stage grpo needs --from SFT_RUN_ID: the finished SFT run of the model it starts from",
+            f"Train one first (sqlctl submit train --model {opts.model}), then pass its run id to --from.",
+        )
+    if opts.stage != "grpo" and opts.init_from_run is not None:
+        raise SqlctlError(
+            "--from is for --stage grpo (an SFT run starts from the base model)",
+            "Add --stage grpo to continue that run with GRPO, or drop --from.",
+        )
+    if opts.init_from_run is not None:
+        from sqlctl.adapter_run import check_user_sets
+
+        validate_run_id(opts.init_from_run, "--from")
+        if opts.model == "all":
+            raise SqlctlError("--from names one SFT run but --model all submits several", "Pick one --model.")
+        check_user_sets(list(opts.user.sets), "--from")
+
+
+def _next_steps(task: str, plans: list[Planned], namespace: str, grpo: frozenset[str] = frozenset()) -> None:
+    """What to type next; `grpo`: the models a finished SFT run of which can continue with GRPO (jobs/grpo/)."""
     ns = f" -n {namespace}"
     print("\nNext:", file=sys.stderr)
     for plan in plans:
@@ -172,6 +249,11 @@ def _next_steps(task: str, plans: list[Planned], namespace: str) -> None:
                 f"  sqlctl submit eval --model {plan.model} --adapter-run {run_id}{ns}   # evaluate it once trained",
                 file=sys.stderr,
             )
+        if plan.model in grpo and plan.extras.stage == "sft":
+            print(
+                f"  sqlctl submit train --model {plan.model} --stage grpo --from {run_id}{ns}   # then GRPO from it",
+                file=sys.stderr,
+            )
 
 
 def _check(opts: SubmitOptions) -> tuple[RepoPaths, list[str]]:
@@ -179,8 +261,9 @@ def _check(opts: SubmitOptions) -> tuple[RepoPaths, list[str]]:
     from sqlctl.runid import validate_run_id
     from sqlctl.submission import check_user_values
 
+    _check_stage(opts)
     paths = resolve_paths(opts.flags.chart_dir, opts.flags.jobs_dir)
-    models = _models(paths, opts.task, opts.model)
+    models = _models(paths, opts.task, opts.model, opts.stage)
     if opts.flags.run_id is not None:
         validate_run_id(opts.flags.run_id)
         if len(models) > 1:
@@ -214,9 +297,9 @@ def _dry_run(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> None:
     from sqlctl.submission import plan
 
     ns = opts.kube.namespace or "default"
-    extras = {m: Extras(adapter_run=opts.adapter_run) for m in models}
+    extras = {m: opts.extras() for m in models}
     plans = plan(paths, opts.task, models, opts.flags.run_id, ns, opts.user, extras)
-    if opts.adapter_run:
+    if opts.adapter_run or opts.init_from_run:
         warn(
             "--dry-run does not contact the cluster, so the training run's claim is not looked up: the "
             "manifests show the values' storage.existingClaim (a submission mounts the training run's claim "
@@ -244,7 +327,7 @@ def _report(opts: SubmitOptions, namespace: str, plans: list[Planned], report: l
 def _submit_cluster(opts: SubmitOptions, paths: RepoPaths, models: list[str]) -> None:
     from sqlctl import preflight
     from sqlctl.kube import connect
-    from sqlctl.submission import adapter_extras, submit_to_cluster
+    from sqlctl.submission import adapter_extras, init_from_extras, submit_to_cluster
 
     kube = connect(opts.kube)  # kubeconfig + reachability (clear error otherwise)
     ns = kube.namespace
@@ -252,12 +335,16 @@ def _submit_cluster(opts: SubmitOptions, paths: RepoPaths, models: list[str]) ->
     if opts.adapter_run:
         preflight.check_namespace(kube, ns)  # before looking for the training run in it
         extras = {m: adapter_extras(kube, paths, opts.task, m, opts.user, opts.adapter_run) for m in models}
+    elif opts.init_from_run:
+        preflight.check_namespace(kube, ns)
+        extras = {m: init_from_extras(kube, paths, m, opts.user, opts.init_from_run) for m in models}
     plans, report = submit_to_cluster(kube, paths, opts.task, models, opts.user, opts.flags.run_id, extras)
     _report(opts, ns, plans, report)
+    grpo = frozenset(paths.job_models("train", "grpo")) if opts.task == "train" else frozenset()
     if opts.flags.detach or len(plans) > 1:
         if len(plans) > 1 and not opts.flags.detach:
             print("several runs submitted: not following their logs", file=sys.stderr)
-        _next_steps(opts.task, plans, ns)
+        _next_steps(opts.task, plans, ns, grpo)
         if opts.flags.wait:
             _wait(kube, ns, [p.run_id for p in plans])
         return
@@ -266,7 +353,7 @@ def _submit_cluster(opts: SubmitOptions, paths: RepoPaths, models: list[str]) ->
     try:
         outcome = follow_run(kube, ns, plans[0].run_id)
     finally:  # also on Ctrl-C: the run goes on in the cluster, say how to get back to it
-        _next_steps(opts.task, plans, ns)
+        _next_steps(opts.task, plans, ns, grpo)
     if outcome != "Succeeded":
         raise typer.Exit(exitcodes.FAILURE)
 
@@ -292,12 +379,13 @@ def _local_plan(opts: SubmitOptions, paths: RepoPaths, model: str) -> list[Any]:
     from sqlctl.runid import new_run_id
     from sqlctl.submission import render_model, run_models
 
-    extras = Extras()
-    if opts.adapter_run:
+    extras = opts.extras()
+    linked = opts.adapter_run or opts.init_from_run
+    if linked:
         from sqlctl.adapter_run import check_local
 
-        check_local(opts.flags.runs_dir, opts.adapter_run, run_models(paths, opts.task, model, "default", opts.user))
-        extras = Extras(adapter_run=opts.adapter_run)
+        trained = run_models(paths, opts.task, model, "default", opts.user, extras.stage)
+        check_local(opts.flags.runs_dir, linked, trained, for_grpo=opts.init_from_run is not None)
     run_id = opts.flags.run_id or new_run_id(opts.task, model)
     while opts.flags.run_id is None and (opts.flags.runs_dir / run_id).exists():  # a generated id never reuses a folder
         run_id = new_run_id(opts.task, model)
@@ -359,10 +447,13 @@ def with_submit_flags(func: Callable[..., None]) -> Callable[..., None]:
 @app.command("train")
 @cli_errors
 @with_submit_flags
-def submit_train(ctx: typer.Context, model: ModelOpt, flags: SubmitFlags) -> None:
+def submit_train(
+    ctx: typer.Context, model: ModelOpt, flags: SubmitFlags, stage: StageOpt = "sft", from_run: FromOpt = None
+) -> None:
     """Submit a training run: render charts/sqlmaster-train with jobs/train/<model>.yaml, check the cluster,
-    create the Job(s), follow the logs (-d to detach)."""
-    run_submit(flags.options(ctx, "train", model))
+    create the Job(s), follow the logs (-d to detach). --stage grpo --from SFT_RUN_ID continues that finished
+    SFT run with GRPO (jobs/grpo/<model>.yaml), on its claim."""
+    run_submit(flags.options(ctx, "train", model, stage=stage, init_from_run=from_run))
 
 
 @app.command("eval")
