@@ -55,40 +55,17 @@ def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to:
     from trl import SFTConfig
 
     t = recipe.training
-    budgeted = t.time_budget_minutes is not None  # see _evaluation_and_checkpoints
     on_cpu = not device.startswith("cuda")
     check_levers(recipe, device)
     return SFTConfig(
-        output_dir=str(checkpoints_dir),
-        run_name=run_id,
-        report_to=report_to or "none",
-        # optimisation (the original recipe's names)
-        max_steps=UNBOUNDED_STEPS if budgeted else t.max_steps,
+        **_shared_arguments(recipe, checkpoints_dir=checkpoints_dir, run_id=run_id, report_to=report_to, device=device),
         per_device_train_batch_size=t.per_device_train_batch_size,
         per_device_eval_batch_size=t.eval_batch_size or t.per_device_train_batch_size,
         prediction_loss_only=True,  # evaluation reports the loss; else the Trainer keeps all rows' logits (GBs)
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        max_grad_norm=t.max_grad_norm,
-        weight_decay=t.weight_decay,
-        optim="adamw_torch",
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=use_bf16(recipe, device),
-        fp16=False,
-        use_cpu=on_cpu,
         ddp_backend="gloo" if (on_cpu and distributed.world_size() > 1) else None,
         ddp_find_unused_parameters=False,
-        # transformers 5 name of gradient checkpointing (the old name still mirrors it for TRL's checks)
-        activation_checkpointing=recipe.model.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if recipe.model.gradient_checkpointing else None,
         **_evaluation_and_checkpoints(recipe),
-        logging_strategy="steps",
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        disable_tqdm=True,
         # data: prompt-completion rows, loss on the completion only
         max_length=t.max_length,
         packing=t.packing,
@@ -97,12 +74,44 @@ def sft_config(recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to:
         pad_to_multiple_of=None,
         completion_only_loss=t.completion_only_loss,
         train_sampling_strategy="group_by_length" if (t.group_by_length and not t.packing) else "random",
-        dataloader_num_workers=0,
-        save_only_model=False,
         # speed levers (docs/gpu.md)
         use_liger_kernel=t.liger_kernel,
         torch_compile=t.torch_compile,
     )
+
+
+def _shared_arguments(
+    recipe: Recipe, *, checkpoints_dir: Path, run_id: str, report_to: list[str], device: str
+) -> dict[str, Any]:
+    """The TrainingArguments both stages (SFTConfig, GRPOConfig) take from the recipe alike: where, the optimiser
+    and its schedule (the original recipe's names), precision, seeds, logging."""
+    t = recipe.training
+    return {
+        "output_dir": str(checkpoints_dir),
+        "run_name": run_id,
+        "report_to": report_to or "none",
+        "max_steps": UNBOUNDED_STEPS if t.time_budget_minutes is not None else t.max_steps,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler_type,
+        "warmup_steps": t.warmup_steps,
+        "max_grad_norm": t.max_grad_norm,
+        "weight_decay": t.weight_decay,
+        "optim": "adamw_torch",
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "bf16": use_bf16(recipe, device),
+        "fp16": False,
+        "use_cpu": not device.startswith("cuda"),
+        # transformers 5 name of gradient checkpointing (the old name still mirrors it for TRL's checks)
+        "activation_checkpointing": recipe.model.gradient_checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if recipe.model.gradient_checkpointing else None,
+        "logging_strategy": "steps",
+        "logging_steps": t.logging_steps,
+        "logging_first_step": True,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "save_only_model": False,
+    }
 
 
 def _evaluation_and_checkpoints(recipe: Recipe) -> dict[str, Any]:
@@ -200,38 +209,17 @@ def grpo_config(
 
     t, g = recipe.training, recipe.grpo
     budgeted = t.time_budget_minutes is not None
-    on_cpu = not device.startswith("cuda")
     micro, accumulation = grpo_batches(recipe, distributed.world_size())
     return GRPOConfig(
-        output_dir=str(checkpoints_dir),
-        run_name=run_id,
-        report_to=report_to or "none",
-        max_steps=UNBOUNDED_STEPS if budgeted else t.max_steps,
+        **_shared_arguments(recipe, checkpoints_dir=checkpoints_dir, run_id=run_id, report_to=report_to, device=device),
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accumulation,
         steps_per_generation=accumulation,
         num_generations=g.num_generations,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        max_grad_norm=t.max_grad_norm,
-        weight_decay=t.weight_decay,
-        optim="adamw_torch",
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=use_bf16(recipe, device),
-        fp16=False,
-        use_cpu=on_cpu,
-        activation_checkpointing=recipe.model.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if recipe.model.gradient_checkpointing else None,
         eval_strategy="no",
         save_strategy="steps",
         save_steps=UNBOUNDED_STEPS if budgeted else t.save_steps,
         save_total_limit=t.save_total_limit,
-        logging_strategy="steps",
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        disable_tqdm=True,
         beta=g.beta,
         temperature=g.temperature,
         max_completion_length=g.max_completion_length,
@@ -239,6 +227,4 @@ def grpo_config(
         vllm_mode="colocate",
         remove_unused_columns=False,  # the reward reads the answer and context columns
         log_completions=False,
-        dataloader_num_workers=0,
-        save_only_model=False,
     )

@@ -27,7 +27,8 @@ from typing import Any
 from trl import GRPOTrainer
 
 from sqlmaster.prompt import PromptTemplate, render_prompt
-from sqlmaster.train.budget import TimeBudget, lambda_scheduler
+from sqlmaster.train.budget import TimeBudget
+from sqlmaster.train.trainer import TimeBudgetMixin
 
 log = logging.getLogger("sqlmaster.train")
 
@@ -74,7 +75,7 @@ def load_init(job: Any) -> tuple[Any, Any, dict[str, Any]]:
     return model, tokenizer, info
 
 
-class SQLMasterGRPOTrainer(GRPOTrainer):
+class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
     """GRPOTrainer plus the time budget's schedule and saves, and the reward's share of the step time in each log."""
 
     def __init__(self, *args: Any, time_budget: TimeBudget | None = None, **kw: Any) -> None:
@@ -85,25 +86,8 @@ class SQLMasterGRPOTrainer(GRPOTrainer):
         self._last_reward_seconds = 0.0
         self._excluded_seconds = 0.0  # checkpointing time since the last log
 
-    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
-        if self.time_budget is None or self.lr_scheduler is not None:
-            return super().create_scheduler(num_training_steps, optimizer)
-        self.lr_scheduler = lambda_scheduler(optimizer or self.optimizer, self.time_budget)
-        self._created_lr_scheduler = True
-        return self.lr_scheduler
-
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         return {}  # no evaluation pass (the time budget's evaluations are only its checkpoints)
-
-    def _save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
-        started = time.monotonic()
-        try:
-            super()._save_checkpoint(*args, **kwargs)
-            if self.time_budget is not None and self.is_world_process_zero():
-                checkpoint = Path(self.args.output_dir or ".") / f"checkpoint-{self.state.global_step}"
-                self.time_budget.save(checkpoint)  # before CheckpointCompleteCallback marks it complete
-        finally:
-            self._excluded_seconds += time.monotonic() - started
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         try:

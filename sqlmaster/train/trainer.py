@@ -108,7 +108,34 @@ def _backbone_and_head(model: Any) -> tuple[Any, Any, float | None]:
     return inner.base_model, inner.get_output_embeddings(), softcap
 
 
-class SQLMasterTrainer(SFTTrainer):
+class TimeBudgetMixin:
+    """What both stages' trainers add for ``training.time_budget_minutes``: the learning-rate schedule laid over the
+    budget, the budget's elapsed time saved in every checkpoint, and checkpointing time kept out of tokens/s."""
+
+    time_budget: TimeBudget | None
+    _excluded_seconds: float
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        trainer: Any = self
+        if self.time_budget is None or trainer.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)  # type: ignore[misc]
+        trainer.lr_scheduler = lambda_scheduler(optimizer or trainer.optimizer, self.time_budget)
+        trainer._created_lr_scheduler = True
+        return trainer.lr_scheduler
+
+    def _save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
+        trainer: Any = self
+        started = time.monotonic()
+        try:
+            super()._save_checkpoint(*args, **kwargs)  # type: ignore[misc]
+            if self.time_budget is not None and trainer.is_world_process_zero():
+                checkpoint = Path(trainer.args.output_dir or ".") / f"checkpoint-{trainer.state.global_step}"
+                self.time_budget.save(checkpoint)  # before CheckpointCompleteCallback marks it complete
+        finally:
+            self._excluded_seconds += time.monotonic() - started
+
+
+class SQLMasterTrainer(TimeBudgetMixin, SFTTrainer):
     """Adds ``tokens_per_second``/``tokens_seen`` to training logs, a time-budget schedule and the lean CPU loss."""
 
     def __init__(self, *args: Any, time_budget: TimeBudget | None = None, lean_loss: bool = False, **kw: Any) -> None:
@@ -121,27 +148,10 @@ class SQLMasterTrainer(SFTTrainer):
         self._last_log_time = time.monotonic()
         self._excluded_seconds = 0.0  # evaluation and checkpointing time since the last log, not training
 
-    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
-        if self.time_budget is None or self.lr_scheduler is not None:
-            return super().create_scheduler(num_training_steps, optimizer)
-        self.lr_scheduler = lambda_scheduler(optimizer or self.optimizer, self.time_budget)
-        self._created_lr_scheduler = True
-        return self.lr_scheduler
-
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         started = time.monotonic()
         try:
             return super().evaluate(*args, **kwargs)
-        finally:
-            self._excluded_seconds += time.monotonic() - started
-
-    def _save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
-        started = time.monotonic()
-        try:
-            super()._save_checkpoint(*args, **kwargs)
-            if self.time_budget is not None and self.is_world_process_zero():
-                checkpoint = Path(self.args.output_dir or ".") / f"checkpoint-{self.state.global_step}"
-                self.time_budget.save(checkpoint)  # before CheckpointCompleteCallback marks it complete
         finally:
             self._excluded_seconds += time.monotonic() - started
 
