@@ -23,8 +23,12 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def setup_logging(main_process: bool = True) -> None:
-    """Log ``sqlmaster.*`` at INFO on the main process (WARNING on other DDP ranks); silence library chatter."""
+def setup_logging(main_process: bool = True, libraries: bool = True) -> None:
+    """Log ``sqlmaster.*`` at INFO on the main process (WARNING on other DDP ranks); silence library chatter.
+
+    ``libraries=False`` leaves transformers and datasets alone, unimported: for a process that loads neither
+    (quickstart's parent, whose phases set up their own logging; importing them cost it 180 MB for the whole run).
+    """
     logger = logging.getLogger("sqlmaster")
     if not logger.handlers:
         handler = _StdoutHandler(sys.stdout)
@@ -32,6 +36,8 @@ def setup_logging(main_process: bool = True) -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if main_process else logging.WARNING)
     logger.propagate = False
+    if not libraries:
+        return
 
     import datasets
     from transformers.utils import logging as hf_logging

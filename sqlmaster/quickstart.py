@@ -75,7 +75,7 @@ def run_quickstart(
     from sqlmaster.phase import run_phase
     from sqlmaster.train.runner import run_training
 
-    setup_logging()
+    setup_logging(libraries=False)  # the phases load the libraries, in their own processes
     started = time.monotonic()
     spec = _check_model(model)
     train_recipe = _recipe("train", spec.name, jobs_dir, overrides)
