@@ -280,7 +280,17 @@ def test_restricted_user_is_forbidden_until_granted(k8s_cluster: K8sCluster, nam
         }
         rbac.create_namespaced_role_binding(namespace, binding)
         admin.close()
-        assert CoreV1Api(restricted).list_namespaced_pod(namespace).items == []
+        # The API server's RBAC authorizer reads roles through an informer: a new binding takes effect when the
+        # watch delivers it (milliseconds idle; seconds on a loaded machine, where a first read was still denied).
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert CoreV1Api(restricted).list_namespaced_pod(namespace).items == []
+                break
+            except ApiException as exc:
+                if exc.status != 403 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         with pytest.raises(ApiException) as still_denied:
             CoreV1Api(restricted).list_namespaced_secret(namespace)
         assert still_denied.value.status == 403
