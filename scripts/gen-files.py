@@ -19,6 +19,9 @@ Generated from them:
                                                          __init__.py docstrings)
   jobs/eval/<model>.yaml (every model but tiny)          whole file: the registry entry + the data split and
                                                          prompt of jobs/train/<model>.yaml (they must match)
+  jobs/grpo/<model>.yaml (each 7B model with a           whole file: the registry entry + the GRPO values for
+    jobs/train file)                                     one A100-80GB (tiny's and the CPU-sized models' are
+                                                         hand-written, for CPUs)
 tests/test_generated.py regenerates in memory and fails while any of these is stale.
 """
 
@@ -211,20 +214,23 @@ resources:
 SPLIT_KEYS = ("source", "validation_size", "test_size", "seed", "dedupe", "drop_invalid_gold", "exclude_spider_dev")
 
 
+def _secrets(spec: ModelSpec) -> tuple[str, str]:
+    """(the header's note on HF_TOKEN, the values' secrets block) of a 7B model's Job: a gated base needs the token."""
+    if spec.gated:
+        secrets = (
+            f"  # {spec.hub_id} is gated on the Hugging Face hub: the pod does not start without HF_TOKEN.\n"
+            "  required: [HF_TOKEN]"
+        )
+        return "HF_TOKEN required for the gated base model", secrets
+    return "HF_TOKEN optional", f"  required: []  # {spec.hub_id} is not gated; HF_TOKEN is still used when present."
+
+
 def eval_values(spec: ModelSpec, train_values: dict[str, Any]) -> str:
     """jobs/eval/<model>.yaml for a 7B model: its registry facts and its training run's split and prompt."""
     recipe = train_values["runs"][0].get("recipe") or {}
     data = recipe.get("data") or {}
     data_lines = [f"        {key}: {yaml.safe_dump(data[key]).splitlines()[0]}" for key in SPLIT_KEYS if key in data]
-    if spec.gated:
-        token_note = "HF_TOKEN required for the gated base model"
-        secrets = (
-            f"  # {spec.hub_id} is gated on the Hugging Face hub: the pod does not start without HF_TOKEN.\n"
-            "  required: [HF_TOKEN]"
-        )
-    else:
-        token_note = "HF_TOKEN optional"
-        secrets = f"  required: []  # {spec.hub_id} is not gated; HF_TOKEN is still used when present."
+    token_note, secrets = _secrets(spec)
     return EVAL_VALUES.format(
         name=spec.name,
         hub_id=spec.hub_id,
@@ -233,6 +239,93 @@ def eval_values(spec: ModelSpec, train_values: dict[str, Any]) -> str:
         data="\n".join(data_lines),
         template=(recipe.get("prompt") or {}).get("template", config.PromptConfig().template),
         secrets=secrets,
+    )
+
+
+# ---------------------------------------------------------------- the 7B GRPO values files
+
+GRPO_VALUES = """\
+# GRPO for {name} ({hub_id}): the finished SFT run of jobs/train/{name}.yaml keeps training
+# its LoRA adapter on its own samples, each rewarded by executing it against the gold SQL
+# (sqlmaster train --stage grpo; sqlmaster/train/grpo.py).
+# ({notice} from the registry and its GRPO_VALUES: edit those, then rerun it.)
+#
+# Purpose: learn from execution after SFT on one A100-80GB (LoRA on the SFT adapter, bf16). The values are a
+#   starting point from published GRPO practice, NOT yet measured on a GPU (none has been lent to this project):
+#   step time, peak memory and the reward curve are unknown. Rollouts: vLLM colocated where the image has vLLM and
+#   the pod a GPU, else HF generate (Dockerfile.train has no vLLM today); the log line "GRPO from ...: ...,
+#   generator ..." says which.
+# Prerequisites: the SFT run finished, on the claim named below; a GPU node labelled
+#   nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB (tainted nvidia.com/gpu); the Secret sqlmaster-keys
+#   ({token_note}; WANDB_API_KEY optional).
+# Launch:
+#   sqlctl submit train --model {name} --stage grpo --from <sft-run-id>   # on the cluster, on its claim
+#   helm install sqlmaster-grpo charts/sqlmaster-train -f jobs/grpo/{name}.yaml
+#     (the defaults below pair with `helm install sqlmaster-train ... -f jobs/train/{name}.yaml`)
+# Outputs: /data/runs/<runId>/{name}/ on the PVC (adapter/, checkpoints/, run.json with stage grpo and
+#   init_from, metrics.json with the reward figures); evaluate it like any training run:
+#   sqlctl submit eval --model {name} --adapter-run <runId>.
+# The SFT run's data, prompt and model sections are kept (its run.json): the same split and template, its LoRA
+#   adapter, bf16 weights and gradient checkpointing. Only training and grpo are set here.
+# Sources: DeepSeekMath (GRPO), TRL's GRPOConfig defaults, DAPO (no KL term; constant rate after a warm-up),
+#   Arctic-Text2SQL-R1 (GRPO for 7B text-to-SQL on an execution reward), Thinking Machines' "LoRA Without Regret"
+#   (LoRA's learning rate against full fine-tuning's).
+
+runs:
+  - model: {name}
+    gpus: 1   # more GPUs share each step's completions (keep prompts_per_step x num_generations a multiple)
+    nodes: 1
+    stage: grpo
+    initFromRunId: sqlmaster-train   # runId of the SFT run; sqlctl --from sets it (and mounts that run's claim)
+    recipe:
+      training:
+        max_steps: 300               # 300 x 16 = 4,800 training prompts, under a tenth of the split: a first run
+        save_steps: 25               # every checkpoint lands on the PVC: a retried pod resumes from it
+        save_total_limit: 3
+        logging_steps: 5             # each log line: reward, execution and match rates, rewards/s, reward's share
+        per_device_train_batch_size: 16  # completions per micro-step (8 a step): 16 x (prompt + 256) tokens, about
+                                         # the SFT micro-step's 8 x 1024 on the same GPU
+        learning_rate: 1.0e-5        # TRL's default 1e-6 is for full weights; LoRA wants ~10x (LoRA Without Regret)
+        lr_scheduler_type: constant_with_warmup  # DAPO's: a short linear warm-up, then constant
+        warmup_steps: 10
+        max_grad_norm: 1.0           # TRL's default (the SFT's 0.3 is the original recipe's)
+        seed: 1399
+        early_stopping_patience: null  # no evaluation pass in GRPO
+        max_time_minutes: 600        # a safety net: stop with a checkpoint before the Job's 12 h deadline
+      grpo:
+        num_generations: 8           # TRL's default group (DeepSeekMath sampled 64 per question)
+        prompts_per_step: 16         # 16 x 8 = 128 completions per optimizer step
+        beta: 0.0                    # no KL term, so no reference model (DAPO; TRL's default)
+        temperature: 1.0             # TRL's and DAPO's: a group's samples must differ to give an advantage
+        max_completion_length: 256   # a bound: the longest gold SQL of the data sample is 146 SmolLM2 / 130 Gemma 3
+                                     # tokens (412 characters); this model's tokenizer was not measured
+        match_reward: 1.0            # the project's defaults (sqlmaster/config.py says why): Arctic-Text2SQL-R1's
+        executes_credit: 0.1         #   reward too, 1 for the answer and 0.1 for SQL that runs
+      tracking:
+        wandb_project: sqlmaster
+        wandb_mode: auto             # online when WANDB_API_KEY is in the Secret, else offline
+
+storage:
+  # The SFT release's claim (`helm install sqlmaster-train ...` -> sqlmaster-train-data); sqlctl --from sets its own.
+  existingClaim: sqlmaster-train-data
+
+secrets:
+{secrets}
+
+resources:
+  requests:
+    cpu: "8"
+    memory: 64Gi   # as for SFT: the bf16 base model is loaded in host memory first (~15-17 GB)
+  limits:
+    memory: 64Gi
+"""
+
+
+def grpo_values(spec: ModelSpec) -> str:
+    """jobs/grpo/<model>.yaml for a 7B model: GRPO from its SFT run, paired with jobs/train/<model>.yaml."""
+    token_note, secrets = _secrets(spec)
+    return GRPO_VALUES.format(
+        name=spec.name, hub_id=spec.hub_id, notice=NOTICE.capitalize(), token_note=token_note, secrets=secrets
     )
 
 
@@ -264,6 +357,7 @@ def outputs(repo: Path = REPO) -> dict[Path, str]:
         if not spec.is_tiny and not spec.cpu_sized and train_file.exists():  # CPU-sized: hand-written, like tiny
             train_values = yaml.safe_load(train_file.read_text())
             out[repo / "jobs" / "eval" / f"{spec.name}.yaml"] = eval_values(spec, train_values)
+            out[repo / "jobs" / "grpo" / f"{spec.name}.yaml"] = grpo_values(spec)
     return out
 
 
