@@ -5,6 +5,7 @@ tests/test_sqlctl_adapter_run.py) and the --local mapping. The chart's own refus
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,16 @@ def test_stage_and_from_errors_are_one_line_exit_2(args: list[str], message: str
     assert message in line, result.output
 
 
-def test_from_with_model_all_and_a_model_without_grpo_values() -> None:
+def test_from_with_model_all_and_a_model_without_grpo_values(tmp_path: Path) -> None:
     result = invoke("submit", "train", "--model", "all", "--stage", "grpo", "--from", SFT_ID, "--dry-run")
     assert result.exit_code == 2 and "--model all submits several" in error_lines(result)[0]
-    jobs = REPO / "jobs"
-    missing = next(
-        m for m in ("gemma3-270m", "smollm2-135m", "mistral7b") if not (jobs / "grpo" / f"{m}.yaml").exists()
-    )
-    result = invoke("submit", "train", "--model", missing, "--stage", "grpo", "--from", SFT_ID, "--dry-run")
+    jobs = tmp_path / "jobs"  # every model has GRPO values in the repository: take one away in a copy
+    shutil.copytree(REPO / "jobs", jobs)
+    (jobs / "grpo" / "mistral7b.yaml").unlink()
+    args = ["--stage", "grpo", "--from", SFT_ID, "--dry-run", "--jobs-dir", str(jobs)]
+    result = invoke("submit", "train", "--model", "mistral7b", *args)
     assert result.exit_code == 2
-    assert f"unknown model '{missing}' for train --stage grpo" in error_lines(result)[0]
+    assert "unknown model 'mistral7b' for train --stage grpo" in error_lines(result)[0]
     assert "jobs/grpo" in error_lines(result)[0]
 
 
