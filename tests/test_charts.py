@@ -673,6 +673,39 @@ def test_grpo_values_render_a_grpo_job_on_the_sft_runs_claim(model: str) -> None
         assert obj["metadata"]["labels"]["sqlmaster.io/init-from"] == "sqlmaster-train"
     recipe = yaml.safe_load(one(objs, "ConfigMap")["data"]["recipe.yaml"])
     assert "grpo" in recipe and "training" in recipe
+    token = env_of(job)["HF_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token["optional"] is not REGISTRY[model].gated  # a gated base needs the token, as for SFT
+
+
+def test_every_model_that_trains_has_grpo_values() -> None:
+    """`sqlctl submit train --stage grpo --from RUN` works for a finished SFT run of any model."""
+    trained = sorted(p.stem for p in (JOBS / "train").glob("*.yaml"))
+    assert trained == GRPO_FILES
+
+
+@pytest.mark.parametrize("model", GRPO_FILES)
+def test_grpo_values_pair_with_the_models_train_file(model: str) -> None:
+    """A GRPO file continues its model's SFT release: the same pod (GPUs, nodes, secrets, resources, node selector,
+    shm) on the SFT release's claim; its recipe sets training and grpo only (the SFT run's data, prompt and model
+    sections are inherited), each key declared and every check passed."""
+    from sqlmaster.config import load_recipe
+
+    path = JOBS / "grpo" / f"{model}.yaml"
+    header = path.read_text().split("\nruns:")[0]
+    assert all(line.startswith("#") or not line for line in header.splitlines())
+    for word in ("Purpose:", "Prerequisites:", "Launch:", "Outputs:", f"-f {path.relative_to(JOBS.parent)}"):
+        assert word in header, f"{word} missing from the header of jobs/grpo/{model}.yaml"
+    assert f"jobs/train/{model}.yaml" in header
+    grpo = yaml.safe_load(path.read_text())
+    train = yaml.safe_load((JOBS / "train" / f"{model}.yaml").read_text())
+    (run,), sft = grpo["runs"], train["runs"][0]
+    assert (run["model"], run["stage"], run["initFromRunId"]) == (model, "grpo", "sqlmaster-train")
+    assert (run["gpus"], run["nodes"]) == (sft["gpus"], sft["nodes"])
+    assert set(run["recipe"]) <= {"training", "grpo", "tracking"}, "data, prompt and model come from the SFT run"
+    assert grpo["storage"] == {"existingClaim": "sqlmaster-train-data"}
+    for key in ("secrets", "resources", "nodeSelector", "shm"):
+        assert grpo.get(key) == train.get(key), f"{key}: jobs/grpo/{model}.yaml differs from jobs/train/{model}.yaml"
+    load_recipe(path)
 
 
 def test_an_sft_job_has_no_stage_flags_or_label() -> None:
