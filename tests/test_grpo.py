@@ -19,45 +19,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _micro import MICRO_MODEL
+from _micro import MICRO_SFT, ONE_PROCESS_STEPS
 
 from sqlmaster.train.guard import TrainOptions, inherited_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SFT = [
-    *MICRO_MODEL,
+    *MICRO_SFT,
     "data.max_train_rows=240",
     "data.drop_invalid_gold=false",
-    "data.test_size=10",
-    "data.validation_size=8",
-    "prompt.template=compact",
     "training.max_steps=10",
-    "training.per_device_train_batch_size=4",
-    "training.gradient_accumulation_steps=1",
-    "training.learning_rate=3e-3",
-    "training.warmup_steps=0",
-    "training.max_length=256",
     "training.eval_steps=5",
     "training.save_steps=5",
-    "training.logging_steps=1",
-    "training.early_stopping_patience=null",
-    "training.num_threads=1",
-    "tracking.wandb_mode=disabled",
-    "training.time_budget_minutes=null",
-    "training.cpu_processes=1",
 ]
 GRPO = [
     "grpo.num_generations=2",
     "grpo.prompts_per_step=2",
     "grpo.max_completion_length=24",
     "training.learning_rate=1e-4",
-    "training.warmup_steps=0",
-    "training.logging_steps=1",
-    "training.early_stopping_patience=null",
-    "training.num_threads=1",
-    "tracking.wandb_mode=disabled",
-    "training.time_budget_minutes=null",
-    "training.cpu_processes=1",
+    *ONE_PROCESS_STEPS,
 ]
 
 

@@ -18,34 +18,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from _micro import MICRO_MODEL
+from _micro import MICRO_SFT
 
 from sqlmaster.errors import ConfigError
 from sqlmaster.train.checkpoints import COMPLETE_MARKER, latest_complete
 
 MAX_STEPS = 40
 MICRO = [
-    *MICRO_MODEL,
+    *MICRO_SFT,
     "data.max_train_rows=240",
     "data.drop_invalid_gold=false",  # tiny's recipe drops them; checking 15k gold queries per run costs seconds
-    "data.test_size=10",
-    "data.validation_size=8",
-    "prompt.template=compact",
     f"training.max_steps={MAX_STEPS}",
-    "training.per_device_train_batch_size=4",
-    "training.gradient_accumulation_steps=1",
-    "training.learning_rate=3e-3",
-    "training.warmup_steps=0",
-    "training.max_length=256",
     "training.eval_steps=5",
     "training.save_steps=5",
-    "training.logging_steps=1",
-    "training.early_stopping_patience=null",
     "training.save_total_limit=20",
-    "training.num_threads=1",
-    "tracking.wandb_mode=disabled",
-    "training.time_budget_minutes=null",  # jobs/train/tiny.yaml trains for a time budget; these run max_steps
-    "training.cpu_processes=1",  # and in two processes; these train in one (the launcher has its own tests)
 ]
 REPO = Path(__file__).resolve().parents[1]
 
