@@ -11,6 +11,11 @@ pipe whose other end they themselves held open. The kernel can send a child a si
 SIGTERM by default, so a training worker records ``interrupted`` in run.json as it would for Kubernetes'
 SIGTERM. The signal follows the *thread* that started the child; every caller here starts children from its
 main thread. Elsewhere than Linux these do nothing.
+
+A child started in a process group of its own (``process_group=0``) no longer gets the terminal's Ctrl-C itself;
+``wait_forwarding_signals`` passes each SIGINT or SIGTERM that reaches the parent on to it exactly once. (In the
+terminal's group, torchrun got every Ctrl-C twice — from the terminal and from us — and a second signal cuts short
+its workers' stop.)
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
+from types import FrameType
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -58,3 +65,25 @@ def parent_death_signal(signum: int = signal.SIGTERM) -> Callable[[], None] | No
         die_with_parent(signum, parent)
 
     return preexec
+
+
+def wait_forwarding_signals(pid: int, wait: Callable[[], int | None]) -> tuple[int | None, int | None]:
+    """Run ``wait()`` (the child ``pid``'s wait); each SIGINT or SIGTERM that reaches this process meanwhile is sent
+    on to the child once. Returns what ``wait()`` returned and the first signal passed on (None when none came).
+
+    The signals do not interrupt the wait (PEP 475 retries it): the child decides how to stop, and is waited for."""
+    if threading.current_thread() is not threading.main_thread():
+        return wait(), None  # signal handlers can only be set from the main thread
+    received: list[int] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        os.kill(pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = wait()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return code, (received[0] if received else None)

@@ -27,11 +27,11 @@ import pickle
 import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from types import FrameType
 from typing import Any
 
 from sqlmaster import exitcodes
 from sqlmaster.errors import ConfigError, Interrupted, RunDiverged, TransientError
+from sqlmaster.lifetime import wait_forwarding_signals
 
 # The errors that cross the process boundary as themselves: each carries the exit code the user sees.
 _KNOWN: dict[str, type[Exception]] = {
@@ -51,8 +51,10 @@ def run_phase(name: str, target: Callable[..., Any], *args: Any) -> None:
         target=_child_main, args=(os.getpid(), send, target, args), name=f"sqlmaster-{name}"
     )
     child.start()
+    assert child.pid is not None  # set by start()
     send.close()  # the child holds the only writing end: its death ends the read below
-    code = _wait_forwarding_signals(child)
+    wait_forwarding_signals(child.pid, child.join)
+    code = child.exitcode
     outcome = _read_outcome(receive)
     receive.close()
     if outcome is not None and outcome[0] == "ok":
@@ -66,22 +68,6 @@ def run_phase(name: str, target: Callable[..., Any], *args: Any) -> None:
     if code is not None and code < 0:  # killed by a signal it did not handle (SIGKILL: the OOM killer, a user)
         raise TransientError(f"the {name} phase was killed by {signal.Signals(-code).name}; its output is above")
     raise TransientError(f"the {name} phase failed (exit code {code}); its output is above")
-
-
-def _wait_forwarding_signals(child: multiprocessing.process.BaseProcess) -> int | None:
-    """Wait for the child; each SIGINT or SIGTERM that reaches this process is passed on to it once."""
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        if child.pid is not None:
-            os.kill(child.pid, signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        child.join()
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    return child.exitcode
 
 
 def _read_outcome(receive: Connection) -> tuple[str, str | None] | None:

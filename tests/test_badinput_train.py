@@ -20,31 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _micro import MICRO_MODEL
+from _micro import MICRO_SFT
 from _procs import alive, descendants
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 6
-MICRO = [
-    *MICRO_MODEL,
-    "data.test_size=10",
-    "data.validation_size=8",
-    "prompt.template=compact",
-    f"training.max_steps={STEPS}",
-    "training.per_device_train_batch_size=4",
-    "training.gradient_accumulation_steps=1",
-    "training.learning_rate=3e-3",
-    "training.warmup_steps=0",
-    "training.max_length=256",
-    "training.eval_steps=3",
-    "training.save_steps=3",
-    "training.logging_steps=1",
-    "training.early_stopping_patience=null",
-    "training.num_threads=1",
-    "tracking.wandb_mode=disabled",
-    "training.time_budget_minutes=null",  # jobs/train/tiny.yaml trains for a time budget; these run max_steps
-    "training.cpu_processes=1",  # and in two processes; these train in one (the launcher has its own tests)
-]
+MICRO = [*MICRO_SFT, f"training.max_steps={STEPS}", "training.eval_steps=3", "training.save_steps=3"]
 
 
 def _sets(items: list[str]) -> list[str]:
@@ -397,44 +378,69 @@ def _train_cmd(run: Path, data: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "sqlmaster.cli", *TRAIN, str(run), *_sets([*MICRO, f"data.source={data}"]), *extra]
 
 
-def _sigterm_after_first_checkpoint(run: Path, cmd: list[str]) -> tuple[str, str, set[int]]:
-    """Start ``cmd``, send it SIGTERM once checkpoint-3 is complete, and check that the run ended as one run
-    interrupted by SIGTERM (exit 143, the message, no traceback, run.json, the checkpoint kept). Returns its
-    stdout, stderr and the processes that were below it when the signal went out."""
-    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _signal_after_first_checkpoint(
+    run: Path, cmd: list[str], signum: int = signal.SIGTERM, terminal: bool = False
+) -> tuple[str, str, dict[int, int], int]:
+    """Start ``cmd``, send it ``signum`` once checkpoint-3 is complete, and check that the run ended as one run
+    interrupted by that signal (exit 128 + signal, the message, no traceback, run.json, the checkpoint kept).
+    ``terminal``: the signal goes to the command's whole process group, as a Ctrl-C at a terminal does. Returns its
+    stdout, stderr, the processes below it when the signal went out (pid: process group) and its own pid."""
+    proc = subprocess.Popen(
+        cmd, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 300
+    name = signal.Signals(signum).name
     try:
         while not (run / "checkpoints" / "checkpoint-3" / "COMPLETE").exists():
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
             time.sleep(0.05)
-        below = descendants(proc.pid)
-        proc.send_signal(signal.SIGTERM)
+        below = {pid: _process_group(pid) for pid in descendants(proc.pid)}
+        if terminal:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
-    assert "Traceback" not in err and "interrupted by SIGTERM" in err, err[-3000:]
+    assert proc.returncode == 128 + signum, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err and f"interrupted by {name}" in err, err[-3000:]
     info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "interrupted" and info["error"] == "interrupted by SIGTERM"
+    assert info["status"] == "interrupted" and info["error"] == f"interrupted by {name}"
     assert (run / "checkpoints" / "checkpoint-3" / "COMPLETE").is_file()
-    return out, err, below
+    return out, err, below, proc.pid
 
 
-def test_sigterm_reaches_every_training_process(world: dict[str, Path], tmp_path: Path) -> None:
-    """training.cpu_processes=2: Kubernetes' SIGTERM goes to the launching process, which passes it through
-    torchrun to both workers; the run ends as one run interrupted by SIGTERM (exit 143, one message, no
-    traceback), its checkpoints kept and no training process left behind."""
+def _process_group(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return -1
+
+
+@pytest.mark.parametrize(
+    ("signum", "terminal"), [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["kubernetes-sigterm", "ctrl-c"]
+)
+def test_a_stop_reaches_every_training_process(
+    world: dict[str, Path], tmp_path: Path, signum: int, terminal: bool
+) -> None:
+    """training.cpu_processes=2: Kubernetes' SIGTERM to the launching process, or a Ctrl-C at a terminal (SIGINT to
+    the whole foreground process group), goes through torchrun to both workers; the run ends as one run interrupted
+    by that signal (exit 128 + signal, one message, no traceback), its checkpoints kept and no training process left
+    behind. torchrun runs in a process group of its own, so it hears a Ctrl-C once, passed on by `sqlmaster train`,
+    not a second time from the terminal (a second signal cuts its workers' stop short)."""
     from sqlmaster.cores import available_cores
 
     if available_cores() < 2:
         pytest.skip(f"needs 2 cores for 2 training processes; this process may use {available_cores()}")
-    run = tmp_path / "terminated-ddp"
+    run = tmp_path / "stopped-ddp"
     cmd = _train_cmd(
         run, world["data"], "--max-steps", "400", "--set", "training.save_steps=3", "--set", "training.cpu_processes=2"
     )
-    _, _, below = _sigterm_after_first_checkpoint(run, cmd)
+    _, _, below, command = _signal_after_first_checkpoint(run, cmd, signum, terminal=terminal)
     assert len(below) >= 3, below  # torchrun and two workers
+    # The command leads its own process group (start_new_session), as a shell's foreground job does.
+    assert command not in below.values(), f"a training process shares the command's process group: {below}"
     deadline = time.monotonic() + 30  # the workers are gone (reparented ones are reaped by init)
     while any(alive(pid) for pid in below) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -472,7 +478,7 @@ def test_a_diverging_run_stops_with_status_diverged(world: dict[str, Path], tmp_
 
 def test_sigterm_records_interrupted_keeps_checkpoints_and_resumes(world: dict[str, Path], tmp_path: Path) -> None:
     run = tmp_path / "terminated"
-    _sigterm_after_first_checkpoint(
+    _signal_after_first_checkpoint(
         run, _train_cmd(run, world["data"], "--max-steps", "400", "--set", "training.save_steps=3")
     )
 

@@ -23,7 +23,7 @@ from sqlmaster.atomic import write_json
 from sqlmaster.config import Recipe, recipe_from_dict
 from sqlmaster.cores import available_cores
 from sqlmaster.errors import ConfigError, Interrupted, TransientError
-from sqlmaster.lifetime import parent_death_signal
+from sqlmaster.lifetime import parent_death_signal, wait_forwarding_signals
 from sqlmaster.train import distributed
 from sqlmaster.train.guard import TrainOptions
 
@@ -69,8 +69,13 @@ def train_in_processes(
             sys.executable, "-m", "sqlmaster.train.torchrun", "--standalone", f"--nproc_per_node={processes}",
             "-m", "sqlmaster.train.launch", str(spec),
         ]  # fmt: skip
-        # torchrun dies with this process (kill -9 included) and takes its workers along (they die with it).
-        code = _wait_forwarding_signals(subprocess.Popen(command, preexec_fn=parent_death_signal()), output_dir)
+        # torchrun dies with this process (kill -9 included) and takes its workers along (they die with it). In a
+        # process group of its own it gets a Ctrl-C once, from us, not also from the terminal.
+        process = subprocess.Popen(command, preexec_fn=parent_death_signal(), process_group=0)
+        code, signum = wait_forwarding_signals(process.pid, process.wait)
+        if signum is not None:  # torchrun stopped its workers; they saved their state
+            _record_interrupt(output_dir, signum)
+            raise Interrupted(signum)
         if outcome.is_file():
             failure = json.loads(outcome.read_text(encoding="utf-8"))
             raise ERRORS.get(failure["error"], TransientError)(failure["message"])
@@ -79,22 +84,6 @@ def train_in_processes(
     from sqlmaster.rundir import RunDir
 
     return dict(json.loads(RunDir(output_dir).metrics.read_text(encoding="utf-8")))
-
-
-def _wait_forwarding_signals(process: subprocess.Popen[bytes], output_dir: Path) -> int:
-    """Wait for torchrun; Ctrl-C or SIGTERM here is passed on, so the workers save their state and stop."""
-    try:
-        return process.wait()
-    except Interrupted as exc:
-        process.send_signal(exc.signum)
-        while True:  # a second Ctrl-C or SIGTERM is passed on too, and the workers are still waited for
-            try:
-                process.wait()
-                break
-            except Interrupted as again:
-                process.send_signal(again.signum)
-        _record_interrupt(output_dir, exc.signum)
-        raise
 
 
 def _record_interrupt(output_dir: Path, signum: int) -> None:
