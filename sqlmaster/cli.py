@@ -121,7 +121,9 @@ def train(
     from sqlmaster.train.guard import TrainOptions
 
     inherited = _stage_overrides(stage, init_from, model)
-    resolved = resolve_recipe("train", model, recipe, [*inherited, *_train_overrides(set_, max_steps)])
+    # The GRPO stage's recipe is jobs/grpo/<model>.yaml (as the chart's), over the SFT run's data, prompt and model.
+    task = "grpo" if stage == "grpo" else "train"
+    resolved = resolve_recipe(task, model, recipe, [*inherited, *_train_overrides(set_, max_steps)])
     _say(resolved.describe())
     if inherited:
         _say(f"stage grpo from {init_from}: its data, prompt and model sections ({len(inherited)} keys) are kept")
@@ -296,7 +298,9 @@ def recipe_show(
     ] = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
-    task: Annotated[str, typer.Option(help="train or eval: which jobs/ folder --model's recipe comes from.")] = "train",
+    task: Annotated[
+        str, typer.Option(help="train, eval or grpo: which jobs/ folder --model's recipe comes from.")
+    ] = "train",
     output: Annotated[str, typer.Option("--output", "-o", help="yaml (annotated with sources) or json.")] = "yaml",
 ) -> None:
     """Print the resolved recipe; each value says where it came from: default, the recipe file, or --set."""

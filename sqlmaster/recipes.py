@@ -22,7 +22,7 @@ from sqlmaster.config import Recipe, parse_override, read_recipe_file, recipe_fr
 
 log = logging.getLogger("sqlmaster")
 
-TASKS = ("train", "eval")
+TASKS = ("train", "eval", "grpo")  # the jobs/ folders; grpo holds the GRPO stage's training recipes
 DEFAULT = "default"
 SET = "--set"
 
