@@ -9,9 +9,10 @@ line one JSON object: {"seeds": [...], "sft_ex": [...], "grpo_ex": [...], "sft_l
 (execution accuracy per seed, greedy; vote8_ex is the SFT run with vote@N, the inference-time alternative to GRPO;
 the table also has the other runs with voting).
 
-The GRPO settings below (--grpo-set adds to them) are a starting point, not tuned: a small learning rate without
-warm-up (tiny's SFT warm-up is 100 steps, more than a few CPU minutes of GRPO take), 4 prompts x 8 samples per step
-in one micro-batch. Smoke test: --sft-minutes 0.3 --grpo-minutes 0.3 --limit 20 --seeds 1399 (a few minutes).
+GRPO runs jobs/grpo/tiny.yaml over the SFT run's data, prompt and model sections, as `sqlmaster train --stage grpo`
+does (--grpo-set overrides it). A run already finished in OUT_DIR is reused, so deleting only the seed-*/grpo folders
+and re-running with other --grpo-set values re-runs GRPO alone. Smoke test: --sft-minutes 0.3 --grpo-minutes 0.3
+--limit 20 --seeds 1399 (a few minutes).
 """
 
 from __future__ import annotations
@@ -28,18 +29,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's sqlmaster
     sys.path.insert(0, str(REPO))
 
-GRPO_SETS = [
-    "training.learning_rate=2e-4",
-    "training.warmup_steps=0",
-    "training.per_device_train_batch_size=32",
-    "training.logging_steps=5",
-    "training.budget_evaluations=2",
-]
 RUNS = ("sft", "grpo", "sft_long")
 
 
 def _train(run_dir: Path, minutes: float, seed: int, sets: list[str], init_from: Path | None = None) -> float:
-    """One tiny run for ``minutes`` of training (SFT, or GRPO from ``init_from``); returns its wall seconds."""
+    """One tiny run for ``minutes`` of training (SFT, or GRPO from ``init_from``); returns its wall seconds.
+
+    A run this bench already finished in OUT_DIR is kept (its wall.json read back), so a bench stopped part-way, or
+    re-run with other --grpo-set values after deleting only the grpo folders, does not retrain what it has."""
+    wall_file = run_dir / "bench-wall.json"
+    if wall_file.exists():
+        return float(json.loads(wall_file.read_text())["wall_s"])
     from sqlmaster.recipes import resolve_recipe
     from sqlmaster.train.guard import TrainOptions, inherited_overrides
     from sqlmaster.train.runner import run_training
@@ -50,10 +50,14 @@ def _train(run_dir: Path, minutes: float, seed: int, sets: list[str], init_from:
     if init_from is not None:
         inherited = inherited_overrides(json.loads((init_from / "run.json").read_text()))
         options = TrainOptions(stage="grpo", init_from=str(init_from))
-    recipe = resolve_recipe("train", "tiny", overrides=[*inherited, *sets, *budget]).recipe
+    # SFT: jobs/train/tiny.yaml; GRPO: jobs/grpo/tiny.yaml over the SFT run's data, prompt and model (as the CLI)
+    task = "grpo" if init_from is not None else "train"
+    recipe = resolve_recipe(task, "tiny", overrides=[*inherited, *sets, *budget]).recipe
     started = time.monotonic()
     run_training("tiny", run_dir, recipe, options)
-    return time.monotonic() - started
+    wall = time.monotonic() - started
+    wall_file.write_text(json.dumps({"wall_s": wall}))
+    return wall
 
 
 def _evaluate(run_dir: Path, limit: int, vote: int) -> float:
@@ -61,6 +65,9 @@ def _evaluate(run_dir: Path, limit: int, vote: int) -> float:
     from sqlmaster.recipes import resolve_recipe
 
     decoding = f"vote{vote}" if vote > 1 else "greedy"
+    done = run_dir / f"eval-{decoding}" / "bench-ex.json"
+    if done.exists():
+        return float(json.loads(done.read_text())["execution_accuracy"])
     recipe = resolve_recipe("eval", "tiny", overrides=[f"evaluation.vote={vote}"]).recipe
     results = run_evaluation(
         model="tiny",
@@ -71,6 +78,7 @@ def _evaluate(run_dir: Path, limit: int, vote: int) -> float:
         recipe=recipe,
     )
     (_, metrics), *_ = results.items()
+    done.write_text(json.dumps({"execution_accuracy": metrics["execution_accuracy"], "limit": limit}))
     return float(metrics["execution_accuracy"])
 
 
@@ -78,7 +86,7 @@ def _seed(out: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     root = out / f"seed-{seed}"
     wall = {
         "sft": _train(root / "sft", args.sft_minutes, seed, args.sets),
-        "grpo": _train(root / "grpo", args.grpo_minutes, seed, [*GRPO_SETS, *args.grpo_sets], root / "sft"),
+        "grpo": _train(root / "grpo", args.grpo_minutes, seed, args.grpo_sets, root / "sft"),
         "sft_long": _train(root / "sft_long", args.sft_minutes + args.grpo_minutes, seed, args.sets),
     }
     scores = {}
