@@ -228,14 +228,14 @@ LAUNCHER = """
 import json, subprocess, sys
 from pathlib import Path
 from sqlmaster.errors import Interrupted
-from sqlmaster.train.launch import _wait_forwarding_signals
+from sqlmaster.train.launch import _wait_for_torchrun
 from sqlmaster.train.status import signals_interrupt
 run = Path(sys.argv[1])
 child = subprocess.Popen([sys.executable, "-c", sys.argv[2], str(run)])
 try:
     with signals_interrupt():
         print("waiting", flush=True)
-        _wait_forwarding_signals(child, run)
+        _wait_for_torchrun(child, run)
 except Interrupted as exc:
     sys.exit(exc.exit_code)
 """

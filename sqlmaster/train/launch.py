@@ -72,10 +72,7 @@ def train_in_processes(
         # torchrun dies with this process (kill -9 included) and takes its workers along (they die with it). In a
         # process group of its own it gets a Ctrl-C once, from us, not also from the terminal.
         process = subprocess.Popen(command, preexec_fn=parent_death_signal(), process_group=0)
-        code, signum = wait_forwarding_signals(process.pid, process.wait)
-        if signum is not None:  # torchrun stopped its workers; they saved their state
-            _record_interrupt(output_dir, signum)
-            raise Interrupted(signum)
+        code = _wait_for_torchrun(process, output_dir)
         if outcome.is_file():
             failure = json.loads(outcome.read_text(encoding="utf-8"))
             raise ERRORS.get(failure["error"], TransientError)(failure["message"])
@@ -84,6 +81,16 @@ def train_in_processes(
     from sqlmaster.rundir import RunDir
 
     return dict(json.loads(RunDir(output_dir).metrics.read_text(encoding="utf-8")))
+
+
+def _wait_for_torchrun(process: subprocess.Popen[bytes], output_dir: Path) -> int:
+    """Wait for torchrun; each Ctrl-C or SIGTERM here is passed on (torchrun stops its workers, which save their
+    state) and torchrun is still waited for; then run.json records the first signal and ``Interrupted`` is raised."""
+    code, signum = wait_forwarding_signals(process.pid, process.wait)
+    if signum is not None:
+        _record_interrupt(output_dir, signum)
+        raise Interrupted(signum)
+    return int(code or 0)
 
 
 def _record_interrupt(output_dir: Path, signum: int) -> None:
