@@ -228,6 +228,52 @@ def test_hostile_completions_are_rewarded_zero_and_the_step_completes(
     assert not (tmp_path / "escape.db").exists()
 
 
+def test_gold_in_group_makes_the_first_sample_of_each_group_the_gold(
+    sft_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grpo.gold_in_group: the first of each prompt's samples is its gold completion, tokenized as SFT tokenizes it
+    (so the reward scores it a match), the others are the model's own samples."""
+    from sqlmaster.prompt import extract_sql, get_template
+    from sqlmaster.train.reward import ExecutionReward
+
+    original_call = ExecutionReward.__call__
+    calls: list[tuple[list[str], list[str], list[float], Any]] = []
+
+    def recorded(self: ExecutionReward, prompts: Any, completions: Any, **kwargs: Any) -> list[float]:
+        rewards = original_call(self, prompts, completions, **kwargs)
+        calls.append((list(completions), list(kwargs["answer"]), rewards, self.last))
+        return rewards
+
+    monkeypatch.setattr(ExecutionReward, "__call__", recorded)
+    metrics = _grpo(sft_run, tmp_path / "grpo", "training.max_steps=2", "grpo.gold_in_group=true")
+    assert metrics["steps"] == 2 and len(calls) == 2
+    template = get_template("compact")
+    for completions, answers, rewards, stats in calls:
+        assert len(completions) == 4 and answers[0] == answers[1] and answers[2] == answers[3]  # 2 groups of 2
+        for i in (0, 2):
+            assert " ".join(extract_sql(template, completions[i]).split()) == " ".join(
+                answers[i].strip().rstrip(";").split()
+            ), completions[i]
+        if not stats.gold_invalid and not stats.worker_failures:
+            assert rewards[0] == rewards[2] == 1.0
+
+
+def test_the_gold_completion_continues_the_prompt_as_sft_tokenized_it(sft_run: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from sqlmaster.prompt import get_template, render_completion, render_prompt
+    from sqlmaster.train.grpo import gold_completion_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(sft_run / "model")
+    template = get_template("compact")  # the SFT run's
+    prompt = render_prompt(template, "How many heads?", "CREATE TABLE head (age INTEGER)")
+    completion = render_completion(template, "SELECT count(*) FROM head")
+    prompt_ids = tokenizer(text=prompt)["input_ids"]
+    gold = gold_completion_ids(tokenizer, prompt_ids, prompt, completion)
+    assert prompt_ids + gold == tokenizer(text=prompt + completion + tokenizer.eos_token)["input_ids"]
+    assert gold[-1] == tokenizer.eos_token_id
+
+
 def test_the_same_command_after_sigkill_resumes_from_the_latest_checkpoint(sft_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "grpo"
     sets = [*GRPO, "training.max_steps=8", "training.save_steps=1"]

@@ -224,6 +224,8 @@ def grpo_config(
         temperature=g.temperature,
         max_completion_length=g.max_completion_length,
         use_vllm=use_vllm,
+        # grpo.gold_in_group puts a completion vLLM did not sample in each group: no sampling log-probs to correct by
+        vllm_importance_sampling_correction=not g.gold_in_group,
         vllm_mode="colocate",
         remove_unused_columns=False,  # the reward reads the answer and context columns
         log_completions=False,

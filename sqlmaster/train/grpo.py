@@ -7,6 +7,8 @@ queries for each (TRL ``GRPOTrainer``: HF ``generate`` here; vLLM colocated on a
 every sample with :class:`~sqlmaster.train.reward.ExecutionReward` (the scorer's verdict in its isolated workers:
 ``grpo.match_reward`` for a match, ``grpo.executes_credit`` for SQL that runs, 0 otherwise) and moves the policy
 towards the samples that beat their group's mean. ``grpo.beta`` > 0 keeps it near the SFT model (KL).
+``grpo.gold_in_group`` replaces the first sample of each group with the gold SQL (off-policy guidance), so that
+groups whose samples all miss still teach something.
 
 Everything else is the SFT path's (sqlmaster/train/runner.py): the run directory and its guard, the ownership
 lock, checkpoints and resume after SIGKILL, the time budget, W&B, exit codes and run.json, which also records
@@ -26,7 +28,7 @@ from typing import Any
 
 from trl import GRPOTrainer
 
-from sqlmaster.prompt import PromptTemplate, render_prompt
+from sqlmaster.prompt import PromptTemplate, render_completion, render_prompt
 from sqlmaster.train.budget import TimeBudget
 from sqlmaster.train.trainer import TimeBudgetMixin
 
@@ -45,9 +47,24 @@ def generator(device: str) -> str:
 def prompt_rows(examples: Any, template: PromptTemplate) -> list[dict[str, str]]:
     """GRPO's dataset: the SFT prompt of each example, and the gold and its schema for the reward."""
     return [
-        {"prompt": render_prompt(template, ex.question, ex.context), "answer": ex.answer, "context": ex.context}
+        {
+            "prompt": render_prompt(template, ex.question, ex.context),
+            "answer": ex.answer,
+            "context": ex.context,
+            "gold_completion": render_completion(template, ex.answer),  # grpo.gold_in_group's sample
+        }
         for ex in examples
     ]
+
+
+def gold_completion_ids(tokenizer: Any, prompt_ids: list[int], prompt: str, completion: str) -> list[int]:
+    """The gold completion's token ids after ``prompt_ids``, as TRL's SFTTrainer tokenizes a prompt-completion row:
+    prompt + completion + EOS as one text, the completion being what follows the prompt's tokens."""
+    full = tokenizer(text=prompt + completion + tokenizer.eos_token)["input_ids"]
+    if full[: len(prompt_ids)] == list(prompt_ids):
+        return full[len(prompt_ids) :]
+    # The prompt's last token merged with the completion's first: tokenize the completion on its own.
+    return tokenizer(text=completion + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
 
 
 def load_init(job: Any) -> tuple[Any, Any, dict[str, Any]]:
@@ -78,9 +95,13 @@ def load_init(job: Any) -> tuple[Any, Any, dict[str, Any]]:
 class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
     """GRPOTrainer plus the time budget's schedule and saves, and the reward's share of the step time in each log."""
 
-    def __init__(self, *args: Any, time_budget: TimeBudget | None = None, **kw: Any) -> None:
+    def __init__(
+        self, *args: Any, time_budget: TimeBudget | None = None, gold_in_group: bool = False, **kw: Any
+    ) -> None:
         super().__init__(*args, **kw)
         self.time_budget = time_budget
+        self.gold_in_group = gold_in_group
+        self._batch_rows: list[dict[str, Any]] = []  # the rows being generated for (their gold, for gold_in_group)
         self.reward: Any = self.reward_funcs[0]  # the ExecutionReward build_trainer passes
         self._last_log_time = time.monotonic()
         self._last_reward_seconds = 0.0
@@ -94,6 +115,34 @@ class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
             return super().train(*args, **kwargs)
         finally:
             self.reward.close()  # the scorer's worker processes
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._batch_rows = inputs
+        return super()._generate_and_score_completions(inputs)
+
+    def _generate_single_turn(self, prompt_ids: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        if self.gold_in_group and self.model.training:
+            completion_ids, logprobs = self._put_gold_in_groups(prompt_ids, completion_ids, logprobs)
+        return completion_ids, logprobs
+
+    def _put_gold_in_groups(self, prompt_ids: list[list[int]], completion_ids: list[list[int]], logprobs: Any) -> Any:
+        """Replace the first sample of each group with the gold completion, tokenized as SFT tokenized it.
+
+        Each process generates a contiguous slice of the global batch, whose groups are ``num_generations``
+        consecutive rows (TRL's RepeatSampler), so row i of this process is the first of its group when its global
+        index is a multiple of ``num_generations``."""
+        offset = self.accelerator.process_index * len(completion_ids)
+        completion_ids = list(completion_ids)
+        for i, row in enumerate(self._batch_rows):
+            if (offset + i) % self.num_generations:
+                continue
+            gold = gold_completion_ids(self.processing_class, prompt_ids[i], row["prompt"], row["gold_completion"])
+            completion_ids[i] = gold
+            if logprobs is not None:  # vLLM's sampling log-probs: the gold was not sampled (its correction is off)
+                logprobs = list(logprobs)
+                logprobs[i] = [0.0] * len(gold)
+        return completion_ids, logprobs
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
@@ -141,6 +190,7 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
         time_budget=budget,
+        gold_in_group=g.gold_in_group,
     )
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
@@ -149,7 +199,7 @@ def build_trainer(
     micro, accumulation = grpo_batches(recipe, 1)
     log.info(
         "GRPO from %s: %d prompts x %d samples per step (micro-batch %d x %d), generator %s, beta %g, temperature "
-        "%g, up to %d new tokens; reward %g match / %g executes, %d scorer worker(s)",
+        "%g, up to %d new tokens%s; reward %g match / %g executes, %d scorer worker(s)",
         job.options.init_from,
         g.prompts_per_step,
         g.num_generations,
@@ -159,6 +209,7 @@ def build_trainer(
         g.beta,
         g.temperature,
         g.max_completion_length,
+        ", the gold as one sample of each group" if g.gold_in_group else "",
         g.match_reward,
         g.executes_credit,
         reward.workers,
