@@ -122,7 +122,7 @@ class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
-        if self.gold_in_group and self.model.training:
+        if self.gold_in_group and self.model is not None and self.model.training:  # not in eval generation
             completion_ids, logprobs = self._put_gold_in_groups(prompt_ids, completion_ids, logprobs)
         return completion_ids, logprobs
 
