@@ -162,7 +162,7 @@ def build_trainer(
     from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback
 
     from sqlmaster.prompt import get_template
-    from sqlmaster.train.arguments import grpo_batches, grpo_config
+    from sqlmaster.train.arguments import grpo_config
     from sqlmaster.train.budget import TimeBudgetCallback
     from sqlmaster.train.callbacks import WandbRecipeCallback
     from sqlmaster.train.reward import ExecutionReward
@@ -196,7 +196,16 @@ def build_trainer(
         trainer.remove_callback(noisy)
     if recipe.tracking.wandb_mode != "disabled" and report_to:
         trainer.add_callback(WandbRecipeCallback(recipe.to_dict()))
-    micro, accumulation = grpo_batches(recipe, 1)
+    _announce(job, used, reward.workers)
+    return trainer, max_time
+
+
+def _announce(job: Any, used: str, workers: int) -> None:
+    """The run's first GRPO log line: the step's shape, the generator used and the reward's settings."""
+    from sqlmaster.train.arguments import grpo_batches
+
+    g = job.recipe.grpo
+    micro, accumulation = grpo_batches(job.recipe, 1)
     log.info(
         "GRPO from %s: %d prompts x %d samples per step (micro-batch %d x %d), generator %s, beta %g, temperature "
         "%g, up to %d new tokens%s; reward %g match / %g executes, %d scorer worker(s)",
@@ -212,9 +221,8 @@ def build_trainer(
         ", the gold as one sample of each group" if g.gold_in_group else "",
         g.match_reward,
         g.executes_credit,
-        reward.workers,
+        workers,
     )
-    return trainer, max_time
 
 
 REWARD_KEYS = ("mean_reward", "execution_rate", "match_rate", "rewards_per_s", "share_of_step_time")
