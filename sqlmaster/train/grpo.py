@@ -47,12 +47,7 @@ def generator(device: str) -> str:
 def prompt_rows(examples: Any, template: PromptTemplate) -> list[dict[str, str]]:
     """GRPO's dataset: the SFT prompt of each example, and the gold and its schema for the reward."""
     return [
-        {
-            "prompt": render_prompt(template, ex.question, ex.context),
-            "answer": ex.answer,
-            "context": ex.context,
-            "gold_completion": render_completion(template, ex.answer),  # grpo.gold_in_group's sample
-        }
+        {"prompt": render_prompt(template, ex.question, ex.context), "answer": ex.answer, "context": ex.context}
         for ex in examples
     ]
 
@@ -96,11 +91,15 @@ class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
     """GRPOTrainer plus the time budget's schedule and saves, and the reward's share of the step time in each log."""
 
     def __init__(
-        self, *args: Any, time_budget: TimeBudget | None = None, gold_in_group: bool = False, **kw: Any
+        self,
+        *args: Any,
+        time_budget: TimeBudget | None = None,
+        gold_template: PromptTemplate | None = None,
+        **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self.time_budget = time_budget
-        self.gold_in_group = gold_in_group
+        self.gold_template = gold_template  # grpo.gold_in_group: the template that renders the gold; None = off
         self._batch_rows: list[dict[str, Any]] = []  # the rows being generated for (their gold, for gold_in_group)
         self.reward: Any = self.reward_funcs[0]  # the ExecutionReward build_trainer passes
         self._last_log_time = time.monotonic()
@@ -122,11 +121,15 @@ class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
-        if self.gold_in_group and self.model is not None and self.model.training:  # not in eval generation
-            completion_ids, logprobs = self._put_gold_in_groups(prompt_ids, completion_ids, logprobs)
+        if self.gold_template is not None and self.model is not None and self.model.training:  # not in eval
+            completion_ids, logprobs = self._put_gold_in_groups(
+                self.gold_template, prompt_ids, completion_ids, logprobs
+            )
         return completion_ids, logprobs
 
-    def _put_gold_in_groups(self, prompt_ids: list[list[int]], completion_ids: list[list[int]], logprobs: Any) -> Any:
+    def _put_gold_in_groups(
+        self, template: PromptTemplate, prompt_ids: list[list[int]], completion_ids: list[list[int]], logprobs: Any
+    ) -> Any:
         """Replace the first sample of each group with the gold completion, tokenized as SFT tokenized it.
 
         Each process generates a contiguous slice of the global batch, whose groups are ``num_generations``
@@ -134,14 +137,14 @@ class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
         index is a multiple of ``num_generations``."""
         offset = self.accelerator.process_index * len(completion_ids)
         completion_ids = list(completion_ids)
+        logprobs = list(logprobs) if logprobs is not None else None
         for i, row in enumerate(self._batch_rows):
             if (offset + i) % self.num_generations:
                 continue
-            gold = gold_completion_ids(self.processing_class, prompt_ids[i], row["prompt"], row["gold_completion"])
-            completion_ids[i] = gold
+            completion = render_completion(template, row["answer"])
+            completion_ids[i] = gold_completion_ids(self.processing_class, prompt_ids[i], row["prompt"], completion)
             if logprobs is not None:  # vLLM's sampling log-probs: the gold was not sampled (its correction is off)
-                logprobs = list(logprobs)
-                logprobs[i] = [0.0] * len(gold)
+                logprobs[i] = [0.0] * len(completion_ids[i])
         return completion_ids, logprobs
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -181,7 +184,8 @@ def build_trainer(
     callbacks, max_time = _callbacks(recipe, resume_from)
     callbacks = [c for c in callbacks if not isinstance(c, EarlyStoppingCallback)]  # no evaluation to stop on
     budget = next((c.budget for c in callbacks if isinstance(c, TimeBudgetCallback)), None)
-    reward = ExecutionReward(get_template(recipe.prompt.template), credit=g.executes_credit, match=g.match_reward)
+    template = get_template(recipe.prompt.template)
+    reward = ExecutionReward(template, credit=g.executes_credit, match=g.match_reward)
     trainer = SQLMasterGRPOTrainer(
         model=model,
         reward_funcs=[reward],
@@ -190,7 +194,7 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
         time_budget=budget,
-        gold_in_group=g.gold_in_group,
+        gold_template=template if g.gold_in_group else None,
     )
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
