@@ -511,6 +511,19 @@ class GrpoConfig(_Section):
         ),
     )
 
+    # Why: most groups score alike (tiny, temperature 1: three in four), and with beta 0 their samples' gradient is
+    # exactly 0, yet TRL runs the forward and backward pass on them: the training pass was 60% of a step (py-spy,
+    # bench/bench_grpo.py). Their tokens also leave the loss's token count, so that a step's update is the mean over
+    # the samples that teach, however few there are (DAPO, Yu et al. 2025, filters such groups for the same reason).
+    skip_zero_advantage: bool = field(
+        default=True,
+        metadata=knob(
+            "leave samples whose advantage is 0 (a group whose samples all scored alike) out of the forward and "
+            "backward pass and out of the loss's token count; their gradient is 0 when beta is 0 (with beta > 0 "
+            "the KL term has one, and every sample is kept)"
+        ),
+    )
+
     def check(self) -> None:
         if self.executes_credit >= self.match_reward:
             raise ConfigError(

@@ -258,6 +258,127 @@ def test_gold_in_group_makes_the_first_sample_of_each_group_the_gold(
             assert rewards[0] == rewards[2] == 1.0
 
 
+def _first_step_gradient(
+    sft_run: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch, *extra: str
+) -> tuple[Any, dict[str, float]]:
+    """One GRPO step whose rewards are set, not scored (this is about the trainer): prompt 1's two samples both
+    1.0 (equal rewards: advantage 0), prompt 2's 1.0 and 0.0 (advantages +-1). Returns the flattened gradient the
+    optimizer got and whether the step's log line said half the samples taught."""
+    import torch
+    from transformers import TrainerCallback
+
+    from sqlmaster.train.grpo import SQLMasterGRPOTrainer
+    from sqlmaster.train.reward import ExecutionReward
+
+    original_init = SQLMasterGRPOTrainer.__init__
+    gradients: list[Any] = []
+
+    def rigged(self: ExecutionReward, prompts: Any, completions: Any, **kwargs: Any) -> list[float]:
+        assert len(completions) == 4  # 2 prompts x 2 samples
+        return [1.0, 1.0, 1.0, 0.0]
+
+    class Recorder(TrainerCallback):
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+            grads = [p.grad.flatten() for p in model.parameters() if p.grad is not None]
+            gradients.append(torch.cat(grads).clone())
+
+    def recording_init(self: SQLMasterGRPOTrainer, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.add_callback(Recorder())
+
+    monkeypatch.setattr(ExecutionReward, "__call__", rigged)
+    monkeypatch.setattr(SQLMasterGRPOTrainer, "__init__", recording_init)
+    lines = _Lines()
+    logging.getLogger("sqlmaster").addHandler(lines)
+    try:
+        metrics = _grpo(sft_run, run_dir, "training.max_steps=1", *extra)
+    finally:
+        logging.getLogger("sqlmaster").removeHandler(lines)
+    assert metrics["steps"] == 1 and len(gradients) == 1
+    return gradients[0], {"teaching": "| teaching 50% |" in "\n".join(lines.lines)}
+
+
+def test_skipping_zero_advantage_samples_leaves_the_gradients_direction_unchanged(
+    sft_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grpo.skip_zero_advantage drops prompt 1's samples (advantage 0) from the forward and backward pass: the
+    optimizer gets the same gradient up to its scale (the loss's token count now covers prompt 2's samples only),
+    and the log line says half the samples taught."""
+    import torch
+
+    (tmp_path / "on").mkdir()
+    (tmp_path / "off").mkdir()
+    kept, log_on = _first_step_gradient(sft_run, tmp_path / "on" / "grpo", monkeypatch)
+    full, log_off = _first_step_gradient(
+        sft_run, tmp_path / "off" / "grpo", monkeypatch, "grpo.skip_zero_advantage=false"
+    )
+    assert log_on["teaching"] and not log_off["teaching"]
+    assert full.norm() > 0 and kept.norm() > 0
+    assert torch.nn.functional.cosine_similarity(kept, full, dim=0) > 0.9999
+    assert kept.norm() > full.norm()  # the same sum over fewer tokens
+
+
+def test_teaching_rows_keep_equal_micro_batches_and_count_only_teaching_tokens() -> None:
+    """The batch filter on its own: samples with advantage 0 leave, as many stay as TRL's split into
+    steps_per_generation micro-batches needs, and the loss's token count covers the samples that teach."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import torch
+
+    from sqlmaster.train.grpo import SQLMasterGRPOTrainer
+
+    def trainer(chunks: int) -> Any:
+        return SimpleNamespace(
+            accelerator=SimpleNamespace(gather=lambda t: t),  # one process
+            args=SimpleNamespace(steps_per_generation=chunks),
+            _metrics={"train": defaultdict(list)},
+        )
+
+    mask = torch.tensor([[1, 1, 0]] * 4 + [[1, 1, 1]] * 4)
+    batch = {
+        "advantages": torch.tensor([0.0, 1e-17, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0]),
+        "completion_mask": mask,
+        "completion_ids": torch.arange(24).reshape(8, 3),
+        "num_items_in_batch": mask.sum(),
+        "labels": list("abcdefgh"),
+    }
+    one = SQLMasterGRPOTrainer._teaching_rows(trainer(1), dict(batch))
+    assert one["advantages"].tolist() == [0.5, -0.5] and one["labels"] == ["e", "f"]
+    assert one["completion_ids"].tolist() == [[12, 13, 14], [15, 16, 17]]
+    assert int(one["num_items_in_batch"]) == 6
+    four = SQLMasterGRPOTrainer._teaching_rows(trainer(4), dict(batch))  # 2 teach: 2 zero-advantage fillers
+    assert len(four["advantages"]) == 4 and four["labels"] == ["a", "b", "e", "f"]
+    assert int(four["num_items_in_batch"]) == 6
+    batch["advantages"] = torch.zeros(8)
+    none = SQLMasterGRPOTrainer._teaching_rows(trainer(2), dict(batch))  # nothing teaches: one row per micro-batch
+    assert none["labels"] == ["a", "b"] and int(none["num_items_in_batch"]) == 0
+
+
+def test_grpo_trains_in_two_cpu_processes_with_the_gold_in_each_group(sft_run: Path, tmp_path: Path) -> None:
+    """training.cpu_processes=2 (tiny's GRPO recipe): two gloo workers, each generating and scoring its share of
+    the step's groups; with grpo.gold_in_group each group's first sample is the gold on whichever process holds
+    it, and with grpo.skip_zero_advantage the processes keep equal batches (TRL gathers per-sample figures)."""
+    from sqlmaster.cores import available_cores
+
+    if available_cores() < 2:
+        pytest.skip(f"needs 2 cores for 2 training processes; this process may use {available_cores()}")
+    run_dir = tmp_path / "grpo"
+    sets = [*GRPO, "training.max_steps=3", "training.cpu_processes=2", "grpo.gold_in_group=true"]
+    command = _cli("--stage", "grpo", "--init-from", str(sft_run), "--output-dir", str(run_dir), sets=sets)
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "starting 2 training processes" in out and "the gold as one sample of each group" in out
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["world_size"] == 2 and info["status"] == "completed" and info["stage"] == "grpo"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 3
+    # every group holds its gold: half the samples match at least, unless a gold does not run on its schema
+    assert metrics["reward"]["match_rate"]["mean"] >= 0.25, metrics["reward"]
+    assert re.search(r"\| teaching \d+% \|", out), out[-3000:]
+
+
 def test_the_gold_completion_continues_the_prompt_as_sft_tokenized_it(sft_run: Path) -> None:
     from transformers import AutoTokenizer
 

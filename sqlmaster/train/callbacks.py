@@ -153,14 +153,16 @@ class LogLineCallback(TrainerCallback):
 
 def _reward_parts(logs: dict[str, Any]) -> list[str]:
     """A GRPO log's reward figures (sqlmaster/train/reward.py logs them as reward/<name>), for the log line."""
-    if logs.get("reward/mean_reward") is None:
-        return []
-    parts = [
-        f"reward {logs['reward/mean_reward']:.3f}",
-        f"exec {logs.get('reward/execution_rate', 0.0):.0%}",
-        f"match {logs.get('reward/match_rate', 0.0):.0%}",
-        f"rewards/s {logs.get('reward/rewards_per_s', 0.0):,.0f}",
-    ]
+    parts = []
+    if logs.get("reward/mean_reward") is not None:
+        parts += [
+            f"reward {logs['reward/mean_reward']:.3f}",
+            f"exec {logs.get('reward/execution_rate', 0.0):.0%}",
+            f"match {logs.get('reward/match_rate', 0.0):.0%}",
+            f"rewards/s {logs.get('reward/rewards_per_s', 0.0):,.0f}",
+        ]
+    if logs.get("grpo/teaching_fraction") is not None:  # grpo.skip_zero_advantage: the samples trained on
+        parts.append(f"teaching {logs['grpo/teaching_fraction']:.0%}")
     if logs.get("reward/share_of_step_time") is not None:
         parts.append(f"reward time {logs['reward/share_of_step_time']:.0%} of step")
     return parts

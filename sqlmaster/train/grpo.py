@@ -35,6 +35,9 @@ from sqlmaster.train.trainer import TimeBudgetMixin
 log = logging.getLogger("sqlmaster.train")
 
 HF_GENERATE, VLLM_COLOCATED = "HF generate", "vLLM colocated"
+# An advantage below this is 0: equal rewards give r - mean of a few 1e-17 (float sums), real ones are >= 1/G of the
+# smallest reward step (0.1 / 8 with tiny's recipe).
+ZERO_ADVANTAGE = 1e-6
 
 
 def generator(device: str) -> str:
@@ -95,11 +98,13 @@ class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
         *args: Any,
         time_budget: TimeBudget | None = None,
         gold_template: PromptTemplate | None = None,
+        skip_zero_advantage: bool = False,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self.time_budget = time_budget
         self.gold_template = gold_template  # grpo.gold_in_group: the template that renders the gold; None = off
+        self.skip_zero_advantage = skip_zero_advantage
         self._batch_rows: list[dict[str, Any]] = []  # the rows being generated for (their gold, for gold_in_group)
         self.reward: Any = self.reward_funcs[0]  # the ExecutionReward build_trainer passes
         self._last_log_time = time.monotonic()
@@ -117,7 +122,39 @@ class SQLMasterGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._batch_rows = inputs
-        return super()._generate_and_score_completions(inputs)
+        batch = super()._generate_and_score_completions(inputs)
+        if self.skip_zero_advantage and self.beta == 0.0 and self.model is not None and self.model.training:
+            batch = self._teaching_rows(batch)
+        return batch
+
+    def _teaching_rows(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The generation batch without its zero-advantage samples (grpo.skip_zero_advantage; beta is 0, so their
+        gradient is 0), and the loss's token count over the samples kept. TRL splits the batch into
+        ``steps_per_generation`` equal micro-batches, so as many zero-advantage samples as that needs stay (they
+        add nothing to the gradient); a process with none to teach keeps one per micro-batch, so that every
+        process still takes part in each gradient all-reduce. Every process keeps as many samples as the one
+        with the most to teach (TRL gathers per-sample figures in the loss)."""
+        import torch
+
+        advantages = batch["advantages"]
+        rows = advantages.shape[0]
+        teaches = advantages.abs() > ZERO_ADVANTAGE
+        if teaches.dim() > 1:  # per-token advantages (a subclass's): a sample teaches if any token does
+            teaches = teaches.any(dim=1)
+        taught = teaches.nonzero().flatten().tolist()
+        chunks: int = getattr(self.args, "steps_per_generation", 1)  # a GRPOConfig field
+        # TRL gathers per-sample figures across processes in the loss, which needs as many rows on each
+        most = int(self.accelerator.gather(torch.tensor([len(taught)], device=advantages.device)).max().item())
+        kept = max(chunks, -(-most // chunks) * chunks)
+        filler = (~teaches).nonzero().flatten().tolist()[: kept - len(taught)]
+        index = sorted(taught + filler)
+        loss_mask = batch["completion_mask"] * batch["tool_mask"] if "tool_mask" in batch else batch["completion_mask"]
+        out = {key: _rows(value, index, rows) for key, value in batch.items() if key != "num_items_in_batch"}
+        out["num_items_in_batch"] = self.accelerator.gather(loss_mask[teaches].sum()).sum()
+        self._metrics["train"]["grpo/teaching_fraction"].append(
+            self.accelerator.gather(teaches.float().mean()).mean().item()
+        )
+        return out
 
     def _generate_single_turn(self, prompt_ids: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
@@ -195,6 +232,7 @@ def build_trainer(
         callbacks=callbacks,
         time_budget=budget,
         gold_template=template if g.gold_in_group else None,
+        skip_zero_advantage=g.skip_zero_advantage,
     )
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
@@ -227,6 +265,17 @@ def _announce(job: Any, used: str, workers: int) -> None:
         g.executes_credit,
         workers,
     )
+
+
+def _rows(value: Any, index: list[int], rows: int) -> Any:
+    """The rows ``index`` of one generation-batch entry: a tensor or list with one entry per sample; else as is."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == rows:
+        return value[torch.tensor(index, dtype=torch.long, device=value.device)]
+    if isinstance(value, list) and len(value) == rows:
+        return [value[i] for i in index]
+    return value
 
 
 REWARD_KEYS = ("mean_reward", "execution_rate", "match_rate", "rewards_per_s", "share_of_step_time")

@@ -80,7 +80,7 @@ def run_training(model: str, output_dir: Path, recipe: Recipe, options: TrainOpt
         job = _plan(resolve_model(model), RunDir(output_dir), recipe, options or TrainOptions())
         if job.plan.action == "completed":
             return _already_completed(job)
-        if not job.grpo and (processes := launch.processes_to_start(recipe, job.device)) > 1:
+        if (processes := launch.processes_to_start(recipe, job.device)) > 1:
             return launch.train_in_processes(processes, model, output_dir, recipe, options or TrainOptions())
         _set_threads(recipe)
         data = _load_data(job)
