@@ -140,6 +140,7 @@ def measure(work: Path, cpu: bool) -> dict[str, Any]:
         "generation_calls": clock.calls,
         "generation_share_of_step_time": round(min(clock.seconds / runtime, 1.0), 4),
         "reward_share_of_step_time": reward["share_of_step_time"]["mean"],
+        "teaching_fraction": metrics.get("teaching_fraction"),  # samples in the backward pass (skip_zero_advantage)
         "mean_reward": reward["mean_reward"],
         "execution_rate": reward["execution_rate"],
         "match_rate": reward["match_rate"],

@@ -377,6 +377,7 @@ def test_grpo_trains_in_two_cpu_processes_with_the_gold_in_each_group(sft_run: P
     # every group holds its gold: half the samples match at least, unless a gold does not run on its schema
     assert metrics["reward"]["match_rate"]["mean"] >= 0.25, metrics["reward"]
     assert re.search(r"\| teaching \d+% \|", out), out[-3000:]
+    assert 0 < metrics["teaching_fraction"] <= 1
 
 
 def test_the_gold_completion_continues_the_prompt_as_sft_tokenized_it(sft_run: Path) -> None:

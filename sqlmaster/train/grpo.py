@@ -293,11 +293,14 @@ def metrics(trainer: Any, train_metrics: dict[str, Any], stop_reason: str, wall:
             "mean": sum(values) / len(values) if values else None,
         }
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    teaching = [h["grpo/teaching_fraction"] for h in trainer.state.log_history if "grpo/teaching_fraction" in h]
     return {
         "stage": "grpo",
         "train_loss": losses[-1] if losses else None,
         "train_loss_mean": train_metrics.get("train_loss"),
         "reward": figures,
+        # grpo.skip_zero_advantage: the mean share of samples trained on (None: every sample was)
+        "teaching_fraction": sum(teaching) / len(teaching) if teaching else None,
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
         "epochs": trainer.state.epoch,
