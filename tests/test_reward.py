@@ -186,3 +186,22 @@ def test_the_reward_values_are_the_recipe_keys_defaults() -> None:
     from sqlmaster.config import GrpoConfig
 
     assert (MATCH_REWARD, EXECUTES_CREDIT) == (GrpoConfig().match_reward, GrpoConfig().executes_credit) == (1.0, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("cores", "local_processes", "workers"), [(2, None, 2), (2, "2", 1), (1, None, 1), (16, "8", 2)]
+)
+def test_scorer_workers_share_the_cores_with_the_training_processes(
+    monkeypatch: pytest.MonkeyPatch, cores: int, local_processes: str | None, workers: int
+) -> None:
+    """GRPO in two processes on 2 cores starts one scorer worker in each, not two (four processes on two cores);
+    never none, since the workers are the sandbox."""
+    from sqlmaster.train import reward
+
+    monkeypatch.setattr(reward, "available_cores", lambda: cores)
+    if local_processes is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+    assert reward.default_workers() == workers
+    assert ExecutionReward().workers == workers  # the default an unconfigured reward takes (no process started yet)

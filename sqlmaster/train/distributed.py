@@ -13,6 +13,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_world_size() -> int:
+    """Training processes on this machine (they share its cores)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def is_main_process() -> bool:
     """Only the main process writes run.json, metrics.json, adapters and logs (others would race it)."""
     return rank() == 0

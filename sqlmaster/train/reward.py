@@ -52,6 +52,7 @@ from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.isolated import IsolatedPool
 from sqlmaster.evaluate.score import Score, ScorerState, ScoreSettings, failure_record, score_example
 from sqlmaster.prompt import PromptTemplate, extract_sql
+from sqlmaster.train.distributed import local_world_size
 
 # The recipe keys grpo.match_reward and grpo.executes_credit declare these values (and why 0.1): read from there, so
 # the numbers are written once.
@@ -103,6 +104,12 @@ def reward_of(score: Score, credit: float = EXECUTES_CREDIT, match: float = MATC
     return credit if score.executes else 0.0
 
 
+def default_workers() -> int:
+    """Scorer processes for one reward object: up to 2, within this training process's share of the machine's cores
+    (GRPO in two processes on 2 cores: one each). At least 1: the workers are the sandbox, not only the speed."""
+    return max(1, min(2, available_cores() // max(1, local_world_size())))
+
+
 def _example(task: Task) -> tuple[str | None, str, str]:
     return task[:3]  # what the workers' caches are keyed by: one group per prompt
 
@@ -111,9 +118,9 @@ class ExecutionReward:
     """A TRL reward function whose verdicts come from the scorer's isolated workers (see the module docstring).
 
     ``template``: the run's prompt template, whose ``extract_sql`` cuts the SQL out of a completion (None: the
-    completion is the SQL). ``workers``: scorer processes, kept for the object's lifetime (default: up to 2;
-    ``0`` scores in this process, without isolation, for debugging and tests). ``method`` forces the workers'
-    start method (tests). ``last`` holds the latest call's :class:`RewardStats`.
+    completion is the SQL). ``workers``: scorer processes, kept for the object's lifetime (default:
+    :func:`default_workers`; ``0`` scores in this process, without isolation, for debugging and tests).
+    ``method`` forces the workers' start method (tests). ``last`` holds the latest call's :class:`RewardStats`.
     """
 
     def __init__(
@@ -135,7 +142,7 @@ class ExecutionReward:
         self.credit = credit
         self.match = match
         self.seconds_total = 0.0  # wall time of every call so far (the GRPO trainer logs its share of step time)
-        self.workers = min(2, available_cores()) if workers is None else workers
+        self.workers = default_workers() if workers is None else workers
         self.method = method
         self.last: RewardStats | None = None
         self._pool: IsolatedPool[Score] | None = None
