@@ -216,6 +216,62 @@ def test_a_second_thread_means_spawn() -> None:
         thread.join()
 
 
+def _exit_at_start() -> None:
+    os._exit(3)
+
+
+def _exit_at_first_start() -> None:
+    marker = Path(os.environ["SQLMASTER_TEST_MARKER"])
+    if not marker.exists():
+        marker.write_text("started once")
+        os._exit(3)
+
+
+@METHODS
+def test_a_worker_that_dies_as_it_starts_charges_no_payload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    # The first worker exits before its first payload; its chunk goes to the next, and every payload is answered.
+    monkeypatch.setenv("SQLMASTER_TEST_MARKER", str(tmp_path / "marker"))
+    with isolated.IsolatedPool(_pid, 1, 30, _failed, _exit_at_first_start, method=method) as pool:
+        results = pool.map(["a", "b", "c"], chunk=2)
+    assert (tmp_path / "marker").exists()
+    assert [r.get("payload") for r in results] == ["a", "b", "c"]
+    assert not any(r.get("worker_failure") for r in results)
+
+
+@METHODS
+def test_workers_that_cannot_start_stop_the_pool_at_once_naming_why(method: str) -> None:
+    # Not one failure record per payload, one process start at a time: the third start that fails ends the map.
+    start = time.monotonic()
+    failing = pytest.raises(isolated.WorkerStartError, match=r"3 worker processes in a row .*exit code 3")
+    with isolated.IsolatedPool(_pid, 2, 30, _failed, _exit_at_start, method=method) as pool, failing:
+        pool.map([str(i) for i in range(200)], chunk=2)
+    assert time.monotonic() - start < 30
+
+
+_STDIN_SCRIPT = """
+import threading
+from sqlmaster.evaluate.isolated import run_isolated, start_method
+from sqlmaster.evaluate.score import failure_record
+threading.Thread(target=threading.Event().wait, daemon=True).start()  # a second thread: the pool spawns
+assert start_method() == "spawn"
+print(run_isolated(abs, [-1, -2, -3], 2, 30, failure_record, chunk=1))
+"""
+
+
+def test_a_script_read_from_stdin_can_spawn_workers(tmp_path: Path) -> None:
+    # `python - <<EOF`: a spawned worker would re-import the main script from the path "<stdin>" and die.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-"], input=_STDIN_SCRIPT, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[1, 2, 3]"
+
+
 @METHODS
 def test_workers_leave_the_parents_cached_databases_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str

@@ -18,6 +18,13 @@ progress bar's refresher) means ``spawn``; the choice is made for each worker as
 first runs the ``fresh_state`` callback, which drops (without touching) whatever per-process state of the
 parent it must not share: SQLite connections must never be used on both sides of a fork.
 
+**A worker that cannot start** (it exits before taking its first payload) charges no payload: its chunks go
+back to the queue and a fresh worker takes its place; when ``START_FAILURES`` in a row fail so, :meth:`map` raises
+:class:`WorkerStartError` naming the exit code and the usual cause, instead of recording every payload as a crash
+one process start at a time. A spawned worker re-imports the parent's main script; one read from standard input
+(``python - <<EOF``) has no file to re-import, so its worker imports no main script (what it runs lives in
+importable modules anyway).
+
 **Chunks.** Payloads go out ``chunk`` at a time and each worker answers a whole chunk in one message, keeping
 ``AHEAD`` chunks queued so that it never waits for the parent; the parent sleeps between collections rather
 than waking per answer (on a busy core that would switch processes, and refill the CPU caches, per payload).
@@ -31,12 +38,15 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
+from sqlmaster.errors import TransientError
 from sqlmaster.evaluate.sandbox import enable_cpu_guard, limit_address_space, set_process_heap_limit
 from sqlmaster.lifetime import die_with_parent
 
@@ -46,6 +56,14 @@ CHUNK = 16  # payloads per message to a worker, and answers per message back
 AHEAD = 4  # chunks a worker holds: it never waits for the parent between chunks
 COLLECT_S = 0.005  # the parent sleeps this long between collections: one wake-up per many answers
 _IDLE = -1  # a worker's in-flight marker between chunks
+_NOT_STARTED = -2  # ... and before its first payload
+START_FAILURES = 3  # workers in a row that exit before their first payload: the pool gives up (WorkerStartError)
+
+
+class WorkerStartError(TransientError):
+    """The pool's worker processes exit as they start, before taking any payload (the command line prints it as
+    one line and exits 1; a Job retries it, as the cause may be a node short of memory)."""
+
 
 Result = TypeVar("Result")  # what the pool's function returns for one payload (the scorer's: a Score)
 
@@ -128,17 +146,39 @@ def crash_reason(exitcode: int | None) -> str:
     return f"worker process crashed (exit code {exitcode})"
 
 
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _main_script_importable(method: str) -> Iterator[None]:
+    """While a worker is spawned: a main script that is not a file (``python -`` reads it from standard input,
+    and its ``__file__`` is ``<stdin>``) is hidden from multiprocessing, which would otherwise make the worker
+    re-import it from that path and exit with FileNotFoundError before its first payload."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if method != "spawn" or main is None or path is None or os.path.isfile(path):
+        yield
+        return
+    with _MAIN_LOCK:
+        del main.__file__
+        try:
+            yield
+        finally:
+            main.__file__ = path
+
+
 class _Worker:
     def __init__(self, method: str, target_args: tuple[Any, ...]) -> None:
         ctx: Any = mp.get_context(method)  # typeshed: a plain BaseContext has no Process
         self.method = method
         self.conn, child = ctx.Pipe()
-        self.in_flight = ctx.RawValue("q", _IDLE)
+        self.in_flight = ctx.RawValue("q", _NOT_STARTED)
         self.proc = ctx.Process(target=_worker_main, args=(child, *target_args, self.in_flight), daemon=True)
-        self.proc.start()
+        with _main_script_importable(method):
+            self.proc.start()
         child.close()
         self.pending: deque[tuple[int, Any]] = deque()  # payloads sent and not answered, in order
-        self.seen = _IDLE  # the in-flight index the parent saw last
+        self.seen = _NOT_STARTED  # the in-flight index the parent saw last
         self.started = 0.0  # when that payload started (as far as the parent can tell)
 
     @property
@@ -149,7 +189,9 @@ class _Worker:
         if not self.pending:
             self.started = time.monotonic()
         self.pending.extend(chunk)
-        self.conn.send(chunk)
+        # A worker that has died (BrokenPipeError) is replaced at the next collection, which re-queues the chunk.
+        with suppress(OSError):
+            self.conn.send(chunk)
 
     def watch(self) -> None:
         """Restart the watchdog's clock when the worker has moved on to another payload."""
@@ -157,6 +199,10 @@ class _Worker:
         if current != self.seen:
             self.seen = current
             self.started = time.monotonic()
+
+    def never_started(self) -> bool:
+        """It died before taking up its first payload: a start-up failure, not a payload's fault."""
+        return self.in_flight.value == _NOT_STARTED
 
     def culprit(self) -> int:
         """Position in ``pending`` of the payload that was running when the worker died or hung."""
@@ -204,6 +250,7 @@ class IsolatedPool(Generic[Result]):
         self.failure = failure
         self.method = method
         self._target_args = (fn, failure, fresh_state)
+        self._start_failures = 0  # workers in a row that exited before their first payload
         self.workers: list[_Worker] = []
         try:
             for _ in range(max(1, workers)):
@@ -285,6 +332,7 @@ class IsolatedPool(Generic[Result]):
                     w.pending.popleft()
                     done(index, out)
                 w.started = time.monotonic()
+                self._start_failures = 0
                 ready = []  # poll() decides for the next message
             w.watch()
         except (EOFError, OSError):
@@ -303,11 +351,23 @@ class IsolatedPool(Generic[Result]):
         self, slot: int, reason: str, queue: deque[tuple[int, Any]], done: Callable[[int, Result], None]
     ) -> None:
         """Kill the worker in ``slot``: the payload it was on fails with ``reason``, the others it held go back
-        to the front of the queue (in order), and a fresh worker takes the slot."""
+        to the front of the queue (in order), and a fresh worker takes the slot. A worker that died before its
+        first payload fails none of them; ``START_FAILURES`` such in a row raise :class:`WorkerStartError`."""
         w = self.workers[slot]
-        w.pending.rotate(-w.culprit())
-        index, _ = w.pending.popleft()
-        done(index, self.failure(reason))
+        if w.never_started():
+            self._start_failures += 1
+            if self._start_failures >= START_FAILURES:
+                raise WorkerStartError(
+                    f"{self._start_failures} worker processes in a row exited as they started ({reason}, start "
+                    f"method {w.method}), before taking any example; their output above says why. A common "
+                    "cause under spawn (the parent has other threads): the main script has no "
+                    "`if __name__ == '__main__':` guard, so each worker re-runs it. Put the script's work under "
+                    "that guard, or run it where the parent has one thread (the pool then forks)"
+                )
+        else:
+            w.pending.rotate(-w.culprit())
+            index, _ = w.pending.popleft()
+            done(index, self.failure(reason))
         queue.extendleft(reversed(sorted(w.pending, key=lambda task: task[0])))
         w.pending = deque()
         w.stop(kill=True)
