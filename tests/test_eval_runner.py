@@ -219,3 +219,34 @@ def test_eval_run_with_vote_answers_with_the_majority_and_keeps_the_samples(
     assert all(records[i]["execution_match"] for i in learnt)
     report = CliRunner().invoke(app, ["eval", "report", str(out), "--output-dir", str(tmp_path / "report")])
     assert report.exit_code == 0 and "| vote@3 |" in report.output, report.output
+
+
+def test_a_vote_that_fails_loses_no_candidate(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The candidates are on disk before the vote runs: when it fails (here: scorer workers that cannot start),
+    predictions.jsonl holds every candidate, answered with the greedy one, and `eval score` scores it."""
+    from sqlmaster.evaluate import vote
+    from sqlmaster.evaluate.isolated import WorkerStartError
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise WorkerStartError("3 worker processes in a row exited as they started")
+
+    monkeypatch.setattr(embedding, "select_embedder", lambda kind="auto": BagOfWords())
+    monkeypatch.setattr(vote, "vote_questions", fail)
+    out = tmp_path / "voted"
+    sets = ["evaluation.batch_size=2", "evaluation.max_new_tokens=48", "evaluation.vote=3"]
+    args = ["eval", "run", "--model", "tiny", "--adapter", str(run_dir), "--output-dir", str(out), "--limit", "4"]
+    result = CliRunner().invoke(
+        app, [*args, "--dataset", "sql-create-context-test", *(a for s in sets for a in ("--set", s))]
+    )
+    assert result.exit_code != 0 and isinstance(result.exception, WorkerStartError)
+    test_dir = out / "eval" / "sql-create-context-test"
+    assert not (test_dir / "metrics.json").exists()
+    kept = test_dir / "predictions.jsonl"
+    predictions = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert len(predictions) == 4
+    for row in predictions:
+        assert len(row["samples"]) == 3 and row["samples"][0]["greedy"]
+        assert row["prediction"] == row["samples"][0]["sql"] and row["vote"] is None  # not voted
+    scored = CliRunner().invoke(app, ["eval", "score", "--input", str(kept), "--output-dir", str(tmp_path / "s")])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads((tmp_path / "s" / "metrics.json").read_text())["n"] == 4

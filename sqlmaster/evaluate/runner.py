@@ -268,9 +268,23 @@ def evaluate_dataset(
     started = time.perf_counter()
     generations: list[GenerationRecord] = generator.generate(prompts)
     generation_wall_s = time.perf_counter() - started
-    vote_wall_s = _vote(generations, dataset, recipe, workers)
+    if recipe.evaluation.vote > 1:
+        # Generation is the costly part: every candidate is on disk, answered with the greedy one, before the vote
+        # runs, so a vote that fails loses none of them.
+        _write_jsonl(files.predictions, _prediction_rows(dataset, generations))
+    try:
+        vote_wall_s = _vote(generations, dataset, recipe, workers)
+    except Exception:
+        log.error(
+            "%s: the vote failed; every candidate is kept in %s, answered with the greedy one "
+            "(`sqlmaster eval score --input %s --output-dir DIR` scores those answers)",
+            dataset.name,
+            files.predictions,
+            files.predictions,
+        )
+        raise
 
-    rows = [_prediction_row(ex.to_dict(), gen) for ex, gen in zip(dataset.examples, generations, strict=True)]
+    rows = _prediction_rows(dataset, generations)
     _write_jsonl(files.predictions, rows)
 
     lines, scored = _score(dataset.name, rows, recipe, workers)
@@ -343,6 +357,10 @@ def _score(
         databases_per_example=recipe.evaluation.databases_per_example,
     )
     return score_rows(records, settings, workers)
+
+
+def _prediction_rows(dataset: EvalDataset, generations: list[GenerationRecord]) -> list[dict[str, Any]]:
+    return [_prediction_row(ex.to_dict(), gen) for ex, gen in zip(dataset.examples, generations, strict=True)]
 
 
 def _prediction_row(example: dict[str, Any], gen: GenerationRecord) -> dict[str, Any]:
