@@ -268,21 +268,7 @@ def evaluate_dataset(
     started = time.perf_counter()
     generations: list[GenerationRecord] = generator.generate(prompts)
     generation_wall_s = time.perf_counter() - started
-    if recipe.evaluation.vote > 1:
-        # Generation is the costly part: every candidate is on disk, answered with the greedy one, before the vote
-        # runs, so a vote that fails loses none of them.
-        _write_jsonl(files.predictions, _prediction_rows(dataset, generations))
-    try:
-        vote_wall_s = _vote(generations, dataset, recipe, workers)
-    except Exception:
-        log.error(
-            "%s: the vote failed; every candidate is kept in %s, answered with the greedy one "
-            "(`sqlmaster eval score --input %s --output-dir DIR` scores those answers)",
-            dataset.name,
-            files.predictions,
-            files.predictions,
-        )
-        raise
+    vote_wall_s = _vote_keeping_candidates(generations, dataset, recipe, workers, files.predictions)
 
     rows = _prediction_rows(dataset, generations)
     _write_jsonl(files.predictions, rows)
@@ -309,6 +295,27 @@ def evaluate_dataset(
     )
     write_results(out_dir, lines, metrics)
     return metrics
+
+
+def _vote_keeping_candidates(
+    generations: list[GenerationRecord], dataset: EvalDataset, recipe: Recipe, workers: int | None, predictions: Path
+) -> float | None:
+    """:func:`_vote`, with every candidate written to ``predictions`` first (answered with the greedy one):
+    generation is the costly part, so a vote that fails loses none of it."""
+    if recipe.evaluation.vote <= 1:
+        return None
+    _write_jsonl(predictions, _prediction_rows(dataset, generations))
+    try:
+        return _vote(generations, dataset, recipe, workers)
+    except Exception:
+        log.error(
+            "%s: the vote failed; every candidate is kept in %s, answered with the greedy one "
+            "(`sqlmaster eval score --input %s --output-dir DIR` scores those answers)",
+            dataset.name,
+            predictions,
+            predictions,
+        )
+        raise
 
 
 def _vote(
