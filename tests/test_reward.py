@@ -196,9 +196,10 @@ def test_scorer_workers_share_the_cores_with_the_training_processes(
 ) -> None:
     """GRPO in two processes on 2 cores starts one scorer worker in each, not two (four processes on two cores);
     never none, since the workers are the sandbox."""
+    from sqlmaster import cores as machine
     from sqlmaster.train import reward
 
-    monkeypatch.setattr(reward, "available_cores", lambda: cores)
+    monkeypatch.setattr(machine, "available_cores", lambda: cores)
     if local_processes is None:
         monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     else:

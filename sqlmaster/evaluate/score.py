@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmaster.atomic import atomic_open, finite
 from sqlmaster.config import EvaluationConfig, recipe_field
-from sqlmaster.cores import available_cores
+from sqlmaster.cores import scorer_workers
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
@@ -649,7 +649,7 @@ def score_records(
 ) -> list[Score]:
     """Score validated rows; returns one score per row, in order."""
     if workers is None:
-        workers = min(2, available_cores())
+        workers = scorer_workers()
     tasks = [_task(r) for r in rows]
     # Predictions of one example (or one database) next to each other: they go to one worker and its caches.
     order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))

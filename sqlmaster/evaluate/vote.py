@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlmaster.cores import available_cores
+from sqlmaster.cores import scorer_workers
 from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
 from sqlmaster.evaluate.sandbox import QueryError, Row
 from sqlmaster.evaluate.score import DatabaseResolver, ScoreSettings
@@ -307,7 +307,7 @@ def vote_questions(
         replace(q, db_path=resolver.resolve({"db_path": q.db_path}, f"question {i}")) if q.db_path else q
         for i, q in enumerate(questions)
     ]
-    workers = min(2, available_cores()) if workers is None else workers
+    workers = scorer_workers() if workers is None else workers
     runner = _Runner(settings, workers, sum(len(q.candidates) for q in questions), method)
     try:
         hints = _choose_hints(runner, questions)

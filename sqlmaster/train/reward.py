@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlmaster.config import GrpoConfig, declared_default
-from sqlmaster.cores import available_cores
+from sqlmaster.cores import scorer_workers
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.isolated import IsolatedPool
 from sqlmaster.evaluate.score import Score, ScorerState, ScoreSettings, failure_record, score_example
@@ -105,9 +105,9 @@ def reward_of(score: Score, credit: float = EXECUTES_CREDIT, match: float = MATC
 
 
 def default_workers() -> int:
-    """Scorer processes for one reward object: up to 2, within this training process's share of the machine's cores
-    (GRPO in two processes on 2 cores: one each). At least 1: the workers are the sandbox, not only the speed."""
-    return max(1, min(2, available_cores() // max(1, local_world_size())))
+    """Scorer processes for one reward object: :func:`~sqlmaster.cores.scorer_workers` for each of the training
+    processes on this machine, which all start their own."""
+    return scorer_workers(local_world_size())
 
 
 def _example(task: Task) -> tuple[str | None, str, str]:
