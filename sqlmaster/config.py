@@ -367,6 +367,15 @@ class TrainingConfig(_Section):
     )
 
     def check(self) -> None:
+        budget, cap = self.time_budget_minutes, self.max_time_minutes
+        if budget is not None and cap is not None and cap <= budget:
+            # The cap would stop the run before its schedule ends: a model whose learning rate never decayed becomes
+            # the run's output (stop reason max_time), minutes before the budget the user asked for.
+            raise ConfigError(
+                f"training.max_time_minutes={cap:g} would stop training before training.time_budget_minutes="
+                f"{budget:g} ends. Raise the safety net with the budget, e.g. --set training.max_time_minutes="
+                f"{budget + 4:g}, or set it to null"
+            )
         if self.early_stopping_patience is not None and self.save_steps % self.eval_steps:
             raise ConfigError(
                 "training.save_steps must be a multiple of training.eval_steps with early stopping "

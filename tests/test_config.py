@@ -47,6 +47,12 @@ def test_a_jobs_values_file_is_accepted(tmp_path: Path) -> None:
         ({"model": {"mode": "qlora"}}, r"model.mode must be one of lora, full \(got 'qlora'\)"),
         ({"prompt": {"template": "fancy"}}, "prompt.template must be one of original, compact"),
         ({"training": {"save_steps": 30, "eval_steps": 20}}, "save_steps must be a multiple"),
+        (
+            {"training": {"time_budget_minutes": 18, "max_time_minutes": 6}},
+            r"training.max_time_minutes=6 would stop training before training.time_budget_minutes=18 ends.*"
+            r"--set training.max_time_minutes=22, or set it to null",
+        ),
+        ({"training": {"time_budget_minutes": 6, "max_time_minutes": 6}}, r"max_time_minutes=6 would stop"),
         ({"output": {"push_to_hub": True}}, "needs output.hub_repo_id"),
         ({"model": {"tiny_hidden_size": 100, "tiny_heads": 3}}, "multiple of 2 x model.tiny_heads"),
         ({"model": {"tiny_heads": 0}}, r"model.tiny_heads must be >= 1 \(got 0\)\. .*--set model.tiny_heads=4"),
@@ -283,3 +289,9 @@ def test_settings_classes_take_their_defaults_from_the_recipe() -> None:
     assert ScoreSettings().databases_per_example == DATABASES_PER_EXAMPLE == evaluation.databases_per_example
     prepared = prepare_example("CREATE TABLE t (a INTEGER)", "SELECT a FROM t")
     assert len(prepared.synth.databases) == evaluation.databases_per_example
+
+
+def test_a_safety_net_above_the_time_budget_or_none_is_accepted() -> None:
+    assert recipe_from_dict({"training": {"time_budget_minutes": 18, "max_time_minutes": 22}}).training.max_time_minutes
+    assert recipe_from_dict({"training": {"time_budget_minutes": 18, "max_time_minutes": None}}).training
+    assert recipe_from_dict({"training": {"time_budget_minutes": None, "max_time_minutes": 1}}).training
