@@ -11,6 +11,15 @@ extras="train,eval"
 [[ "${1:-}" == "dev" ]] && extras="train,eval,dev"
 
 if [[ ! -x .venv/bin/python ]]; then
+    # A fresh .venv takes about 2.5 GiB (torch, transformers and the rest). A disk that fills half-way leaves a
+    # broken .venv behind pip's bare "No space left on device", so say it before writing anything.
+    need_mib="${SQLMASTER_SETUP_NEED_MIB:-3072}"
+    free_mib=$(df -Pm . | awk 'NR == 2 {print $4}')
+    if (( free_mib < need_mib )); then
+        echo "scripts/setup.sh: a fresh install needs about ${need_mib} MiB free on the disk of $(pwd);" \
+             "${free_mib} MiB are free. Free some space (old clones, ~/.cache/pip) and run it again." >&2
+        exit 1
+    fi
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
