@@ -102,8 +102,7 @@ def run_quickstart(
     _check_openai()
     run_dir = output_dir / spec.name
     evaluated = []
-    if not spec.is_tiny:
-        _ensure_weights(spec)
+    _ensure_weights(spec)  # a no-op for tiny (nothing to fetch) and for weights already fetched
     if zero_shot:
         # The base model zero-shot, on the training recipe's held-out rows and prompt: what LoRA starts from.
         evaluation = dataclasses.replace(
