@@ -56,7 +56,8 @@ def test_schema_keys_counts_and_an_untouched_file(tmp_path: Path, make, suffix: 
         team, player = schema.table("team"), schema.table("PLAYER")
         assert team is not None and player is not None
         assert team.primary_key == ("id",) and team.row_count in (1, 2)
-        assert [(k.columns, k.ref_table, k.ref_columns) for k in player.foreign_keys] == [(("team_id",), "team", ("id",))]
+        keys = [(k.columns, k.ref_table, k.ref_columns) for k in player.foreign_keys]
+        assert keys == [(("team_id",), "team", ("id",))]
         assert session.run("SELECT name FROM team WHERE id = 1") == [("Ajax",)]
     assert _fingerprint(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no -wal, -journal or .wal beside it

@@ -131,7 +131,9 @@ class DuckDBEngine(Engine):
 
         path = Path(source.removeprefix("duckdb://"))
         if not path.is_file():
-            raise DatabaseUnavailable(f"cannot open DuckDB database {path}: no such file. Pass an existing .duckdb file")
+            raise DatabaseUnavailable(
+                f"cannot open DuckDB database {path}: no such file. Pass an existing .duckdb file"
+            )
         try:
             conn = duckdb.connect(str(path), read_only=True, config=dict(CONNECT_CONFIG))
         except duckdb.Error as exc:
