@@ -4,7 +4,7 @@ speed, in the same run; (2) synthesized-database throughput on the whole shipped
 
     # the official evaluator (taoyds/test-suite-sql-eval) and its deps, for this benchmark only:
     pip install --target /tmp/peerdeps sqlparse tqdm
-    OMP_NUM_THREADS=1 python bench/bench_scorer.py --peer /work/shared/peers/test-suite-sql-eval \\
+    OMP_NUM_THREADS=1 python bench/bench_scorer.py --peer PATH/TO/test-suite-sql-eval \\
         --peer-deps /tmp/peerdeps --workers 2 --repeat 3            # issue 8's figures: 2 workers on 2 idle cores
     taskset -c 1 python bench/bench_scorer.py --skip-spider --workers 1 --limit 2000   # one core, a subset
 

@@ -8,7 +8,7 @@ Both arms build the same model from the same recipe file (``jobs/train/<model>.y
 a BPE tokenizer with the model's vocabulary size trained on the same training rows), so they differ only in
 how they train:
 
-* ``original``: the 7B-SQLMaster recipe as it ran (/work/shared/notes/original-recipe.md): every example
+* ``original``: the 7B-SQLMaster recipe as it ran (docs/original-recipe.md): every example
   rendered whole, BOS + tokens + EOS concatenated and cut into ``max_length`` chunks (TRL 0.7's
   ConstantLengthDataset: examples attend to each other, loss on every token), batch 8 x 4, max length 1024, LoRA
   r16 on all projections, gradient checkpointing, flash-attention 2 if importable else SDPA's causal kernel,
