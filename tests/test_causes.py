@@ -173,3 +173,34 @@ def test_the_leaderboard_prints_the_top_causes(tmp_path: Path) -> None:
 
 def test_count_causes_orders_by_count_then_by_the_table() -> None:
     assert list(count_causes(["other", "limit", "parse_error", "limit", None])) == ["limit", "parse_error", "other"]
+
+
+# What each kind of single-edit mutant (sqlmaster/evaluate/mutants.py) must be named; a flipped JOIN ... ON
+# comparison is a join that differs.
+MUTANT_CAUSES = {
+    "flip_comparison": {"wrong_operator", "join"},
+    "min_max": {"aggregate"},
+    "sum_avg": {"aggregate"},
+    "drop_condition": {"condition_missing"},
+    "change_literal": {"wrong_literal"},
+    "and_or": {"wrong_operator"},
+    "asc_desc": {"order_by"},
+    "distinct": {"distinct"},
+}
+
+
+def test_single_edit_mutants_of_real_golds_are_named_by_their_edit() -> None:
+    """Mutants of 80 sql-create-context and 80 Spider dev golds: each named by what was edited, never "other"."""
+    from _scorer_data import seeded_subset
+
+    from sqlmaster.data.spider import dev_examples
+    from sqlmaster.evaluate.mutants import mutants
+
+    golds = [r["answer"] for r in seeded_subset(80)] + [e.query for e in dev_examples()[:80]]
+    named: dict[str, set[str]] = {}
+    for gold in golds:
+        for mutant in mutants(gold):
+            found = classify(mutant.sql, gold)
+            named.setdefault(mutant.kind, set()).add(found.cause)
+            assert found.cause in MUTANT_CAUSES[mutant.kind], (mutant, gold, found)
+    assert set(named) == set(MUTANT_CAUSES)

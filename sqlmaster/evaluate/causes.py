@@ -137,8 +137,13 @@ def _unqualified(node: exp.Expr) -> str:
 
 
 def _value(node: exp.Expr) -> Any:
+    """A literal's value (``'x'``, ``-3``), else the node itself (a column, a subquery, an expression)."""
     value = sqlast.literal_value(node)
-    return _unqualified(node) if value is None else value
+    return node if value is None else value
+
+
+def _text(value: Any) -> str:
+    return _unqualified(value) if isinstance(value, exp.Expr) else str(value)
 
 
 def _atom(node: exp.Expr) -> Atom:
@@ -147,10 +152,15 @@ def _atom(node: exp.Expr) -> Atom:
         inner = node.this.unnest()
         return _atom(inner)._replace(op=f"Not {type(inner).__name__}", text=_unqualified(node))
     left = node.this if isinstance(node.this, exp.Expr) else None
-    values = [node.args.get(k) for k in ("expression", "low", "high")] + list(node.args.get("expressions") or [])
+    values = [node.args.get(k) for k in ("expression", "query", "low", "high")] + list(
+        node.args.get("expressions") or []
+    )
     rights = [v for v in values if isinstance(v, exp.Expr)]
     if isinstance(left, exp.Expr) and len(rights) == 1 and sqlast.literal_value(left) is not None:
         left, rights = rights[0], [left]  # 'x' = col reads as col = 'x'
+    if isinstance(left, exp.Query | exp.Subquery):  # EXISTS (SELECT ...)
+        rights = [left, *rights]
+        left = None
     if isinstance(left, exp.Column):
         subject = left.name.lower()
     elif left is not None:
@@ -178,16 +188,31 @@ def _join_key(join: exp.Join) -> str:
     return " ".join(filter(None, (join.side, join.kind, "JOIN"))) + condition
 
 
+def _condition_queries(tree: exp.Expr) -> set[int]:
+    """The ids of every node inside a subquery of a WHERE or HAVING (compared as that condition's value)."""
+    inside: set[int] = set()
+    for clause in tree.find_all(exp.Where, exp.Having):
+        for query in clause.find_all(exp.Query, exp.Subquery):
+            inside.update(id(n) for n in query.walk())
+    return inside
+
+
 def shape_of(tree: exp.Expr) -> Shape:
-    """The parts of ``tree`` that :func:`compare` looks at (identifiers already lower case)."""
+    """The parts of ``tree`` that :func:`compare` looks at (identifiers already lower case). A subquery inside a
+    condition counts only through that condition (and its columns and literals)."""
     shape = Shape()
+    inside = _condition_queries(tree)
     for node in tree.walk():
+        if isinstance(node, exp.Column):
+            shape.columns[node.name.lower()] += 1
+        elif isinstance(node, exp.Literal):
+            shape.literals[str(sqlast.literal_value(node))] += 1
+        if id(node) in inside:
+            continue
         if isinstance(node, exp.Table):
             shape.tables[node.name.lower()] += 1
         elif isinstance(node, exp.Join):
             shape.joins[_join_key(node)] += 1
-        elif isinstance(node, exp.AggFunc):
-            shape.aggregates[type(node).__name__.upper()] += 1
         elif isinstance(node, exp.Distinct):
             shape.distinct += 1
         elif isinstance(node, exp.Where | exp.Having):
@@ -198,14 +223,11 @@ def shape_of(tree: exp.Expr) -> Shape:
             shape.order += [(_unqualified(o.this), bool(o.args.get("desc"))) for o in node.expressions]
         elif isinstance(node, exp.Limit | exp.Offset):
             shape.limit.append(f"{type(node).__name__.upper()} {_unqualified(node.expression)}")
-        elif isinstance(node, exp.Column):
-            shape.columns[node.name.lower()] += 1
-        elif isinstance(node, exp.Literal):
-            shape.literals[str(sqlast.literal_value(node))] += 1
-        if isinstance(node, exp.Select):
+        elif isinstance(node, exp.Select):
             shape.width += len(node.expressions)
             for item in node.expressions:
                 shape.projection.update(c.name.lower() for c in item.find_all(exp.Column))
+                shape.aggregates.update(type(a).__name__.upper() for a in item.find_all(exp.AggFunc))
     return shape
 
 
@@ -225,7 +247,7 @@ def _op_sql(op: str) -> str:
 
 def _show(items: Iterable[Any], quote: bool = False) -> str:
     """Items for a detail: names as written, values (``quote``) as SQL literals."""
-    return ", ".join("'" + i.replace("'", "''") + "'" if quote and isinstance(i, str) else str(i) for i in items)
+    return ", ".join("'" + i.replace("'", "''") + "'" if quote and isinstance(i, str) else _text(i) for i in items)
 
 
 def _difference(gold: Counter[str], pred: Counter[str], what: str) -> str:
@@ -258,13 +280,29 @@ def _structure(pred: Shape, gold: Shape) -> Cause | None:
 
 def _values_cause(pred: tuple[Any, ...], gold: tuple[Any, ...]) -> Cause | None:
     """Two conditions' values: the same, the same but for letter case, or different."""
-    if [str(v) for v in pred] == [str(v) for v in gold]:  # 5 and '5' compare equal on a TEXT column
+    if [_text(v) for v in pred] == [_text(v) for v in gold]:  # 5 and '5' compare equal on a TEXT column
         return None
+    if len(pred) == len(gold):
+        for p, g in zip(pred, gold, strict=True):
+            if isinstance(p, exp.Expr) and isinstance(g, exp.Expr) and _text(p) != _text(g):
+                inner = _expression_cause(p, g)
+                if inner is not None:
+                    return inner
     detail = f"{_show(pred, quote=True)} for {_show(gold, quote=True)}"
     folded = len(pred) == len(gold) and all(
         str(p).casefold() == str(g).casefold() for p, g in zip(pred, gold, strict=True)
     )
     return Cause("literal_case" if folded else "wrong_literal", detail)
+
+
+def _expression_cause(pred: exp.Expr, gold: exp.Expr) -> Cause | None:
+    """Two values that are not literals: subqueries compared as queries, else the columns they name."""
+    if isinstance(pred, exp.Query | exp.Subquery) and isinstance(gold, exp.Query | exp.Subquery):
+        return compare(shape_of(pred), shape_of(gold))
+    columns = [Counter(c.name.lower() for c in e.find_all(exp.Column)) for e in (pred, gold)]
+    if columns[0] != columns[1]:
+        return Cause("wrong_column", _difference(columns[1], columns[0], "compared with"))
+    return None
 
 
 def _pair_cause(pred: Atom, gold: Atom) -> Cause | None:
