@@ -103,16 +103,16 @@ class Atom(NamedTuple):
 
     subject: str  # the column's name (no table qualifier), or the left side's text
     op: str  # the predicate's class: EQ, GT, Like, In, Between, Not Like, ...
-    values: tuple[Any, ...]  # the right side's literal values (or text where not a literal)
+    values: tuple[Any, ...]  # the right side's literal values, or its node where not a literal (column, subquery)
     text: str  # the whole condition, qualifiers dropped
 
 
 @dataclass
 class Shape:
-    """What the comparison looks at in one query tree (every SELECT in it, subqueries too)."""
+    """What the comparison looks at in one query tree (each SELECT but those inside a condition, see shape_of)."""
 
     tables: Counter[str] = field(default_factory=Counter)
-    joins: Counter[str] = field(default_factory=Counter)  # kind + ON columns per JOIN
+    joins: Counter[str] = field(default_factory=Counter)  # per JOIN: its kind and ON/USING, qualifiers dropped
     aggregates: Counter[str] = field(default_factory=Counter)
     projection: Counter[str] = field(default_factory=Counter)  # column names in the SELECT lists
     width: int = 0  # number of SELECT items
