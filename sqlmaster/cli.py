@@ -7,6 +7,7 @@
     sqlmaster eval run --model tiny --adapter runs/tiny --output-dir runs/tiny/eval
     sqlmaster eval score --input predictions.jsonl --output-dir scored/
     sqlmaster eval report runs/* --output-dir report/
+    sqlmaster eval compare runs/a runs/b                                      # paired difference, flips by cause
     sqlmaster quickstart                                                      # README command 1 (smollm2-135m)
     sqlmaster recipe show --model tiny --set training.max_steps=50           # each value and where it came from
     sqlmaster recipe keys                                                     # every key: type, default, help
@@ -240,6 +241,28 @@ def eval_report(
 
     markdown = write_report(run_dirs, output_dir)
     typer.echo(markdown)
+
+
+@eval_app.command("compare")
+def eval_compare(
+    run_a: Annotated[Path, typer.Argument(help="Run A: a run directory, its eval/ folder, or a records folder.")],
+    run_b: Annotated[Path, typer.Argument(help="Run B, the same kinds; the difference printed is B - A.")],
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Compare only this dataset.")] = None,
+    convention: Annotated[
+        str | None, typer.Option(help="official or strict (default: A's; every record holds both).")
+    ] = None,
+    examples: Annotated[int, typer.Option(help="Flipped examples to print each way.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the paired bootstrap.")] = 0,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Compare two evaluations example by example: the difference in execution accuracy with a paired bootstrap
+    interval, and the examples that flipped each way, by cause."""
+    from sqlmaster.evaluate.compare import compare_runs, render_json, render_text
+
+    if examples < 0:
+        raise ConfigError(f"--examples must be >= 0 (got {examples}). Pass how many flipped examples to print")
+    comparisons = compare_runs(run_a, run_b, dataset, convention, seed=seed, examples=examples)
+    typer.echo(render_json(comparisons) if json_ else render_text(comparisons, run_a, run_b))
 
 
 @eval_app.command("make-dataset")

@@ -18,6 +18,8 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `exact_match` | exact match after normalisation (case, whitespace, quoting, a trailing semicolon) | score |
 | `sqlast` | small sqlglot helpers (parse once, top-level ORDER BY, ...) | synth, execution, exact_match |
 | `cache` | `BoundedCache`, the one bounded (LRU) cache class of every scorer cache | execution, score |
+| `causes` | why a prediction missed (`CAUSES`): its error, or its parse tree beside the gold | score, compare, report |
+| `compare` | `sqlmaster eval compare`: two runs paired per example, the difference with a paired bootstrap | cli |
 | `stats` | bootstrap confidence intervals and latency percentiles | score, runner |
 | `mutants` | single-edit wrong variants of a gold query (does the scorer tell them apart?) | tests, bench |
 | `embedding` | embedding distance, the original project's metric, kept for comparison | runner |
@@ -40,7 +42,7 @@ first with ``generate`` and then calls ``score.score_rows``):
 4. ``score._exact_match`` → ``exact_match.exact_match`` (parses the prediction only when it differs from the gold).
 5. ``score._verdicts``: for each convention ``conventions.apply_convention`` → ``execution.score_on_connections`` →
    ``sandbox.run_query`` on each database → ``execution.compare``: one ``execution.Verdict``, cached per
-   (databases, gold, prediction).
+   (databases, gold, prediction). A miss gets its cause: ``score._miss_cause`` → ``causes.classify``.
 6. Back in the parent: a ``score.Score`` per row → ``score.output_record`` (records.jsonl), ``score.compute_metrics``
    (``stats``) → ``score.write_results`` (atomic files).
 """

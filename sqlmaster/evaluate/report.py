@@ -110,6 +110,7 @@ def leaderboard_rows(found: Sequence[tuple[Path, Path]]) -> list[dict[str, Any]]
                 "template": m.get("template"),
                 "backend": m.get("backend"),
                 "decoding": m.get("decoding") or "greedy",  # evaluations before voting were greedy
+                "miss_causes": m.get("miss_causes") or (m.get("scorer") or {}).get("miss_causes") or {},
             }
         )
     rows.sort(key=lambda r: (r["dataset"], -_num(r["execution_accuracy"]), -_num(r["exact_match"])))
@@ -148,6 +149,30 @@ def _seconds(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, int | float) else "–"
 
 
+TOP_CAUSES = 5  # causes of misses shown per run under each dataset's table
+
+
+def _causes_section(subset: list[dict[str, Any]]) -> list[str]:
+    """Under a dataset's table: each run's most frequent causes of misses, as shares of its misses."""
+    from sqlmaster.evaluate.causes import CAUSES
+
+    counted = [r for r in subset if r.get("miss_causes")]
+    if not counted:
+        return []
+    lines = ["", "Why the misses missed (the top causes, share of the run's misses):", ""]
+    lines += ["| model | misses | top causes |", "|---|---:|---|"]
+    shown: set[str] = set()
+    for r in counted:
+        counts = {str(k): int(v) for k, v in r["miss_causes"].items() if isinstance(v, int)}
+        total = sum(counts.values())
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:TOP_CAUSES]
+        shown.update(k for k, _ in top)
+        cells = ", ".join(f"{k} {100 * v / total:.0f}% ({v})" for k, v in top) if total else "–"
+        lines.append(f"| {r['label']} | {total} | {cells} |")
+    legend = "; ".join(f"{k}: {CAUSES[k]}" for k in CAUSES if k in shown)
+    return [*lines, "", f"Causes: {legend}."] if legend else lines
+
+
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["# SQLMaster leaderboard", ""]
     for dataset in sorted({r["dataset"] for r in rows}):
@@ -178,6 +203,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         if notes:
             text = "; ".join(notes)
             lines += ["", text[0].upper() + text[1:] + "."]
+        lines += _causes_section(subset)
         lines.append("")
     lines.append(
         "Execution accuracy: the predicted SQL returns the gold query's rows on every test database, under the "

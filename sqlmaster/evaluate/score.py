@@ -73,6 +73,7 @@ from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
 if TYPE_CHECKING:  # the parent process imports these lazily (see score_records)
     import sqlite3
 
+    from sqlmaster.evaluate.causes import Cause
     from sqlmaster.evaluate.execution import GoldError, GoldResult, Verdict
 
 
@@ -146,6 +147,8 @@ SCORER_FIELDS = (
     "gold_valid",
     "gold_nontrivial",
     "error",
+    "cause",
+    "cause_detail",
     *(f"execution_match_{c}" for c in CONVENTIONS),
     "worker_failure",
     "line",
@@ -164,6 +167,8 @@ class Score:
     error: str | None
     others: dict[str, bool | None] = field(default_factory=dict)  # execution_match under each other convention
     worker_failure: bool = False  # the worker crashed or overran on it, or the scorer raised
+    cause: str | None = None  # why it missed (a key of causes.CAUSES); None for a match or an unscored row
+    cause_detail: str | None = None  # what differs, in a few words
 
     def match_under(self, convention: str) -> bool | None:
         """``execution_match`` under another convention; ``None`` when the gold does not run under it.
@@ -181,6 +186,8 @@ class Score:
             "gold_valid": self.gold_valid,
             "gold_nontrivial": self.gold_nontrivial,
             "error": self.error,
+            "cause": self.cause,
+            "cause_detail": self.cause_detail,
         }
         fields.update({f"execution_match_{c}": self.match_under(c) for c in other_conventions})
         if self.worker_failure:
@@ -396,6 +403,7 @@ def score_example(state: ScorerState, settings: ScoreSettings, task: Task) -> Sc
         return Score(False, em, False, False, False, str(dbs.gold_error))
     verdicts = _verdicts(settings, limits, state, dbs, gold, prediction)
     result = verdicts[settings.convention]
+    cause = None if result.match else _miss_cause(settings.convention, dbs, gold, prediction, result.error)
     return Score(
         execution_match=result.match,
         exact_match=em,
@@ -404,7 +412,18 @@ def score_example(state: ScorerState, settings: ScoreSettings, task: Task) -> Sc
         gold_nontrivial=any(not is_trivial(g.rows) for g in main),
         error=result.error,
         others={c: verdicts[c].match if c in verdicts else None for c in settings.other_conventions},
+        cause=cause.cause if cause else None,
+        cause_detail=cause.detail if cause else None,
     )
+
+
+def _miss_cause(convention: str, dbs: _Databases, gold: str, prediction: str, error: str | None) -> Cause:
+    """Why a prediction missed, from the SQL that ran under ``convention`` (:mod:`.causes`; misses only)."""
+    from sqlmaster.evaluate.causes import classify
+    from sqlmaster.evaluate.conventions import apply_convention
+
+    ran = apply_convention(prediction, convention), apply_convention(gold, convention)
+    return classify(*ran, error, dbs.column_names)
 
 
 @dataclass
@@ -502,7 +521,13 @@ def _same_golds(a: Sequence[GoldResult], b: Sequence[GoldResult] | GoldError) ->
 
 def failure_record(reason: str) -> Score:
     """The score of a task whose worker crashed or overran, or whose scoring raised."""
-    return Score(False, False, False, True, False, f"scorer: {reason}", worker_failure=True)
+    from sqlmaster.evaluate.causes import error_cause
+
+    cause = error_cause(reason)
+    error = f"scorer: {reason}"
+    return Score(
+        False, False, False, True, False, error, worker_failure=True, cause=cause.cause, cause_detail=cause.detail
+    )
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -514,6 +539,7 @@ def _rate(flags: list[bool]) -> float | None:
 
 def compute_metrics(rows: list[InputRow], scores: list[Score], settings: ScoreSettings) -> dict[str, Any]:
     """Headline metrics; every rate is ``None`` (not NaN) when nothing could be scored."""
+    from sqlmaster.evaluate.causes import cause_figures
     from sqlmaster.evaluate.stats import bootstrap_ci
 
     scored = [s for s in scores if s.gold_valid]
@@ -536,6 +562,7 @@ def compute_metrics(rows: list[InputRow], scores: list[Score], settings: ScoreSe
     metrics["gold_invalid"] = len(scores) - len(scored)
     metrics["gold_nontrivial_rate"] = _rate([s.gold_nontrivial for s in scored])
     metrics["worker_failures"] = sum(1 for s in scores if s.worker_failure)
+    metrics.update(cause_figures([(s.cause, s.cause_detail) for s in scored if not s.execution_match]))
     metrics["databases"] = {
         "real": sum(1 for r in rows if r.db),
         "synthesized": sum(1 for r in rows if not r.db),
