@@ -63,16 +63,22 @@ def start_chromium(profile: Path, width: int = 1400, height: int = 1000) -> Any:
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
 
-def screenshot(driver: Any, report: Path, out: Path, filters: dict[str, str]) -> int:
-    """Open ``report`` with ``filters``, open the first listed example, save the window as ``out``; returns
-    how many examples the filters list."""
+def screenshot(driver: Any, report: Path, out: Path, filters: dict[str, str], full_page: bool = False) -> int:
+    """Open ``report`` with ``filters``, open the first listed example, save the window (scrolled to the
+    explorer) or the whole page as ``out``; returns how many examples the filters list."""
     from selenium.webdriver.common.by import By
 
     driver.get(report.resolve().as_uri() + ("#" + urlencode(filters) if filters else ""))
     rows = driver.find_elements(By.CSS_SELECTOR, "#examples tbody tr")
     if rows:
         rows[0].click()
-    driver.execute_script("document.getElementById('explorer').scrollIntoView()")
+    if full_page:  # the window as tall as the page
+        chrome = driver.execute_script("return window.outerHeight - window.innerHeight")
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(driver.get_window_size()["width"], height + chrome)
+        driver.execute_script("window.scrollTo(0, 0)")
+    else:
+        driver.execute_script("document.getElementById('explorer').scrollIntoView()")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not driver.save_screenshot(str(out)):
         raise SystemExit(f"error: Chromium wrote no screenshot to {out}.")
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the PNG to write")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--full-page", action="store_true", help="the whole page, not the window at the explorer")
     for key in ("evaluation", "dataset", "verdict", "cause", "database", "family", "search"):
         parser.add_argument(f"--{key}", help=f"show only examples whose {key} is this")
     args = parser.parse_args(argv)
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = Path(tempfile.mkdtemp(prefix="sqlmaster-chromium-"))
     driver = start_chromium(profile, args.width, args.height)
     try:
-        listed = screenshot(driver, args.report, args.out, filters)
+        listed = screenshot(driver, args.report, args.out, filters, args.full_page)
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)

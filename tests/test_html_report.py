@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from sqlmaster.data.spider import database_path
-from sqlmaster.evaluate.html_report import MAX_EXAMPLES, page_data, script_json, sql_family
+from sqlmaster.evaluate.html_report import MAX_EXAMPLES, MAX_TOTAL_EXAMPLES, page_data, script_json, sql_family
 from sqlmaster.evaluate.report import write_report
 from sqlmaster.evaluate.score import score_file
 
@@ -193,6 +193,19 @@ def test_the_page_caps_records_per_evaluation(tmp_path: Path) -> None:
     assert len(data["examples"]) == MAX_EXAMPLES and len(data["contexts"]) == 1  # the schema is stored once
     evaluation = data["evaluations"][0]
     assert (evaluation["shown"], evaluation["records"], evaluation["unreadable"]) == (MAX_EXAMPLES, MAX_EXAMPLES + 6, 1)
+    assert data["examples"][0]["rows"] == _record(1, "", "", None)["rows"]
+    many = page_data([row] * 7)  # seven evaluations share the page's total
+    assert len(many["examples"]) == 7 * (MAX_TOTAL_EXAMPLES // 7) <= MAX_TOTAL_EXAMPLES
+
+
+def test_a_hand_edited_rows_field_cannot_grow_the_page(tmp_path: Path) -> None:
+    record = _record(1, "SELECT 1", "SELECT 2", "wrong_literal")
+    record["rows"] = {"gold": [["x" * 10_000] * 50] * 1000, "prediction": "not a list", "gold_more": False}
+    (tmp_path / "records.jsonl").write_text(json.dumps(record) + "\n")
+    (example,) = page_data([{"label": "m", "dataset": "d", "eval_dir": str(tmp_path)}])["examples"]
+    gold = example["rows"]["gold"]
+    assert len(gold) == 10 and len(gold[0]) == 12 and len(gold[0][0]) == 81 and example["rows"]["gold_more"]
+    assert example["rows"]["prediction"] is None
 
 
 def test_scored_records_carry_the_rows_each_query_returned(tmp_path: Path) -> None:
@@ -285,9 +298,9 @@ def test_explorer_filters_to_a_cause_and_shows_the_record(browser: Any, report: 
     assert {tr.find_element(By.CSS_SELECTOR, "td.cause").text for tr in listed} == {"wrong_literal"}
     assert "#cause=wrong_literal" in browser.current_url
 
-    cells = [td.text for td in listed[-1].find_elements(By.TAG_NAME, "td")]
+    line = int(listed[-1].find_element(By.CSS_SELECTOR, "td.line").text)
+    model = listed[-1].find_element(By.CSS_SELECTOR, "td.model").text
     listed[-1].click()  # the list is drawn again, the row selected
-    line, model = int(cells[0]), cells[1]
     record = next(r for m, r in records if r["line"] == line and m == model)
     assert _detail(browser, "question") == record["question"]
     assert _detail(browser, "gold") == record["answer"] and _detail(browser, "prediction") == record["prediction"]
@@ -341,4 +354,4 @@ def test_a_leaderboard_row_links_to_its_examples(browser: Any, report: Path) -> 
     assert Select(browser.find_element(By.ID, "f-cause")).first_selected_option.get_attribute("value") == "*"
     listed = _listed(browser)
     assert len(listed) == evaluation["records"] == 16
-    assert {tr.find_elements(By.TAG_NAME, "td")[1].text for tr in listed} == {evaluation["label"]}
+    assert {tr.find_element(By.CSS_SELECTOR, "td.model").text for tr in listed} == {evaluation["label"]}

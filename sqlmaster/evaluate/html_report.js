@@ -93,13 +93,16 @@
     tr.tabIndex = 0;
     tr.dataset.example = String(index);
     var ev = evaluations[ex.evaluation];
-    var cells = [ex.line === null ? index : ex.line, ev.label, ev.dataset, ex.database, ex.family];
-    cells.forEach(function (c) {
-      tr.appendChild(el("td", c));
-    });
-    tr.appendChild(el("td", VERDICTS[ex.verdict] || ex.verdict, "verdict " + ex.verdict));
-    tr.appendChild(el("td", ex.cause || NONE, "cause"));
+    tr.appendChild(el("td", ex.line === null ? index : ex.line, "line"));
     tr.appendChild(el("td", ex.question, "question"));
+    tr.appendChild(el("td", VERDICTS[ex.verdict] || ex.verdict, "verdict " + ex.verdict));
+    var cause = el("td", ex.cause || NONE, "cause");
+    if (ex.cause_detail) cause.title = ex.cause_detail;
+    tr.appendChild(cause);
+    tr.appendChild(el("td", ex.family, "family"));
+    tr.appendChild(el("td", ex.database, "database"));
+    tr.appendChild(el("td", ev.label, "model"));
+    tr.appendChild(el("td", ev.dataset, "dataset"));
     return tr;
   }
 
@@ -118,6 +121,38 @@
     document.getElementById("count").textContent =
       hits.length + " of " + examples.length + " examples" + (hits.length > shown ? " (first " + shown + " listed)" : "");
     document.getElementById("more").hidden = hits.length <= shown;
+    renderCauses(s, hits);
+  }
+
+  // The listed misses by cause, most frequent first: each a button that filters to it.
+  function renderCauses(s, hits) {
+    var box = document.getElementById("causes");
+    box.textContent = "";
+    var counts = {};
+    hits.forEach(function (index) {
+      var ex = examples[index];
+      if (ex.verdict !== "match" && ex.verdict !== "gold_invalid") {
+        var key = ex.cause === null ? "" : ex.cause;
+        counts[key] = (counts[key] || 0) + 1;
+      }
+    });
+    var keys = Object.keys(counts).sort(function (a, b) {
+      return counts[b] - counts[a] || a.localeCompare(b);
+    });
+    if (!keys.length) return;
+    box.appendChild(el("span", "misses listed, by cause:", "muted"));
+    keys.forEach(function (key) {
+      var button = el("button", (key || NONE) + " " + counts[key], "chip" + (s.cause === key ? " on" : ""));
+      button.type = "button";
+      button.dataset.cause = key;
+      button.addEventListener("click", function () {
+        var next = state();
+        next.cause = next.cause === key ? "*" : key;
+        next.example = null;
+        setState(next);
+      });
+      box.appendChild(button);
+    });
   }
 
   function mark(value) {
@@ -170,11 +205,12 @@
     field(detail, "question", "question", ex.question);
     Object.keys(ex.verdicts).forEach(function (c) {
       var main = c === ev.convention ? " (headline)" : "";
-      field(detail, "verdict-" + c, "execution match, " + c + main, mark(ex.verdicts[c]));
+      field(detail, "verdict-" + c, "match, " + c + main, mark(ex.verdicts[c]));
     });
     field(detail, "exact_match", "exact match", mark(ex.exact_match));
     field(detail, "executes", "executes", mark(ex.executes));
     field(detail, "cause", "cause", ex.cause);
+    if (ex.cause_detail) field(detail, "cause_detail", "what differs", ex.cause_detail);
     field(detail, "error", "error", ex.error);
     field(detail, "database", "database", ex.database);
     field(detail, "family", "SQL family", ex.family);
@@ -195,9 +231,9 @@
       wrap.appendChild(el("p", "rows: not in records.jsonl (scored before the scorer kept a preview)", "muted"));
     } else {
       var note = "on the first database, " + ev.convention + " convention";
-      wrap.appendChild(rowsTable("rows-gold", "gold returned (" + note + ")", ex.rows.gold, ex.rows.gold_more));
+      wrap.appendChild(rowsTable("rows-gold", "gold rows (" + note + ")", ex.rows.gold, ex.rows.gold_more));
       wrap.appendChild(
-        rowsTable("rows-prediction", "prediction returned", ex.rows.prediction, ex.rows.prediction_more)
+        rowsTable("rows-prediction", "prediction rows", ex.rows.prediction, ex.rows.prediction_more)
       );
     }
     detail.appendChild(wrap);

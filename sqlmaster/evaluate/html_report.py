@@ -14,7 +14,9 @@ from the gold) and searches free text; a leaderboard row links to its examples.
 Every string from a run is escaped: the leaderboard here with :func:`html.escape`, the examples in the browser
 through ``textContent`` only. The records travel as one JSON blob in a ``<script type="application/json">`` whose
 ``<``, ``>`` and ``&`` are JSON escapes, so no value can end the tag. Size stays bounded on large runs: at most
-``MAX_EXAMPLES`` records per evaluation, long strings cut at ``MAX_CHARS``, each schema stored once.
+``MAX_EXAMPLES`` records per evaluation and ``MAX_TOTAL_EXAMPLES`` in all (the page says how many it left out),
+long strings cut at ``MAX_CHARS``, each schema stored once, at most the scorer's ``PREVIEW_ROWS`` rows per
+query. A report of three Spider dev runs (2,916 examples) is 2.3 MB.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlmaster.rundir import RECORDS_FILE
 
 HTML_FILE = "report.html"
 MAX_EXAMPLES = 3000  # records per evaluation embedded in the page (Spider dev has 1,034); the rest are counted
+MAX_TOTAL_EXAMPLES = 15000  # over all evaluations (~780 bytes each: ~12 MB); each gets an equal share
 MAX_CHARS = 4000  # a question, SQL or error longer than this is cut, with "…"
 MAX_CONTEXT_CHARS = 20000  # a schema longer than this is cut (Spider's largest is ~6,000 characters)
 FAMILIES = ("set_op", "nested", "join", "group_by", "order_by", "aggregate", "where", "select")
@@ -72,6 +75,27 @@ def _cut(value: Any, limit: int = MAX_CHARS) -> str | None:
         return None
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _rows(value: Any) -> dict[str, Any] | None:
+    """The scorer's ``rows`` preview, capped again here (a hand-edited records.jsonl cannot grow the page)."""
+    from sqlmaster.evaluate.execution import PREVIEW_ROWS
+    from sqlmaster.evaluate.score import PREVIEW_CHARS, PREVIEW_COLUMNS
+
+    if not isinstance(value, dict):
+        return None
+    preview: dict[str, Any] = {}
+    for key in ("gold", "prediction"):
+        rows = value.get(key)
+        rows = [r for r in rows if isinstance(r, list)] if isinstance(rows, list) else None
+        cells = [[_cell(v, PREVIEW_CHARS) for v in r[:PREVIEW_COLUMNS]] for r in rows[:PREVIEW_ROWS]] if rows else rows
+        preview[key] = cells
+        preview[f"{key}_more"] = bool(value.get(f"{key}_more")) or (rows is not None and len(rows) > PREVIEW_ROWS)
+    return preview
+
+
+def _cell(value: Any, limit: int) -> Any:
+    return value if value is None or isinstance(value, bool | int | float) else _cut(value, limit)
 
 
 def _database(record: dict[str, Any]) -> str:
@@ -115,15 +139,16 @@ def _example(record: dict[str, Any], evaluation: int, convention: str, contexts:
         "executes": record.get("executes"),
         "error": _cut(record.get("error")),
         "cause": cause if isinstance(cause, str) and cause else None,
+        "cause_detail": _cut(record.get("cause_detail"), 200),
         "database": _database(record),
         "family": sql_family(gold),
-        "rows": record.get("rows") if isinstance(record.get("rows"), dict) else None,
+        "rows": _rows(record.get("rows")),
     }
 
 
-def read_records(path: Path) -> tuple[list[dict[str, Any]], int, int]:
-    """``(records, total, unreadable)``: the first ``MAX_EXAMPLES`` JSON objects of a records.jsonl, how many
-    lines it has, and how many of them were not JSON objects (left out of the page, and counted there)."""
+def read_records(path: Path, cap: int = MAX_EXAMPLES) -> tuple[list[dict[str, Any]], int, int]:
+    """``(records, total, unreadable)``: the first ``cap`` JSON objects of a records.jsonl, how many lines it
+    has, and how many of them were not JSON objects (left out of the page, and counted there)."""
     records: list[dict[str, Any]] = []
     total = unreadable = 0
     try:
@@ -141,7 +166,7 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], int, int]:
                 record = None
             if not isinstance(record, dict):
                 unreadable += 1
-            elif len(records) < MAX_EXAMPLES:
+            elif len(records) < cap:
                 records.append(record)
     return records, total, unreadable
 
@@ -150,9 +175,10 @@ def page_data(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """What the page's script reads: the evaluations (leaderboard rows), the schemas and the examples."""
     contexts: dict[str, int] = {}
     evaluations, examples = [], []
+    cap = min(MAX_EXAMPLES, MAX_TOTAL_EXAMPLES // max(1, len(rows)))
     for index, row in enumerate(rows):
         eval_dir = row.get("eval_dir")
-        records, total, unreadable = read_records(Path(eval_dir) / RECORDS_FILE) if eval_dir else ([], 0, 0)
+        records, total, unreadable = read_records(Path(eval_dir) / RECORDS_FILE, cap) if eval_dir else ([], 0, 0)
         convention = str(row.get("convention") or "strict")
         examples += [_example(r, index, convention, contexts) for r in records]
         evaluations.append(
@@ -250,9 +276,9 @@ def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: s
 <label>SQL family <select id=f-family></select></label>
 <label>search <input id=f-search type=search placeholder="question, SQL, error"></label>
 </form>
-<p id=count></p><p id=capped></p>
-<div class=explorer><div class=list><table id=examples><thead><tr><th>#</th><th>model</th><th>dataset</th>
-<th>database</th><th>family</th><th>verdict</th><th>cause</th><th>question</th></tr></thead><tbody></tbody></table>
+<p id=count></p><div id=causes></div><p id=capped></p>
+<div class=explorer><div class=list><table id=examples><thead><tr><th>#</th><th>question</th><th>verdict</th>
+<th>cause</th><th>family</th><th>database</th><th>model</th><th>dataset</th></tr></thead><tbody></tbody></table>
 <button id=more type=button hidden>show more</button></div>
 <div id=detail hidden></div></div>
 <noscript>The example explorer needs JavaScript; the leaderboard and charts above do not.</noscript>
