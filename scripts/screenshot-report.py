@@ -7,7 +7,8 @@
 Opens the file from disk (file://), applies the filters given (``--cause``, ``--verdict``, ``--evaluation``, ...,
 the page's own #fragment keys), opens the first example listed, scrolls to the explorer and saves the window.
 Needs Debian's chromium and chromium-driver (``apt-get install chromium chromium-driver``) and the dev extra's
-selenium; nothing is downloaded: Selenium Manager stays offline and the driver is /usr/bin/chromedriver.
+selenium; nothing is downloaded: Selenium Manager stays offline and the driver is /usr/bin/chromedriver
+($SQLMASTER_CHROMIUM and $SQLMASTER_CHROMEDRIVER name others).
 tests/test_html_report.py starts its browser with :func:`start_chromium` from here.
 """
 

@@ -254,7 +254,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     script = _screenshot_script()
     problem = script.missing()
     if problem:
-        pytest.fail(f"{problem}. The browser test needs it: apt-get install chromium chromium-driver")
+        pytest.fail(f"{problem}; the report.html browser tests fail, never skip, without it")
     profile = tmp_path_factory.mktemp("chromium-profile")
     driver = script.start_chromium(profile, 1400, 1000)
     yield driver
@@ -342,7 +342,7 @@ def test_a_leaderboard_row_links_to_its_examples(browser: Any, report: Path) -> 
     from selenium.webdriver.support.ui import Select
 
     browser.get(report.as_uri() + "#cause=wrong_column")
-    links = browser.find_elements(By.CSS_SELECTOR, "#leaderboard a.examples")
+    links = browser.find_elements(By.CSS_SELECTOR, "#leaderboard a.examples:not([data-cause])")
     assert len(links) == 2
     data = json.loads(browser.execute_script("return document.getElementById('report-data').textContent"))
     second = links[1]
@@ -355,3 +355,18 @@ def test_a_leaderboard_row_links_to_its_examples(browser: Any, report: Path) -> 
     listed = _listed(browser)
     assert len(listed) == evaluation["records"] == 16
     assert {tr.find_element(By.CSS_SELECTOR, "td.model").text for tr in listed} == {evaluation["label"]}
+
+
+def test_a_leaderboard_cause_links_to_those_misses(browser: Any, report: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(report.as_uri())
+    link = browser.find_elements(By.CSS_SELECTOR, "#leaderboard a.examples[data-cause]")[0]
+    cause, evaluation = link.get_attribute("data-cause"), int(link.get_attribute("data-evaluation"))
+    count = int(link.find_element(By.XPATH, "..").text.split(", ")[0].split()[-1])
+    link.click()
+    listed = _listed(browser)
+    label = json.loads((report.parent / "leaderboard.json").read_text())["rows"][evaluation]["label"]
+    expected = [r for m, r in _all_records(report) if m == label and r.get("cause") == cause]
+    assert cause == "wrong_literal" and len(listed) == len(expected) == count  # the most frequent cause
+    assert {tr.find_element(By.CSS_SELECTOR, "td.cause").text for tr in listed} == {cause}

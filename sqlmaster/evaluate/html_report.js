@@ -292,6 +292,7 @@
           s[key] = "*";
         });
         s.evaluation = a.dataset.evaluation;
+        if (a.dataset.cause !== undefined) s.cause = a.dataset.cause;
         shown = PAGE;
         setState(s);
         document.getElementById("explorer").scrollIntoView();

@@ -25,9 +25,11 @@ import base64
 import functools
 import html
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlmaster.atomic import finite, write_text
 from sqlmaster.rundir import RECORDS_FILE
@@ -210,7 +212,23 @@ def _pct(value: Any, ci: Any = None) -> str:
     return text
 
 
-def _leaderboard_row(index: int, row: dict[str, Any]) -> str:
+TOP_CAUSES = 3  # causes of misses linked from each leaderboard row
+
+
+def _top_causes(index: int, examples: Sequence[dict[str, Any]]) -> str:
+    """The evaluation's most frequent causes of misses (from its records), each a link to those examples."""
+    counts = Counter(
+        e["cause"] or "" for e in examples if e["evaluation"] == index and e["verdict"] not in ("match", "gold_invalid")
+    )
+    links = []
+    for cause, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CAUSES]:
+        href = html.escape(f"#evaluation={index}&cause={quote(cause)}")
+        attrs = f'class=examples href="{href}" data-evaluation="{index}" data-cause="{html.escape(cause)}"'
+        links.append(f"<a {attrs}>{html.escape(cause or '—')}</a> {n}")
+    return ", ".join(links) or "–"
+
+
+def _leaderboard_row(index: int, row: dict[str, Any], examples: Sequence[dict[str, Any]]) -> str:
     others = "; ".join(f"{c} {_pct(v)}" for c, v in sorted(row["execution_accuracy_other_conventions"].items()))
     latency = [row.get("latency_p50_s"), row.get("latency_p99_s")]
     cells = [
@@ -223,19 +241,21 @@ def _leaderboard_row(index: int, row: dict[str, Any]) -> str:
         " / ".join(f"{v:.2f}" if isinstance(v, int | float) else "–" for v in latency),
         html.escape(str(row.get("n"))),
         f'<a class=examples href="#evaluation={index}" data-evaluation="{index}">examples</a>',
+        _top_causes(index, examples),
     ]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
-def render_leaderboard(rows: Sequence[dict[str, Any]]) -> str:
-    """The leaderboard as HTML tables, one per dataset, every run's string escaped."""
+def render_leaderboard(rows: Sequence[dict[str, Any]], examples: Sequence[dict[str, Any]]) -> str:
+    """The leaderboard as HTML tables, one per dataset, every run's string escaped; each row links to its
+    examples and to its misses of each of its top causes."""
     parts = []
     head = (
         "<tr><th>rank</th><th>model</th><th>decoding</th><th>execution accuracy [95% CI]</th><th>convention</th>"
-        "<th>exact match</th><th>latency p50 / p99 s</th><th>n</th><th></th></tr>"
+        "<th>exact match</th><th>latency p50 / p99 s</th><th>n</th><th></th><th>top causes of misses</th></tr>"
     )
     for dataset in sorted({str(r["dataset"]) for r in rows}):
-        body = "".join(_leaderboard_row(i, r) for i, r in enumerate(rows) if r["dataset"] == dataset)
+        body = "".join(_leaderboard_row(i, r, examples) for i, r in enumerate(rows) if r["dataset"] == dataset)
         parts.append(
             f"<h3>{html.escape(dataset)}</h3><table class=board><thead>{head}</thead><tbody>{body}</tbody></table>"
         )
@@ -255,6 +275,7 @@ def _charts(charts: Sequence[Path]) -> str:
 
 def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: str) -> str:
     """The whole page: leaderboard, charts, the explorer's shell, the data blob and the inline script."""
+    data = page_data(rows)
     css = (_ASSETS / "html_report.css").read_text(encoding="utf-8")
     js = (_ASSETS / "html_report.js").read_text(encoding="utf-8")
     return f"""<!DOCTYPE html>
@@ -264,7 +285,8 @@ def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: s
 <title>SQLMaster report</title><style>{css}</style></head>
 <body>
 <header><h1>SQLMaster report</h1></header>
-<section id=leaderboard><h2>Leaderboard</h2>{render_leaderboard(rows)}<p class=notes>{html.escape(notes)}</p></section>
+<section id=leaderboard><h2>Leaderboard</h2>{render_leaderboard(rows, data["examples"])}
+<p class=notes>{html.escape(notes)}</p></section>
 <section id=charts><h2>Charts</h2><div class=charts>{_charts(charts)}</div></section>
 <section id=explorer><h2>Examples</h2>
 <form id=filters onsubmit="return false">
@@ -283,7 +305,7 @@ def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: s
 <div id=detail hidden></div></div>
 <noscript>The example explorer needs JavaScript; the leaderboard and charts above do not.</noscript>
 </section>
-<script type="application/json" id=report-data>{script_json(page_data(rows))}</script>
+<script type="application/json" id=report-data>{script_json(data)}</script>
 <script>{js}</script>
 </body></html>
 """
