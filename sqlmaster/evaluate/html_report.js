@@ -210,7 +210,7 @@
     field(detail, "exact_match", "exact match", mark(ex.exact_match));
     field(detail, "executes", "executes", mark(ex.executes));
     field(detail, "cause", "cause", ex.cause);
-    if (ex.cause_detail) field(detail, "cause_detail", "what differs", ex.cause_detail);
+    if (ex.cause_detail) field(detail, "cause_detail", "cause detail", ex.cause_detail);
     field(detail, "error", "error", ex.error);
     field(detail, "database", "database", ex.database);
     field(detail, "family", "SQL family", ex.family);
