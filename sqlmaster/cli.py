@@ -236,7 +236,7 @@ def eval_report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories holding eval/<dataset>/metrics.json.")],
     output_dir: OutputDirOpt,
 ) -> None:
-    """Write a leaderboard (JSON, Markdown) and PNG charts comparing runs."""
+    """Write a leaderboard (JSON, Markdown), PNG charts and report.html (every example, filterable) comparing runs."""
     from sqlmaster.evaluate.report import write_report
 
     markdown = write_report(run_dirs, output_dir)

@@ -69,6 +69,9 @@ def test_quickstart_trains_evaluates_and_reports_with_set_values(tmp_path: Path)
     metrics = json.loads((out / "tiny" / "eval" / "sql-create-context-test" / "metrics.json").read_text())
     assert metrics["n"] == 3 and 0.0 <= metrics["execution_accuracy"] <= 1.0
     assert (out / "report" / "leaderboard.md").is_file()
+    # report.html beside it, named in the summary, with the evaluation's three examples (tests/test_html_report.py)
+    page = (out / "report" / "report.html").read_text()
+    assert str(out / "report" / "report.html") in result.output and page.count('"evaluation":0,') == 3
 
 
 def test_zero_shot_on_tiny_is_refused_before_anything_runs(tmp_path: Path) -> None:

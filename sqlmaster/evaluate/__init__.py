@@ -24,6 +24,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `mutants` | single-edit wrong variants of a gold query (does the scorer tell them apart?) | tests, bench |
 | `embedding` | embedding distance, the original project's metric, kept for comparison | runner |
 | `report` | `sqlmaster eval report`: leaderboard (JSON, Markdown) and charts over run directories | cli, quickstart |
+| `html_report` | `report.html`: leaderboard, charts and an example explorer in one file (inline JS, CSS) | report |
 | `langsmith_sync` | optional LangSmith mirror: the dataset once, each evaluation as an experiment | runner |
 | `triplets` | `sqlmaster eval make-dataset`: (question, context, answer) triplets from an OpenAI model | cli |
 | `vote` | voting by execution: of N sampled queries, the one whose result is most common | runner (`evaluation.vote`) |

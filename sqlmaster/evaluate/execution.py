@@ -59,6 +59,7 @@ from sqlmaster.evaluate.sandbox import (
 from sqlmaster.evaluate.synth import DATABASES_PER_EXAMPLE, POOL, SynthesizedExample, synthesize
 
 _MAX_PERMUTED_COLUMNS = 5  # 120 permutations at most
+PREVIEW_ROWS = 10  # rows of gold and prediction kept per record (records.jsonl ``rows``, report.html)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Verdict:
     match: bool
     executes: bool
     error: str | None = None
+    # The prediction's first PREVIEW_ROWS + 1 rows on the first database (None: it did not run there), for
+    # records.jsonl's ``rows`` preview; not part of the verdict.
+    preview: tuple[Row, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -301,14 +305,17 @@ def score_on_connections(
     """
     if not prediction or not prediction.strip():
         return Verdict(False, False, "empty: no SQL to execute")
+    preview: tuple[Row, ...] | None = None
     for conn, gold in zip(connections, golds, strict=True):
         try:
             rows = run_query(conn, prediction, limits, stop_after=len(gold.rows))
         except QueryError as exc:
-            return Verdict(False, False, str(exc))
+            return Verdict(False, False, str(exc), preview)
+        if preview is None:
+            preview = tuple(rows[: PREVIEW_ROWS + 1])
         if not compare(gold, rows, column_order_matters):
-            return Verdict(False, True, None)
-    return Verdict(True, True, None)
+            return Verdict(False, True, None, preview)
+    return Verdict(True, True, None, preview)
 
 
 # ------------------------------------------------------------------------------------------------ examples

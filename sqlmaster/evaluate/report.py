@@ -10,7 +10,9 @@ dataset's directory. Writes into OUTPUT_DIR:
   embedding distance and latency;
 * ``execution_accuracy.png``: execution accuracy with its bootstrap interval, per run and dataset;
 * ``latency.png``: per-example latency p50 and p99 per run;
-* ``training_loss.png``: training and evaluation loss per run, when the runs hold a trainer_state.json.
+* ``training_loss.png``: training and evaluation loss per run, when the runs hold a trainer_state.json;
+* ``report.html``: all of the above in one self-contained page, with an explorer of each evaluation's examples
+  (records.jsonl): filters by verdict, cause, dataset, database and SQL family (:mod:`.html_report`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from sqlmaster.atomic import write_json, write_text
 from sqlmaster.errors import ConfigError
+from sqlmaster.evaluate.html_report import write_html
 from sqlmaster.rundir import CHECKPOINT_PREFIX, EVAL_DIR, METRICS_FILE, TRAINER_STATE_FILE, RunDir
 
 
@@ -94,6 +97,7 @@ def leaderboard_rows(found: Sequence[tuple[Path, Path]]) -> list[dict[str, Any]]
                 "model": m.get("model"),
                 "adapter": m.get("adapter"),
                 "run_dir": str(run_dir),
+                "eval_dir": str(metrics_path.parent),  # its records.jsonl: report.html's examples
                 "execution_accuracy": m.get("execution_accuracy"),
                 "execution_accuracy_ci": m.get("execution_accuracy_ci"),
                 "exact_match": m.get("exact_match"),
@@ -173,6 +177,16 @@ def _causes_section(subset: list[dict[str, Any]]) -> list[str]:
     return [*lines, "", f"Causes: {legend}."] if legend else lines
 
 
+EXPLANATION = (
+    "Execution accuracy: the predicted SQL returns the gold query's rows on every test database, under the "
+    "named convention (official: the Spider test-suite evaluator's, DISTINCT removed from both queries; "
+    "strict: the SQL as written), with the other convention's figure in brackets. "
+    "Intervals are 95% bootstrap intervals. Latency is per example, batched generation's wall time shared "
+    "among the batch. Decoding: greedy, sampled, or vote@N (N candidates per question, the greedy one among "
+    "them; the answer is the one whose result most candidates share)."
+)
+
+
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["# SQLMaster leaderboard", ""]
     for dataset in sorted({r["dataset"] for r in rows}):
@@ -205,14 +219,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
             lines += ["", text[0].upper() + text[1:] + "."]
         lines += _causes_section(subset)
         lines.append("")
-    lines.append(
-        "Execution accuracy: the predicted SQL returns the gold query's rows on every test database, under the "
-        "named convention (official: the Spider test-suite evaluator's, DISTINCT removed from both queries; "
-        "strict: the SQL as written), with the other convention's figure in brackets. "
-        "Intervals are 95% bootstrap intervals. Latency is per example, batched generation's wall time shared "
-        "among the batch. Decoding: greedy, sampled, or vote@N (N candidates per question, the greedy one among "
-        "them; the answer is the one whose result most candidates share)."
-    )
+    lines.append(EXPLANATION)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -362,6 +369,10 @@ def write_report(run_dirs: Sequence[Path], output_dir: Path) -> str:
     if histories:
         charts.append(plot_training_loss(histories, output_dir / "training_loss.png"))
     markdown += "\n" + "\n".join(f"![{c.stem.replace('_', ' ')}]({c.name})" for c in charts) + "\n"
+    html = write_html(output_dir, rows, charts, EXPLANATION)
+    markdown += (
+        f"\nEvery example, with filters by verdict, cause, database and SQL family: [{html.name}]({html.name})\n"
+    )
     write_text(output_dir / "leaderboard.md", markdown, errors="backslashreplace")
     write_json(output_dir / "leaderboard.json", {"rows": rows, "charts": [c.name for c in charts]})
     return markdown

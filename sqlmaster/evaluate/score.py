@@ -22,7 +22,12 @@ in ``output_dir``:
 * ``records.jsonl``: one line per input line, in input order: every input field as read (an input field named
   like one of the scorer's, ``SCORER_FIELDS``, is refused when the file is read) plus ``execution_match``
   (boolean, under the chosen convention), ``execution_match_<other convention>``, ``exact_match``,
-  ``executes``, ``gold_valid``, ``gold_nontrivial``, ``error`` (null when none) and ``line``.
+  ``executes``, ``gold_valid``, ``gold_nontrivial``, ``error`` (null when none), ``rows`` and ``line``.
+  ``rows`` previews what each query returned on the example's first database under the chosen convention:
+  ``{"gold": [...], "gold_more": bool, "prediction": [...] | null, "prediction_more": bool}``, at most
+  ``execution.PREVIEW_ROWS`` rows each, long values cut (``null`` when the gold does not run; ``prediction`` is
+  ``null`` when it did not run there; ``prediction_more`` is also true when it returned more rows than the gold,
+  where the scorer stops reading it).
 * ``metrics.json``: ``execution_accuracy`` under ``convention`` and ``execution_accuracy_<other>`` beside it,
   ``executes`` (over the ``n_scored`` rows whose gold runs), ``exact_match`` (over all ``n`` rows),
   ``gold_invalid``, ``gold_nontrivial_rate``, ``{metric}_ci`` 95% bootstrap intervals, latency percentiles
@@ -151,6 +156,7 @@ SCORER_FIELDS = (
     "cause_detail",
     *(f"execution_match_{c}" for c in CONVENTIONS),
     "worker_failure",
+    "rows",
     "line",
 )
 
@@ -169,6 +175,7 @@ class Score:
     worker_failure: bool = False  # the worker crashed or overran on it, or the scorer raised
     cause: str | None = None  # why it missed (a key of causes.CAUSES); None for a match or an unscored row
     cause_detail: str | None = None  # what differs, in a few words
+    rows: dict[str, Any] | None = field(default=None, compare=False)  # records.jsonl's ``rows`` preview
 
     def match_under(self, convention: str) -> bool | None:
         """``execution_match`` under another convention; ``None`` when the gold does not run under it.
@@ -178,7 +185,7 @@ class Score:
         """
         return False if self.worker_failure else self.others.get(convention)
 
-    def record_fields(self, other_conventions: Iterable[str]) -> dict[str, bool | str | None]:
+    def record_fields(self, other_conventions: Iterable[str]) -> dict[str, Any]:
         fields = {
             "execution_match": self.execution_match,
             "exact_match": self.exact_match,
@@ -188,6 +195,7 @@ class Score:
             "error": self.error,
             "cause": self.cause,
             "cause_detail": self.cause_detail,
+            "rows": self.rows,
         }
         fields.update({f"execution_match_{c}": self.match_under(c) for c in other_conventions})
         if self.worker_failure:
@@ -414,6 +422,7 @@ def score_example(state: ScorerState, settings: ScoreSettings, task: Task) -> Sc
         others={c: verdicts[c].match if c in verdicts else None for c in settings.other_conventions},
         cause=cause.cause if cause else None,
         cause_detail=cause.detail if cause else None,
+        rows=rows_preview(main[0], result),
     )
 
 
@@ -424,6 +433,36 @@ def _miss_cause(convention: str, dbs: _Databases, gold: str, prediction: str, er
 
     ran = apply_convention(prediction, convention), apply_convention(gold, convention)
     return classify(*ran, error, dbs.column_names)
+
+
+PREVIEW_CHARS = 80  # a longer value is cut, with "…" (a preview, not the result)
+PREVIEW_COLUMNS = 12
+
+
+def _preview_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = "x'" + value[: PREVIEW_CHARS // 2].hex() + ("…'" if len(value) > PREVIEW_CHARS // 2 else "'")
+    if isinstance(value, str) and len(value) > PREVIEW_CHARS:
+        return value[:PREVIEW_CHARS] + "…"
+    return value if value is None or isinstance(value, int | float | str) else str(value)[:PREVIEW_CHARS]
+
+
+def rows_preview(gold: GoldResult, verdict: Verdict) -> dict[str, Any]:
+    """What gold and prediction returned on the first database, capped (records.jsonl's ``rows``)."""
+    from sqlmaster.evaluate.execution import PREVIEW_ROWS
+
+    def cut(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+        return [[_preview_value(v) for v in row[:PREVIEW_COLUMNS]] for row in rows[:PREVIEW_ROWS]]
+
+    gold_rows = gold.raw if gold.raw is not None else gold.rows
+    pred = verdict.preview
+    return {
+        "gold": cut(gold_rows),
+        "gold_more": len(gold_rows) > PREVIEW_ROWS,
+        "prediction": None if pred is None else cut(pred),
+        # more rows than shown, or more than the gold's (where the scorer stops reading: the verdict is known)
+        "prediction_more": pred is not None and len(pred) > min(PREVIEW_ROWS, len(gold.rows)),
+    }
 
 
 @dataclass
