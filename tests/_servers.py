@@ -26,7 +26,9 @@ from pathlib import Path
 import pytest
 
 RUN_AS = "sqlmaster-test"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Debian/Ubuntu install each PostgreSQL major version under its own folder (15 on Debian 12, 14 on Ubuntu 22.04).
+_PG_VERSIONS = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
+PG_BIN = max(_PG_VERSIONS, key=lambda p: int(p.parent.name), default=Path("/usr/lib/postgresql/15/bin"))
 MARIADBD = Path("/usr/sbin/mariadbd")
 MARIADB_INSTALL_DB = Path("/usr/bin/mariadb-install-db")
 OWNER_PASSWORD = "Owner-pw-7c1e"  # test servers only
