@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,19 @@ def _pg_seed(port: int) -> None:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
+    with postgresql_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[Server]:
+    with mariadb_server() as server:
+        yield server
+
+
+@contextmanager
+def postgresql_server() -> Iterator[Server]:
+    """A seeded PostgreSQL of our own for the duration of the ``with`` (tests, bench/bench_engines.py)."""
     _require(PG_BIN / "postgres", "postgresql")
     start = time.monotonic()
     root = _workdir("sqlmaster-pg-")
@@ -198,8 +212,9 @@ def _tail(log: Path) -> str:
     return "\n".join(texts) or "(no log)"
 
 
-@pytest.fixture(scope="session")
-def mysql_server() -> Iterator[Server]:
+@contextmanager
+def mariadb_server() -> Iterator[Server]:
+    """A seeded MariaDB of our own for the duration of the ``with``."""
     _require(MARIADBD, "mariadb-server")
     _require(MARIADB_INSTALL_DB, "mariadb-server")
     start = time.monotonic()
