@@ -118,3 +118,63 @@ def test_a_refused_login_and_an_unreachable_server_are_named_without_the_passwor
     with pytest.raises(DatabaseUnavailable) as unreachable:
         open_database(closed)
     assert OWNER_PASSWORD not in str(unreachable.value) and "127.0.0.1:1" in str(unreachable.value)
+
+
+def test_large_tables_are_counted_by_the_servers_estimate(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ESTIMATE_ABOVE rows the planner's estimate is the count (no COUNT(*) runs); below, COUNT(*) does."""
+    import importlib
+
+    module = importlib.import_module(f"sqlmaster.engines.{server.engine}")
+    _analyze(server)
+    with open_database(server.url()) as session:
+        ran: list[str] = []
+        read = session._read  # type: ignore[attr-defined]
+        monkeypatch.setattr(session, "_read", lambda sql, *a: ran.append(sql) or read(sql, *a))
+        monkeypatch.setattr(module, "ESTIMATE_ABOVE", 0)
+        estimated = session.schema()
+        assert not [sql for sql in ran if sql.startswith("SELECT COUNT(*)")]
+        assert estimated.table("team").row_count == 3  # type: ignore[union-attr]
+        monkeypatch.setattr(module, "ESTIMATE_ABOVE", 1_000_000)
+        ran.clear()
+        assert session.schema().table("team").row_count == 3  # type: ignore[union-attr]
+        assert len([sql for sql in ran if sql.startswith("SELECT COUNT(*)")]) == 2
+
+
+def _analyze(server: Server) -> None:
+    """Statistics for the estimate (ANALYZE changes no table's rows)."""
+    if server.engine == "postgresql":
+        import psycopg
+
+        with psycopg.connect(server.owner_url, autocommit=True) as conn:
+            conn.execute("ANALYZE team; ANALYZE player")
+        return
+    import pymysql
+
+    conn = pymysql.connect(host=server.host, port=server.port, user="owner", password=OWNER_PASSWORD, database="shop")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE TABLE team, player")
+    finally:
+        conn.close()
+
+
+def test_a_lost_connection_is_a_query_error(server: Server) -> None:
+    """The server ends the session (restart, admin kill): the next statement is a QueryError, not a driver crash."""
+    with open_database(server.url()) as session:
+        assert session.run("SELECT 1") == [(1,)]
+        if server.engine == "postgresql":
+            import psycopg
+
+            with psycopg.connect(server.owner_url, autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'reader'")
+        else:
+            import pymysql
+
+            conn = pymysql.connect(host=server.host, port=server.port, user="owner", password=OWNER_PASSWORD)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"KILL {session._thread_id}")  # type: ignore[attr-defined]
+            finally:
+                conn.close()
+        with pytest.raises(QueryError):
+            session.run("SELECT 1")

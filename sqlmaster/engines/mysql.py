@@ -134,9 +134,12 @@ class MySQLSession(Session):
         import pymysql
         from pymysql.cursors import SSCursor
 
-        with self._conn.cursor() as plain:
-            plain.execute(self._limit_statement(limits))
-            plain.execute("START TRANSACTION READ ONLY")
+        try:
+            with self._conn.cursor() as plain:
+                plain.execute(self._limit_statement(limits))
+                plain.execute("START TRANSACTION READ ONLY")
+        except pymysql.Error as exc:
+            raise _query_error(exc, limits) from None
         timer = threading.Timer(limits.timeout_s + 0.5, self._kill)
         timer.start()
         cursor = self._conn.cursor(SSCursor)
@@ -157,8 +160,13 @@ class MySQLSession(Session):
 
         with contextlib.suppress(pymysql.Error):
             cursor.close()
-        with self._conn.cursor() as plain:
-            plain.execute("ROLLBACK")
+        for _ in range(2):  # a late KILL QUERY may interrupt the ROLLBACK itself: once more
+            try:
+                with self._conn.cursor() as plain:
+                    plain.execute("ROLLBACK")
+                return
+            except pymysql.Error:
+                continue
 
     def _kill(self) -> None:
         """``KILL QUERY`` our statement through a second connection (the session itself is busy reading)."""

@@ -20,6 +20,7 @@ The password comes from the URL, else from libpq's own places (``PGPASSWORD``, `
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -131,13 +132,15 @@ class PostgreSQLSession(Session):
             self._rollback()
 
     def _rollback(self) -> None:
+        """End the statement's transaction; a lost connection surfaces at the next statement, as a QueryError."""
         import psycopg
 
         try:
             self._conn.execute("ROLLBACK")
         except psycopg.Error:
-            self._conn.cancel_safe()
-            self._conn.execute("ROLLBACK")
+            with contextlib.suppress(psycopg.Error):
+                self._conn.cancel_safe()
+                self._conn.execute("ROLLBACK")
 
     def schema(self, count_rows: bool = True) -> Schema:
         meta = Limits(timeout_s=30, max_rows=1_000_000)
