@@ -67,7 +67,12 @@ def create_readonly_role(
         return
     statements = readonly_role_sql(engine, role, database, schema)
     _apply(engine, url, statements)
-    typer.echo(f"created {role}: set its password next (see `sqlmaster db create-readonly-role ... ` without --apply)")
+    how = (
+        f"in psql: \\password {role}"
+        if engine == "postgresql"
+        else f"ALTER USER '{role}'@'%' IDENTIFIED BY '<password>' ACCOUNT UNLOCK"
+    )
+    typer.echo(f"created {role}; set its password next ({how}), then connect SQLMaster as {role}")
 
 
 def _apply(engine: str, url: str, statements: list[str]) -> None:

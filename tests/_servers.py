@@ -77,7 +77,8 @@ def _ensure_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(RUN_AS)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUN_AS], check=True)
+        # check=False: another test process may have created it meanwhile; getpwnam below is the check
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUN_AS], check=False)
         return pwd.getpwnam(RUN_AS)
 
 
