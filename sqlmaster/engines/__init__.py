@@ -13,6 +13,10 @@ Module map (module | what it holds | who calls it):
 | `source` | what a SOURCE string names (file or URL) and how it is shown with its password redacted | engines, cli |
 | `sqlite` | SQLite files, read-only and immutable, through the scorer's sandbox | registry below |
 | `duckdb` | DuckDB files, read-only, external access and extensions off at connect time | registry below |
+| `postgresql` | PostgreSQL servers: read-only sessions and transactions, server timeout, cursors | registry below |
+| `mysql` | MySQL/MariaDB servers: read-only transactions, server time limit, KILL QUERY watchdog | registry below |
+| `statement` | the one-read-statement check run before SQL reaches a server | postgresql, mysql |
+| `roles` | the SQL of a SELECT-only login on each server (`sqlmaster db create-readonly-role`) | cli, tests |
 
 The path of one query: ``open_database(source)`` → ``engine_for(source)`` picks the engine by URL scheme, file suffix
 or file header → ``Engine.open_readonly`` → ``Session.run(sql, limits)`` (one statement, cancelled at the limit,
@@ -31,6 +35,8 @@ from sqlmaster.engines.source import is_url, redact
 _ENGINE_CLASSES = {
     "sqlite": "sqlmaster.engines.sqlite:SQLiteEngine",
     "duckdb": "sqlmaster.engines.duckdb:DuckDBEngine",
+    "postgresql": "sqlmaster.engines.postgresql:PostgreSQLEngine",
+    "mysql": "sqlmaster.engines.mysql:MySQLEngine",
 }
 ENGINE_NAMES = tuple(_ENGINE_CLASSES)
 _SQLITE_HEADER = b"SQLite format 3\x00"

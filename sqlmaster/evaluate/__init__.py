@@ -10,6 +10,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `generate` | `GenerationSettings`; batched generation (transformers): greedy or N candidates | runner, generate_vllm |
 | `generate_vllm` | the same with vLLM on a GPU, the LoRA adapter served unmerged | runner |
 | `score` | `sqlmaster eval score`, the one scoring path: rows → workers → `Score` → files | cli, runner, triplets |
+| `server_score` | `eval score --db`: gold and prediction on one real database through the engine layer | cli |
 | `isolated` | worker processes with a watchdog: a crash or hang costs one example, not the run | score |
 | `execution` | execution accuracy: gold plans and results, row comparison; example/database/gold caches | score |
 | `conventions` | SQL run under `official` (first statement, no DISTINCT) or `strict` | score, execution, runner, cli |

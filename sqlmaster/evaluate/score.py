@@ -300,14 +300,18 @@ def validate_record(rec: Any, where: str, resolver: DatabaseResolver, line: int 
     return InputRow(rec, db, line)
 
 
-def read_records(path: str | Path, db_dir: str | Path | None = None) -> list[InputRow]:
-    """Read and validate the input JSONL. Raises :class:`ScoreInputError` naming the first bad line."""
+def read_records(
+    path: str | Path, db_dir: str | Path | None = None, resolver: DatabaseResolver | None = None
+) -> list[InputRow]:
+    """Read and validate the input JSONL. Raises :class:`ScoreInputError` naming the first bad line.
+
+    ``resolver`` finds each row's database (default: files, by ``db_path`` or ``db_id`` under ``db_dir``)."""
     path = Path(path)
     if path.is_dir():
         raise ScoreInputError(f"--input {path} is a directory. Pass a JSONL file of predictions.")
     if not path.is_file():
         raise ScoreInputError(f"input file not found: {path}. Pass a JSONL file of predictions with --input.")
-    resolver = DatabaseResolver(db_dir)
+    resolver = resolver or DatabaseResolver(db_dir)
     records: list[InputRow] = []
     try:
         handle = path.open("rb")
