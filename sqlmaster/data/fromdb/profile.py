@@ -115,3 +115,12 @@ def _sample(session: Session, table: str, column: str, window: int) -> tuple[obj
     except QueryError:
         return ()
     return tuple(r[0] for r in rows if r and r[0] is not None and not isinstance(r[0], bytes))
+
+
+def load_profile(source: str, time_budget_s: float = 30.0) -> DbProfile:
+    """Open ``source`` read-only and read its profile (for prompts at evaluation: the same as at synthesis)."""
+    from sqlmaster.engines import open_database
+    from sqlmaster.engines.source import redact
+
+    with open_database(source) as session:
+        return read_profile(session, redact(source), time.monotonic() + time_budget_s)

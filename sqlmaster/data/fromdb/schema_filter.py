@@ -12,7 +12,7 @@ import random
 import re
 
 from sqlmaster.data.fromdb.profile import DbProfile, TableTerms
-from sqlmaster.data.fromdb.render import render_schema, table_lines
+from sqlmaster.data.fromdb.render import ident, render_schema, table_lines
 from sqlmaster.data.fromdb.words import plural, words
 
 SCHEMA_CHARS = 2000  # default budget of the rendered schema, in characters (~550 tokens of a BPE vocabulary)
@@ -122,3 +122,28 @@ def schema_for(
     values = len(with_values) >= len(bare)
     chosen = set(with_values if values else bare)
     return render_schema(profile, [t.name for t in profile.schema.tables if t.name in chosen], values=values)
+
+
+def gold_survives(profile: DbProfile, shown: str, sql: str) -> bool:
+    """Do every table and column that ``sql`` names appear in the schema text ``shown``? (The filter's recall is
+    the share of gold queries for which this holds.) SQL that does not parse counts as not surviving."""
+    import sqlglot
+    from sqlglot import expressions as exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except sqlglot.errors.SqlglotError:
+        return False
+    kept = {t.name.lower() for t in profile.schema.tables if f"CREATE TABLE {ident(t.name)} (" in shown}
+    tables = {t.name.lower() for t in tree.find_all(exp.Table)}
+    if not tables <= kept:
+        return False
+    everywhere = {c.name.lower() for t in profile.schema.tables for c in t.columns}
+    columns = {
+        c.name.lower()
+        for c in tree.find_all(exp.Column)
+        if c.name and c.name != "*" and not (c.this.args.get("quoted") and c.name.lower() not in everywhere)
+    }  # a double-quoted word that names no column is SQLite's string literal, as Spider writes them
+    aliases = {a.alias.lower() for a in tree.find_all(exp.Alias)}
+    available = {c.name.lower() for t in profile.schema.tables if t.name.lower() in kept for c in t.columns}
+    return columns - aliases <= available
