@@ -325,6 +325,14 @@ def quickstart(
     zero_shot: Annotated[
         bool, typer.Option("--zero-shot", help="Also evaluate the pretrained base model before fine-tuning it.")
     ] = False,
+    from_db: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from-db",
+            help="Your database (SQLite/DuckDB file or URL; repeatable): synthesize pairs from it (`data from-db`), "
+            "fine-tune on them mixed with the shipped sample, and score base and tuned models on it.",
+        ),
+    ] = None,
 ) -> None:
     """The embedded default: train a CPU-sized model on the shipped data, evaluate it, print the leaderboard.
 
@@ -337,7 +345,7 @@ def quickstart(
     from sqlmaster.quickstart import run_quickstart
 
     with hold(output_dir, "sqlmaster quickstart"):
-        run_quickstart(output_dir, model, jobs_dir, set_ or [], zero_shot=zero_shot)
+        run_quickstart(output_dir, model, jobs_dir, set_ or [], zero_shot=zero_shot, from_db=from_db)
 
 
 @models_app.command("fetch")
