@@ -89,7 +89,7 @@ def _pair(
 ) -> dict[str, Any]:
     pair: dict[str, Any] = {
         "question": candidate.question,
-        "context": schema_for(profile, candidate.question, settings.schema_chars, rng),
+        "context": schema_for(profile, candidate.question, settings.schema_chars, rng, needed=candidate.tables),
         "answer": candidate.sql,
         "db_id": db_id_of(source),
         "family": candidate.family,
