@@ -52,6 +52,7 @@ def test_words_of_names() -> None:
     assert column_phrase("Song_release_year") == "song release year"
     assert column_phrase("HomeTown") == "home town"
     assert table_phrase("country") == "countries" and table_phrase("people") == "people"
+    assert table_phrase("AREA_CODE_STATE") == "area code states" and column_phrase("GDP_per_capita") == "GDP per capita"
 
 
 def test_pairs_run_on_their_database_and_cover_families_and_levels(built: tuple[Path, dict[str, object]]) -> None:

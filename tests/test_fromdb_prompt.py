@@ -27,9 +27,10 @@ from sqlmaster.evaluate.datasets import SplitCache, load_eval_dataset
 
 # Measured on the 972 executable Spider dev questions (19 databases), commit of this test: at 2,000 characters 164
 # prompts are filtered (dog_kennels, real_estate_properties, student_transcripts_tracking) and 99.5% of gold queries
-# keep every table and column they name; at 1,000 characters 661 are filtered and 94.5% survive. The thresholds
+# keep every table and column they name; at 1,000 characters 661 are filtered and 94.5% survive, at 900 (the
+# quickstart --from-db budget) 93.2%. The thresholds
 # sit just below.
-RECALL = {2000: 0.99, 1000: 0.94}
+RECALL = {2000: 0.99, 1000: 0.94, 900: 0.92}
 
 
 @pytest.fixture(scope="module")

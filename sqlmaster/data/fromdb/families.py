@@ -135,18 +135,42 @@ def fam_filter(d: Draw) -> Candidate | None:
         return None
     value = d.rng.choice(f.values)
     slots = {**_words(d, t), "col": column_phrase(out.column.name), "fcol": column_phrase(f.column.name)}
+    head = f"SELECT {d.q(out.column.name)} FROM {d.q(t)} WHERE {d.q(f.column.name)}"
     if f.numeric and d.rng.random() < 0.6:
         op = d.rng.choice(tuple(OPERATOR_WORDS))
-        sql = f"SELECT {d.q(out.column.name)} FROM {d.q(t)} WHERE {d.q(f.column.name)} {op} {literal(value)}"
         question = ask("filter_cmp", d.rng, op_words=OPERATOR_WORDS[op], value=value_text(value), **slots)
-        return Candidate("filter", 2, sql, question, (t,))
-    sql = f"SELECT {d.q(out.column.name)} FROM {d.q(t)} WHERE {d.q(f.column.name)} = {literal(value)}"
-    return Candidate("filter", 1, sql, ask("filter_eq", d.rng, value=value_text(value), **slots), (t,))
+        return Candidate("filter", 2, f"{head} {op} {literal(value)}", question, (t,))
+    word = _word_of(value)
+    if word and d.rng.random() < 0.2:
+        sql = f"{head} LIKE {literal(f'%{word}%')}"
+        return Candidate("filter", 2, sql, ask("filter_like", d.rng, value=word, **slots), (t,))
+    second = d.pick(t, avoid=out.column.name) if d.rng.random() < 0.35 else None
+    if second is not None and second.column.name != f.column.name:
+        head = head.replace(
+            "SELECT " + d.q(out.column.name), f"SELECT {d.q(out.column.name)}, {d.q(second.column.name)}", 1
+        )
+        question = ask("filter_two", d.rng, col2=column_phrase(second.column.name), value=value_text(value), **slots)
+        return Candidate("filter", 2, f"{head} = {literal(value)}", question, (t,))
+    return Candidate(
+        "filter", 1, f"{head} = {literal(value)}", ask("filter_eq", d.rng, value=value_text(value), **slots), (t,)
+    )
+
+
+def _word_of(value: object) -> str | None:
+    """A word inside a multi-word text value (for LIKE), or None."""
+    if not isinstance(value, str):
+        return None
+    parts = [w for w in value.split() if w.isalpha() and len(w) > 3]
+    return parts[0] if len(value.split()) > 1 and parts else None
 
 
 def fam_count(d: Draw) -> Candidate | None:
     t = d.rng.choice(d.tables)
-    f = d.pick(t, "cat") if d.rng.random() < 0.7 else None
+    f = d.pick(t, "cat") if d.rng.random() < 0.8 else None
+    if f is not None and d.rng.random() < 0.25:
+        sql = f"SELECT count(DISTINCT {d.q(f.column.name)}) FROM {d.q(t)}"
+        question = ask("count_distinct", d.rng, fcol=column_phrase(f.column.name), **_words(d, t))
+        return Candidate("count", 1, sql, question, (t,))
     if f is None:
         return Candidate("count", 1, f"SELECT count(*) FROM {d.q(t)}", ask("count_all", d.rng, **_words(d, t)), (t,))
     value = d.rng.choice(f.values)
@@ -163,6 +187,9 @@ def fam_aggregate(d: Draw) -> Candidate | None:
     agg = d.rng.choice(tuple(AGGREGATE_WORDS))
     slots = {**_words(d, t), "agg": AGGREGATE_WORDS[agg], "col": column_phrase(n.column.name)}
     sql = f"SELECT {agg}({d.q(n.column.name)}) FROM {d.q(t)}"
+    if d.rng.random() < 0.2:
+        sql = f"SELECT max({d.q(n.column.name)}), min({d.q(n.column.name)}) FROM {d.q(t)}"
+        return Candidate("aggregate", 1, sql, ask("aggregate_range", d.rng, **slots), (t,))
     f = d.pick(t, "cat", avoid=n.column.name) if d.rng.random() < 0.5 else None
     if f is None:
         return Candidate("aggregate", 1, sql, ask("aggregate", d.rng, **slots), (t,))
@@ -196,8 +223,15 @@ def fam_group(d: Draw) -> Candidate | None:
         return None
     col, ft = d.q(f.column.name), d.q(t)
     slots = {**_words(d, t), "fcol": column_phrase(f.column.name)}
-    shape = d.rng.choice(("group_count", "group_top", "having"))
-    if shape == "group_count":
+    shape = d.rng.choice(("group_count", "group_top", "having", "group_agg"))
+    n = d.pick(t, "num", avoid=f.column.name)
+    if shape == "group_agg" and n is not None:
+        agg = d.rng.choice(tuple(AGGREGATE_WORDS))
+        sql = f"SELECT {col}, {agg}({d.q(n.column.name)}) FROM {ft} GROUP BY {col}"
+        question = ask(shape, d.rng, agg=AGGREGATE_WORDS[agg], col=column_phrase(n.column.name), **slots)
+        return Candidate("group", 2, sql, question, (t,))
+    if shape in ("group_count", "group_agg"):  # group_agg without a numeric column: the count
+        shape = "group_count"
         return Candidate(
             "group", 2, f"SELECT {col}, count(*) FROM {ft} GROUP BY {col}", ask(shape, d.rng, **slots), (t,)
         )
@@ -233,6 +267,10 @@ def fam_join(d: Draw) -> Candidate | None:
     group = f"T1.{d.q(e.child_col)}"  # Spider's form; engines stricter than SQLite need the label grouped too
     if d.profile.dialect != "sqlite":
         group = f"T2.{d.q(e.parent_col)}, T2.{d.q(out.column.name)}"
+    if d.rng.random() < 0.4:
+        sql = f"SELECT T2.{d.q(out.column.name)} {_join(d, e)} GROUP BY {group} ORDER BY count(*) DESC LIMIT 1"
+        question = ask("join_top", d.rng, col=column_phrase(out.column.name), **_words(d, e.child), **other)
+        return Candidate("join", 3, sql, question, (e.child, e.parent))
     sql = f"SELECT T2.{d.q(out.column.name)}, count(*) {_join(d, e)} GROUP BY {group}"
     question = ask("join_group", d.rng, col=column_phrase(out.column.name), **_words(d, e.child), **other)
     return Candidate("join", 3, sql, question, (e.child, e.parent))

@@ -23,6 +23,21 @@ STYLES: dict[str, tuple[str, ...]] = {
         "Show the {col} of {tables} with {fcol} {op_words} {value}.",
         "List the {col} of all {tables} having a {fcol} {op_words} {value}.",
     ),
+    "filter_two": (
+        "What are the {col} and {col2} of the {tables} whose {fcol} is {value}?",
+        "Show the {col} and {col2} of {tables} with {fcol} {value}.",
+        "Give the {col} and the {col2} of every {table} where {fcol} equals {value}.",
+    ),
+    "filter_like": (
+        "Which {tables} have a {fcol} containing '{value}'? Give their {col}.",
+        "Show the {col} of {tables} whose {fcol} contains the word {value}.",
+        "List the {col} of every {table} with {value} in its {fcol}.",
+    ),
+    "count_distinct": (
+        "How many different {fcol} values do the {tables} have?",
+        "Count the distinct {fcol} of {tables}.",
+        "How many distinct {fcol} are there among the {tables}?",
+    ),
     "count_all": (
         "How many {tables} are there?",
         "Count the number of {tables}.",
@@ -37,6 +52,10 @@ STYLES: dict[str, tuple[str, ...]] = {
         "What is the {agg} {col} of all {tables}?",
         "Find the {agg} {col} over the {tables}.",
         "Give the {agg} {col} among {tables}.",
+    ),
+    "aggregate_range": (
+        "What are the maximum and minimum {col} of all {tables}?",
+        "Show the highest and the lowest {col} among {tables}.",
     ),
     "aggregate_eq": (
         "What is the {agg} {col} of {tables} whose {fcol} is {value}?",
@@ -62,6 +81,11 @@ STYLES: dict[str, tuple[str, ...]] = {
         "What is the {fcol} shared by the most {tables}?",
         "Find the {fcol} that the largest number of {tables} have.",
     ),
+    "group_agg": (
+        "What is the {agg} {col} of {tables} for each {fcol}?",
+        "Show each {fcol} with the {agg} {col} of its {tables}.",
+        "For every {fcol}, give the {agg} {col} of the {tables}.",
+    ),
     "having": (
         "Which {fcol} values are shared by at least {n} {tables}?",
         "Show the {fcol} that appear in {n} or more {tables}.",
@@ -76,6 +100,11 @@ STYLES: dict[str, tuple[str, ...]] = {
         "For each {other_one}, what is its {col} and how many {tables} does it have?",
         "Show the {col} of every {other_one} and the number of {tables} it has.",
         "Count the {tables} of each {other_one}, with the {other_one}'s {col}.",
+    ),
+    "join_top": (
+        "Which {other_one} has the most {tables}? Give its {col}.",
+        "What is the {col} of the {other_one} with the largest number of {tables}?",
+        "Show the {col} of the {other_one} that has the most {tables}.",
     ),
     "above_average": (
         "Which {tables} have a {col2} above the average? Give their {col}.",
@@ -113,4 +142,5 @@ OPERATOR_WORDS = {">": "greater than", "<": "less than", ">=": "at least", "<=":
 def ask(shape: str, rng: random.Random, **slots: str) -> str:
     """One question for ``shape`` in a style chosen by ``rng``."""
     text = rng.choice(STYLES[shape]).format(**slots)
+    text = text.replace("..", ".").replace(".?", "?")  # a value that ends with a full stop
     return text[0].upper() + text[1:]

@@ -2,7 +2,8 @@
 ``Song_release_year`` → "song release year", ``HomeTown`` → "home town".
 
 Names are split at underscores, spaces, dashes, digits and lower→upper case changes; the pieces are lowercased
-(an all-caps piece of two or more letters, an acronym like ``ID`` or ``GDP``, keeps its case) and each noun of a
+(an all-caps piece of two or more letters in a mixed-case name, an acronym like ``GDP`` in ``GDP_per_capita``,
+keeps its case) and each noun of a
 table name is made plural for "how many singers". Nothing here reads the database; it is pure text.
 """
 
@@ -37,6 +38,8 @@ def words(name: str) -> list[str]:
     pieces = [p for part in _PARTS.findall(name) for p in _split_case(part)]
     if not pieces:
         return [name.strip() or name]
+    if name.upper() == name:  # an all-caps name (VOTES, AREA_CODE_STATE) is shouting, not acronyms
+        return [p.lower() for p in pieces]
     return [p if (len(p) > 1 and p.isupper() and p.isalpha()) else p.lower() for p in pieces]
 
 
