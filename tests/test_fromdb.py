@@ -161,7 +161,7 @@ def test_ten_million_rows_stay_bounded(tmp_path: Path) -> None:
     info = from_db([str(db)], tmp_path / "out", FromDbSettings(draws=120, time_budget_s=20.0))
     assert float(info["seconds"]) < 30  # type: ignore[arg-type]
     (database,) = info["databases"]  # type: ignore[misc]
-    assert "10000000 rows > 1000000" in database["skipped_tables"]["big"]
+    assert "more than 1000000 rows" in database["skipped_tables"]["big"]
     assert database["pairs"] > 0
     assert not [r for r in _rows(tmp_path / "out" / "train.jsonl") if "big" in str(r["answer"])]
 
@@ -284,3 +284,15 @@ def test_cli_writes_folder_and_counts_skips(tmp_path: Path) -> None:
     assert "norows.sqlite: 0 pairs, 1 table(s) skipped (t: no rows) — skipped: no table with rows" in result.output
     assert (tmp_path / "out" / "train.jsonl").stat().st_size > 0
     assert os.path.exists(tmp_path / "out" / "dataset.json")
+
+
+def test_help_and_bad_settings(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sqlmaster.cli import app
+
+    result = CliRunner().invoke(app, ["data", "from-db", "--help"])
+    assert result.exit_code == 0 and "--output-dir" in result.output
+    db = _duckdb_shop(tmp_path / "shop.duckdb")
+    bad = CliRunner().invoke(app, ["data", "from-db", str(db), "-o", str(tmp_path / "o"), "--test-share", "2"])
+    assert bad.exit_code != 0 and not (tmp_path / "o").exists()

@@ -24,7 +24,7 @@ from sqlmaster.data.fromdb.keep import Keeper
 from sqlmaster.data.fromdb.profile import MAX_TABLE_ROWS, DbProfile, read_profile
 from sqlmaster.data.fromdb.schema_filter import SCHEMA_CHARS, schema_for
 from sqlmaster.data.fromdb.split import split_pairs
-from sqlmaster.engines import engine_for, open_database
+from sqlmaster.engines import Session, engine_for, open_database
 from sqlmaster.engines.source import ServerURL, is_url, redact
 from sqlmaster.errors import ConfigError
 
@@ -56,29 +56,28 @@ def db_id_of(source: str) -> str:
     return Path(source.removeprefix("duckdb://")).stem
 
 
-def synthesize_source(source: str, settings: FromDbSettings) -> SourceResult:
-    """The kept pairs of one database (an unopenable one raises ``DatabaseUnavailable``)."""
+def synthesize_source(source: str, session: Session, settings: FromDbSettings) -> SourceResult:
+    """The kept pairs of one open database."""
     deadline = time.monotonic() + settings.time_budget_s
     result = SourceResult(redact(source))
-    with open_database(source) as session:
-        profile = read_profile(session, result.source, deadline, settings.max_table_rows)
-        result.skipped_tables = dict(profile.skipped)
-        if not profile.queryable:
-            result.problem = "no table with rows to query" if profile.schema.tables else "no tables"
-            return result
-        keeper = Keeper(session, settings.per_skeleton)
-        rng = random.Random(f"{settings.seed}\x00{db_id_of(source)}")
-        draw = Draw(profile, rng)
-        names = list(FAMILIES)
-        for index in range(settings.draws):
-            if time.monotonic() > deadline:
-                keeper.dropped["time budget spent"] += settings.draws - index
-                break
-            candidate = FAMILIES[names[index % len(names)]](draw)
-            result.drawn += candidate is not None
-            if candidate is not None and keeper.offer(candidate):
-                result.pairs.append(_pair(candidate, profile, source, settings, rng))
-        result.dropped = dict(keeper.dropped)
+    profile = read_profile(session, result.source, deadline, settings.max_table_rows)
+    result.skipped_tables = dict(profile.skipped)
+    if not profile.queryable:
+        result.problem = "no table with rows to query" if profile.schema.tables else "no tables"
+        return result
+    keeper = Keeper(session, settings.per_skeleton)
+    rng = random.Random(f"{settings.seed}\x00{db_id_of(source)}")
+    draw = Draw(profile, rng)
+    names = list(FAMILIES)
+    for index in range(settings.draws):
+        if time.monotonic() > deadline:
+            keeper.dropped["time budget spent"] += settings.draws - index
+            break
+        candidate = FAMILIES[names[index % len(names)]](draw)
+        result.drawn += candidate is not None
+        if candidate is not None and keeper.offer(candidate):
+            result.pairs.append(_pair(candidate, profile, source, settings, rng))
+    result.dropped = dict(keeper.dropped)
     if not result.pairs:
         result.problem = "no synthesized query returned a telling result"
     return result
@@ -105,8 +104,15 @@ def from_db(sources: list[str], output_dir: Path, settings: FromDbSettings) -> d
     started = time.monotonic()
     if not sources:
         raise ConfigError("no database given. Pass one or more SQLite/DuckDB files or server URLs")
-    fingerprints = [{"source": s, **fingerprint_source(s)} for s in sources if _readable(s)]
-    results = [synthesize_source(s, settings) for s in sources]
+    sessions: list[Session] = []
+    try:
+        for source in sources:  # every source opens before any work: a bad one is its error line at once
+            sessions.append(open_database(source))
+        fingerprints = [{"source": s, **fingerprint_source(s)} for s in sources]
+        results = [synthesize_source(s, session, settings) for s, session in zip(sources, sessions, strict=True)]
+    finally:
+        for session in sessions:
+            session.close()
     pairs = [p for r in results for p in r.pairs]
     if not pairs:
         reasons = "; ".join(f"{r.source}: {r.problem}" for r in results)
@@ -128,12 +134,6 @@ def from_db(sources: list[str], output_dir: Path, settings: FromDbSettings) -> d
     ]
     _write(output_dir, train, test, info)
     return info
-
-
-def _readable(source: str) -> bool:
-    """Opening each source first turns a missing or unreadable one into its ``error:`` line before any work."""
-    open_database(source).close()
-    return True
 
 
 def _write(output_dir: Path, train: list[dict[str, Any]], test: list[dict[str, Any]], info: dict[str, Any]) -> None:

@@ -3,12 +3,13 @@
 Every read goes through the engine layer (:func:`sqlmaster.engines.open_database`), read-only, and is bounded
 whatever the database's size: a column's values come from ``SELECT DISTINCT c FROM (SELECT c FROM t LIMIT
 window) LIMIT k`` (a window of the table's first rows, never a full scan), each statement under a time limit, and
-a table whose rows cannot be counted in time or exceed ``max_table_rows`` is described but not queried by the
-synthesizer (it is counted in ``skipped`` with its reason).
+rows are counted only up to ``max_table_rows + 1``, and a table whose rows cannot be counted in time or exceed
+``max_table_rows`` is described but not queried by the synthesizer (it is counted in ``skipped`` with its reason).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -73,7 +74,7 @@ def read_profile(
     session: Session, source: str, deadline: float, max_table_rows: int = MAX_TABLE_ROWS, window: int = SAMPLE_WINDOW
 ) -> DbProfile:
     """Schema, row counts and sampled values of ``session``'s database; stops sampling at ``deadline``."""
-    schema = session.schema(count_rows=True)
+    schema = _counted(session, session.schema(count_rows=False), max_table_rows, deadline)
     engine = session.engine
     profile = DbProfile(source, engine.dialect, engine.quote, schema)
     queryable = []
@@ -85,13 +86,30 @@ def read_profile(
             values = () if reason else _sample(session, table.name, column.name, window)
             profile.columns[(table.name, column.name)] = ColumnProfile(table.name, column, values)
         if reason is None and table.row_count and table.row_count > max_table_rows:
-            reason = f"{table.row_count} rows > {max_table_rows}: described and sampled, not queried"
+            reason = f"more than {max_table_rows} rows: described and sampled, not queried"
         if reason:
             profile.skipped[table.name] = reason
         else:
             queryable.append(table.name)
     profile.queryable = tuple(queryable)
     return profile
+
+
+def _counted(session: Session, schema: Schema, max_table_rows: int, deadline: float) -> Schema:
+    """``schema`` with each table's rows counted up to ``max_table_rows + 1`` (``count(*)`` over a ``LIMIT``ed
+    subquery: a huge table costs no more than the cap), under the read time limit, none after ``deadline``."""
+    q = session.engine.quote_identifier
+    tables = []
+    for table in schema.tables:
+        count = None
+        if time.monotonic() < deadline:
+            sql = f"SELECT count(*) FROM (SELECT 1 FROM {q(table.name)} LIMIT {int(max_table_rows) + 1}) AS w"
+            try:
+                count = int(session.run(sql, READ_LIMITS)[0][0])
+            except QueryError:
+                count = None
+        tables.append(dataclasses.replace(table, row_count=count))
+    return Schema(tuple(tables))
 
 
 def _skip_reason(table: Table, max_table_rows: int) -> str | None:
