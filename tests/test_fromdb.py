@@ -296,3 +296,13 @@ def test_help_and_bad_settings(tmp_path: Path) -> None:
     db = _duckdb_shop(tmp_path / "shop.duckdb")
     bad = CliRunner().invoke(app, ["data", "from-db", str(db), "-o", str(tmp_path / "o"), "--test-share", "2"])
     assert bad.exit_code != 0 and not (tmp_path / "o").exists()
+
+
+def test_card_never_holds_a_password(tmp_path: Path) -> None:
+    from sqlmaster.data.fromdb.card import card, fingerprint_source
+
+    url = "postgresql://reader:s3cret@db.example:5432/shop"
+    shown = fingerprint_source(url)
+    assert shown == {"url": "postgresql://reader:***@db.example:5432/shop"}
+    text = json.dumps(card([{"source": url, **shown}], {}, [], [], 1.0))
+    assert "s3cret" not in text and "reader:***@" in text
