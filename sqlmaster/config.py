@@ -125,9 +125,36 @@ class DataConfig(_Section):
     source: str = field(
         default="shipped",
         metadata=knob(
-            '"shipped" (the sample inside the package), a Hugging Face dataset id, or a .json/.jsonl/.parquet path',
+            '"shipped" (the sample inside the package), a Hugging Face dataset id, a .json/.jsonl/.parquet path, or '
+            "a folder written by `sqlmaster data from-db` (its train.jsonl)",
             nonempty=True,
         ),
+    )
+    mix_source: str | None = field(
+        default=None,
+        metadata=knob(
+            "a second source (same forms as data.source, e.g. shipped) mixed into the training split; null = none",
+            nonempty=True,
+        ),
+    )
+    mix_ratio: float = field(
+        default=0.5,
+        metadata=knob(
+            "with data.mix_source: the share of training rows drawn from it (the rest from data.source)",
+            minimum=0,
+            exclusive_maximum=1,
+        ),
+    )
+    live_schema: bool = field(
+        default=False,
+        metadata=knob(
+            "Spider dev prompts show the live database's schema (CREATE TABLE with keys and example values, filtered "
+            "per question to data.schema_chars) as `data from-db` writes it, instead of its bare CREATE TABLE text"
+        ),
+    )
+    schema_chars: int = field(
+        default=2000,
+        metadata=knob("with data.live_schema: schema budget of one prompt in characters", minimum=200),
     )
     validation_size: int = field(
         default=100, metadata=knob("rows held out for eval loss and early stopping (the original used 100)", minimum=1)

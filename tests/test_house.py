@@ -20,7 +20,7 @@ def map_modules(package: str) -> list[str]:
     return re.findall(r"^\| `(\w+)` \|", doc, re.MULTILINE)
 
 
-@pytest.mark.parametrize("package", ["sqlmaster.evaluate", "sqlmaster.train"])
+@pytest.mark.parametrize("package", ["sqlmaster.evaluate", "sqlmaster.train", "sqlmaster.data.fromdb"])
 def test_the_package_map_names_every_module_once(package: str) -> None:
     folder = REPO / package.replace(".", "/")
     files = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
@@ -29,7 +29,7 @@ def test_the_package_map_names_every_module_once(package: str) -> None:
     assert sorted(named) == files, f"{package}'s map and its files differ: update the table in {folder}/__init__.py"
 
 
-@pytest.mark.parametrize("package", ["sqlmaster.evaluate", "sqlmaster.train"])
+@pytest.mark.parametrize("package", ["sqlmaster.evaluate", "sqlmaster.train", "sqlmaster.data.fromdb"])
 def test_the_path_in_each_map_names_only_real_modules(package: str) -> None:
     doc = importlib.import_module(package).__doc__ or ""
     path = doc[doc.index("The path of one") :]

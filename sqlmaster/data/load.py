@@ -20,13 +20,17 @@ SHIPPED = "shipped"
 SHIPPED_FILE = "sql-create-context-sample.jsonl.gz"
 HUB_DATASET = "b-mc2/sql-create-context"
 FIELDS = ("question", "context", "answer")
+FROM_DB_TRAIN = "train.jsonl"  # a `sqlmaster data from-db` folder's training pairs (its test.jsonl is for eval run)
 
 
 def load_examples(source: str = SHIPPED) -> list[Example]:
-    """Load every example of ``source``: "shipped", a .json/.jsonl(.gz)/.parquet path, or a hub dataset id."""
+    """Load every example of ``source``: "shipped", a .json/.jsonl(.gz)/.parquet path, a ``data from-db`` folder
+    (its train.jsonl), or a hub dataset id."""
     if source == SHIPPED:
         return _validate(_read_jsonl(shipped_path()), "the shipped sample")
     path = Path(source).expanduser()
+    if path.is_dir():
+        return _validate(_read_jsonl(_from_db_train(path)), str(path / FROM_DB_TRAIN))
     if path.exists() or source.startswith((".", "/", "~")) or path.suffix in (".json", ".jsonl", ".parquet", ".gz"):
         return _validate(_read_local(path), str(path))
     if source.count("/") == 1:
@@ -35,6 +39,21 @@ def load_examples(source: str = SHIPPED) -> list[Example]:
         f"data source {source!r} is neither 'shipped', an existing file, nor a hub id (org/name). "
         f"Use data.source=shipped, a path to .json/.jsonl/.parquet, or {HUB_DATASET}"
     )
+
+
+def read_rows(path: Path) -> list[Mapping[str, Any]]:
+    """The raw rows of a local data file, every field kept (an evaluation file's ``db_path``, ``db_id``)."""
+    return [row for row in _read_local(path) if isinstance(row, Mapping)]
+
+
+def _from_db_train(folder: Path) -> Path:
+    train = folder / FROM_DB_TRAIN
+    if not train.is_file():
+        raise ConfigError(
+            f"data folder {folder} holds no {FROM_DB_TRAIN}. Point data.source at a folder written by "
+            "`sqlmaster data from-db SOURCE --output-dir DIR`, or at a data file"
+        )
+    return train
 
 
 def shipped_path() -> Path:

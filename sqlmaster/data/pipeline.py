@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 from sqlmaster.config import DataConfig
+from sqlmaster.data.examples import Example, normalise_text
 from sqlmaster.data.load import load_examples
 from sqlmaster.data.split import Splits, make_splits
 
@@ -13,4 +16,21 @@ def build_splits(cfg: DataConfig) -> Splits:
         from sqlmaster.data.spider import dev_questions
 
         exclude = dev_questions()
-    return make_splits(load_examples(cfg.source), cfg, exclude_questions=exclude)
+    splits = make_splits(load_examples(cfg.source), cfg, exclude_questions=exclude)
+    if cfg.mix_source:
+        splits.train = mix(splits, load_examples(cfg.mix_source), cfg, exclude)
+    return splits
+
+
+def mix(splits: Splits, others: list[Example], cfg: DataConfig, exclude: set[str] | None) -> list[Example]:
+    """``splits.train`` with rows of ``data.mix_source`` added so that they are ``data.mix_ratio`` of the result;
+    rows held out by the split or excluded (Spider dev) never enter. Seeded, so the same recipe mixes alike."""
+    held = {ex.key() for ex in splits.test} | {ex.key() for ex in splits.validation}
+    excluded = {normalise_text(q) for q in exclude or ()}
+    pool = [ex for ex in dict.fromkeys(others) if ex.key() not in held and normalise_text(ex.question) not in excluded]
+    wanted = min(len(pool), round(len(splits.train) * cfg.mix_ratio / (1 - cfg.mix_ratio)))
+    chosen = random.Random(cfg.seed).sample(pool, wanted)
+    mixed = splits.train + chosen
+    random.Random(cfg.seed + 1).shuffle(mixed)
+    splits.stats["mixed_in"] = wanted
+    return mixed

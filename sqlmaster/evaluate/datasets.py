@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,11 +138,12 @@ def _spider_dev(splits: SplitCache) -> EvalDataset:
     dropped = len(rows) - len(kept)
     if dropped:
         log.info("spider-dev: dropped %d of %d questions that the run's training split contains", dropped, len(rows))
+    context = _live_context(splits.data_cfg) if splits.data_cfg.live_schema else lambda ex: schema_context(ex.db_id)
     examples = [
         EvalExample(
             id=f"spider-dev-{i}",
             question=ex.question,
-            context=schema_context(ex.db_id),
+            context=context(ex),
             answer=ex.query,
             db_path=str(database_path(ex.db_id)),
             db_id=ex.db_id,
@@ -150,10 +152,28 @@ def _spider_dev(splits: SplitCache) -> EvalDataset:
     ]
     info = {
         "source": "spider 1.0 dev (real databases)",
+        "schema": f"live, {splits.data_cfg.schema_chars} chars" if splits.data_cfg.live_schema else "CREATE TABLE",
         "executable": len(rows),
         "dropped_in_training_data": dropped,
     }
     return EvalDataset(SPIDER_DEV, examples, info)
+
+
+def _live_context(cfg: DataConfig) -> Callable[[Any], str]:
+    """Spider dev's schema as ``data from-db`` renders a live database: keys, example values, filtered to
+    ``data.schema_chars`` per question (sqlmaster/data/fromdb/schema_filter.py), each database profiled once."""
+    from sqlmaster.data.fromdb.profile import load_profile
+    from sqlmaster.data.fromdb.schema_filter import schema_for
+    from sqlmaster.data.spider import database_path
+
+    profiles: dict[str, Any] = {}
+
+    def context(ex: Any) -> str:
+        if ex.db_id not in profiles:
+            profiles[ex.db_id] = load_profile(str(database_path(ex.db_id)))
+        return schema_for(profiles[ex.db_id], ex.question, cfg.schema_chars)
+
+    return context
 
 
 def _triplets(path: Path) -> EvalDataset:
@@ -162,6 +182,28 @@ def _triplets(path: Path) -> EvalDataset:
     if not path.is_file():
         raise ConfigError(f"triplets file {path} does not exist. Create one with `sqlmaster eval make-dataset`")
     rows = load_examples(str(path))
-    examples = [EvalExample(f"{path.stem}-{i}", ex.question, ex.context, ex.answer) for i, ex in enumerate(rows)]
+    places = _database_fields(path, len(rows))
+    examples = [
+        EvalExample(f"{path.stem}-{i}", ex.question, ex.context, ex.answer, *places[i]) for i, ex in enumerate(rows)
+    ]
     name = path.name.split(".", 1)[0]
     return EvalDataset(name, examples, {"source": str(path), "sha256": fingerprint(rows)})
+
+
+def _database_fields(path: Path, count: int) -> list[tuple[str | None, str | None]]:
+    """Each row's ``(db_path, db_id)``: a row that names its real database file (``data from-db``'s test.jsonl)
+    is scored on it; a relative ``db_path`` is taken from the file's folder."""
+    from sqlmaster.data.load import read_rows
+
+    raw = read_rows(path) if path.name.endswith((".jsonl", ".jsonl.gz", ".json")) else []
+    if len(raw) != count:
+        return [(None, None)] * count
+    out: list[tuple[str | None, str | None]] = []
+    for row in raw:
+        db_path, db_id = row.get("db_path"), row.get("db_id")
+        if isinstance(db_path, str) and db_path.strip():
+            db_path = str(path.parent / db_path) if not Path(db_path).is_absolute() else db_path
+        else:
+            db_path = None
+        out.append((db_path, db_id if isinstance(db_id, str) and db_path else None))
+    return out
