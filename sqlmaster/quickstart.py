@@ -83,7 +83,6 @@ def run_quickstart(
     zero_shot: bool = False,
     from_db: list[str] | None = None,
 ) -> None:
-    from sqlmaster.evaluate.html_report import HTML_FILE
     from sqlmaster.evaluate.report import write_report
     from sqlmaster.evaluate.runner import run_evaluation
     from sqlmaster.logs import setup_logging
@@ -126,9 +125,14 @@ def run_quickstart(
     run_phase("training", run_training, spec.name, run_dir, train_recipe)
     run_phase("evaluation", run_evaluation, spec.name, run_dir, run_dir / "eval", None, None, eval_recipe)
     evaluated.insert(0, run_dir)
-    markdown = write_report(evaluated, output_dir / "report")
-    minutes = (time.monotonic() - started) / 60
-    print(markdown)
+    print(write_report(evaluated, output_dir / "report"))
+    _print_where(output_dir, run_dir, zero_shot, (time.monotonic() - started) / 60)
+
+
+def _print_where(output_dir: Path, run_dir: Path, zero_shot: bool, minutes: float) -> None:
+    """The closing lines: how long it took and where each result is."""
+    from sqlmaster.evaluate.html_report import HTML_FILE
+
     print(f"\nquickstart finished in {minutes:.1f} min")
     print(f"  model and run record: {run_dir}")
     print(f"  evaluation:           {run_dir / 'eval'}")
