@@ -13,6 +13,8 @@ Module map (module | what it holds | who calls it):
 | `source` | what a SOURCE string names (file or URL) and how it is shown with its password redacted | engines, cli |
 | `sqlite` | SQLite files, read-only and immutable, through the scorer's sandbox | registry below |
 | `duckdb` | DuckDB files, read-only, external access and extensions off at connect time | registry below |
+| `transpile` | SQLite-flavoured SQL in another dialect, meaning what SQLite means | engine scoring, data.dialect |
+| `scratch` | an example's synthesized databases rebuilt on another engine (the tool's own) | engine scoring |
 
 The path of one query: ``open_database(source)`` → ``engine_for(source)`` picks the engine by URL scheme, file suffix
 or file header → ``Engine.open_readonly`` → ``Session.run(sql, limits)`` (one statement, cancelled at the limit,

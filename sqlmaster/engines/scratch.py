@@ -1,0 +1,231 @@
+"""Scratch copies of an example's synthesized databases on another engine: the same rows as SQLite's, in tables
+typed from the ``CREATE TABLE`` context, for scoring gold and predictions on DuckDB, PostgreSQL or MySQL.
+
+These are the tool's own databases, never a user's. One :class:`ScratchHost` per worker process holds one
+connection to the engine (opening one costs ~60 ms on DuckDB, a login on a server) and builds each example's
+databases into namespaces of their own (a schema per database on DuckDB and PostgreSQL, a database per database on
+MySQL), dropped when the example is done (:meth:`ScratchExample.close`); a query runs with its database's
+namespace as the default one, so the transpiled SQL names tables as the context does.
+
+Types: a column's kind is its SQLite affinity (:func:`sqlmaster.engines.transpile.column_types`), checked against
+the values SQLite stored: SQLite lets an INTEGER column hold text (a gold that compares it with a word puts one
+there); such a column is created as text on the engine and reported in ``mixed`` (its comparisons cannot mean the
+same on both). Names are lower-cased (the transpiler lower-cases every identifier: SQLite's names are
+case-insensitive).
+
+DuckDB: one in-memory connection opened with external access and extension loading off (DuckDB refuses to turn
+either back on while running); queries go through :class:`sqlmaster.engines.duckdb.DuckDBSession` (one SELECT,
+timer interrupt, row and byte caps).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmaster.engines.base import DEFAULT_LIMITS, Limits, Row
+from sqlmaster.engines.transpile import BLOB, INTEGER, NUMERIC, REAL, TEXT
+
+# kind -> the engine's column type
+TYPE_NAMES: dict[str, dict[str, str]] = {
+    "duckdb": {INTEGER: "BIGINT", REAL: "DOUBLE", NUMERIC: "DOUBLE", TEXT: "VARCHAR", BLOB: "BLOB"},
+    "postgresql": {
+        INTEGER: "BIGINT",
+        REAL: "DOUBLE PRECISION",
+        NUMERIC: "DOUBLE PRECISION",
+        TEXT: 'TEXT COLLATE "C"',
+        BLOB: "BYTEA",
+    },
+    "mysql": {INTEGER: "BIGINT", REAL: "DOUBLE", NUMERIC: "DOUBLE", TEXT: "TEXT", BLOB: "LONGBLOB"},
+}
+
+
+@dataclass(frozen=True)
+class ScratchTable:
+    name: str  # lower-cased
+    columns: tuple[tuple[str, str], ...]  # (lower-cased name, kind)
+
+
+@dataclass
+class ScratchData:
+    """One example's databases as read back from SQLite: tables with their kinds and each database's rows."""
+
+    tables: list[ScratchTable]
+    rows: list[dict[str, list[Row]]]  # per database: table -> rows
+    mixed: list[str] = field(default_factory=list)  # "table.column" holding text under a numeric affinity
+
+    @property
+    def types(self) -> dict[str, dict[str, str]]:
+        return {t.name: dict(t.columns) for t in self.tables}
+
+
+def read_synthesized(databases: Sequence[bytes]) -> ScratchData:
+    """The tables, kinds and rows of an example's synthesized databases (``SynthesizedExample.databases``)."""
+    from sqlmaster.evaluate.synth import read_schema
+
+    per_db: list[dict[str, list[Row]]] = []
+    tables: list[Any] = []
+    for data in databases:
+        conn = sqlite3.connect(":memory:")
+        try:
+            conn.deserialize(data)
+            tables = read_schema(conn)
+            per_db.append(
+                {
+                    t.name.lower(): conn.execute(f'SELECT * FROM "{t.name.replace(chr(34), chr(34) * 2)}"').fetchall()
+                    for t in tables
+                }
+            )
+        finally:
+            conn.close()
+    return _with_kinds(tables, per_db)
+
+
+def _with_kinds(tables: list[Any], per_db: list[dict[str, list[Row]]]) -> ScratchData:
+    out: list[ScratchTable] = []
+    mixed: list[str] = []
+    for t in tables:
+        name = t.name.lower()
+        columns = []
+        for i, c in enumerate(t.columns):
+            values = [r[i] for db in per_db for r in db.get(name, []) if r[i] is not None]
+            kind = _kind(c.affinity, values)
+            if c.affinity in (INTEGER, REAL, NUMERIC) and kind == TEXT:
+                mixed.append(f"{name}.{c.name.lower()}")
+            columns.append((c.name.lower(), kind))
+        out.append(ScratchTable(name, tuple(columns)))
+    return ScratchData(out, per_db, mixed)
+
+
+def _kind(affinity: str, values: list[Any]) -> str:
+    if affinity == TEXT:
+        return BLOB if values and all(isinstance(v, bytes) for v in values) else TEXT
+    if any(isinstance(v, str | bytes) for v in values):
+        return TEXT
+    if any(isinstance(v, float) for v in values) or affinity == REAL:
+        return REAL
+    if affinity == BLOB and not values:
+        return TEXT
+    return INTEGER
+
+
+class ScratchExample(ABC):
+    """One example's databases on the engine: run a (transpiled) query on database ``index``."""
+
+    data: ScratchData
+
+    @abstractmethod
+    def run(self, index: int, sql: str, limits: Limits = DEFAULT_LIMITS, stop_after: int | None = None) -> list[Row]:
+        """Rows of ``sql`` on database ``index`` (values normalised), or ``QueryError``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Drop the databases."""
+
+    def __len__(self) -> int:
+        return len(self.data.rows)
+
+
+class ScratchHost(ABC):
+    """One process's connection to an engine, on which examples' databases are built and dropped."""
+
+    engine: str
+
+    @abstractmethod
+    def build(self, data: ScratchData) -> ScratchExample: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+_counter = itertools.count()
+
+
+def _namespace(index: int) -> str:
+    return f"sx_{os.getpid()}_{next(_counter)}_{index}"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class DuckDBScratchHost(ScratchHost):
+    engine = "duckdb"
+
+    def __init__(self) -> None:
+        import duckdb
+
+        from sqlmaster.engines.duckdb import CONNECT_CONFIG, DuckDBEngine, DuckDBSession
+
+        # the sandbox settings, less lock_configuration: the host switches schemas between queries (SET schema),
+        # and only one SELECT per statement reaches the connection from outside (DuckDBSession._one_select)
+        config = {k: v for k, v in CONNECT_CONFIG.items() if k != "lock_configuration"}
+        self._conn = duckdb.connect(":memory:", config=config)
+        self.session = DuckDBSession(DuckDBEngine(), self._conn)
+
+    def build(self, data: ScratchData) -> ScratchExample:
+        names = [_namespace(i) for i in range(len(data.rows))]
+        types = TYPE_NAMES["duckdb"]
+        for schema, rows in zip(names, data.rows, strict=True):
+            self._conn.execute(f"CREATE SCHEMA {_quote(schema)}")
+            for t in data.tables:
+                cols = ", ".join(f"{_quote(n)} {types[k]}" for n, k in t.columns)
+                target = f"{_quote(schema)}.{_quote(t.name)}"
+                self._conn.execute(f"CREATE TABLE {target} ({cols})")
+                table_rows = rows.get(t.name, [])
+                if table_rows:
+                    marks = "(" + ", ".join("?" * len(t.columns)) + ")"
+                    values = [_cell(v, k) for r in table_rows for v, (_, k) in zip(r, t.columns, strict=True)]
+                    self._conn.execute(f"INSERT INTO {target} VALUES {', '.join([marks] * len(table_rows))}", values)
+        return DuckDBScratchExample(self, data, names)
+
+    def use(self, schema: str) -> None:
+        self._conn.execute(f"SET schema = '{schema}'")
+
+    def drop(self, names: list[str]) -> None:
+        self._conn.execute("SET schema = 'main'")
+        for schema in names:
+            self._conn.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _cell(value: Any, kind: str) -> Any:
+    if kind == TEXT and isinstance(value, int | float):  # cannot happen after read-back; kept for safety
+        return str(value)
+    return value
+
+
+class DuckDBScratchExample(ScratchExample):
+    def __init__(self, host: DuckDBScratchHost, data: ScratchData, names: list[str]) -> None:
+        self.host, self.data, self.names = host, data, names
+
+    def run(self, index: int, sql: str, limits: Limits = DEFAULT_LIMITS, stop_after: int | None = None) -> list[Row]:
+        self.host.use(self.names[index])
+        return self.host.session.run(sql, limits)
+
+    def close(self) -> None:
+        self.host.drop(self.names)
+
+
+HOSTS: dict[str, str] = {"duckdb": "sqlmaster.engines.scratch:DuckDBScratchHost"}
+
+
+def scratch_host(engine: str) -> ScratchHost:
+    """A new host for ``engine`` (one per process; servers are reached through the engine's environment)."""
+    import importlib
+
+    spec = HOSTS.get(engine)
+    if spec is None:
+        from sqlmaster.errors import ConfigError
+
+        raise ConfigError(f"no scratch databases on engine {engine!r} yet. Use one of: {', '.join(HOSTS)}")
+    module, cls = spec.split(":")
+    host: ScratchHost = getattr(importlib.import_module(module), cls)()
+    return host
