@@ -212,6 +212,13 @@ def eval_score(
     ] = DEFAULT_CONVENTION,
     overwrite: Annotated[bool, typer.Option(help="Replace results already in --output-dir.")] = False,
     workers: Annotated[int | None, typer.Option(help="Scoring processes (default: up to 2).")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Engine the SQL runs on: sqlite, or duckdb (gold and prediction transpiled from SQLite; golds "
+            "that do not return SQLite's rows there are left out and counted). Context rows only."
+        ),
+    ] = "sqlite",
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
@@ -224,7 +231,7 @@ def eval_score(
         )
     if input.exists() and not input.is_file() and not input.is_dir():
         raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
-    settings = ScoreSettings(convention=convention)
+    settings = ScoreSettings(convention=convention, engine=engine.lower())
     with hold(output_dir, "sqlmaster eval score"):
         metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
     typer.echo(f"{summary_line(metrics)}  -> {output_dir}")

@@ -23,13 +23,15 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlmaster.engines.base import DEFAULT_LIMITS, Limits, Row
-from sqlmaster.engines.transpile import BLOB, INTEGER, NUMERIC, REAL, TEXT
+from sqlmaster.engines.base import DEFAULT_LIMITS, Limits, QueryError, Row, fetch_capped
+from sqlmaster.engines.transpile import BLOB, INTEGER, NUMERIC, REAL, TEXT, sqlite_text
 
 # kind -> the engine's column type
 TYPE_NAMES: dict[str, dict[str, str]] = {
@@ -117,11 +119,17 @@ def _kind(affinity: str, values: list[Any]) -> str:
 class ScratchExample(ABC):
     """One example's databases on the engine: run a (transpiled) query on database ``index``."""
 
+    engine: str
     data: ScratchData
 
     @abstractmethod
     def run(self, index: int, sql: str, limits: Limits = DEFAULT_LIMITS, stop_after: int | None = None) -> list[Row]:
-        """Rows of ``sql`` on database ``index`` (values normalised), or ``QueryError``."""
+        """Rows of ``sql`` on database ``index`` (values normalised), or ``QueryError``.
+
+        ``stop_after``: the caller needs at most that many rows (the gold's count): a result with more is cut
+        short and comes back as ``stop_after + 1`` empty rows (it cannot match; it did execute), as the SQLite
+        scorer abandons such a prediction.
+        """
 
     @abstractmethod
     def close(self) -> None:
@@ -154,19 +162,64 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+class Watchdog:
+    """One thread that interrupts the statement running past its deadline: a ``threading.Timer`` per statement
+    (a new thread each) cost more than the statement itself on a busy machine (3 ms against 1.5 ms)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: tuple[float, Any] | None = None  # (deadline on the monotonic clock, what to interrupt)
+        self._closed = False
+        threading.Thread(target=self._loop, name="scratch-watchdog", daemon=True).start()
+
+    def arm(self, timeout_s: float, target: Any) -> None:
+        with self._cond:
+            self._armed = (time.monotonic() + timeout_s, target)
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._armed = None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if self._armed is None:
+                    self._cond.wait()
+                    continue
+                deadline, target = self._armed
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._armed = None
+                target.interrupt()
+
+
 class DuckDBScratchHost(ScratchHost):
+    """One in-memory DuckDB database per process. Database ``i`` of the current example is queried through
+    cursor ``i`` (a connection of its own to the same database), whose default schema is switched once per
+    example rather than once per query."""
+
     engine = "duckdb"
 
     def __init__(self) -> None:
         import duckdb
 
-        from sqlmaster.engines.duckdb import CONNECT_CONFIG, DuckDBEngine, DuckDBSession
+        from sqlmaster.engines.duckdb import CONNECT_CONFIG
 
-        # the sandbox settings, less lock_configuration: the host switches schemas between queries (SET schema),
-        # and only one SELECT per statement reaches the connection from outside (DuckDBSession._one_select)
+        # the sandbox settings, less lock_configuration: the host switches schemas between examples (SET schema);
+        # only one SELECT per statement reaches the database from outside (DuckDBSession._one_select)
         config = {k: v for k, v in CONNECT_CONFIG.items() if k != "lock_configuration"}
         self._conn = duckdb.connect(":memory:", config=config)
-        self.session = DuckDBSession(DuckDBEngine(), self._conn)
+        self._cursors: list[Any] = []
+        self._schemas: list[str | None] = []
+        self._watchdog = Watchdog()
 
     def build(self, data: ScratchData) -> ScratchExample:
         names = [_namespace(i) for i in range(len(data.rows))]
@@ -184,31 +237,73 @@ class DuckDBScratchHost(ScratchHost):
                     self._conn.execute(f"INSERT INTO {target} VALUES {', '.join([marks] * len(table_rows))}", values)
         return DuckDBScratchExample(self, data, names)
 
-    def use(self, schema: str) -> None:
-        self._conn.execute(f"SET schema = '{schema}'")
+    def run(self, schema: str, index: int, sql: str, limits: Limits) -> list[Row]:
+        """One SELECT on database ``index`` (in ``schema``), with DuckDBSession's checks and errors."""
+        import duckdb
+
+        from sqlmaster.engines.duckdb import DuckDBSession
+        from sqlmaster.engines.values import normalise_row
+
+        cursor = self._cursor(index, schema)
+        statement = DuckDBSession._one_select(sql, limits)
+        self._watchdog.arm(limits.timeout_s, cursor)
+        try:
+            return fetch_capped(cursor.execute(statement).fetchmany, limits, normalise_row)
+        except duckdb.InterruptException:
+            raise QueryError("timeout", f"exceeded {limits.timeout_s:g}s") from None
+        except duckdb.PermissionException as exc:
+            raise QueryError("denied", str(exc).splitlines()[0]) from None
+        except duckdb.Error as exc:
+            raise QueryError("sql", str(exc).splitlines()[0]) from None
+        finally:
+            self._watchdog.disarm()
+
+    def _cursor(self, index: int, schema: str) -> Any:
+        while len(self._cursors) <= index:
+            self._cursors.append(self._conn.cursor())
+            self._schemas.append(None)
+        if self._schemas[index] != schema:
+            self._cursors[index].execute(f"SET schema = '{schema}'")
+            self._schemas[index] = schema
+        return self._cursors[index]
 
     def drop(self, names: list[str]) -> None:
-        self._conn.execute("SET schema = 'main'")
+        for i, current in enumerate(self._schemas):
+            if current in names:
+                self._cursors[i].execute("SET schema = 'main'")
+                self._schemas[i] = None
         for schema in names:
             self._conn.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
 
     def close(self) -> None:
+        self._watchdog.close()
+        for cursor in self._cursors:
+            cursor.close()
         self._conn.close()
 
 
 def _cell(value: Any, kind: str) -> Any:
-    if kind == TEXT and isinstance(value, int | float):  # cannot happen after read-back; kept for safety
-        return str(value)
+    """A stored value for a column of ``kind``: numbers in a mixed column (text on the engine) as SQLite's text."""
+    if kind == TEXT and isinstance(value, int | float):
+        return sqlite_text(value)
     return value
 
 
 class DuckDBScratchExample(ScratchExample):
+    engine = "duckdb"
+
     def __init__(self, host: DuckDBScratchHost, data: ScratchData, names: list[str]) -> None:
         self.host, self.data, self.names = host, data, names
 
     def run(self, index: int, sql: str, limits: Limits = DEFAULT_LIMITS, stop_after: int | None = None) -> list[Row]:
-        self.host.use(self.names[index])
-        return self.host.session.run(sql, limits)
+        if stop_after is None or stop_after >= limits.max_rows:
+            return self.host.run(self.names[index], index, sql, limits)
+        try:
+            return self.host.run(self.names[index], index, sql, replace(limits, max_rows=stop_after))
+        except QueryError as exc:
+            if exc.kind == "row_cap" and "rows" in str(exc) and "larger" not in str(exc):
+                return [()] * (stop_after + 1)
+            raise
 
     def close(self) -> None:
         self.host.drop(self.names)

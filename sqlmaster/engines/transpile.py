@@ -128,12 +128,12 @@ def _apply_rules(tree: exp.Expr, engine: str, types: dict[str, dict[str, str]]) 
     if isinstance(tree, exp.Glob) or tree.find(exp.Glob) is not None:
         raise TranspileError("unsupported", "GLOB has no equivalent")
     kinds = _Kinds(types)
-    for node in list(tree.find_all(*_COMPARISONS)):
-        _comparison_operands(node)
-    for node in list(tree.find_all(*_COMPARISONS, exp.In, exp.Between)):
-        tree = _affinity(tree, node, kinds)
-    for node in list(tree.find_all(exp.Sum, exp.Avg, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg)):
-        _numbers_of_text(node, kinds, engine)
+    for comparison in list(tree.find_all(*_COMPARISONS)):
+        _comparison_operands(comparison)
+    for predicate in list(tree.find_all(*_COMPARISONS, exp.In, exp.Between)):
+        tree = _affinity(tree, predicate, kinds)
+    for operation in list(tree.find_all(exp.Sum, exp.Avg, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg)):
+        _numbers_of_text(operation, kinds, engine)
     for division in list(tree.find_all(exp.Div)):
         _integer_division(division, kinds, engine)
     for like in list(tree.find_all(exp.Like)):
