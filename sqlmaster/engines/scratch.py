@@ -294,8 +294,11 @@ class DuckDBScratchExample(ScratchExample):
 
     def __init__(self, host: DuckDBScratchHost, data: ScratchData, names: list[str]) -> None:
         self.host, self.data, self.names = host, data, names
+        self.closed = False
 
     def run(self, index: int, sql: str, limits: Limits = DEFAULT_LIMITS, stop_after: int | None = None) -> list[Row]:
+        if self.closed:
+            raise ValueError("the example's scratch databases were dropped")
         if stop_after is None or stop_after >= limits.max_rows:
             return self.host.run(self.names[index], index, sql, limits)
         try:
@@ -306,7 +309,9 @@ class DuckDBScratchExample(ScratchExample):
             raise
 
     def close(self) -> None:
-        self.host.drop(self.names)
+        if not self.closed:
+            self.closed = True
+            self.host.drop(self.names)
 
 
 HOSTS: dict[str, str] = {"duckdb": "sqlmaster.engines.scratch:DuckDBScratchHost"}

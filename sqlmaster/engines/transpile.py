@@ -113,6 +113,8 @@ def transpile(sql: str, engine: str, types: ColumnTypes | None = None) -> str:
     try:
         tree = _apply_rules(tree, engine, lowered)
         return tree.sql(dialect=dialect, identify=True, unsupported_level=sqlglot.ErrorLevel.RAISE)
+    except TranspileError:
+        raise
     except SqlglotError as exc:
         raise TranspileError("unsupported", str(exc).splitlines()[0]) from None
     except (ValueError, KeyError, AttributeError, TypeError, RecursionError) as exc:
@@ -125,8 +127,8 @@ def _lower_identifiers(tree: exp.Expr) -> None:
 
 
 def _apply_rules(tree: exp.Expr, engine: str, types: dict[str, dict[str, str]]) -> exp.Expr:
-    if isinstance(tree, exp.Glob) or tree.find(exp.Glob) is not None:
-        raise TranspileError("unsupported", "GLOB has no equivalent")
+    if engine != "duckdb" and (isinstance(tree, exp.Glob) or tree.find(exp.Glob) is not None):
+        raise TranspileError("unsupported", f"GLOB has no equivalent on {engine}")
     kinds = _Kinds(types)
     for comparison in list(tree.find_all(*_COMPARISONS)):
         _comparison_operands(comparison)
