@@ -15,6 +15,7 @@ Module map (module | what it holds | who calls it):
 | `duckdb` | DuckDB files, read-only, external access and extensions off at connect time | registry below |
 | `transpile` | SQLite-flavoured SQL in another dialect, meaning what SQLite means | engine scoring, data.dialect |
 | `scratch` | an example's synthesized databases rebuilt on another engine (the tool's own) | engine scoring |
+| `scratch_servers` | the same on a PostgreSQL or MySQL server named by `SQLMASTER_SCRATCH_<ENGINE>` | scratch |
 
 The path of one query: ``open_database(source)`` → ``engine_for(source)`` picks the engine by URL scheme, file suffix
 or file header → ``Engine.open_readonly`` → ``Session.run(sql, limits)`` (one statement, cancelled at the limit,

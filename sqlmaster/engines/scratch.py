@@ -143,6 +143,7 @@ class ScratchHost(ABC):
     """One process's connection to an engine, on which examples' databases are built and dropped."""
 
     engine: str
+    max_examples: int = 16  # examples whose databases may exist at once (the caller drops one before building)
 
     @abstractmethod
     def build(self, data: ScratchData) -> ScratchExample: ...
@@ -314,7 +315,10 @@ class DuckDBScratchExample(ScratchExample):
             self.host.drop(self.names)
 
 
-HOSTS: dict[str, str] = {"duckdb": "sqlmaster.engines.scratch:DuckDBScratchHost"}
+HOSTS: dict[str, str] = {
+    "duckdb": "sqlmaster.engines.scratch:DuckDBScratchHost",
+    "postgresql": "sqlmaster.engines.scratch_servers:PostgresScratchHost",
+}
 
 
 def scratch_host(engine: str) -> ScratchHost:

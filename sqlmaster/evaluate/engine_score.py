@@ -120,12 +120,16 @@ class EngineState:
     def __init__(self, engine: str, maxsize: int = 16) -> None:
         self.engine = engine
         self.host: ScratchHost = scratch_host(engine)
-        self.examples: BoundedCache[str, EngineExample] = BoundedCache(maxsize, EngineExample.close)
+        self.examples: BoundedCache[str, EngineExample] = BoundedCache(
+            min(maxsize, self.host.max_examples), EngineExample.close
+        )
 
     def example(
         self, key: str, prepared: PreparedExample, gold: str, conventions: Sequence[str], limits: Limits
     ) -> EngineExample:
         def build() -> EngineExample:
+            if len(self.examples) >= self.host.max_examples:  # drop the oldest before the new one is built
+                self.examples.clear()
             scratch = self.host.build(read_synthesized(prepared.synth.databases))
             return EngineExample(scratch, {c: prepared.gold_results(gold, c, limits) for c in conventions})
 

@@ -1,0 +1,169 @@
+"""Scratch databases on a PostgreSQL or MySQL/MariaDB server (``--engine postgresql|mysql``): the server a user
+names for the purpose, in which the tool creates its own namespaces and drops them again.
+
+Where: ``SQLMASTER_SCRATCH_POSTGRESQL`` / ``SQLMASTER_SCRATCH_MYSQL`` hold a URL (``postgresql://scorer@db/scratch``,
+``mysql://scorer@db/scratch``); the password, as everywhere, comes from the usual places (``PGPASSWORD``,
+``~/.pgpass``, ``MYSQL_PWD``, ``SQLMASTER_DB_PASSWORD_FILE``) or the URL, and is never shown. Give the tool a role
+of its own that may create schemas (PostgreSQL) or databases named ``sx_*`` (MySQL) and nothing else: no
+superuser, no FILE privilege.
+
+PostgreSQL: one connection per worker; an example's databases are schemas created **inside one transaction that
+is rolled back** when the example is done, so nothing is ever committed and thousands of examples leave no
+catalog behind. Each query runs under a savepoint that is rolled back after it (``SET LOCAL search_path`` to its
+database, ``SET LOCAL statement_timeout``): even a write that got past the checks is undone.
+
+MySQL/MariaDB: DDL commits there, so each database is a database ``sx_<pid>_<n>_<i>`` created and dropped;
+queries run inside ``START TRANSACTION READ ONLY`` (the server refuses writes), under the session's statement
+time limit, with the binary collation (case-sensitive ``=`` as in SQLite) and without ``ONLY_FULL_GROUP_BY``
+(SQLite's bare columns).
+
+On both, a statement must parse (sqlglot, the engine's dialect) to exactly one query with no data-changing or
+schema-changing part (``WITH d AS (DELETE ...)`` included) before it is sent.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlglot import exp
+
+from sqlmaster.engines.base import DEFAULT_LIMITS, DatabaseUnavailable, Limits, QueryError, Row, fetch_capped
+from sqlmaster.engines.scratch import TYPE_NAMES, ScratchData, ScratchExample, ScratchHost, _cell, _namespace
+from sqlmaster.engines.source import ServerURL, password_from_file
+from sqlmaster.engines.values import normalise_row
+
+URL_ENV = {"postgresql": "SQLMASTER_SCRATCH_POSTGRESQL", "mysql": "SQLMASTER_SCRATCH_MYSQL"}
+_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.Command, exp.Copy)
+
+
+def check_read_only(sql: str, dialect: str, limits: Limits) -> None:
+    """Refuse anything but one query without data- or schema-changing parts (``QueryError``)."""
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
+    if len(sql) > limits.max_sql_chars:
+        raise QueryError("sql", f"statement longer than {limits.max_sql_chars} characters")
+    try:
+        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
+    except (SqlglotError, RecursionError, ValueError) as exc:
+        raise QueryError("sql", str(exc).splitlines()[0]) from None
+    if not trees:
+        raise QueryError("empty", "no SQL statement")
+    if len(trees) > 1:
+        raise QueryError("multiple_statements", "more than one SQL statement")
+    if not isinstance(trees[0], exp.Query) or trees[0].find(*_WRITES) is not None:
+        raise QueryError("denied", "only a query (SELECT) is allowed")
+
+
+def _url(engine: str) -> ServerURL:
+    value = os.environ.get(URL_ENV[engine])
+    example = "postgresql://scorer@db/scratch" if engine == "postgresql" else "mysql://scorer@db/scratch"
+    if not value:
+        raise DatabaseUnavailable(
+            f"--engine {engine} needs a server to build its scratch databases on. Set {URL_ENV[engine]}={example} "
+            "(a database where the tool may create and drop its own schemas)"
+        )
+    return ServerURL.parse(value)
+
+
+def _host(url: ServerURL) -> str | None:
+    """The host, or a Unix socket's directory (``postgresql://u@%2Frun%2Fpostgresql/db``, ``?host=/run/...``)."""
+    from urllib.parse import parse_qs, unquote
+
+    if url.host:
+        return unquote(url.host)
+    hosts = parse_qs(url.query).get("host")
+    return hosts[0] if hosts else None
+
+
+def _pq(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _mq(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+class PostgresScratchHost(ScratchHost):
+    engine = "postgresql"
+    max_examples = 1  # one transaction holds the current example's schemas
+
+    def __init__(self) -> None:
+        import psycopg
+
+        url = _url("postgresql")
+        password = url.password if url.password is not None else password_from_file()
+        try:
+            self._conn = psycopg.connect(
+                host=_host(url), port=url.port, user=url.user, dbname=url.database, password=password, autocommit=False
+            )
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(f"cannot reach {url.shown()}: {first}. Check {URL_ENV['postgresql']}") from None
+
+    def build(self, data: ScratchData) -> ScratchExample:
+        names = [_namespace(i) for i in range(len(data.rows))]
+        types = TYPE_NAMES["postgresql"]
+        self._conn.rollback()  # a fresh transaction: the example's schemas live and die in it
+        with self._conn.cursor() as cur:
+            for schema, rows in zip(names, data.rows, strict=True):
+                cur.execute(f"CREATE SCHEMA {_pq(schema)}")
+                for t in data.tables:
+                    target = f"{_pq(schema)}.{_pq(t.name)}"
+                    cols = ", ".join(f"{_pq(n)} {types[k]}" for n, k in t.columns)
+                    cur.execute(f"CREATE TABLE {target} ({cols})")
+                    table_rows = [
+                        tuple(_cell(v, k) for v, (_, k) in zip(r, t.columns, strict=True)) for r in rows.get(t.name, [])
+                    ]
+                    if table_rows:
+                        marks = ", ".join(["%s"] * len(t.columns))
+                        cur.executemany(f"INSERT INTO {target} VALUES ({marks})", table_rows)
+        return ServerScratchExample(self, data, names)
+
+    def run(self, schema: str, sql: str, limits: Limits) -> list[Row]:
+        import psycopg
+
+        check_read_only(sql, "postgres", limits)
+        with self._conn.cursor() as cur:
+            cur.execute("SAVEPOINT q")
+            try:
+                cur.execute(f"SET LOCAL search_path TO {_pq(schema)}")
+                cur.execute(f"SET LOCAL statement_timeout = {max(1, int(limits.timeout_s * 1000))}")
+                cur.execute(sql)
+                return fetch_capped(cur.fetchmany, limits, normalise_row)
+            except psycopg.errors.QueryCanceled:
+                raise QueryError("timeout", f"exceeded {limits.timeout_s:g}s") from None
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise QueryError("denied", str(exc).splitlines()[0]) from None
+            except psycopg.Error as exc:
+                raise QueryError("sql", (str(exc).splitlines() or [type(exc).__name__])[0]) from None
+            finally:
+                cur.execute("ROLLBACK TO SAVEPOINT q")
+
+    def drop(self, names: list[str]) -> None:
+        self._conn.rollback()  # the schemas were never committed
+
+    def close(self) -> None:
+        self._conn.rollback()
+        self._conn.close()
+
+
+class ServerScratchExample(ScratchExample):
+    def __init__(self, host: Any, data: ScratchData, names: list[str]) -> None:
+        self.host, self.data, self.names = host, data, names
+        self.engine = host.engine
+        self.closed = False
+
+    def run(self, index: int, sql: str, limits: Limits = DEFAULT_LIMITS, stop_after: int | None = None) -> list[Row]:
+        if self.closed:
+            raise ValueError("the example's scratch databases were dropped")
+        rows: list[Row] = self.host.run(self.names[index], sql, limits)
+        if stop_after is not None and len(rows) > stop_after:
+            return [()] * (stop_after + 1)
+        return rows
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.host.drop(self.names)
