@@ -318,6 +318,7 @@ class DuckDBScratchExample(ScratchExample):
 HOSTS: dict[str, str] = {
     "duckdb": "sqlmaster.engines.scratch:DuckDBScratchHost",
     "postgresql": "sqlmaster.engines.scratch_servers:PostgresScratchHost",
+    "mysql": "sqlmaster.engines.scratch_servers:MySQLScratchHost",
 }
 
 

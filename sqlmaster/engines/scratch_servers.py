@@ -167,3 +167,95 @@ class ServerScratchExample(ScratchExample):
         if not self.closed:
             self.closed = True
             self.host.drop(self.names)
+
+
+class MySQLScratchHost(ScratchHost):
+    engine = "mysql"
+
+    def __init__(self) -> None:
+        import pymysql
+
+        url = _url("mysql")
+        password = url.password if url.password is not None else password_from_file()
+        host = _host(url)
+        where: dict[str, Any] = (
+            {"unix_socket": host} if host and host.startswith("/") else {"host": host or "localhost"}
+        )
+        if url.port:
+            where["port"] = url.port
+        try:
+            self._conn = pymysql.connect(
+                user=url.user,
+                password=password or os.environ.get("MYSQL_PWD") or "",
+                charset="utf8mb4",
+                autocommit=True,
+                **where,
+            )
+        except pymysql.Error as exc:
+            raise DatabaseUnavailable(f"cannot reach {url.shown()}: {exc.args[-1]}. Check {URL_ENV['mysql']}") from None
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            self._mariadb = "mariadb" in str(cur.fetchone()[0]).lower()
+            # SQLite's bare columns (no ONLY_FULL_GROUP_BY); averages with a double's digits, not 4 decimals
+            cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+            cur.execute("SET SESSION div_precision_increment = 30")
+        self._timeout: float | None = None
+        self._current: str | None = None
+
+    def build(self, data: ScratchData) -> ScratchExample:
+        names = [_namespace(i) for i in range(len(data.rows))]
+        types = TYPE_NAMES["mysql"]
+        with self._conn.cursor() as cur:
+            for schema, rows in zip(names, data.rows, strict=True):
+                cur.execute(f"CREATE DATABASE {_mq(schema)} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+                for t in data.tables:
+                    target = f"{_mq(schema)}.{_mq(t.name)}"
+                    cols = ", ".join(f"{_mq(n)} {types[k]}" for n, k in t.columns)
+                    cur.execute(f"CREATE TABLE {target} ({cols})")
+                    table_rows = [
+                        tuple(_cell(v, k) for v, (_, k) in zip(r, t.columns, strict=True)) for r in rows.get(t.name, [])
+                    ]
+                    if table_rows:
+                        marks = ", ".join(["%s"] * len(t.columns))
+                        cur.executemany(f"INSERT INTO {target} VALUES ({marks})", table_rows)
+        return ServerScratchExample(self, data, names)
+
+    def run(self, schema: str, sql: str, limits: Limits) -> list[Row]:
+        import pymysql
+
+        check_read_only(sql, "mysql", limits)
+        with self._conn.cursor() as cur:
+            self._prepare(cur, schema, limits.timeout_s)
+            cur.execute("START TRANSACTION READ ONLY")
+            try:
+                cur.execute(sql)  # no parameters: a % in it stays as written
+                return fetch_capped(cur.fetchmany, limits, normalise_row)
+            except pymysql.err.OperationalError as exc:
+                code = exc.args[0] if exc.args else 0
+                if code in (1969, 3024):  # MariaDB max_statement_time, MySQL max_execution_time
+                    raise QueryError("timeout", f"exceeded {limits.timeout_s:g}s") from None
+                raise QueryError("sql", str(exc.args[-1])) from None
+            except pymysql.Error as exc:
+                raise QueryError("sql", str(exc.args[-1])) from None
+            finally:
+                cur.execute("ROLLBACK")
+
+    def _prepare(self, cur: Any, schema: str, timeout_s: float) -> None:
+        if self._current != schema:
+            cur.execute(f"USE {_mq(schema)}")
+            self._current = schema
+        if self._timeout != timeout_s:
+            if self._mariadb:
+                cur.execute(f"SET SESSION max_statement_time = {timeout_s:g}")
+            else:
+                cur.execute(f"SET SESSION max_execution_time = {max(1, int(timeout_s * 1000))}")
+            self._timeout = timeout_s
+
+    def drop(self, names: list[str]) -> None:
+        with self._conn.cursor() as cur:
+            for schema in names:
+                cur.execute(f"DROP DATABASE IF EXISTS {_mq(schema)}")
+        self._current = None
+
+    def close(self) -> None:
+        self._conn.close()
