@@ -85,15 +85,18 @@ class EngineExample:
                 )
         return EngineGold(engine_sql)
 
-    def verdict(self, prediction: str, convention: str, limits: Limits, column_order_matters: bool) -> Verdict:
-        """The prediction (convention applied) on each database, compared with SQLite's gold result there."""
+    def verdict(
+        self, prediction: str, convention: str, limits: Limits, column_order_matters: bool, dialect: str = "sqlite"
+    ) -> Verdict:
+        """The prediction (convention applied) on each database, compared with SQLite's gold result there;
+        ``dialect``: the prediction's, transpiled from sqlite, run as written when it is the engine's."""
         reference = self.sqlite_golds[convention]
         assert isinstance(reference, list)
         sql = apply_convention(prediction, convention)
         if not sql.strip():
             return Verdict(False, False, "empty: no SQL to execute")
         try:
-            engine_sql = transpile(sql, self.scratch.engine, self.types)
+            engine_sql = sql if dialect == self.scratch.engine else transpile(sql, self.scratch.engine, self.types)
         except TranspileError as exc:
             return Verdict(False, False, f"transpile: {exc}")
         for index, expected in enumerate(reference):
@@ -146,7 +149,9 @@ def score_example_on_engine(state: ScorerState, settings: ScoreSettings, task: T
     from sqlmaster.evaluate.score import Score
     from sqlmaster.evaluate.synth import is_trivial
 
-    _, context, gold, prediction = task
+    db_path, context, gold, prediction = task
+    if db_path is not None:  # eval run's Spider rows: real SQLite files (eval score refuses them up front)
+        return Score(False, None, False, False, False, f"real SQLite databases are not scored on {settings.engine}")
     limits = settings.limits
     prepared = state.examples.get(context, gold, settings.databases_per_example, settings.seed, limits)
     em = None
@@ -192,7 +197,9 @@ def _verdicts(example: EngineExample, settings: ScoreSettings, gold: str, predic
                 False, False, f"prediction longer than {settings.max_prediction_chars} characters (not run)"
             )
         else:
-            verdicts[c] = example.verdict(prediction, c, settings.limits, settings.column_order_matters)
+            verdicts[c] = example.verdict(
+                prediction, c, settings.limits, settings.column_order_matters, settings.prediction_dialect
+            )
     return verdicts
 
 

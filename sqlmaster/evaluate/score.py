@@ -97,7 +97,8 @@ class ScoreSettings:
     max_prediction_chars: int = DEFAULT_LIMITS.max_sql_chars  # longer predictions are misses, never parsed
     exact_match: bool = True  # also compute exact match (parses every prediction that differs from its gold)
     example_timeout_s: float = 30.0  # watchdog: wall time for one example in a worker
-    engine: str = "sqlite"  # where SQL runs: sqlite | duckdb (.engine_score: transpiled, checked against SQLite)
+    engine: str = "sqlite"  # where SQL runs: sqlite | duckdb | ... (.engine_score: golds checked against SQLite)
+    prediction_dialect: str = "sqlite"  # predictions' dialect: sqlite (transpiled to the engine) or the engine's
 
     @property
     def limits(self) -> Limits:
@@ -122,6 +123,11 @@ class ScoreSettings:
             if self.engine not in HOSTS:
                 choices = ", ".join(("sqlite", *HOSTS))
                 raise ScoreInputError(f"cannot score on engine {self.engine!r}. Use one of: {choices}")
+        if self.prediction_dialect not in ("sqlite", self.engine):
+            raise ScoreInputError(
+                f"predictions in {self.prediction_dialect!r} cannot be scored on {self.engine}. Use sqlite "
+                f"(transpiled) or {self.engine} (run as written)"
+            )
         if self.databases_per_example < 1:
             raise ScoreInputError(
                 f"databases_per_example must be >= 1, got {self.databases_per_example}. Use 3 or more."
