@@ -215,8 +215,15 @@ def eval_score(
     engine: Annotated[
         str,
         typer.Option(
-            help="Engine the SQL runs on: sqlite, or duckdb (gold and prediction transpiled from SQLite; golds "
-            "that do not return SQLite's rows there are left out and counted). Context rows only."
+            help="Engine the SQL runs on: sqlite, duckdb, postgresql or mysql (a server named by "
+            "SQLMASTER_SCRATCH_POSTGRESQL / SQLMASTER_SCRATCH_MYSQL). Gold and prediction are transpiled from "
+            "SQLite; golds that do not return SQLite's rows there are left out and counted. Context rows only."
+        ),
+    ] = "sqlite",
+    prediction_dialect: Annotated[
+        str,
+        typer.Option(
+            help="Dialect the predictions are written in: sqlite (transpiled) or the --engine's (as written)."
         ),
     ] = "sqlite",
 ) -> None:
@@ -231,7 +238,9 @@ def eval_score(
         )
     if input.exists() and not input.is_file() and not input.is_dir():
         raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
-    settings = ScoreSettings(convention=convention, engine=engine.lower())
+    settings = ScoreSettings(
+        convention=convention, engine=engine.lower(), prediction_dialect=prediction_dialect.lower()
+    )
     with hold(output_dir, "sqlmaster eval score"):
         metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)
     typer.echo(f"{summary_line(metrics)}  -> {output_dir}")

@@ -106,4 +106,19 @@ def test_real_databases_and_unknown_engines_are_refused(tmp_path: Path) -> None:
     args = ["eval", "score", "-i", str(source), "--output-dir", str(tmp_path / "o"), "--engine", "oracle"]
     proc = subprocess.run([sys.executable, "-m", "sqlmaster.cli", *args], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "error: cannot score on engine 'oracle'. Use one of: sqlite, duckdb"
+    assert proc.stderr.strip() == "error: cannot score on engine 'oracle'. Use one of: sqlite, duckdb, postgresql, mysql"
+
+
+def test_a_server_engine_without_a_server_is_one_error_line(tmp_path: Path) -> None:
+    source = _write(
+        tmp_path / "in.jsonl",
+        [{"context": "CREATE TABLE t (a INTEGER)", "answer": "SELECT a FROM t", "prediction": "SELECT a FROM t"}],
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLMASTER_SCRATCH_")}
+    env["PYTHONPATH"] = f"{REPO}:{REPO / 'cli'}"
+    for engine, var in (("postgresql", "SQLMASTER_SCRATCH_POSTGRESQL"), ("mysql", "SQLMASTER_SCRATCH_MYSQL")):
+        args = ["eval", "score", "-i", str(source), "--output-dir", str(tmp_path / engine), "--engine", engine]
+        proc = subprocess.run([sys.executable, "-m", "sqlmaster.cli", *args], capture_output=True, text=True, env=env)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.startswith(f"error: --engine {engine} needs a server") and f"Set {var}=" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

@@ -20,8 +20,10 @@ timer interrupt, row and byte caps).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -153,10 +155,29 @@ class ScratchHost(ABC):
 
 
 _counter = itertools.count()
+# names this machine in namespace names, so that a host can tell its own dead workers' leftovers (MySQL) apart
+MACHINE = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
 def _namespace(index: int) -> str:
-    return f"sx_{os.getpid()}_{next(_counter)}_{index}"
+    """``sx_<machine>_<pid>_<example>_<database>``: unique per process and example; see :func:`stale`."""
+    return f"sx_{MACHINE}_{os.getpid()}_{next(_counter)}_{index}"
+
+
+def stale(names: Sequence[str]) -> list[str]:
+    """Namespaces left by processes of this machine that are gone (a worker killed by the scorer's watchdog, or
+    one that exited without cleaning up): safe to drop."""
+    gone = []
+    for name in names:
+        parts = name.split("_")
+        if len(parts) == 5 and parts[0] == "sx" and parts[1] == MACHINE and parts[2].isdigit():
+            try:
+                os.kill(int(parts[2]), 0)
+            except ProcessLookupError:
+                gone.append(name)
+            except PermissionError:  # alive, someone else's
+                continue
+    return gone
 
 
 def _quote(name: str) -> str:

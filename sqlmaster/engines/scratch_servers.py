@@ -12,7 +12,8 @@ is rolled back** when the example is done, so nothing is ever committed and thou
 catalog behind. Each query runs under a savepoint that is rolled back after it (``SET LOCAL search_path`` to its
 database, ``SET LOCAL statement_timeout``): even a write that got past the checks is undone.
 
-MySQL/MariaDB: DDL commits there, so each database is a database ``sx_<pid>_<n>_<i>`` created and dropped;
+MySQL/MariaDB: DDL commits there, so each database is a database ``sx_<machine>_<pid>_<n>_<i>`` created and
+dropped (a new host first drops those of this machine's processes that are gone: workers end without cleaning up);
 queries run inside ``START TRANSACTION READ ONLY`` (the server refuses writes), under the session's statement
 time limit, with the binary collation (case-sensitive ``=`` as in SQLite) and without ``ONLY_FULL_GROUP_BY``
 (SQLite's bare columns).
@@ -29,7 +30,7 @@ from typing import Any
 from sqlglot import exp
 
 from sqlmaster.engines.base import DEFAULT_LIMITS, DatabaseUnavailable, Limits, QueryError, Row, fetch_capped
-from sqlmaster.engines.scratch import TYPE_NAMES, ScratchData, ScratchExample, ScratchHost, _cell, _namespace
+from sqlmaster.engines.scratch import TYPE_NAMES, ScratchData, ScratchExample, ScratchHost, _cell, _namespace, stale
 from sqlmaster.engines.source import ServerURL, password_from_file
 from sqlmaster.engines.values import normalise_row
 
@@ -171,6 +172,7 @@ class ServerScratchExample(ScratchExample):
 
 class MySQLScratchHost(ScratchHost):
     engine = "mysql"
+    max_examples = 1  # an example's databases are dropped before the next is built: fewer left by a killed worker
 
     def __init__(self) -> None:
         import pymysql
@@ -201,6 +203,15 @@ class MySQLScratchHost(ScratchHost):
             cur.execute("SET SESSION div_precision_increment = 30")
         self._timeout: float | None = None
         self._current: str | None = None
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop the databases of this machine's workers that are gone (a worker leaves the scorer by ``os._exit``
+        or the watchdog's SIGKILL, without cleaning up)."""
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'sx\\_%'")
+            for name in stale([row[0] for row in cur.fetchall()]):
+                cur.execute(f"DROP DATABASE IF EXISTS {_mq(name)}")
 
     def build(self, data: ScratchData) -> ScratchExample:
         names = [_namespace(i) for i in range(len(data.rows))]

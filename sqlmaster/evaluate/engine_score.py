@@ -229,3 +229,10 @@ def check_rows(db_paths: Sequence[str | None], engine: str) -> None:
             f"--engine {engine} scores rows with a 'context' only (their databases are synthesized and rebuilt on "
             f"{engine}); this input names real SQLite databases (db_id/db_path). Score it with --engine sqlite"
         )
+
+
+def probe_engine(engine: str) -> None:
+    """Before any worker starts: a server engine must be reachable (``DatabaseUnavailable``: one error line,
+    exit 2), or every row would become a worker failure."""
+    if engine in ("postgresql", "mysql"):
+        scratch_host(engine).close()

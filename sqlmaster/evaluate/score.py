@@ -717,6 +717,10 @@ def score_rows(
     rows: list[InputRow], settings: ScoreSettings, workers: int | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score validated rows; returns (records.jsonl lines, metrics) without writing anything."""
+    if settings.engine != "sqlite":
+        from sqlmaster.evaluate.engine_score import probe_engine
+
+        probe_engine(settings.engine)
     start = time.perf_counter()
     scores = score_records(rows, settings, workers)
     elapsed = time.perf_counter() - start
