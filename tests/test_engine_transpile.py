@@ -78,6 +78,8 @@ def _both(engines: tuple[sqlite3.Connection, DuckDBScratchHost, ScratchData], sq
         "SELECT team FROM games WHERE points = 9 - 9 = 1",  # a comparison as an operand: 0 or 1
         "SELECT T1.team, T2.name FROM games AS T1 JOIN coach AS T2 ON T1.team = T2.team WHERE T1.year = 2010",
         "SELECT name FROM coach WHERE team IN (SELECT team FROM games WHERE wins > 5) ORDER BY name",
+        # an outer column inside a grouped subquery is one value there, not a bare column
+        "SELECT name FROM coach AS c WHERE c.team IN (SELECT c.team FROM games AS g GROUP BY g.year) ORDER BY name",
     ],
 )
 def test_duckdb_returns_what_sqlite_returns(engines, sql: str) -> None:

@@ -143,7 +143,7 @@ def _apply_rules(tree: exp.Expr, engine: str, types: dict[str, dict[str, str]]) 
     for select in list(tree.find_all(exp.Select)):
         _group_order_ties(select)
         if engine in ("duckdb", "postgresql"):
-            _bare_columns(select, engine)
+            _bare_columns(select, engine, kinds)
     return tree
 
 
@@ -348,7 +348,7 @@ def _case_insensitive_like(tree: exp.Expr, node: exp.Like, kinds: _Kinds, engine
     return tree
 
 
-def _bare_columns(select: exp.Select, engine: str) -> None:
+def _bare_columns(select: exp.Select, engine: str, kinds: _Kinds) -> None:
     """Rule 7: columns neither grouped nor aggregated in an aggregating SELECT, as SQLite picks them."""
     aggregates = [
         a for e in select.expressions for a in e.find_all(exp.AggFunc) if a.find_ancestor(exp.Select) is select
@@ -363,7 +363,17 @@ def _bare_columns(select: exp.Select, engine: str) -> None:
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         if not isinstance(inner, exp.Column) or inner.sql().lower() in grouped or inner.name.lower() in grouped:
             continue
+        if _is_outer_reference(inner, kinds):  # a correlated subquery's outer column: one value, not aggregated
+            continue
         inner.replace(_pick(inner.copy(), key, engine))
+
+
+def _is_outer_reference(col: exp.Column, kinds: _Kinds) -> bool:
+    scope = _scope_of(col)
+    if col.table:
+        return col.table.lower() not in scope.aliases
+    tables = [kinds.types[t] for t in scope.aliases.values() if t in kinds.types]
+    return bool(tables) and not any(col.name.lower() in cols for cols in tables)
 
 
 def _pick(col: exp.Column, key: exp.AggFunc | None, engine: str) -> exp.Expr:
