@@ -62,8 +62,14 @@ class EngineExample:
 
     def gold(self, gold: str, convention: str, limits: Limits) -> EngineGold:
         if convention not in self.golds:
-            self.golds[convention] = self._check_gold(apply_convention(gold, convention), convention, limits)
+            sql = apply_convention(gold, convention)
+            # conventions that run the same SQL against the same SQLite results share one check
+            same = [c for c in self.golds if apply_convention(gold, c) == sql and self.same_reference(c, convention)]
+            self.golds[convention] = self.golds[same[0]] if same else self._check_gold(sql, convention, limits)
         return self.golds[convention]
+
+    def same_reference(self, a: str, b: str) -> bool:
+        return self.sqlite_golds[a] is self.sqlite_golds[b] or self.sqlite_golds[a] == self.sqlite_golds[b]
 
     def _check_gold(self, sql: str, convention: str, limits: Limits) -> EngineGold:
         reference = self.sqlite_golds[convention]
@@ -192,7 +198,15 @@ def _verdicts(example: EngineExample, settings: ScoreSettings, gold: str, predic
     for c in (settings.convention, *settings.other_conventions):
         if isinstance(example.sqlite_golds[c], GoldError) or example.gold(gold, c, settings.limits).cause:
             continue
-        if len(prediction) > settings.max_prediction_chars:
+        # the same prediction SQL against the same reference under an earlier convention: the same verdict
+        same = [
+            d
+            for d in verdicts
+            if apply_convention(prediction, d) == apply_convention(prediction, c) and example.same_reference(c, d)
+        ]
+        if same:
+            verdicts[c] = verdicts[same[0]]
+        elif len(prediction) > settings.max_prediction_chars:
             verdicts[c] = Verdict(
                 False, False, f"prediction longer than {settings.max_prediction_chars} characters (not run)"
             )
