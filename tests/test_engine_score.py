@@ -106,7 +106,8 @@ def test_real_databases_and_unknown_engines_are_refused(tmp_path: Path) -> None:
     args = ["eval", "score", "-i", str(source), "--output-dir", str(tmp_path / "o"), "--engine", "oracle"]
     proc = subprocess.run([sys.executable, "-m", "sqlmaster.cli", *args], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "error: cannot score on engine 'oracle'. Use one of: sqlite, duckdb, postgresql, mysql"
+    choices = "sqlite, duckdb, postgresql, mysql"
+    assert proc.stderr.strip() == f"error: cannot score on engine 'oracle'. Use one of: {choices}"
 
 
 def test_a_server_engine_without_a_server_is_one_error_line(tmp_path: Path) -> None:
