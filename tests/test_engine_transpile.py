@@ -4,6 +4,7 @@ and the scratch databases (the synthesized databases rebuilt on DuckDB: same row
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,15 +31,16 @@ ROWS = {
 
 
 @pytest.fixture(scope="module")
-def engines() -> tuple[sqlite3.Connection, DuckDBScratchHost, ScratchData]:
+def engines() -> Iterator[tuple[sqlite3.Connection, DuckDBScratchHost, ScratchData]]:
     conn = sqlite3.connect(":memory:")
     conn.executescript(CONTEXT)
     for table, rows in ROWS.items():
         conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
     data = read_synthesized([conn.serialize()])
     host = DuckDBScratchHost()
-    host.build(data)
-    return conn, host, data
+    yield conn, host, data
+    host.close()
+    conn.close()
 
 
 def _both(engines: tuple[sqlite3.Connection, DuckDBScratchHost, ScratchData], sql: str) -> tuple[list, list, str]:
