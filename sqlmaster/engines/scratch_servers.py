@@ -25,6 +25,7 @@ schema-changing part (``WITH d AS (DELETE ...)`` included) before it is sent.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from sqlglot import exp
@@ -35,7 +36,25 @@ from sqlmaster.engines.source import ServerURL, password_from_file
 from sqlmaster.engines.values import normalise_row
 
 URL_ENV = {"postgresql": "SQLMASTER_SCRATCH_POSTGRESQL", "mysql": "SQLMASTER_SCRATCH_MYSQL"}
-_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.Command, exp.Copy)
+_WRITES = (
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Merge,
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+    exp.Command,
+    exp.Copy,
+    exp.Into,
+)
+# Functions that reach past the scratch data (server files, other sessions, settings, locks); a role without
+# superuser or FILE privileges is refused them anyway, this refuses them before they are sent.
+DENIED_FUNCTIONS = re.compile(
+    r"^(load_file|sys_\w+|pg_read_\w*file|pg_ls_\w+|pg_stat_file|lo_\w+|pg_terminate_backend|pg_cancel_backend|"
+    r"set_config|dblink\w*|get_lock|release_\w*lock|pg_advisory\w*|benchmark|sleep|pg_sleep\w*|current_setting)$",
+    re.IGNORECASE,
+)
 
 
 def check_read_only(sql: str, dialect: str, limits: Limits) -> None:
@@ -55,6 +74,10 @@ def check_read_only(sql: str, dialect: str, limits: Limits) -> None:
         raise QueryError("multiple_statements", "more than one SQL statement")
     if not isinstance(trees[0], exp.Query) or trees[0].find(*_WRITES) is not None:
         raise QueryError("denied", "only a query (SELECT) is allowed")
+    for func in trees[0].find_all(exp.Func):
+        name = func.name if isinstance(func, exp.Anonymous) else func.sql_name()
+        if DENIED_FUNCTIONS.match(name or ""):
+            raise QueryError("denied", f"function {name.lower()} is not allowed")
 
 
 def _url(engine: str) -> ServerURL:
