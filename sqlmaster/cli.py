@@ -228,6 +228,20 @@ def eval_score(
             "SQLMASTER_DB_PASSWORD_FILE: docs/databases.md).",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Engine the SQL runs on: sqlite, duckdb, postgresql or mysql (a server named by "
+            "SQLMASTER_SCRATCH_POSTGRESQL / SQLMASTER_SCRATCH_MYSQL). Gold and prediction are transpiled from "
+            "SQLite; golds that do not return SQLite's rows there are left out and counted. Context rows only."
+        ),
+    ] = "sqlite",
+    prediction_dialect: Annotated[
+        str,
+        typer.Option(
+            help="Dialect the predictions are written in: sqlite (transpiled) or the --engine's (as written)."
+        ),
+    ] = "sqlite",
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
@@ -240,9 +254,13 @@ def eval_score(
         )
     if input.exists() and not input.is_file() and not input.is_dir():
         raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
-    settings = ScoreSettings(convention=convention)
+    settings = ScoreSettings(
+        convention=convention, engine=engine.lower(), prediction_dialect=prediction_dialect.lower()
+    )
     if db is not None and (db_dir is not None or workers is not None):
         raise ConfigError("--db scores on one database in one read-only session. Leave out --db-dir and --workers")
+    if db is not None and settings.engine != "sqlite":
+        raise ConfigError("--db runs the SQL on the database it names; --engine builds scratch copies. Use one of them")
     with hold(output_dir, "sqlmaster eval score"):
         if db is not None:
             from sqlmaster.evaluate.server_score import score_on_database

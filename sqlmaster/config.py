@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import yaml
 
 from sqlmaster import boundedyaml
+from sqlmaster.engines import ENGINE_NAMES
 from sqlmaster.errors import ConfigError
 from sqlmaster.models.attention import ATTN_CHOICES
 from sqlmaster.models.pretokenizers import PRE_TOKENIZERS
@@ -172,6 +173,15 @@ class DataConfig(_Section):
     )
     max_train_rows: int | None = field(
         default=None, metadata=knob("cap on training rows (after the split), for quick runs; null = all", minimum=1)
+    )
+    dialect: str = field(
+        default="sqlite",
+        metadata=knob(
+            "SQL dialect the model learns to write: training answers are the SQLite gold transpiled to it "
+            "(sqlmaster/engines/transpile.py; rows that cannot be carried over are left out and counted) and the "
+            "prompt names it; sqlite keeps the data and prompts as they are",
+            choices=ENGINE_NAMES,
+        ),
     )
     augment_copies: int = field(
         default=0,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlmaster.errors import ConfigError
 
@@ -99,18 +99,42 @@ TERSE = PromptTemplate(
 TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (ORIGINAL, COMPACT, TERSE)}
 
 
+# How a dialect other than SQLite is named in the prompt: (text of the template, what it becomes). The SQLite
+# prompts stay byte-identical to the ones recipes and adapters were trained with.
+_DIALECT_NAMES = {"duckdb": "DuckDB", "postgresql": "PostgreSQL", "mysql": "MySQL"}
+_DIALECT_EDITS = {
+    "original": ("You must output the SQL query", "You must output the {dialect} SQL query"),
+    "compact": ("{context}\n", "-- {dialect}\n{context}\n"),
+    "terse": ("{context}\n", "-- {dialect}\n{context}\n"),
+}
+
+
+def for_dialect(template: PromptTemplate, dialect: str) -> PromptTemplate:
+    """``template`` naming ``dialect`` (a ``data.dialect`` value); ``sqlite`` returns it unchanged."""
+    if dialect == "sqlite":
+        return template
+    name = _DIALECT_NAMES.get(dialect)
+    if name is None:
+        raise ConfigError(f"no prompt wording for dialect {dialect!r}. Use one of: sqlite, {', '.join(_DIALECT_NAMES)}")
+    old, new = _DIALECT_EDITS[template.name]
+    prompt = template.prompt.replace(old, new.replace("{dialect}", name), 1)
+    return replace(template, prompt=prompt)
+
+
 def templates_help() -> str:
     """Each template's name and use, for the ``prompt.template`` key's help (and so ``recipe keys`` and the
     charts' schemas): generated here so that a new template cannot be missing from it."""
     return "; ".join(f'"{t.name}" ({t.use})' for t in TEMPLATES.values())
 
 
-def get_template(name: str) -> PromptTemplate:
-    """Return the template called ``name`` or raise a ConfigError listing the valid names."""
+def get_template(name: str, dialect: str = "sqlite") -> PromptTemplate:
+    """Return the template called ``name`` (naming ``dialect`` unless it is sqlite) or raise a ConfigError
+    listing the valid names."""
     try:
-        return TEMPLATES[name]
+        template = TEMPLATES[name]
     except KeyError:
         raise ConfigError(f"unknown prompt template {name!r}. Choose one of: {', '.join(sorted(TEMPLATES))}") from None
+    return for_dialect(template, dialect)
 
 
 def render_prompt(template: PromptTemplate, question: str, context: str) -> str:

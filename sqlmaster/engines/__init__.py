@@ -17,6 +17,9 @@ Module map (module | what it holds | who calls it):
 | `mysql` | MySQL/MariaDB servers: read-only transactions, server time limit, KILL QUERY watchdog | registry below |
 | `statement` | the one-read-statement check run before SQL reaches a server | postgresql, mysql |
 | `roles` | the SQL of a SELECT-only login on each server (`sqlmaster db create-readonly-role`) | cli, tests |
+| `transpile` | SQLite-flavoured SQL in another dialect, meaning what SQLite means | engine scoring, data.dialect |
+| `scratch` | an example's synthesized databases rebuilt on another engine (the tool's own) | engine scoring |
+| `scratch_servers` | the same on a PostgreSQL or MySQL server named by `SQLMASTER_SCRATCH_<ENGINE>` | scratch |
 
 The path of one query: ``open_database(source)`` → ``engine_for(source)`` picks the engine by URL scheme, file suffix
 or file header → ``Engine.open_readonly`` → ``Session.run(sql, limits)`` (one statement, cancelled at the limit,

@@ -12,6 +12,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `score` | `sqlmaster eval score`, the one scoring path: rows → workers → `Score` → files | cli, runner, triplets |
 | `server_score` | `eval score --db`: gold and prediction on one real database through the engine layer | cli |
 | `isolated` | worker processes with a watchdog: a crash or hang costs one example, not the run | score |
+| `engine_score` | `--engine duckdb`: gold and prediction transpiled, run on rebuilt databases, golds checked | score |
 | `execution` | execution accuracy: gold plans and results, row comparison; example/database/gold caches | score |
 | `conventions` | SQL run under `official` (first statement, no DISTINCT) or `strict` | score, execution, runner, cli |
 | `synth` | databases synthesized from a CREATE TABLE context on which the gold returns something telling | execution |

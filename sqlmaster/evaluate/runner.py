@@ -77,7 +77,7 @@ def resolve_target(model: str, adapter: Path | None, recipe: Recipe) -> Target:
         from sqlmaster.models.loading import offline_weights
 
         offline_weights(spec)  # hub unreachable and not fetched: the `models fetch` line, before any write
-        return Target(model, None, "base", None, get_template(recipe.prompt.template))
+        return Target(model, None, "base", None, get_template(recipe.prompt.template, recipe.data.dialect))
     adapter = Path(adapter)
     if not adapter.is_dir():
         what = "does not exist" if not adapter.exists() else "is not a directory"
@@ -95,11 +95,12 @@ def resolve_target(model: str, adapter: Path | None, recipe: Recipe) -> Target:
                 f"{base.get('name') or base.get('hub_id')}. Pass --model {base.get('name') or base.get('hub_id')}"
             )
         template_name = info.get("prompt_template") or ((info.get("recipe") or {}).get("prompt") or {}).get("template")
-        return Target(model, adapter, "run", info, get_template(template_name or recipe.prompt.template))
+        template = get_template(template_name or recipe.prompt.template, recipe.data.dialect)
+        return Target(model, adapter, "run", info, template)
     if (adapter / "adapter_config.json").is_file():
-        return Target(model, adapter, "adapter", None, get_template(recipe.prompt.template))
+        return Target(model, adapter, "adapter", None, get_template(recipe.prompt.template, recipe.data.dialect))
     if (adapter / "config.json").is_file():
-        return Target(model, adapter, "weights", None, get_template(recipe.prompt.template))
+        return Target(model, adapter, "weights", None, get_template(recipe.prompt.template, recipe.data.dialect))
     raise ConfigError(
         f"--adapter {adapter} is neither a training run (run.json), a PEFT adapter (adapter_config.json) nor a "
         "model directory (config.json). Pass the run directory `sqlmaster train` wrote"
@@ -362,6 +363,9 @@ def _score(
     settings = ScoreSettings(
         convention=DATASET_CONVENTIONS.get(dataset, DEFAULT_CONVENTION),
         databases_per_example=recipe.evaluation.databases_per_example,
+        # a model trained for another dialect writes it: its SQL runs as written on that engine (.engine_score)
+        engine=recipe.data.dialect,
+        prediction_dialect=recipe.data.dialect,
     )
     return score_rows(records, settings, workers)
 

@@ -103,6 +103,8 @@ class ScoreSettings:
     max_prediction_chars: int = DEFAULT_LIMITS.max_sql_chars  # longer predictions are misses, never parsed
     exact_match: bool = True  # also compute exact match (parses every prediction that differs from its gold)
     example_timeout_s: float = 30.0  # watchdog: wall time for one example in a worker
+    engine: str = "sqlite"  # where SQL runs: sqlite | duckdb | ... (.engine_score: golds checked against SQLite)
+    prediction_dialect: str = "sqlite"  # predictions' dialect: sqlite (transpiled to the engine) or the engine's
 
     @property
     def limits(self) -> Limits:
@@ -121,6 +123,17 @@ class ScoreSettings:
     def validate(self) -> None:
         if self.convention not in CONVENTIONS:
             raise ScoreInputError(f"unknown convention {self.convention!r}. Use one of: {', '.join(CONVENTIONS)}")
+        if self.engine != "sqlite":
+            from sqlmaster.engines.scratch import HOSTS
+
+            if self.engine not in HOSTS:
+                choices = ", ".join(("sqlite", *HOSTS))
+                raise ScoreInputError(f"cannot score on engine {self.engine!r}. Use one of: {choices}")
+        if self.prediction_dialect not in ("sqlite", self.engine):
+            raise ScoreInputError(
+                f"predictions in {self.prediction_dialect!r} cannot be scored on {self.engine}. Use sqlite "
+                f"(transpiled) or {self.engine} (run as written)"
+            )
         if self.databases_per_example < 1:
             raise ScoreInputError(
                 f"databases_per_example must be >= 1, got {self.databases_per_example}. Use 3 or more."
@@ -362,6 +375,7 @@ class ScorerState:
         self.gold_signatures: BoundedCache[str, list[str]] = BoundedCache(8192)  # exact_match.signature
         # (databases, gold that runs, prediction that runs) -> verdict
         self.verdicts: BoundedCache[tuple[str, str, str], Verdict] = BoundedCache(16384)
+        self.engine: Any = None  # settings.engine's host and examples (.engine_score.EngineState), on first use
 
     def gold_signature(self, gold: str) -> list[str]:
         from sqlmaster.evaluate.exact_match import signature
@@ -375,6 +389,8 @@ class ScorerState:
 
     def close(self) -> None:
         """Hand the synthesized databases back to the connection pool and close the real ones."""
+        if self.engine is not None:
+            self.engine.close()
         self.examples.close()
         self.databases.close()
 
@@ -407,6 +423,10 @@ def score_example(state: ScorerState, settings: ScoreSettings, task: Task) -> Sc
     from sqlmaster.evaluate.synth import is_trivial
 
     db_path, context, gold, prediction = task
+    if settings.engine != "sqlite":
+        from sqlmaster.evaluate.engine_score import score_example_on_engine
+
+        return score_example_on_engine(state, settings, task)
     limits = settings.limits
     dbs = _databases(settings, limits, state, db_path, context, gold)
     em = _exact_match(settings, state, dbs, gold, prediction)
@@ -767,11 +787,19 @@ def score_rows(
     rows: list[InputRow], settings: ScoreSettings, workers: int | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score validated rows; returns (records.jsonl lines, metrics) without writing anything."""
+    if settings.engine != "sqlite":
+        from sqlmaster.evaluate.engine_score import probe_engine
+
+        probe_engine(settings.engine)
     start = time.perf_counter()
     scores = score_records(rows, settings, workers)
     elapsed = time.perf_counter() - start
     lines = [output_record(r, s, settings.other_conventions) for r, s in zip(rows, scores, strict=True)]
     metrics = compute_metrics(rows, scores, settings)
+    if settings.engine != "sqlite":
+        from sqlmaster.evaluate.engine_score import engine_metrics
+
+        metrics["engine"] = engine_metrics(scores, settings.engine)
     metrics["elapsed_s"] = round(elapsed, 3)
     metrics["examples_per_s"] = round(len(rows) / elapsed, 2) if elapsed > 0 else None
     metrics["settings"] = asdict(settings)
@@ -796,6 +824,10 @@ def score_file(
     settings = settings or ScoreSettings()
     settings.validate()
     records = read_records(input_path, db_dir)  # a bad input creates nothing, not even the output directory
+    if settings.engine != "sqlite":
+        from sqlmaster.evaluate.engine_score import check_rows
+
+        check_rows([r.db for r in records], settings.engine)
     out = prepare_output_dir(output_dir, overwrite)
     lines, metrics = score_rows(records, settings, workers)
     metrics["input"] = str(input_path)

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlmaster.atomic import atomic_dir, write_json, write_text
 from sqlmaster.config import Recipe
+from sqlmaster.data import Example, Splits
 from sqlmaster.errors import ConfigError, Interrupted, TransientError
 from sqlmaster.logs import setup_logging
 from sqlmaster.models.loading import hf_token, load_base_model, load_tokenizer, offline_weights
@@ -196,6 +197,20 @@ def _set_threads(recipe: Recipe) -> None:
         torch.set_num_threads(recipe.training.num_threads)
 
 
+def _in_dialect(splits: Splits, train: list[Example], dialect: str) -> tuple[list[Example], list[Example]]:
+    """Training and validation answers transpiled to ``data.dialect``; rows left out are counted in the split
+    stats (``dialect_<cause>_dropped``), which the log line and run.json show."""
+    from sqlmaster.data.dialect import to_dialect
+
+    train, dropped = to_dialect(train, dialect)
+    validation, dropped_validation = to_dialect(splits.validation, dialect)
+    for key, n in dropped.items():
+        splits.stats[f"train_{key}"] = n
+    for key, n in dropped_validation.items():
+        splits.stats[f"validation_{key}"] = n
+    return train, validation
+
+
 def _load_data(job: Job) -> Data:
     """The splits and prompt/completion rows; refuses data that differs from what the directory's run used."""
     from sqlmaster.data.augment import augment
@@ -203,9 +218,17 @@ def _load_data(job: Job) -> Data:
     from sqlmaster.prompt import get_template
 
     recipe = job.recipe
-    template = get_template(recipe.prompt.template)
+    template = get_template(recipe.prompt.template, recipe.data.dialect)
     splits = build_splits(recipe.data)
     train = augment(splits.train, recipe.data.augment_copies, recipe.data.seed)
+    validation = splits.validation
+    if recipe.data.dialect != "sqlite" and job.grpo:
+        raise ConfigError(
+            f"data.dialect {recipe.data.dialect} with GRPO: its reward runs SQLite. Train GRPO with data.dialect "
+            "sqlite, or SFT for the dialect"
+        )
+    if recipe.data.dialect != "sqlite":  # the answers learnt from, in the dialect
+        train, validation = _in_dialect(splits, train, recipe.data.dialect)
     if job.grpo:  # prompts only: the model writes the completions, the reward reads answer and context
         from sqlmaster.train.grpo import prompt_rows
 
@@ -214,7 +237,7 @@ def _load_data(job: Job) -> Data:
         data = Data(
             splits=splits,
             train_rows=[ex.to_prompt_completion(template) for ex in train],
-            eval_rows=[ex.to_prompt_completion(template) for ex in splits.validation],
+            eval_rows=[ex.to_prompt_completion(template) for ex in validation],
         )
     log.info(
         "data %s: %d train%s / %d validation / %d test rows (%s); template %s",
