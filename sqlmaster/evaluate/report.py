@@ -15,13 +15,13 @@ dataset's directory. Writes into OUTPUT_DIR:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlmaster import boundedjson
 from sqlmaster.atomic import write_json, write_text
 from sqlmaster.errors import ConfigError
 from sqlmaster.rundir import CHECKPOINT_PREFIX, EVAL_DIR, METRICS_FILE, TRAINER_STATE_FILE, RunDir
@@ -60,11 +60,11 @@ def _load_metrics(path: Path, strict: bool = False) -> dict[str, Any] | None:
 
     ``strict``: a file that is not readable JSON is a ConfigError naming it (else None)."""
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        data = boundedjson.load_file(path, "metrics")
+    except (OSError, ConfigError) as exc:
         if not strict:
             return None
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        reason = str(exc).split(". ")[0] if isinstance(exc, ConfigError) else type(exc).__name__
         raise ConfigError(
             f"{path} is not a readable metrics file ({reason}). Re-run `sqlmaster eval run` for that dataset, or "
             "move the file out of the run directory"
@@ -264,8 +264,8 @@ def loss_history(run_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int
     states = []
     for path in candidates:
         try:
-            state = json.loads(path.read_bytes().decode("utf-8")) if path.is_file() else None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            state = boundedjson.load_file(path, "trainer state") if path.is_file() else None
+        except (OSError, ConfigError):
             state = None
         if isinstance(state, dict):
             states.append(state)

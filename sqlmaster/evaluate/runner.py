@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlmaster import boundedjson
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
@@ -162,7 +163,7 @@ def _vllm_target(target: Target, recipe: Recipe) -> Any:
         )
     if target.kind == "adapter":
         assert target.adapter is not None
-        config = json.loads((target.adapter / "adapter_config.json").read_text())
+        config = boundedjson.load_file(target.adapter / "adapter_config.json", "adapter config")
         return VLLMTarget(model=config.get("base_model_name_or_path") or spec.hub_id, adapter_dir=target.adapter)
     if target.kind == "weights":
         return VLLMTarget(model=str(target.adapter), **common)

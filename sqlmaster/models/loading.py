@@ -13,7 +13,6 @@ pushed a 48-byte adapter after ``merge_and_unload``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -179,15 +178,13 @@ def _from_pretrained(what: str, load: Callable[[], T], *, hub: bool) -> T:
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
+    from sqlmaster import boundedjson
+
     path = RunDir(run_dir).run_info
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = boundedjson.load_file(path, "run record")
     except FileNotFoundError:
         raise ConfigError(f"{run_dir} is not a training run directory (no {path.name}). Check the path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc}); the run may not have finished") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}. Check the path") from None
     if not isinstance(info, dict):
         raise ConfigError(f"{path} does not hold a JSON object; it was not written by `sqlmaster train`")
     return info

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlmaster import boundedjson
 from sqlmaster.errors import ConfigError, TransientError
 
 if TYPE_CHECKING:
@@ -251,7 +252,7 @@ def convert_gguf(gguf: Path, out: Path) -> tuple[Any, Any]:
 def fetched_source(spec: ModelSpec) -> dict[str, Any]:
     """The provenance of a fetched model (source.json), for run.json."""
     try:
-        data = json.loads((converted_dir(spec) / SOURCE_FILE).read_text())
+        data = boundedjson.load_file(converted_dir(spec) / SOURCE_FILE, "fetched model's source record")
     except (OSError, ValueError):
         return {}
     return dict(data) if isinstance(data, dict) else {}

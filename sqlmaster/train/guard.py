@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlmaster import boundedjson
 from sqlmaster.config import Recipe, recipe_keys
 from sqlmaster.errors import ConfigError
 from sqlmaster.rundir import (
@@ -107,11 +108,11 @@ def read_previous(run: RunDir) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        info = boundedjson.load_file(path, "run record")
+    except (OSError, ConfigError) as exc:
         raise ConfigError(
-            f"{path} exists but cannot be read as a run record ({exc}). Use a new --output-dir, "
-            "or --overwrite to replace what is there"
+            f"{path} exists but cannot be read as a run record ({str(exc).split('. ')[0]}). Use a new "
+            "--output-dir, or --overwrite to replace what is there"
         ) from None
     if not isinstance(info, dict):
         raise ConfigError(f"{path} is not a run record. Use a new --output-dir, or --overwrite to replace it")

