@@ -86,6 +86,14 @@ CORPUS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("--init-from run.json with a 5,000-digit number", _long_number_record, r"number of more than 64 characters"),
     ("--init-from run.json of 17 MB", _huge_record, r"over the 16,777,216 allowed|over 16,777,216 bytes"),
     ("eval run --adapter run.json nested 100,000 deep", _deep_eval_record, r"nests deeper than 64 levels"),
+    # upper bounds on every key that sizes memory or time, checked before anything loads
+    ("evaluation.vote=1000000", _recipe_key("evaluation.vote=1000000"), r"evaluation.vote must be <= 64"),
+    ("evaluation.batch_size=10^9", _recipe_key("evaluation.batch_size=1000000000"), r"batch_size must be <= 1024"),
+    ("evaluation.max_new_tokens=10^7", _recipe_key("evaluation.max_new_tokens=10000000"), r"must be <= 8192"),
+    ("training.max_length=10^8", _recipe_key("training.max_length=100000000"), r"max_length must be <= 131072"),
+    ("training batch 10^6", _recipe_key("training.per_device_train_batch_size=1000000"), r"must be <= 1024"),
+    ("grpo.num_generations=10^5", _recipe_key("grpo.num_generations=100000"), r"num_generations must be <= 256"),
+    ("grpo.max_completion_length=10^6", _recipe_key("grpo.max_completion_length=1000000"), r"must be <= 8192"),
 ]
 
 
