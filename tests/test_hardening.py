@@ -117,3 +117,63 @@ def test_bounded_json_reads_what_sqlmaster_writes_and_ignores_brackets_in_string
     path.write_text(json.dumps(value))
     loaded = boundedjson.load_file(path, "record")
     assert loaded["s"] == value["s"] and loaded["n"] == value["n"] and loaded["a"][:3] == value["a"][:3]
+
+
+# --- runtime cases ----------------------------------------------------------------------------------------------
+
+
+class _Embedder:
+    """A deterministic stand-in embedder (no model, no network)."""
+
+    name = "test:length"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[float(len(t)) + 1.0, 1.0] for t in texts]
+
+
+RUNTIME_CASES = ["a question longer than the model's context", "the same, with vote"]
+
+
+@pytest.mark.parametrize("vote", [0, 3])
+def test_a_question_longer_than_the_context_is_failed_alone_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vote: int
+) -> None:
+    """One 1 MB question among short ones: the others are generated and scored, the long one is answered empty,
+    scored wrong and counted in metrics.json (it once made the whole evaluation die on a 194 GB allocation)."""
+    from eval_fixtures import tiny_model, tiny_tokenizer
+
+    from sqlmaster.config import load_recipe
+    from sqlmaster.evaluate.generate import GenerationSettings, HFGenerator
+    from sqlmaster.evaluate.runner import run_evaluation
+    from sqlmaster.prompt import get_template
+
+    monkeypatch.delenv("LANGSMITH_API_KEY", raising=False)
+    ctx = "CREATE TABLE t (name VARCHAR, age INTEGER)"
+    rows = [
+        {"question": "How many rows?", "context": ctx, "answer": "SELECT COUNT(*) FROM t"},
+        {"question": "What is the name? " * 60_000, "context": ctx, "answer": "SELECT name FROM t"},
+        {"question": "Oldest age?", "context": ctx, "answer": "SELECT MAX(age) FROM t"},
+    ]
+    assert len(rows[1]["question"]) > 1_000_000
+    data = tmp_path / "triplets.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    overrides = ["evaluation.max_new_tokens=8", "evaluation.batch_size=2", f"evaluation.vote={vote}"]
+    recipe = load_recipe(overrides=[*overrides, "prompt.template=compact"])
+    tokenizer = tiny_tokenizer()
+    settings = GenerationSettings.from_config(recipe.evaluation)
+    generator = HFGenerator(tiny_model(tokenizer), tokenizer, get_template("compact"), settings)
+    assert generator.prompt_limit() == 1024 - 8
+    weights = tmp_path / "weights"  # a model directory: the injected generator holds the model itself
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    results = run_evaluation(
+        "tiny", weights, tmp_path / "out", [str(data)], None, recipe, generator=generator, embedder=_Embedder()
+    )
+    metrics = next(iter(results.values()))
+    assert metrics["n"] == 3 and metrics["stopped_by"]["prompt_too_long"] == 1
+    assert sum(metrics["stopped_by"].values()) == 3
+    predictions = (tmp_path / "out" / "eval" / next(iter(results)) / "predictions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in predictions]
+    assert [r["stopped_by"] == "prompt_too_long" for r in records] == [False, True, False]
+    assert records[1]["prediction"] == "" and records[1]["prompt_tokens"] > 1024
+    assert all(r["batch_latency_s"] > 0 for r in (records[0], records[2]))  # generated, unlike the long one

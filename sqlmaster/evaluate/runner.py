@@ -38,7 +38,7 @@ from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 from sqlmaster.evaluate.datasets import SPIDER_DEV, EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
-from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
+from sqlmaster.evaluate.generate import PROMPT_TOO_LONG, GenerationRecord, GenerationSettings
 from sqlmaster.logs import setup_logging
 from sqlmaster.prompt import PromptTemplate, get_template, render_prompt
 from sqlmaster.rundir import EVAL_DIR, EvalDir, RunDir
@@ -429,7 +429,9 @@ def _metrics(
         "examples_per_s": len(generations) / generation_wall_s if generation_wall_s > 0 else None,
         "generated_tokens": tokens,
         "generation_wall_s": generation_wall_s,
-        "stopped_by": {k: sum(g.stopped_by == k for g in generations) for k in ("eos", "stop_string", "length")},
+        "stopped_by": {
+            k: sum(g.stopped_by == k for g in generations) for k in ("eos", "stop_string", "length", PROMPT_TOO_LONG)
+        },
     }
 
 
