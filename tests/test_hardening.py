@@ -177,3 +177,123 @@ def test_a_question_longer_than_the_context_is_failed_alone_and_counted(
     assert [r["stopped_by"] == "prompt_too_long" for r in records] == [False, True, False]
     assert records[1]["prediction"] == "" and records[1]["prompt_tokens"] > 1024
     assert all(r["batch_latency_s"] > 0 for r in (records[0], records[2]))  # generated, unlike the long one
+
+
+class _StandIn:
+    """A stand-in W&B server on loopback: records every request; answers each with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, str, bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                outer.requests.append((self.command, self.path, bytes(str(self.headers), "utf-8") + body))
+                payload = b'{"errors": [{"message": "refused by the stand-in"}]}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_HEAD = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+FAKE_KEY = "hardening-test-key-" + "0" * 21  # 40 characters, like a real key; only ever sent to the stand-in
+
+
+def _micro_train(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """Train the micro model 2 steps with W&B on auto (the given environment), HOME in tmp_path/home."""
+    from _micro import MICRO_SFT
+
+    from sqlmaster.data.load import load_examples
+
+    data = tmp_path / "data.jsonl"
+    rows = load_examples("shipped")[:120]
+    data.write_text("".join(json.dumps({"question": e.question, "context": e.context, "answer": e.answer}) + "\n"
+                            for e in rows))  # fmt: skip
+    home, run = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    sets = [*MICRO_SFT, "training.max_steps=2", "training.eval_steps=2", "training.save_steps=2",
+            f"data.source={data}", "tracking.wandb_mode=auto"]  # fmt: skip
+    argv = ["train", "--model", "tiny", "--output-dir", str(run), *[a for s in sets for a in ("--set", s)]]
+    done = _sqlmaster(*argv, env=_env(HOME=str(home), XDG_CACHE_HOME="", XDG_CONFIG_HOME="", **env), timeout=600)
+    return done, run, home
+
+
+def _no_key_anywhere(*roots: Path) -> None:
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_wandb_mode_offline_with_a_key_sends_nothing_and_keeps_its_files_in_the_run(tmp_path: Path) -> None:
+    server = _StandIn(200)
+    try:
+        done, run, home = _micro_train(
+            tmp_path, WANDB_MODE="offline", WANDB_API_KEY=FAKE_KEY, WANDB_BASE_URL=server.url, WANDB_INIT_TIMEOUT="10"
+        )
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert server.requests == [], [r[:2] for r in server.requests]
+    assert "mode offline" in done.stdout and "mode online" not in done.stdout
+    assert list((run / "logs" / "wandb").glob("offline-run-*"))
+    assert not [p for p in home.rglob("*") if "wandb" in str(p).lower()], "W&B wrote under $HOME"
+    _no_key_anywhere(run, home)
+
+
+def test_wandb_refusing_the_key_continues_offline_with_a_fresh_run_id(tmp_path: Path) -> None:
+    server = _StandIn(401)
+    try:
+        done, run, home = _micro_train(
+            tmp_path, WANDB_API_KEY=FAKE_KEY, WANDB_BASE_URL=server.url, WANDB_INIT_TIMEOUT="20"
+        )
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert server.requests, "the stand-in was never asked: the test did not test a refusal"
+    assert "W&B is unreachable or refused the run" in done.stdout and "continuing offline" in done.stdout
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    offline = list((run / "logs" / "wandb").glob("offline-run-*"))
+    assert offline and all("-offline-" in p.name for p in offline), offline
+    assert not [p for p in home.rglob("*") if "wandb" in str(p).lower()], "W&B wrote under $HOME"
+    _no_key_anywhere(run, home)
+
+
+def test_a_stray_openai_key_is_one_warning_once_and_the_local_embedder_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """quickstart's check, then the evaluation's (as in quickstart: the phase inherits the environment)."""
+    from sqlmaster.evaluate.embedding import LocalEmbedder
+    from sqlmaster.evaluate.runner import _checked_embedder
+    from sqlmaster.quickstart import _check_openai
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
+    monkeypatch.setenv("OPENAI_MAX_RETRIES", "0")
+    with caplog.at_level("WARNING"):
+        _check_openai()
+        assert isinstance(_checked_embedder(), LocalEmbedder)
+    warnings = [r.getMessage() for r in caplog.records if "OPENAI_API_KEY" in r.getMessage()]
+    assert len(warnings) == 1 and "local model" in warnings[0], warnings
+    assert "OPENAI_API_KEY" not in os.environ

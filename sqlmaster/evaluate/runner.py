@@ -236,13 +236,10 @@ def run_evaluation(
 
 
 def _checked_embedder() -> Any:
-    """The embedder OPENAI_API_KEY selects, its API checked reachable (a refused key is one line, not a traceback)."""
-    from sqlmaster.evaluate.embedding import OpenAIEmbedder, select_embedder
+    """The embedder OPENAI_API_KEY selects, its API checked reachable (an unusable key: one warning, local model)."""
+    from sqlmaster.evaluate.embedding import usable_embedder
 
-    embedder = select_embedder()
-    if isinstance(embedder, OpenAIEmbedder):
-        embedder.check()
-    return embedder
+    return usable_embedder()
 
 
 def evaluate_dataset(
