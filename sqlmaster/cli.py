@@ -299,6 +299,21 @@ def models_fetch(
     typer.echo(str(fetch(resolve_model(name), force=force)))
 
 
+@models_app.command("verify")
+def models_verify(
+    name: Annotated[str, typer.Argument(help="A fetched registry model: smollm2-135m, gemma3-270m.")],
+) -> None:
+    """Check NAME's fetched copy against what `models fetch` recorded: every file's size and sha256, and the
+    model's shape. Exit 2 with one line naming `sqlmaster models fetch NAME --force` when it differs."""
+    from sqlmaster.models.offline import check_cache, converted_dir, require_fetched
+    from sqlmaster.models.registry import resolve_model
+
+    spec = resolve_model(name)
+    require_fetched(spec)
+    check_cache(spec, hashes=True)
+    typer.echo(f"{converted_dir(spec)}: every file has the size and sha256 recorded when it was fetched")
+
+
 @recipe_app.command("show")
 def recipe_show(
     model: Annotated[
