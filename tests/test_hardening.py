@@ -9,6 +9,7 @@ context) follow the table.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +81,113 @@ def _recipe_key(*sets: str) -> Callable[[Path], list[str]]:
     return argv
 
 
+@functools.cache
+def _lora_template() -> Path:
+    """A LoRA run of tiny as `sqlmaster train` lays it out (random micro base, base/ + adapter/ + run.json with the
+    adapter's record), built once per session; each case copies it."""
+    import tempfile
+
+    from eval_fixtures import tiny_model, tiny_tokenizer
+    from peft import LoraConfig, get_peft_model
+
+    from sqlmaster.config import load_recipe
+    from sqlmaster.models.adapters import adapter_record
+
+    root = Path(tempfile.mkdtemp(prefix="hardening-lora-")) / "tiny"
+    tokenizer = tiny_tokenizer()
+    base = tiny_model(tokenizer, hidden=32, layers=1)
+    base.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    lora.save_pretrained(root / "adapter")
+    tokenizer.save_pretrained(root / "adapter")
+    recipe = load_recipe(overrides=["prompt.template=compact", "data.test_size=10", "data.validation_size=8"])
+    info = {
+        "run_id": "hardening",
+        "status": "completed",
+        "base_model": {"name": "tiny", "hub_id": "sqlmaster/tiny", "path": "base"},
+        "mode": "lora",
+        "prompt_template": "compact",
+        "recipe": recipe.to_dict(),
+        "outputs": {"adapter": "adapter"},
+        "adapter_record": adapter_record(root / "adapter"),
+    }
+    (root / "run.json").write_text(json.dumps(info))
+    return root
+
+
+def _lora_run(root: Path, damage: Callable[[Path], None] | None = None, rerecord: bool = False) -> Path:
+    import shutil
+
+    run = root / "tiny"
+    shutil.copytree(_lora_template(), run)
+    if damage is not None:
+        damage(run / "adapter" / "adapter_model.safetensors")
+    if rerecord:  # as if the run itself had saved the damaged adapter (e.g. trained to NaN)
+        from sqlmaster.models.adapters import adapter_record
+
+        info = json.loads((run / "run.json").read_text())
+        info["adapter_record"] = adapter_record(run / "adapter")
+        (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def _bad_header(weights: Path) -> None:
+    data = weights.read_bytes()
+    weights.write_bytes(b"\xff" * 8 + data[8:])
+
+
+def _non_finite(weights: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(weights))
+    save_file({k: torch.full_like(v, float("nan")) for k, v in tensors.items()}, str(weights))
+
+
+def _foreign(weights: Path) -> None:
+    """Another adapter's file (rank 8 instead of 4) in this run's place."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(weights))
+    save_file({k: torch.zeros([8 if d == 4 else d for d in v.shape]) for k, v in tensors.items()}, str(weights))
+
+
+def _eval_adapter(damage: Callable[[Path], None], rerecord: bool = False) -> Callable[[Path], list[str]]:
+    def argv(root: Path) -> list[str]:
+        run = _lora_run(root, damage, rerecord)
+        return ["eval", "run", "--model", "tiny", "--adapter", str(run), "-o", str(root / "e"), "--limit", "2"]
+
+    return argv
+
+
+def _init_from_adapter(damage: Callable[[Path], None], rerecord: bool = False) -> Callable[[Path], list[str]]:
+    def argv(root: Path) -> list[str]:
+        return _grpo_from(_lora_run(root, damage, rerecord), root)
+
+    return argv
+
+
+def _loop(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "loop").symlink_to(root / "loop")
+    return root / "loop"
+
+
+def _train_into(where: Callable[[Path], Path]) -> Callable[[Path], list[str]]:
+    def argv(root: Path) -> list[str]:
+        return ["train", "--model", "tiny", "--output-dir", str(where(root)), "--set", "training.cpu_processes=1"]
+
+    return argv
+
+
+def _a_file(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "a-file").write_text("not a folder\n")
+    return root / "a-file"
+
+
 # (case id, argv builder given a fresh directory, regex the one error line must match)
 CORPUS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     # bounded JSON: records read from another run
@@ -94,6 +203,26 @@ CORPUS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("training batch 10^6", _recipe_key("training.per_device_train_batch_size=1000000"), r"must be <= 1024"),
     ("grpo.num_generations=10^5", _recipe_key("grpo.num_generations=100000"), r"num_generations must be <= 256"),
     ("grpo.max_completion_length=10^6", _recipe_key("grpo.max_completion_length=1000000"), r"must be <= 8192"),
+    # paths: a symbolic link loop, a file where a folder is expected
+    ("train --output-dir a link loop", _train_into(_loop), r"symbolic link that loops or leads nowhere"),
+    ("train --output-dir below a file", _train_into(lambda r: _a_file(r) / "run"), r"is not a writable directory"),
+    (
+        "train data.source a link loop",
+        lambda r: [*_train_into(lambda q: q / "r")(r), "--set", f"data.source={_loop(r)}"],
+        r"data file .* is a symbolic link that loops",
+    ),
+    ("--init-from a link loop", lambda r: _grpo_from(_loop(r), r), r"--init-from .* does not exist"),
+    (
+        "eval --adapter a file",
+        lambda r: ["eval", "run", "--model", "tiny", "--adapter", str(_a_file(r)), "-o", str(r)],
+        r"is not a directory",
+    ),
+    # adapters: checked against run.json's record and for finite weights before anything loads
+    ("eval: adapter header damaged", _eval_adapter(_bad_header), r"is damaged \(its header length"),
+    ("eval: adapter replaced by a foreign one", _eval_adapter(_foreign), r"is not the adapter this run saved"),
+    ("eval: adapter of NaN saved by its run", _eval_adapter(_non_finite, True), r"holds NaN or infinite weights"),
+    ("--init-from: adapter header damaged", _init_from_adapter(_bad_header), r"is damaged \(its header length"),
+    ("--init-from: adapter of NaN", _init_from_adapter(_non_finite, True), r"holds NaN or infinite weights"),
 ]
 
 
@@ -297,3 +426,42 @@ def test_a_stray_openai_key_is_one_warning_once_and_the_local_embedder_goes_on(
     warnings = [r.getMessage() for r in caplog.records if "OPENAI_API_KEY" in r.getMessage()]
     assert len(warnings) == 1 and "local model" in warnings[0], warnings
     assert "OPENAI_API_KEY" not in os.environ
+
+
+class _EmptyGenerator:
+    """What a model with NaN weights produced: an empty answer for every prompt."""
+
+    backend = "hf"
+
+    def generate(self, prompts: list[str]) -> list[Any]:
+        from sqlmaster.evaluate.generate import GenerationRecord
+
+        return [GenerationRecord(i, p, "", "", 5, 0, 0.01, 0.01, 1, "eos") for i, p in enumerate(prompts)]
+
+
+def test_a_run_whose_predictions_are_all_empty_is_flagged_in_the_log_metrics_and_leaderboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlmaster.config import load_recipe
+    from sqlmaster.evaluate.report import EMPTY_FLAG, write_report
+    from sqlmaster.evaluate.runner import run_evaluation
+
+    monkeypatch.delenv("LANGSMITH_API_KEY", raising=False)
+    ctx = "CREATE TABLE t (name VARCHAR)"
+    data = tmp_path / "triplets.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "context": ctx, "answer": "SELECT name FROM t"}) + "\n"
+                            for i in range(3)))  # fmt: skip
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    run = tmp_path / "run"
+    results = run_evaluation(
+        "tiny", weights, run, [str(data)], None, load_recipe(), generator=_EmptyGenerator(), embedder=_Embedder()
+    )
+    metrics = next(iter(results.values()))
+    assert metrics["all_predictions_empty"] is True and metrics["execution_accuracy"] == 0.0
+    assert "EVERY PREDICTION IS EMPTY (3 of 3)" in capsys.readouterr().out
+    written = json.loads((run / "eval" / next(iter(results)) / "metrics.json").read_text())
+    assert written["all_predictions_empty"] is True
+    markdown = write_report([run], tmp_path / "report")
+    assert EMPTY_FLAG in markdown

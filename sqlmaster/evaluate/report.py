@@ -110,6 +110,7 @@ def leaderboard_rows(found: Sequence[tuple[Path, Path]]) -> list[dict[str, Any]]
                 "template": m.get("template"),
                 "backend": m.get("backend"),
                 "decoding": m.get("decoding") or "greedy",  # evaluations before voting were greedy
+                "all_predictions_empty": bool(m.get("all_predictions_empty")),
             }
         )
     rows.sort(key=lambda r: (r["dataset"], -_num(r["execution_accuracy"]), -_num(r["exact_match"])))
@@ -148,6 +149,9 @@ def _seconds(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, int | float) else "–"
 
 
+EMPTY_FLAG = " **(every prediction empty: broken model or adapter)**"  # never an ordinary 0%
+
+
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["# SQLMaster leaderboard", ""]
     for dataset in sorted({r["dataset"] for r in rows}):
@@ -164,7 +168,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
             distance = f"{r['embedding_distance']:.3f}" if isinstance(r["embedding_distance"], int | float) else "–"
             tokens = f"{r['tokens_per_s']:.0f}" if isinstance(r["tokens_per_s"], int | float) else "–"
             lines.append(
-                f"| {r['rank']} | {r['label']} | {r['decoding']} | "
+                f"| {r['rank']} | {r['label']}{EMPTY_FLAG if r['all_predictions_empty'] else ''} | {r['decoding']} | "
                 f"{_pct(r['execution_accuracy'])}{_interval(r['execution_accuracy_ci'])} "
                 f"| {_convention(r)} | {_pct(r['exact_match'])} | {distance} | {_seconds(r['latency_p50_s'])} / "
                 f"{_seconds(r['latency_p99_s'])} | {tokens} |"

@@ -270,6 +270,7 @@ def evaluate_dataset(
 
     rows = _prediction_rows(dataset, generations)
     _write_jsonl(files.predictions, rows)
+    all_empty = _warn_if_all_empty(dataset.name, rows)
 
     lines, scored = _score(dataset.name, rows, recipe, workers)
     distances = embedding_distances([r["prediction"] for r in lines], [r["answer"] for r in lines], embedder)
@@ -288,11 +289,27 @@ def evaluate_dataset(
         generation=asdict(GenerationSettings.from_config(recipe.evaluation)),
         decoding=GenerationSettings.from_config(recipe.evaluation).decoding,
         vote_wall_s=vote_wall_s,
+        all_predictions_empty=all_empty,  # a broken model or adapter, not a weak one: the report flags it
         scorer=scored,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_results(out_dir, lines, metrics)
     return metrics
+
+
+def _warn_if_all_empty(name: str, rows: list[dict[str, Any]]) -> bool:
+    """True (and a loud log line) when not one prediction holds any SQL: 0% then measures a broken model or adapter
+    (NaN weights, a wrong template), not a weak one."""
+    if not rows or any(str(r.get("prediction") or "").strip() for r in rows):
+        return False
+    log.error(
+        "%s: EVERY PREDICTION IS EMPTY (%d of %d): the model produced no SQL at all, so its score says nothing about "
+        "its skill. Check the adapter and base weights, evaluation.max_new_tokens and the prompt template",
+        name,
+        len(rows),
+        len(rows),
+    )
+    return True
 
 
 def _vote_keeping_candidates(

@@ -125,9 +125,11 @@ def _cache_problem(spec: ModelSpec, folder: Path, *, hashes: bool) -> str | None
         config = boundedjson.load_file(folder / "config.json", "config.json")
     except (OSError, ConfigError) as exc:
         return " ".join(str(exc).split(". ")[0].split())
-    files, shape = (source.get("files"), source.get("shape")) if isinstance(source, dict) else (None, None)
-    if not isinstance(files, dict) or not isinstance(shape, dict) or not isinstance(config, dict):
-        return f"{SOURCE_FILE} records no file sizes and shape (fetched by an older sqlmaster)"
+    if not isinstance(source, dict) or not isinstance(config, dict):
+        return f"{SOURCE_FILE} or config.json is not a JSON object (the file was edited)"
+    files, shape = source.get("files"), source.get("shape")
+    if not isinstance(files, dict) or not isinstance(shape, dict):
+        return _legacy_problem(spec, folder, config)
     expected = {**shape, **_registry_shape(spec)}  # the registry wins where it states the value
     for key in SHAPE_KEYS:
         if key in expected and config.get(key) != expected[key]:
@@ -146,6 +148,29 @@ def _cache_problem(spec: ModelSpec, folder: Path, *, hashes: bool) -> str | None
             return f"{name} is {size:,} bytes, {record.get('bytes'):,} when fetched (truncated or replaced)"
         if hashes and sha256_of(path) != record.get("sha256"):
             return f"{name} has another sha256 than when fetched (its content changed)"
+    return None
+
+
+def _legacy_problem(spec: ModelSpec, folder: Path, config: dict[str, Any]) -> str | None:
+    """A copy fetched before source.json recorded sizes and hashes: what can be checked without the record (each
+    weights file's safetensors header against its size, the registry's layers and width); a warning says how to
+    get the full check."""
+    from sqlmaster.models.adapters import read_header
+
+    for key, value in _registry_shape(spec).items():
+        if config.get(key) != value:
+            return f"config.json has {key}={config.get(key)!r}, the model has {value!r} (the file was edited)"
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            read_header(weights, weights.name)
+        except ConfigError as exc:
+            return str(exc).split(". ")[0]
+    log.warning(
+        "%s was fetched by an older sqlmaster that did not record its files' sizes and sha256; run "
+        "`sqlmaster models fetch %s --force` once to record them",
+        folder,
+        spec.name,
+    )
     return None
 
 

@@ -133,6 +133,7 @@ RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "finished": (str,),
     "stage": (str,),
     "init_from": (dict,),
+    "adapter_record": (dict,),
 }
 
 
@@ -314,6 +315,10 @@ def check_init_from(init_from: Path | None, model_name: str, stage: str) -> dict
     weights = run.model if info.get("mode") == "full" else run.adapter
     if not weights.is_dir():
         raise ConfigError(f"--init-from {init_from} has no {weights.name}/ (its weights are gone). {fix}")
+    if info.get("mode") != "full":
+        from sqlmaster.models.adapters import check_adapter, recorded_adapter
+
+        check_adapter(weights, recorded_adapter(info), f"--init-from {init_from}")
     return info
 
 
