@@ -465,3 +465,42 @@ def test_a_run_whose_predictions_are_all_empty_is_flagged_in_the_log_metrics_and
     assert written["all_predictions_empty"] is True
     markdown = write_report([run], tmp_path / "report")
     assert EMPTY_FLAG in markdown
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [(28, "Free space on that disk"), (30, "file system is read-only"), (13, "write permission")],
+    ids=["full disk (ENOSPC, patched)", "read-only file system (EROFS, patched)", "permission denied (patched)"],
+)
+def test_an_output_dir_that_cannot_be_written_is_one_line_with_its_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], code: int, fix: str
+) -> None:
+    """The suite runs as root, which ignores file modes: the first write into the output directory is patched to
+    fail with the errno a full disk, a read-only mount or a refused permission gives."""
+    from _micro import MICRO_SFT
+
+    from sqlmaster.cli import main
+    from sqlmaster.train import runner
+
+    def refuse(path: Path, *args: Any, **kwargs: Any) -> None:
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(runner, "write_text", refuse)
+    sets = [a for s in [*MICRO_SFT, "training.max_steps=1"] for a in ("--set", s)]
+    monkeypatch.setattr(
+        sys, "argv", ["sqlmaster", "train", "--model", "tiny", "--output-dir", str(tmp_path / "r"), *sets]
+    )
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    assert exited.value.code == 2, captured.out[-2000:] + captured.err[-2000:]
+    assert "Traceback" not in captured.out + captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "cannot write to output directory" in errors[0] and fix in errors[0], errors
+
+
+def test_corpus_size() -> None:
+    """Every CORPUS case asserts exit 2, one error line and no traceback; the count is printed for the report."""
+    runtime = len(RUNTIME_CASES) + 2 + 1 + 1 + 3  # W&B x2, stray OpenAI key, all-empty predictions, unwritable x3
+    print(f"hardening corpus: {len(CORPUS)} command-line cases + {runtime} runtime cases")
+    assert len(CORPUS) >= 20 and len({c[0] for c in CORPUS}) == len(CORPUS)

@@ -242,6 +242,19 @@ def _load_data(job: Job) -> Data:
     return data
 
 
+def _write_fix(exc: OSError) -> str:
+    """The fix for a directory that cannot be written, by the reason."""
+    import errno
+
+    fixes = {
+        errno.ENOSPC: "Free space on that disk, or choose an --output-dir on another one",
+        errno.EROFS: "That file system is read-only: choose an --output-dir on a writable one",
+        errno.EACCES: "Give this user write permission there, or choose another --output-dir",
+        errno.EPERM: "Give this user write permission there, or choose another --output-dir",
+    }
+    return fixes.get(exc.errno or 0, "Choose a writable path")
+
+
 def _prepare_directory(job: Job) -> None:
     """The first writes: the directory, what --overwrite replaces, checkpoints a killed save left half done."""
     from sqlmaster.train.checkpoints import remove_partial, set_aside
@@ -253,7 +266,7 @@ def _prepare_directory(job: Job) -> None:
             (job.run.path / ".write-test").unlink()
         except OSError as exc:
             raise ConfigError(
-                f"cannot write to output directory {job.run.path}: {exc.strerror}. Choose a writable path"
+                f"cannot write to output directory {job.run.path}: {exc.strerror}. {_write_fix(exc)}"
             ) from None
         if job.plan.action == "overwrite":
             changed = "; ".join(c.text() for c in job.plan.changes) or "the earlier run diverged"
