@@ -247,20 +247,10 @@ def eval_score(
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
     from sqlmaster.ownership import hold
 
-    if workers is not None and workers < 1:
-        raise ConfigError(
-            f"--workers must be >= 1 (got {workers}): every prediction runs in a guarded worker process. "
-            "Leave it out for the default (up to 2)"
-        )
-    if input.exists() and not input.is_file() and not input.is_dir():
-        raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
+    _check_score_options(input, workers, db, db_dir, engine)
     settings = ScoreSettings(
         convention=convention, engine=engine.lower(), prediction_dialect=prediction_dialect.lower()
     )
-    if db is not None and (db_dir is not None or workers is not None):
-        raise ConfigError("--db scores on one database in one read-only session. Leave out --db-dir and --workers")
-    if db is not None and settings.engine != "sqlite":
-        raise ConfigError("--db runs the SQL on the database it names; --engine builds scratch copies. Use one of them")
     with hold(output_dir, "sqlmaster eval score"):
         if db is not None:
             from sqlmaster.evaluate.server_score import score_on_database
@@ -271,6 +261,21 @@ def eval_score(
                 input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite
             )
     typer.echo(f"{summary_line(metrics)}  -> {output_dir}")
+
+
+def _check_score_options(input: Path, workers: int | None, db: str | None, db_dir: Path | None, engine: str) -> None:
+    """`eval score`'s options that cannot go together or cannot work, refused before anything is read."""
+    if workers is not None and workers < 1:
+        raise ConfigError(
+            f"--workers must be >= 1 (got {workers}): every prediction runs in a guarded worker process. "
+            "Leave it out for the default (up to 2)"
+        )
+    if input.exists() and not input.is_file() and not input.is_dir():
+        raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
+    if db is not None and (db_dir is not None or workers is not None):
+        raise ConfigError("--db scores on one database in one read-only session. Leave out --db-dir and --workers")
+    if db is not None and engine.lower() != "sqlite":
+        raise ConfigError("--db runs the SQL on the database it names; --engine builds scratch copies. Use one of them")
 
 
 @eval_app.command("report")
@@ -424,6 +429,21 @@ def models_fetch(
 
     setup_logging()
     typer.echo(str(fetch(resolve_model(name), force=force)))
+
+
+@models_app.command("verify")
+def models_verify(
+    name: Annotated[str, typer.Argument(help="A fetched registry model: smollm2-135m, gemma3-270m.")],
+) -> None:
+    """Check NAME's fetched copy against what `models fetch` recorded: every file's size and sha256, and the
+    model's shape. Exit 2 with one line naming `sqlmaster models fetch NAME --force` when it differs."""
+    from sqlmaster.models.offline import check_cache, converted_dir, require_fetched
+    from sqlmaster.models.registry import resolve_model
+
+    spec = resolve_model(name)
+    require_fetched(spec)
+    check_cache(spec, hashes=True)
+    typer.echo(f"{converted_dir(spec)}: every file has the size and sha256 recorded when it was fetched")
 
 
 @recipe_app.command("show")

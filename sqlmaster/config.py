@@ -35,6 +35,20 @@ from sqlmaster.prompt import TEMPLATES, templates_help
 
 SEED_MAX = 2**32 - 1  # numpy's seed range (the HF Trainer seeds numpy with it)
 
+# Upper bounds of the keys that size memory or time, checked when the recipe is read (before anything loads): far
+# above any real recipe, far below what exhausts a machine (evaluation.vote=1000000 grew to 8 GB before dying).
+MAX_BATCH = 1024  # sequences, prompts or micro-steps per step; the largest shipped recipe uses 32
+MAX_TOKENS = 131_072  # tokens per training sequence: the longest context of the registry's models
+MAX_NEW_TOKENS = 8192  # generated tokens per answer: a SQL query is ~50; a 128k-context model generates 8k at most
+MAX_VOTES = 64  # vote@N samples per prompt: published vote@N uses 8 to 32 (each keeps its scores until decoded)
+MAX_GROUP = 256  # GRPO samples per prompt: published groups are 8 to 64
+MAX_MINUTES = 43_200.0  # 30 days of wall time
+MAX_PROCESSES = 1024  # CPU threads or processes of one machine
+MAX_LORA_RANK = 1024  # LoRA rank; recipes use 8 to 64
+MAX_VOCAB = 262_144  # tiny's BPE vocabulary: the largest real vocabulary (Gemma 3)
+MAX_WIDTH = 16_384  # tiny's hidden size (a 70B model's is 8,192)
+MAX_LAYERS = 256  # tiny's layers or heads
+
 
 @dataclass(frozen=True)
 class Bound:
@@ -217,7 +231,7 @@ class ModelConfig(_Section):
         default="lora",
         metadata=knob('"lora" (the 7B recipes) or "full" (all parameters; tiny)', choices=("lora", "full")),
     )
-    lora_r: int = field(default=16, metadata=knob("LoRA rank", minimum=1))
+    lora_r: int = field(default=16, metadata=knob("LoRA rank", minimum=1, maximum=MAX_LORA_RANK))
     lora_alpha: int = field(
         default=32, metadata=knob("LoRA scaling numerator (scale = lora_alpha / lora_r)", minimum=1)
     )
@@ -271,14 +285,18 @@ class ModelConfig(_Section):
     )
     # Architecture of the `tiny` model (built from config; ignored for every other model).
     tiny_vocab_size: int = field(
-        default=4096, metadata=knob("tiny only: BPE vocabulary trained on the training split", minimum=16)
+        default=4096,
+        metadata=knob("tiny only: BPE vocabulary trained on the training split", minimum=16, maximum=MAX_VOCAB),
     )
     tiny_hidden_size: int = field(
-        default=192, metadata=knob("tiny only: hidden size (a multiple of 2 x tiny_heads)", minimum=2)
+        default=192,
+        metadata=knob("tiny only: hidden size (a multiple of 2 x tiny_heads)", minimum=2, maximum=MAX_WIDTH),
     )
-    tiny_layers: int = field(default=4, metadata=knob("tiny only: decoder layers", minimum=1))
-    tiny_heads: int = field(default=4, metadata=knob("tiny only: attention heads", minimum=1))
-    tiny_intermediate_size: int = field(default=512, metadata=knob("tiny only: MLP width", minimum=1))
+    tiny_layers: int = field(default=4, metadata=knob("tiny only: decoder layers", minimum=1, maximum=MAX_LAYERS))
+    tiny_heads: int = field(default=4, metadata=knob("tiny only: attention heads", minimum=1, maximum=MAX_LAYERS))
+    tiny_intermediate_size: int = field(
+        default=512, metadata=knob("tiny only: MLP width", minimum=1, maximum=4 * MAX_WIDTH)
+    )
     tiny_tie_embeddings: bool = field(
         default=False,
         metadata=knob("tiny only: tie embeddings and head (one matrix reads and writes a token: copies are easier)"),
@@ -309,9 +327,14 @@ class TrainingConfig(_Section):
     SECTION: ClassVar[str] = "training"
 
     max_steps: int = field(default=500, metadata=knob("optimizer steps", minimum=1))
-    per_device_train_batch_size: int = field(default=8, metadata=knob("sequences per device per micro-step", minimum=1))
+    per_device_train_batch_size: int = field(
+        default=8, metadata=knob("sequences per device per micro-step", minimum=1, maximum=MAX_BATCH)
+    )
     gradient_accumulation_steps: int = field(
-        default=4, metadata=knob("micro-steps per optimizer step (8 x 4 x 1024 = 32,768 tokens when packed)", minimum=1)
+        default=4,
+        metadata=knob(
+            "micro-steps per optimizer step (8 x 4 x 1024 = 32,768 tokens when packed)", minimum=1, maximum=MAX_BATCH
+        ),
     )
     learning_rate: float = field(
         default=3.0e-4, metadata=knob("peak learning rate", exclusive_minimum=0, role="identity")
@@ -326,7 +349,7 @@ class TrainingConfig(_Section):
     seed: int = field(
         default=1399, metadata=knob("training seed (and tiny's initial weights)", minimum=0, maximum=SEED_MAX)
     )
-    max_length: int = field(default=1024, metadata=knob("tokens per (packed) sequence", minimum=1))
+    max_length: int = field(default=1024, metadata=knob("tokens per (packed) sequence", minimum=1, maximum=MAX_TOKENS))
     packing: bool = field(default=True, metadata=knob("padding-free packing; examples never attend to each other"))
     eval_steps: int = field(default=20, metadata=knob("steps between evaluations of the validation loss", minimum=1))
     save_steps: int = field(
@@ -337,10 +360,14 @@ class TrainingConfig(_Section):
         default=1, metadata=knob("evaluations without improvement before stopping; null disables", minimum=1)
     )
     save_total_limit: int = field(
-        default=3, metadata=knob("checkpoints kept (the best one is always kept)", minimum=1, role="runtime")
+        default=3,
+        metadata=knob("checkpoints kept (the best one is always kept)", minimum=1, maximum=1000, role="runtime"),
     )
     num_threads: int | None = field(
-        default=None, metadata=knob("CPU threads for torch; null = torch's default", minimum=1, role="runtime")
+        default=None,
+        metadata=knob(
+            "CPU threads for torch; null = torch's default", minimum=1, maximum=MAX_PROCESSES, role="runtime"
+        ),
     )
     cpu_processes: int = field(
         default=1,
@@ -348,6 +375,7 @@ class TrainingConfig(_Section):
             "CPU only: data-parallel training processes started on this machine (torchrun, gloo), each with "
             "num_threads threads, at most one per core; ignored on GPUs and under torchrun",
             minimum=1,
+            maximum=MAX_PROCESSES,
         ),
     )
     max_time_minutes: float | None = field(
@@ -355,6 +383,7 @@ class TrainingConfig(_Section):
         metadata=knob(
             "stop cleanly (with a checkpoint) after this wall time; null = no limit",
             exclusive_minimum=0,
+            maximum=MAX_MINUTES,
             role="runtime",
         ),
     )
@@ -370,7 +399,12 @@ class TrainingConfig(_Section):
     )
     eval_batch_size: int | None = field(
         default=None,
-        metadata=knob("evaluation batch per device; null = per_device_train_batch_size", minimum=1, role="runtime"),
+        metadata=knob(
+            "evaluation batch per device; null = per_device_train_batch_size",
+            minimum=1,
+            maximum=MAX_BATCH,
+            role="runtime",
+        ),
     )
     # Train for wall time instead of max_steps (sqlmaster/train/budget.py): the LR schedule is laid over the budget.
     time_budget_minutes: float | None = field(
@@ -378,6 +412,7 @@ class TrainingConfig(_Section):
         metadata=knob(
             "train for this wall time instead of max_steps (then unused); the LR schedule ends at the budget",
             exclusive_minimum=0,
+            maximum=MAX_MINUTES,
         ),
     )
     budget_decay_fraction: float = field(
@@ -390,7 +425,11 @@ class TrainingConfig(_Section):
     )
     budget_evaluations: int = field(
         default=4,
-        metadata=knob("with a time budget: evaluations and checkpoints at this many even fractions of it", minimum=0),
+        metadata=knob(
+            "with a time budget: evaluations and checkpoints at this many even fractions of it",
+            minimum=0,
+            maximum=1000,
+        ),
     )
     # Speed levers (docs/gpu.md; scripts/gpu-suite.sh measures each against the shipped recipe).
     liger_kernel: bool = field(
@@ -470,8 +509,10 @@ class EvaluationConfig(_Section):
         metadata=knob("sql-create-context-test, spider-dev, or triplets .jsonl paths", nonempty=True),
     )
     limit: int | None = field(default=None, metadata=knob("examples per dataset; null = all", minimum=1))
-    batch_size: int = field(default=16, metadata=knob("prompts generated per batch", minimum=1))
-    max_new_tokens: int = field(default=128, metadata=knob("generated tokens per prompt", minimum=1))
+    batch_size: int = field(default=16, metadata=knob("prompts generated per batch", minimum=1, maximum=MAX_BATCH))
+    max_new_tokens: int = field(
+        default=128, metadata=knob("generated tokens per prompt", minimum=1, maximum=MAX_NEW_TOKENS)
+    )
     do_sample: bool = field(
         default=False, metadata=knob("sample instead of greedy (a metric should not depend on a dice roll)")
     )
@@ -479,7 +520,7 @@ class EvaluationConfig(_Section):
     top_p: float = field(default=0.9, metadata=knob("used only with do_sample", exclusive_minimum=0, maximum=1))
     top_k: int = field(default=100, metadata=knob("used only with do_sample", minimum=1))
     databases_per_example: int = field(
-        default=3, metadata=knob("synthesized databases per example for execution accuracy", minimum=1)
+        default=3, metadata=knob("synthesized databases per example for execution accuracy", minimum=1, maximum=64)
     )
     backend: str = field(
         default="auto",
@@ -491,6 +532,7 @@ class EvaluationConfig(_Section):
             "execution-based voting: sample N SQL per question at evaluation.temperature and answer with the one "
             "whose result most samples agree on (sqlmaster/evaluate/vote.py); 0 or 1 = one greedy answer",
             minimum=0,
+            maximum=MAX_VOTES,
         ),
     )
 
@@ -504,7 +546,9 @@ class GrpoConfig(_Section):
     num_generations: int = field(
         default=8,
         metadata=knob(
-            "SQL samples per prompt; GRPO's advantage is each sample's reward against its group's mean", minimum=2
+            "SQL samples per prompt; GRPO's advantage is each sample's reward against its group's mean",
+            minimum=2,
+            maximum=MAX_GROUP,
         ),
     )
     prompts_per_step: int = field(
@@ -513,6 +557,7 @@ class GrpoConfig(_Section):
             "prompts per optimizer step (x num_generations completions); training.per_device_train_batch_size "
             "caps the completions per micro-step and the rest is accumulated",
             minimum=1,
+            maximum=MAX_BATCH,
         ),
     )
     beta: float = field(
@@ -526,7 +571,8 @@ class GrpoConfig(_Section):
     )
     temperature: float = field(default=1.0, metadata=knob("sampling temperature of the rollouts", exclusive_minimum=0))
     max_completion_length: int = field(
-        default=128, metadata=knob("generated tokens per sample (the SQL and its end marker)", minimum=1)
+        default=128,
+        metadata=knob("generated tokens per sample (the SQL and its end marker)", minimum=1, maximum=MAX_NEW_TOKENS),
     )
     # The reward (sqlmaster/train/reward.py reads these defaults; the one place they are written).
     match_reward: float = field(

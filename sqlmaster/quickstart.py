@@ -174,11 +174,12 @@ def _from_db_overrides(output_dir: Path, sources: list[str], overrides: list[str
 
 
 def _check_openai() -> None:
-    """With OPENAI_API_KEY set the evaluation embeds with OpenAI: an unreachable API or a refused key is one
-    line now, not a traceback after the whole training run (165 s into quickstart, as observed)."""
+    """With OPENAI_API_KEY set the evaluation embeds with OpenAI, checked now, not after the whole training run
+    (165 s into quickstart, as observed): a key that is unusable is one warning and the key-free path goes on
+    (the evaluation phase inherits the environment without the key)."""
     import os
 
     if os.environ.get("OPENAI_API_KEY"):
-        from sqlmaster.evaluate.embedding import OpenAIEmbedder
+        from sqlmaster.evaluate.embedding import usable_embedder
 
-        OpenAIEmbedder().check()
+        usable_embedder()

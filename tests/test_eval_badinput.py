@@ -113,12 +113,6 @@ CASES: dict[str, Case] = {
     ),
     "make-dataset: n = 0": Case(("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "0"), "--n must be >= 1"),
     "make-dataset: no key": Case(("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "1"), "OPENAI_API_KEY"),
-    "quickstart: OpenAI key, no network": Case(
-        ("quickstart", "-o", "{s}/quick"),
-        "cannot reach the OpenAI API for embeddings",
-        code=1,
-        env=(("OPENAI_API_KEY", "sk-test-not-a-key"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")),
-    ),
     "make-dataset: no network": Case(
         ("eval", "make-dataset", "-o", "{s}/t.jsonl", "--n", "1"),
         "could not be reached",
@@ -271,4 +265,4 @@ def _read_only(path: Path) -> Iterator[None]:
 
 def test_the_corpus_size() -> None:
     """The report counts these: keep the number in one place."""
-    assert len(CASES) == 39
+    assert len(CASES) == 38  # quickstart with a stray OpenAI key now goes on (tests/test_hardening.py, issue 34)

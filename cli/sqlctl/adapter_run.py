@@ -17,7 +17,6 @@ Everything here runs before anything is created: a bad `--adapter-run` stops the
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from sqlctl.errors import SqlctlError, warn
 from sqlctl.kube import Kube
 from sqlctl.manifests import LABEL_MODEL, LABEL_RUN_ID, LABEL_TASK, claim_names, labels, name_of, pod_spec
+from sqlmaster import boundedjson
 from sqlmaster.rundir import RUN_INFO_FILE, RunDir
 
 # Keys the user may set that --adapter-run (or --from) also sets (or looks up).
@@ -147,7 +147,7 @@ def check_local(runs_dir: Path, train_run_id: str, models: list[str], for_grpo: 
             )
             raise SqlctlError(what, "Pass the id of a `sqlctl submit train --local` run of this model.")
         try:
-            status = json.loads(run_dir.run_info.read_text()).get("status")
+            status = boundedjson.load_file(run_dir.run_info, "run record").get("status")
         except (OSError, ValueError, AttributeError):
             status = None
         if status != "completed" and for_grpo:

@@ -63,6 +63,7 @@ def shipped_path() -> Path:
 def _read_local(path: Path) -> list[Mapping[str, Any]]:
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        what = "is a symbolic link that loops or leads nowhere" if path.is_symlink() and not path.exists() else what
         raise ConfigError(f"data file {path} {what}; a data file is .json, .jsonl or .parquet. Check data.source")
     name = path.name.removesuffix(".gz")
     try:

@@ -13,6 +13,7 @@ Distances from different embedders are not comparable; metrics.json records whic
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -127,6 +128,27 @@ def select_embedder(kind: str = "auto") -> Embedder:
             raise ConfigError("the openai embedder needs OPENAI_API_KEY. Export it, or use the local embedder")
         return OpenAIEmbedder()
     return LocalEmbedder()
+
+
+def usable_embedder() -> Embedder:
+    """:func:`select_embedder`'s ``auto`` choice, checked: OpenAI when OPENAI_API_KEY is set and the API answers it.
+
+    A key that is set but unusable (the API unreachable, or the key refused) is one warning, once: the key is then
+    dropped from this process's environment (and so from the phases it starts) and the local model embeds. A stray
+    key in a shell must not stop a key-free run (quickstart refused to start, printing the reason twice).
+    """
+    embedder = select_embedder()
+    if not isinstance(embedder, OpenAIEmbedder):
+        return embedder
+    try:
+        embedder.check()
+    except (ConfigError, TransientError) as exc:
+        logging.getLogger(__name__).warning(
+            "OPENAI_API_KEY is set but unusable (%s): embedding with the local model instead", str(exc).split(". ")[0]
+        )
+        os.environ.pop("OPENAI_API_KEY", None)
+        return LocalEmbedder()
+    return embedder
 
 
 def cosine_distance(a: Sequence[float], b: Sequence[float]) -> float:

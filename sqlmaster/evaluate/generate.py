@@ -23,6 +23,7 @@ What matters for a fair, fast evaluation:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +34,8 @@ from sqlmaster.prompt import PromptTemplate, extract_sql
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class GenerationRecord:
     latency_s: float  # the batch's wall time divided by its size (amortised per example)
     batch_latency_s: float  # wall time of the whole batch this prompt was generated in
     batch_size: int  # prompts in that batch
-    stopped_by: str  # "eos", "stop_string" or "length"
+    stopped_by: str  # "eos", "stop_string", "length", or "prompt_too_long" (not generated: see HFGenerator)
     # With voting: every candidate (raw_output, sql, generated_tokens, stopped_by, mean_logprob, greedy), the
     # greedy one first; the fields above then describe the chosen one, except generated_tokens (all candidates').
     samples: list[dict[str, Any]] | None = None
@@ -94,6 +97,9 @@ class GenerationRecord:
         chosen = self.samples[index]
         self.raw_output, self.sql, self.stopped_by = chosen["raw_output"], chosen["sql"], chosen["stopped_by"]
         self.vote = vote
+
+
+PROMPT_TOO_LONG = "prompt_too_long"  # a GenerationRecord's stopped_by when its prompt does not fit the context
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
@@ -152,13 +158,51 @@ class HFGenerator:
             torch.manual_seed(self.settings.seed)
         from sqlmaster.logs import progress
 
+        fitting = self._skip_too_long(prompts, encoded, records)
         with progress("generating", len(prompts)) as advance:  # a live bar in a terminal only
-            for batch in length_sorted_batches([len(ids) for ids in encoded], self.settings.batch_size):
+            advance(len(prompts) - len(fitting))
+            for positions in length_sorted_batches([len(encoded[i]) for i in fitting], self.settings.batch_size):
+                batch = [fitting[p] for p in positions]
                 one = self._vote_batch if self.settings.vote > 1 else self._generate_batch
                 for record in one(batch, prompts, encoded):
                     records[record.index] = record
                 advance(len(batch))
         return [r for r in records if r is not None]
+
+    def prompt_limit(self) -> int | None:
+        """The most prompt tokens that leave room for ``max_new_tokens`` in the model's context (None: unknown)."""
+        context = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if not isinstance(context, int):
+            return None
+        return max(context - self.settings.max_new_tokens, 0)
+
+    def _skip_too_long(
+        self, prompts: Sequence[str], encoded: list[list[int]], records: list[GenerationRecord | None]
+    ) -> list[int]:
+        """Fill ``records`` for the prompts longer than :meth:`prompt_limit` (an empty answer, stopped_by
+        "prompt_too_long": scored wrong and counted, never generated: one 1 MB question asked a 194 GB attention
+        mask of the whole evaluation) and return the indices of the others."""
+        limit = self.prompt_limit()
+        fitting = []
+        for index, ids in enumerate(encoded):
+            if limit is None or len(ids) <= limit:
+                fitting.append(index)
+                continue
+            row = {"raw_output": "", "sql": "", "generated_tokens": 0, "stopped_by": PROMPT_TOO_LONG}
+            record = records[index] = self._record(index, prompts, encoded, row, 0.0, 1)
+            if self.settings.vote > 1:  # one empty candidate for the vote to pick
+                record.samples = [{**row, "mean_logprob": None, "greedy": True}]
+        if len(fitting) < len(prompts):
+            log.warning(
+                "%d of %d prompts are longer than the model's context leaves room for (%s tokens with "
+                "max_new_tokens=%d): answered empty, scored wrong, counted as stopped_by %s in metrics.json",
+                len(prompts) - len(fitting),
+                len(prompts),
+                f"{limit:,}",
+                self.settings.max_new_tokens,
+                PROMPT_TOO_LONG,
+            )
+        return fitting
 
     def _generate_batch(
         self, batch: list[int], prompts: Sequence[str], encoded: list[list[int]]

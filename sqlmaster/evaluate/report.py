@@ -17,13 +17,13 @@ dataset's directory. Writes into OUTPUT_DIR:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlmaster import boundedjson
 from sqlmaster.atomic import write_json, write_text
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.html_report import write_html
@@ -63,11 +63,11 @@ def _load_metrics(path: Path, strict: bool = False) -> dict[str, Any] | None:
 
     ``strict``: a file that is not readable JSON is a ConfigError naming it (else None)."""
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        data = boundedjson.load_file(path, "metrics")
+    except (OSError, ConfigError) as exc:
         if not strict:
             return None
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        reason = str(exc).split(". ")[0] if isinstance(exc, ConfigError) else type(exc).__name__
         raise ConfigError(
             f"{path} is not a readable metrics file ({reason}). Re-run `sqlmaster eval run` for that dataset, or "
             "move the file out of the run directory"
@@ -115,6 +115,7 @@ def leaderboard_rows(found: Sequence[tuple[Path, Path]]) -> list[dict[str, Any]]
                 "backend": m.get("backend"),
                 "decoding": m.get("decoding") or "greedy",  # evaluations before voting were greedy
                 "miss_causes": m.get("miss_causes") or (m.get("scorer") or {}).get("miss_causes") or {},
+                "all_predictions_empty": bool(m.get("all_predictions_empty")),
             }
         )
     rows.sort(key=lambda r: (r["dataset"], -_num(r["execution_accuracy"]), -_num(r["exact_match"])))
@@ -187,6 +188,9 @@ EXPLANATION = (
 )
 
 
+EMPTY_FLAG = " **(every prediction empty: broken model or adapter)**"  # never an ordinary 0%
+
+
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["# SQLMaster leaderboard", ""]
     for dataset in sorted({r["dataset"] for r in rows}):
@@ -203,7 +207,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
             distance = f"{r['embedding_distance']:.3f}" if isinstance(r["embedding_distance"], int | float) else "–"
             tokens = f"{r['tokens_per_s']:.0f}" if isinstance(r["tokens_per_s"], int | float) else "–"
             lines.append(
-                f"| {r['rank']} | {r['label']} | {r['decoding']} | "
+                f"| {r['rank']} | {r['label']}{EMPTY_FLAG if r['all_predictions_empty'] else ''} | {r['decoding']} | "
                 f"{_pct(r['execution_accuracy'])}{_interval(r['execution_accuracy_ci'])} "
                 f"| {_convention(r)} | {_pct(r['exact_match'])} | {distance} | {_seconds(r['latency_p50_s'])} / "
                 f"{_seconds(r['latency_p99_s'])} | {tokens} |"
@@ -297,8 +301,8 @@ def loss_history(run_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int
     states = []
     for path in candidates:
         try:
-            state = json.loads(path.read_bytes().decode("utf-8")) if path.is_file() else None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            state = boundedjson.load_file(path, "trainer state") if path.is_file() else None
+        except (OSError, ConfigError):
             state = None
         if isinstance(state, dict):
             states.append(state)

@@ -33,11 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlmaster import boundedjson
 from sqlmaster.config import Recipe
 from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 from sqlmaster.evaluate.datasets import SPIDER_DEV, EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
-from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
+from sqlmaster.evaluate.generate import PROMPT_TOO_LONG, GenerationRecord, GenerationSettings
 from sqlmaster.logs import setup_logging
 from sqlmaster.prompt import PromptTemplate, get_template, render_prompt
 from sqlmaster.rundir import EVAL_DIR, EvalDir, RunDir
@@ -163,7 +164,7 @@ def _vllm_target(target: Target, recipe: Recipe) -> Any:
         )
     if target.kind == "adapter":
         assert target.adapter is not None
-        config = json.loads((target.adapter / "adapter_config.json").read_text())
+        config = boundedjson.load_file(target.adapter / "adapter_config.json", "adapter config")
         return VLLMTarget(model=config.get("base_model_name_or_path") or spec.hub_id, adapter_dir=target.adapter)
     if target.kind == "weights":
         return VLLMTarget(model=str(target.adapter), **common)
@@ -236,13 +237,10 @@ def run_evaluation(
 
 
 def _checked_embedder() -> Any:
-    """The embedder OPENAI_API_KEY selects, its API checked reachable (a refused key is one line, not a traceback)."""
-    from sqlmaster.evaluate.embedding import OpenAIEmbedder, select_embedder
+    """The embedder OPENAI_API_KEY selects, its API checked reachable (an unusable key: one warning, local model)."""
+    from sqlmaster.evaluate.embedding import usable_embedder
 
-    embedder = select_embedder()
-    if isinstance(embedder, OpenAIEmbedder):
-        embedder.check()
-    return embedder
+    return usable_embedder()
 
 
 def evaluate_dataset(
@@ -273,6 +271,7 @@ def evaluate_dataset(
 
     rows = _prediction_rows(dataset, generations)
     _write_jsonl(files.predictions, rows)
+    all_empty = _warn_if_all_empty(dataset.name, rows)
 
     lines, scored = _score(dataset.name, rows, recipe, workers)
     distances = embedding_distances([r["prediction"] for r in lines], [r["answer"] for r in lines], embedder)
@@ -291,11 +290,27 @@ def evaluate_dataset(
         generation=asdict(GenerationSettings.from_config(recipe.evaluation)),
         decoding=GenerationSettings.from_config(recipe.evaluation).decoding,
         vote_wall_s=vote_wall_s,
+        all_predictions_empty=all_empty,  # a broken model or adapter, not a weak one: the report flags it
         scorer=scored,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_results(out_dir, lines, metrics)
     return metrics
+
+
+def _warn_if_all_empty(name: str, rows: list[dict[str, Any]]) -> bool:
+    """True (and a loud log line) when not one prediction holds any SQL: 0% then measures a broken model or adapter
+    (NaN weights, a wrong template), not a weak one."""
+    if not rows or any(str(r.get("prediction") or "").strip() for r in rows):
+        return False
+    log.error(
+        "%s: EVERY PREDICTION IS EMPTY (%d of %d): the model produced no SQL at all, so its score says nothing about "
+        "its skill. Check the adapter and base weights, evaluation.max_new_tokens and the prompt template",
+        name,
+        len(rows),
+        len(rows),
+    )
+    return True
 
 
 def _vote_keeping_candidates(
@@ -432,7 +447,9 @@ def _metrics(
         "examples_per_s": len(generations) / generation_wall_s if generation_wall_s > 0 else None,
         "generated_tokens": tokens,
         "generation_wall_s": generation_wall_s,
-        "stopped_by": {k: sum(g.stopped_by == k for g in generations) for k in ("eos", "stop_string", "length")},
+        "stopped_by": {
+            k: sum(g.stopped_by == k for g in generations) for k in ("eos", "stop_string", "length", PROMPT_TOO_LONG)
+        },
     }
 
 

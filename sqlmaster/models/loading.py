@@ -13,7 +13,6 @@ pushed a 48-byte adapter after ``merge_and_unload``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlmaster.config import ModelConfig
 from sqlmaster.errors import ConfigError
 from sqlmaster.hub import with_hub_retries
+from sqlmaster.models.adapters import check_adapter, recorded_adapter
 from sqlmaster.models.registry import ModelSpec, resolve_model
 from sqlmaster.rundir import ADAPTER_CONFIG_FILE, TOKENIZER_CONFIG_FILE, RunDir
 
@@ -179,15 +179,13 @@ def _from_pretrained(what: str, load: Callable[[], T], *, hub: bool) -> T:
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
+    from sqlmaster import boundedjson
+
     path = RunDir(run_dir).run_info
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = boundedjson.load_file(path, "run record")
     except FileNotFoundError:
         raise ConfigError(f"{run_dir} is not a training run directory (no {path.name}). Check the path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc}); the run may not have finished") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}. Check the path") from None
     if not isinstance(info, dict):
         raise ConfigError(f"{path} does not hold a JSON object; it was not written by `sqlmaster train`")
     return info
@@ -209,7 +207,6 @@ def load_trained(
     ``run_dir`` may also be a bare adapter directory (holding ``adapter_config.json``); its base is then read
     from the adapter config and ``run_info`` is minimal.
     """
-    from peft import PeftModel
 
     rd = RunDir(run_dir)
     device = device or default_device()
@@ -236,9 +233,10 @@ def load_trained(
     adapter_dir = rd.adapter
     if not (adapter_dir / ADAPTER_CONFIG_FILE).exists():
         raise ConfigError(f"{adapter_dir} holds no {ADAPTER_CONFIG_FILE}; the run did not finish saving its adapter")
+    check_adapter(adapter_dir, recorded_adapter(info), f"run {rd.path}")
     base_model = load_base_model(spec, model_cfg, device=device, path=recorded_base_path(rd.path, spec, base))
     tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir)
-    model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
+    model = peft_from_pretrained(base_model, adapter_dir, trainable=False).to(device)
     model.eval()
     return model, tokenizer, info
 
@@ -267,16 +265,20 @@ def _load_dir(
 def _load_bare_adapter(
     adapter_dir: Path, *, device: str, for_generation: bool
 ) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase, dict[str, Any]]:
-    from peft import PeftConfig, PeftModel
+    from peft import PeftConfig
 
-    peft_cfg = PeftConfig.from_pretrained(str(adapter_dir))
+    check_adapter(adapter_dir, None, f"adapter {adapter_dir}")
+    try:
+        peft_cfg = PeftConfig.from_pretrained(str(adapter_dir))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{adapter_dir}/{ADAPTER_CONFIG_FILE} cannot be read ({exc}). Restore it") from None
     base_id = peft_cfg.base_model_name_or_path or ""
     spec = resolve_model(base_id)  # a registry model's hub id gets its registry facts (pad token, pin)
     model_cfg = ModelConfig()
     base_model = load_base_model(spec, model_cfg, device=device)
     has_tokenizer = (adapter_dir / TOKENIZER_CONFIG_FILE).exists()
     tokenizer = load_tokenizer(spec, for_generation=for_generation, path=adapter_dir if has_tokenizer else None)
-    model = PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=False).to(device)
+    model = peft_from_pretrained(base_model, adapter_dir, trainable=False).to(device)
     model.eval()
     info: dict[str, Any] = {
         "base_model": {"name": spec.name, "hub_id": spec.hub_id},
@@ -284,6 +286,20 @@ def _load_bare_adapter(
         "adapter": str(adapter_dir),
     }
     return model, tokenizer, info
+
+
+def peft_from_pretrained(base_model: Any, adapter_dir: Path, *, trainable: bool) -> Any:
+    """``PeftModel.from_pretrained``; an adapter whose tensors do not fit the base (foreign weights) is one line."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(base_model, adapter_dir, is_trainable=trainable)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"the adapter in {adapter_dir} does not fit the base model ({reason}): it was trained on another model. "
+            "Pass the adapter of a run of this model"
+        ) from None
 
 
 def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:

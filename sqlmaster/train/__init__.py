@@ -42,6 +42,7 @@ The path of one training step, in the order it runs:
    run) → optimizer and scheduler step (the budget's schedule when there is one) → ``on_step_end`` of the
    time budget, the wall-time limit and the log line → every ``save_steps``: a checkpoint, then its COMPLETE marker
    (``callbacks.CheckpointCompleteCallback``; ``checkpoints`` resumes only from marked ones).
-6. After the last step: the final evaluation, ``runner._save_outputs`` (``outputs``: adapter verified non-empty,
-   optional merge and push), metrics.json, and run.json's status (``status.recorded_status``).
+6. After the last step: the final evaluation, ``runner._save_outputs`` (``outputs``: adapter verified non-empty
+   and recorded in run.json's ``adapter_record`` for sqlmaster/models/adapters.py's checks, optional merge and
+   push), metrics.json, and run.json's status (``status.recorded_status``).
 """

@@ -27,6 +27,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from sqlmaster import boundedjson
 from sqlmaster.rundir import TIME_BUDGET_FILE
 from sqlmaster.train import distributed
 
@@ -94,7 +95,7 @@ class TimeBudget:
         path = checkpoint / STATE_FILE
         if not path.is_file():
             return False
-        saved = json.loads(path.read_text())
+        saved = boundedjson.load_file(path, "time budget state")
         self.elapsed_before = float(saved["elapsed_seconds"])
         self.evaluations_done = int(saved["evaluations_done"])
         self.session_started = None

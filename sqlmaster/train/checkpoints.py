@@ -14,13 +14,13 @@ so neither rotation nor a later resume takes it for a real one.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
 import zipfile
 from pathlib import Path
 
+from sqlmaster import boundedjson
 from sqlmaster.atomic import write_text
 from sqlmaster.rundir import CHECKPOINT_PREFIX, COMPLETE_MARKER, TRAINER_STATE_FILE
 
@@ -83,8 +83,8 @@ def mark_complete(checkpoint: Path) -> None:
 def problem_with(checkpoint: Path) -> str | None:
     """Why training cannot resume from a complete ``checkpoint`` (None: it can). Reads headers, not tensors."""
     try:
-        json.loads((checkpoint / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        boundedjson.load_file(checkpoint / TRAINER_STATE_FILE, TRAINER_STATE_FILE)
+    except (OSError, ValueError) as exc:  # ConfigError is a ValueError
         return f"{TRAINER_STATE_FILE} is unreadable ({exc})"
     found = [checkpoint / name for name in _WEIGHTS if (checkpoint / name).is_file()]
     if not found:
@@ -93,7 +93,7 @@ def problem_with(checkpoint: Path) -> str | None:
         files = [path]
         if path.name.endswith(".index.json"):
             try:
-                shards = sorted(set(json.loads(path.read_text(encoding="utf-8"))["weight_map"].values()))
+                shards = sorted(set(boundedjson.load_file(path, path.name)["weight_map"].values()))
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 return f"{path.name} is unreadable"
             files = [checkpoint / shard for shard in shards]

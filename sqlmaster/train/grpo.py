@@ -67,7 +67,7 @@ def gold_completion_ids(tokenizer: Any, prompt_ids: list[int], prompt: str, comp
 
 def load_init(job: Any) -> tuple[Any, Any, dict[str, Any]]:
     """The SFT run's model to continue: ``model/`` (full), or its base + ``adapter/`` with the adapter trainable."""
-    from sqlmaster.models.loading import load_base_model, load_tokenizer, recorded_base_path
+    from sqlmaster.models.loading import load_base_model, load_tokenizer, peft_from_pretrained, recorded_base_path
     from sqlmaster.rundir import RunDir
 
     init = RunDir(Path(job.options.init_from))
@@ -79,14 +79,13 @@ def load_init(job: Any) -> tuple[Any, Any, dict[str, Any]]:
         tokenizer = load_tokenizer(spec, for_generation=False, path=init.model)
         info.pop("path", None)  # a full run's model/ is all it needs
         return model, tokenizer, info
-    from peft import PeftModel
 
     base_path = recorded_base_path(init.path, spec, info)
     base = load_base_model(spec, recipe.model, device=device, path=base_path)
     if info.get("path"):  # tiny's base/ stays in the SFT run: record where
         info["path"] = str((init.path / info["path"]).resolve())
     tokenizer = load_tokenizer(spec, for_generation=False, path=init.adapter)
-    model = PeftModel.from_pretrained(base, init.adapter, is_trainable=True)
+    model = peft_from_pretrained(base, init.adapter, trainable=True)
     return model, tokenizer, info
 
 

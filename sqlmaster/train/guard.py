@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlmaster import boundedjson
 from sqlmaster.config import Recipe, recipe_keys
 from sqlmaster.errors import ConfigError
 from sqlmaster.rundir import (
@@ -107,11 +108,11 @@ def read_previous(run: RunDir) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        info = boundedjson.load_file(path, "run record")
+    except (OSError, ConfigError) as exc:
         raise ConfigError(
-            f"{path} exists but cannot be read as a run record ({exc}). Use a new --output-dir, "
-            "or --overwrite to replace what is there"
+            f"{path} exists but cannot be read as a run record ({str(exc).split('. ')[0]}). Use a new "
+            "--output-dir, or --overwrite to replace what is there"
         ) from None
     if not isinstance(info, dict):
         raise ConfigError(f"{path} is not a run record. Use a new --output-dir, or --overwrite to replace it")
@@ -132,6 +133,7 @@ RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "finished": (str,),
     "stage": (str,),
     "init_from": (dict,),
+    "adapter_record": (dict,),
 }
 
 
@@ -313,6 +315,10 @@ def check_init_from(init_from: Path | None, model_name: str, stage: str) -> dict
     weights = run.model if info.get("mode") == "full" else run.adapter
     if not weights.is_dir():
         raise ConfigError(f"--init-from {init_from} has no {weights.name}/ (its weights are gone). {fix}")
+    if info.get("mode") != "full":
+        from sqlmaster.models.adapters import check_adapter, recorded_adapter
+
+        check_adapter(weights, recorded_adapter(info), f"--init-from {init_from}")
     return info
 
 

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sqlmaster import boundedjson
 from sqlmaster.atomic import write_json
 from sqlmaster.config import Recipe, recipe_from_dict
 from sqlmaster.cores import available_cores
@@ -103,8 +104,8 @@ def _record_interrupt(output_dir: Path, signum: int) -> None:
 
     path = RunDir(output_dir).run_info
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = boundedjson.load_file(path, "run record")
+    except (OSError, ValueError):  # ConfigError is a ValueError
         return  # training had not started: nothing to record
     if isinstance(info, dict) and info.get("status") in ("running", "interrupted"):
         update = {"status": "interrupted", "error": f"interrupted by {signal.Signals(signum).name}"}

@@ -150,6 +150,11 @@ def _check_resumable(run: RunDir, resume_from: Path | None, unusable: list[tuple
 
 def _check_output_dir(path: Path) -> None:
     """Fail now, not after the data loaded, when the output directory cannot be created or written."""
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(
+            f"output directory {path} is a symbolic link that loops or leads nowhere. Remove the link or choose "
+            "another --output-dir"
+        )
     if path.exists() and not path.is_dir():
         raise ConfigError(f"output directory {path} is a file. Choose another --output-dir")
     existing = path
@@ -260,6 +265,19 @@ def _load_data(job: Job) -> Data:
     return data
 
 
+def _write_fix(exc: OSError) -> str:
+    """The fix for a directory that cannot be written, by the reason."""
+    import errno
+
+    fixes = {
+        errno.ENOSPC: "Free space on that disk, or choose an --output-dir on another one",
+        errno.EROFS: "That file system is read-only: choose an --output-dir on a writable one",
+        errno.EACCES: "Give this user write permission there, or choose another --output-dir",
+        errno.EPERM: "Give this user write permission there, or choose another --output-dir",
+    }
+    return fixes.get(exc.errno or 0, "Choose a writable path")
+
+
 def _prepare_directory(job: Job) -> None:
     """The first writes: the directory, what --overwrite replaces, checkpoints a killed save left half done."""
     from sqlmaster.train.checkpoints import remove_partial, set_aside
@@ -271,7 +289,7 @@ def _prepare_directory(job: Job) -> None:
             (job.run.path / ".write-test").unlink()
         except OSError as exc:
             raise ConfigError(
-                f"cannot write to output directory {job.run.path}: {exc.strerror}. Choose a writable path"
+                f"cannot write to output directory {job.run.path}: {exc.strerror}. {_write_fix(exc)}"
             ) from None
         if job.plan.action == "overwrite":
             changed = "; ".join(c.text() for c in job.plan.changes) or "the earlier run diverged"
@@ -361,7 +379,8 @@ def _train(job: Job, data: Data, started: float) -> dict[str, Any]:
         if distributed.is_main_process():
             outputs = _save_outputs(job, trainer, tokenizer)
             write_json(run.metrics, metrics)
-            record({"outputs": outputs, "finished": now(), "status": COMPLETED, "stop_reason": stop_reason})
+            adapter = {"adapter_record": outputs.pop("adapter_record")} if "adapter_record" in outputs else {}
+            record({"outputs": outputs, **adapter, "finished": now(), "status": COMPLETED, "stop_reason": stop_reason})
             record({"steps": metrics["steps"], "epochs": metrics["epochs"]})
             _print_summary(run, metrics, outputs)
         distributed.barrier()
@@ -677,7 +696,7 @@ def _metrics(
     }
 
 
-def _save_outputs(job: Job, trainer: Any, tokenizer: Any) -> dict[str, str]:
+def _save_outputs(job: Job, trainer: Any, tokenizer: Any) -> dict[str, Any]:
     """Save the final (best, with early stopping) weights and tokenizer; verify, push and merge as asked.
 
     Each weights directory is written aside and swapped in whole (atomic_dir): a crash while saving leaves
@@ -686,7 +705,7 @@ def _save_outputs(job: Job, trainer: Any, tokenizer: Any) -> dict[str, str]:
     from sqlmaster.train.outputs import push_adapter, save_merged, verify_adapter
 
     spec, recipe, run = job.spec, job.recipe, job.run
-    outputs: dict[str, str] = {}
+    outputs: dict[str, Any] = {}
     model = trainer.model
     tokenizer.padding_side = spec.padding_side_train
     target = run.adapter if recipe.model.mode == "lora" else run.model
@@ -698,6 +717,9 @@ def _save_outputs(job: Job, trainer: Any, tokenizer: Any) -> dict[str, str]:
             count = verify_adapter(tmp)
     outputs["adapter" if recipe.model.mode == "lora" else "model"] = target.name
     if recipe.model.mode == "lora":
+        from sqlmaster.models.adapters import adapter_record
+
+        outputs["adapter_record"] = adapter_record(target)  # checked before evaluation and --init-from use it
         log.info("adapter saved to %s (%s parameters)", target, f"{count:,}")
         if recipe.output.push_to_hub and recipe.output.hub_repo_id:
             outputs["hub"] = push_adapter(target, recipe.output.hub_repo_id)

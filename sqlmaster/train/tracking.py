@@ -1,5 +1,9 @@
 """Weights & Biases set-up: online with WANDB_API_KEY, offline (files in the run directory) without it.
 
+WANDB_MODE=offline or disabled in the environment is obeyed whatever keys are set: nothing is sent that the user
+turned off (a key alone means online only where no mode is given). Every file W&B writes (its run files, cache,
+config, data, artifacts and debug logs) stays under the run's logs/ folder, not under $HOME.
+
 The key is read by wandb itself from the environment; it is never logged, printed or written to run.json.
 W&B being unreachable never stops training: ``start_wandb`` opens the run before the Trainer does, and when
 the online start fails (after wandb's ``init_timeout``, env ``WANDB_INIT_TIMEOUT``, 90 s by default) it
@@ -13,6 +17,7 @@ import importlib.util
 import logging
 import os
 import re
+import secrets
 from pathlib import Path
 
 from sqlmaster.config import TrackingConfig
@@ -27,7 +32,18 @@ def run_id_for(output_dir: Path) -> str:
     return os.environ.get("SQLMASTER_RUN_ID") or Path(output_dir).resolve().name
 
 
+# WANDB_MODE values that turn sending off, and the mode each means here ("dryrun" is wandb's old name for offline).
+MODES_OFF = {"offline": "offline", "dryrun": "offline", "disabled": "disabled"}
+
+
 def wandb_mode(cfg: TrackingConfig) -> str:
+    """The mode to run W&B in: the environment's WANDB_MODE when it turns sending off, else the recipe's, where
+    auto is online with WANDB_API_KEY and offline without."""
+    turned_off = MODES_OFF.get(os.environ.get("WANDB_MODE", "").strip().lower())
+    if turned_off and (cfg.wandb_mode in ("auto", "online") or turned_off == "disabled"):
+        if cfg.wandb_mode == "online":
+            log.warning("WANDB_MODE=%s is set: W&B runs %s, not online as the recipe says", turned_off, turned_off)
+        return turned_off
     if cfg.wandb_mode != "auto":
         return cfg.wandb_mode
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
@@ -55,6 +71,7 @@ def configure_wandb(cfg: TrackingConfig, *, run_id: str, model_name: str, run_di
     wandb_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{run_id}-{model_name}")[:54] + f"-{digest}"
     os.environ.update(
         {
+            **{name: str(logs_dir / folder) for name, folder in OWN_FILES.items()},
             "WANDB_MODE": mode,
             "WANDB_PROJECT": cfg.wandb_project,
             "WANDB_DIR": str(logs_dir),
@@ -69,6 +86,15 @@ def configure_wandb(cfg: TrackingConfig, *, run_id: str, model_name: str, run_di
     os.environ.setdefault("WANDB_SILENT", "true")
     log.info("W&B: project %s, run %s, mode %s (files under %s)", cfg.wandb_project, run_id, mode, logs_dir)
     return ["wandb"]
+
+
+# wandb's own folders (default: ~/.cache/wandb, ~/.config/wandb, ~/.local/share/wandb, ./artifacts), kept in logs/.
+OWN_FILES = {
+    "WANDB_CACHE_DIR": "wandb-cache",
+    "WANDB_CONFIG_DIR": "wandb-config",
+    "WANDB_DATA_DIR": "wandb-data",
+    "WANDB_ARTIFACT_DIR": "wandb-artifacts",
+}
 
 
 def start_wandb(report_to: list[str]) -> None:
@@ -93,4 +119,7 @@ def start_wandb(report_to: list[str]) -> None:
         os.environ["WANDB_MODE"] = "offline"
         if wandb.run is not None:
             wandb.finish()
-        wandb.init(mode="offline")
+        # A fresh id: the failed online start may hold the old one (wandb refused to reuse it and the run died).
+        fresh = f"{os.environ.get('WANDB_RUN_ID', 'run')[:50]}-offline-{secrets.token_hex(3)}"
+        os.environ["WANDB_RUN_ID"] = fresh
+        wandb.init(mode="offline", id=fresh)
