@@ -33,13 +33,19 @@ class DatabaseFlags:
         return any(v is not None for v in (self.source, self.secret, self.data_dir))
 
 
-def _without_password(source: str) -> str:
-    shown = redact(source).replace(":***@", "@")
-    return _QUERY_PASSWORD.sub(lambda m: m.group(1), shown).rstrip("?&")
+# Up to the LAST '@': an unescaped '/' or '@' in a password still ends up hidden (engines' redact stops at '/').
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):.*@")
 
 
 def _shown(source: str) -> str:
-    return re.sub(r"(?i)password=[^&]*", "password=***", redact(source))
+    """``source`` as it may be printed: a userinfo password and a ``password=`` parameter as ``***``."""
+    shown = redact(_USERINFO.sub(lambda m: f"{m.group('head')}:***@", source))
+    return re.sub(r"(?i)password=[^&]*", "password=***", shown)
+
+
+def _without_password(source: str) -> str:
+    shown = _shown(source).replace(":***@", "@")
+    return _QUERY_PASSWORD.sub(lambda m: m.group(1), shown).rstrip("?&")
 
 
 def check_source(source: str) -> None:
