@@ -237,14 +237,3 @@ def test_notes_say_where_the_data_comes_from(tmp_path: Path) -> None:
     assert "kubectl logs -n ml -l sqlmaster.io/run-id=db-1 -c from-db" in notes
     notes = _notes(tmp_path / "c", "train", ["database.dataDir=/data/from-db/shop"])
     assert "Data: the from-db folder /data/from-db/shop on PVC" in notes and "train.jsonl" in notes
-
-
-def test_every_new_values_key_has_a_helm_docs_comment() -> None:
-    for task in ("train", "eval"):
-        text = (CHARTS / f"sqlmaster-{task}" / "values.yaml").read_text()
-        block = text[text.index("\ndatabase:\n") :].split("\n\n", 1)[0]
-        keys = [line.split(":")[0].strip() for line in block.splitlines()[2:] if not line.strip().startswith("#")]
-        assert keys == ["dataDir", "source", "passwordSecret", "passwordKey"], keys
-        for key in keys:
-            before = block[: block.index(f"  {key}:")].rstrip().splitlines()
-            assert any(line.strip().startswith("# --") for line in before[-4:]), key
