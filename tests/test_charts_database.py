@@ -61,6 +61,7 @@ def test_unset_renders_no_database_step(task: str) -> None:
     command = container(job)["command"]
     assert "--dataset" not in command and not any(a.startswith("data.source=") for a in command)
     assert "SQLMASTER_DB_PASSWORD_FILE" not in env_of(job)
+    assert len(job["spec"]["podFailurePolicy"]["rules"]) == 2  # exit 2 of sqlmaster; disruptions
 
 
 # ---------------------------------------------------------------- database.dataDir: a folder already on the claim
@@ -109,6 +110,8 @@ def test_a_database_file_on_the_claim_is_built_in_an_init_container_without_a_se
     assert "SQLMASTER_DB_PASSWORD_FILE" not in {e["name"] for e in init["env"]}
     assert "db-password" not in {v["name"] for v in pod["volumes"]}
     assert container(job)["command"][-2:] == ["--set", f"data.source={out}"]
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert {"containerName": "from-db", "operator": "In", "values": [2]} in [r.get("onExitCodes") for r in rules]
     assert schema_errors(job) == []
 
 

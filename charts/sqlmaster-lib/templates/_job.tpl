@@ -43,6 +43,14 @@ spec:
           containerName: sqlmaster
           operator: In
           values: [2]
+      {{- if (default (dict) $.Values.database).source }}
+      # the from-db initContainer's configuration errors (an empty database, an unreachable server) too
+      - action: FailJob
+        onExitCodes:
+          containerName: from-db
+          operator: In
+          values: [2]
+      {{- end }}
       - action: Ignore
         onPodConditions:
           - type: DisruptionTarget
