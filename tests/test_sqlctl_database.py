@@ -117,3 +117,13 @@ def test_local_refuses_a_values_file_that_builds_in_the_pod(jobs_dir: Path, tmp_
     result = _submit(jobs_dir, "train", "--local", "--dry-run", "--values", str(values))
     assert result.exit_code == 2, result.output
     assert "builds its data in the pod first" in result.output and "sqlmaster data from-db" in result.output
+
+
+def test_next_steps_evaluate_on_the_held_out_split_the_training_built() -> None:
+    from sqlctl.commands.submit import _from_db_folder
+    from sqlctl.submission import Planned
+
+    init = {"name": "from-db", "command": ["sqlmaster", "data", "from-db", SERVER, "--output-dir", "/data/x/from-db"]}
+    job = {"kind": "Job", "spec": {"template": {"spec": {"initContainers": [init], "containers": []}}}}
+    assert _from_db_folder(Planned("tiny", "r", [job])) == "/data/x/from-db"
+    assert _from_db_folder(Planned("tiny", "r", [{"kind": "Job", "spec": {"template": {"spec": {}}}}])) is None

@@ -275,6 +275,17 @@ def _check_stage(opts: SubmitOptions) -> None:
         check_user_sets(list(opts.user.sets), "--from")
 
 
+def _from_db_folder(plan: Planned) -> str | None:
+    """The folder the run's from-db initContainer builds (its --output-dir), or None."""
+    from sqlctl.manifests import pod_spec
+
+    for manifest in plan.manifests:
+        for init in (pod_spec(manifest) or {}).get("initContainers") or []:
+            if init.get("name") == "from-db":
+                return str(init["command"][-1])
+    return None
+
+
 def _next_steps(task: str, plans: list[Planned], namespace: str, grpo: frozenset[str] = frozenset()) -> None:
     """What to type next; `grpo`: the models a finished SFT run of which can continue with GRPO (jobs/grpo/)."""
     ns = f" -n {namespace}"
@@ -286,8 +297,11 @@ def _next_steps(task: str, plans: list[Planned], namespace: str, grpo: frozenset
         print(f"  sqlctl artifacts pull {run_id}{ns}   # adapter, metrics, reports", file=sys.stderr)
         print(f"  sqlctl cancel {run_id}{ns}           # stop and delete it", file=sys.stderr)
         if task == "train":
+            data = _from_db_folder(plan)  # the held-out test split of the pairs it trained on
+            with_data = f" --data-dir {data}" if data else ""
             print(
-                f"  sqlctl submit eval --model {plan.model} --adapter-run {run_id}{ns}   # evaluate it once trained",
+                f"  sqlctl submit eval --model {plan.model} --adapter-run {run_id}{with_data}{ns}   "
+                "# evaluate it once trained",
                 file=sys.stderr,
             )
         if plan.model in grpo and plan.extras.stage == "sft":
