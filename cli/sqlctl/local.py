@@ -180,6 +180,12 @@ def plan_local(manifests: list[Manifest], runs_dir: Path) -> list[LocalRun]:
                 f"the run of {model} spans {completions} nodes, but --local runs on this machine only",
                 "Set runs[].nodes=1 for --local, or submit it to the cluster.",
             )
+        if (pod_spec(job) or {}).get("initContainers"):
+            raise SqlctlError(
+                f"the run of {model} builds its data in the pod first (database.source), which --local does not run",
+                "Locally: sqlmaster data from-db SOURCE -o DIR, then --recipe-set data.source=DIR; or submit it "
+                "to the cluster.",
+            )
         run_dir = runs_dir / run_id / model
         paths = _PathMap(job, configmaps, runs_dir, run_dir)
         container = _container(job)

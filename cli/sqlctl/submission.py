@@ -3,7 +3,8 @@ command, recipe and environment that run on this machine (sqlctl.local) come fro
 
 Values reach helm in helm's own order, so the layering is helm's: the chart's values.yaml, then
 `-f jobs/<task>/<model>.yaml`, then (for --adapter-run) the training run's claim, then each user `--values`
-file, then each `--set`, then `--recipe-set` (as `--set-json` on every runs[] entry), then sqlctl's own
+file, then each `--set`, then `--recipe-set` (as `--set-json` on every runs[] entry) and `--from-db`, `--db-secret`,
+`--data-dir` (as `--set-json database.*`, sqlctl.database), then sqlctl's own
 `--set-string runId=...` (and `runs[i].adapterRunId=...`, or for `--stage grpo --from RUN_ID`
 `runs[i].stage=grpo` and `runs[i].initFromRunId=RUN_ID` over jobs/grpo/<model>.yaml).
 """
@@ -32,6 +33,7 @@ class UserValues:
     files: tuple[Path, ...] = ()
     sets: tuple[str, ...] = ()
     recipe_sets: tuple[str, ...] = ()  # sqlmaster's section.key=value, for every run
+    database: tuple[str, ...] = ()  # --from-db/--db-secret/--data-dir as --set-json database.*=JSON (sqlctl.database)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def _request(
         namespace=namespace,
         value_files=[paths.job_values(task, model, extras.stage), *claim, *user.files],
         sets=list(user.sets),
-        set_json=recipe_set_json(list(user.recipe_sets), runs),
+        set_json=[*recipe_set_json(list(user.recipe_sets), runs), *user.database],
         set_strings=[f"runId={run_id}", *adapter, *init],
     )
 

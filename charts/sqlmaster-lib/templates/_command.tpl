@@ -11,6 +11,7 @@ train, N nodes:     sqlmaster-torchrun --no-python --nnodes=N --node_rank=$(NODE
 eval:               sqlmaster eval run --model M [--adapter /data/runs/<adapterRunId>/<model>]
                       --output-dir /data/runs/<runId>/<model>/eval --recipe /etc/sqlmaster/recipe.yaml
                     (one process sees every GPU of the pod; vLLM shards across them itself)
+database.dataDir or .source (_database.tpl): train adds --set data.source=DIR, eval --dataset DIR/test.jsonl
 `--no-python` makes torchrun start the `sqlmaster` console script itself instead of `python <script>`.
 `sqlmaster-torchrun` is torchrun that exits with the first failed worker's exit code (plain torchrun exits 1,
 so a configuration error, exit 2, would not fail the Job at once through the podFailurePolicy).
@@ -35,6 +36,7 @@ so a configuration error, exit 2, would not fail the Job at once through the pod
 {{- end -}}
 {{- $cli = concat $cli (list "--output-dir" (printf "%s/eval" $out) "--recipe" $recipe) -}}
 {{- end -}}
+{{- $cli = concat $cli (include "sqlmaster-lib.fromDbArgs" . | fromJsonArray) -}}
 {{- $cli = concat $cli (default (list) .run.extraArgs) -}}
 {{- $gpus := int .run.gpus -}}
 {{- $nodes := int (default 1 .run.nodes) -}}

@@ -6,6 +6,8 @@ Why each part is there:
   counting against backoffLimit; any other failure is retried up to backoffLimit times.
 - every retry writes to the same /data/runs/<runId>/<model> on the PVC, so `sqlmaster train` resumes from the
   last checkpoint there.
+- database.source: the initContainer from-db builds the run's data folder from the user's database first
+  (_database.tpl); it alone mounts the database password's Secret.
 - nodes > 1: an Indexed Job (one pod per node, index = torchrun node rank) whose pods find pod 0 through the
   headless Service named like the Job (spec.subdomain).
 */}}
@@ -41,6 +43,14 @@ spec:
           containerName: sqlmaster
           operator: In
           values: [2]
+      {{- if (default (dict) $.Values.database).source }}
+      # the from-db initContainer's configuration errors (an empty database, an unreachable server) too
+      - action: FailJob
+        onExitCodes:
+          containerName: from-db
+          operator: In
+          values: [2]
+      {{- end }}
       - action: Ignore
         onPodConditions:
           - type: DisruptionTarget
@@ -104,6 +114,10 @@ securityContext:
   fsGroup: {{ int $root.Values.podSecurityContext.fsGroup }}
   seccompProfile:
     type: RuntimeDefault
+{{- if (default (dict) $root.Values.database).source }}
+initContainers:
+  {{- include "sqlmaster-lib.fromDbContainer" $ctx | nindent 2 }}
+{{- end }}
 containers:
   - name: sqlmaster
     image: {{ printf "%s:%s" $root.Values.image.repository (toString $root.Values.image.tag) | quote }}
@@ -141,6 +155,18 @@ volumes:
     emptyDir:
       medium: Memory
       sizeLimit: {{ $root.Values.shm.sizeLimit }}
+{{- with (default (dict) $root.Values.database) }}
+{{- if and .source .passwordSecret }}
+  # The database password: only this key of the Secret, only in the from-db initContainer (never a literal).
+  - name: db-password
+    secret:
+      secretName: {{ .passwordSecret }}
+      defaultMode: 0440
+      items:
+        - key: {{ .passwordKey }}
+          path: password
+{{- end }}
+{{- end }}
   - name: recipe
     configMap:
       name: {{ $name }}

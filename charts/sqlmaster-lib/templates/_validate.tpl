@@ -74,6 +74,7 @@ schema cannot say (cross-field rules) and repeats the safety checks for `--skip-
 {{- if and (not .Values.storage.existingClaim) (not .Values.storage.create) -}}
 {{- $problems = append $problems "storage: no claim to mount. Fix: --set storage.existingClaim=NAME or --set storage.create=true" -}}
 {{- end -}}
+{{- $problems = concat $problems (include "sqlmaster-lib.validateDatabase" . | fromJsonArray) -}}
 {{- if $problems -}}
 {{- fail (printf "\n\nVALUES VALIDATION:\n  - %s\n" (join "\n  - " $problems)) -}}
 {{- end -}}

@@ -99,6 +99,39 @@ AdapterRunOpt = Annotated[
         show_default=False,
     ),
 ]
+FromDbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-db",
+        "--db",
+        metavar="SOURCE",
+        help="Build the run's data in the pod first (sqlmaster data from-db SOURCE, read-only): a database file on "
+        "the claim (/data/db/shop.sqlite) or a server URL WITHOUT its password (postgresql://reader@db:5432/shop); "
+        "train trains on it, eval evaluates its test split. Sets database.source.",
+        show_default=False,
+    ),
+]
+DbSecretOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db-secret",
+        metavar="SECRET",
+        help="Existing Secret holding the --from-db server's password under the key 'password' (kubectl create "
+        "secret generic NAME --from-file=password=FILE); mounted into the from-db step only. Sets "
+        "database.passwordSecret.",
+        show_default=False,
+    ),
+]
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-dir",
+        metavar="DIR",
+        help="A sqlmaster data from-db folder on the claim (/data/from-db/shop; with --from-db, where it is built): "
+        "train reads train.jsonl, eval test.jsonl. Sets database.dataDir.",
+        show_default=False,
+    ),
+]
 
 
 def _checked_stage(value: str) -> str:
@@ -154,6 +187,9 @@ class SubmitFlags:
     runs_dir: RunsDirOpt = Path("runs")
     chart_dir: ChartDirOpt = None
     jobs_dir: JobsDirOpt = None
+    from_db: FromDbOpt = None
+    db_secret: DbSecretOpt = None
+    data_dir: DataDirOpt = None
 
     def options(
         self,
@@ -165,7 +201,12 @@ class SubmitFlags:
         init_from_run: str | None = None,
     ) -> SubmitOptions:
         """SubmitOptions for one command (cluster flags merged over the root's)."""
-        user = UserValues(tuple(self.values or ()), tuple(self.set_ or ()), tuple(self.recipe_set or ()))
+        from sqlctl.database import DatabaseFlags, database_sets
+
+        database = database_sets(DatabaseFlags(self.from_db, self.db_secret, self.data_dir), local=self.local)
+        user = UserValues(
+            tuple(self.values or ()), tuple(self.set_ or ()), tuple(self.recipe_set or ()), tuple(database)
+        )
         kube = kube_settings(ctx, self.kubeconfig, self.context, self.namespace)
         return SubmitOptions(task, model, self, user, kube, adapter_run, stage, init_from_run)
 
@@ -234,6 +275,17 @@ def _check_stage(opts: SubmitOptions) -> None:
         check_user_sets(list(opts.user.sets), "--from")
 
 
+def _from_db_folder(plan: Planned) -> str | None:
+    """The folder the run's from-db initContainer builds (its --output-dir), or None."""
+    from sqlctl.manifests import pod_spec
+
+    for manifest in plan.manifests:
+        for init in (pod_spec(manifest) or {}).get("initContainers") or []:
+            if init.get("name") == "from-db":
+                return str(init["command"][-1])
+    return None
+
+
 def _next_steps(task: str, plans: list[Planned], namespace: str, grpo: frozenset[str] = frozenset()) -> None:
     """What to type next; `grpo`: the models a finished SFT run of which can continue with GRPO (jobs/grpo/)."""
     ns = f" -n {namespace}"
@@ -245,8 +297,11 @@ def _next_steps(task: str, plans: list[Planned], namespace: str, grpo: frozenset
         print(f"  sqlctl artifacts pull {run_id}{ns}   # adapter, metrics, reports", file=sys.stderr)
         print(f"  sqlctl cancel {run_id}{ns}           # stop and delete it", file=sys.stderr)
         if task == "train":
+            data = _from_db_folder(plan)  # the held-out test split of the pairs it trained on
+            with_data = f" --data-dir {data}" if data else ""
             print(
-                f"  sqlctl submit eval --model {plan.model} --adapter-run {run_id}{ns}   # evaluate it once trained",
+                f"  sqlctl submit eval --model {plan.model} --adapter-run {run_id}{with_data}{ns}   "
+                "# evaluate it once trained",
                 file=sys.stderr,
             )
         if plan.model in grpo and plan.extras.stage == "sft":
