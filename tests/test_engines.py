@@ -150,3 +150,17 @@ def test_passwords_are_redacted() -> None:
         "shop",
     )
     assert "s3cr" not in parsed.shown() and parsed.shown() == "postgresql://reader:***@db.example:5432/shop"
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("postgres://reader:pw/x@db/shop", "postgres://reader:***@db/shop"),  # an unescaped '/' in the password
+        ("mysql://r@db/shop?password=pw", "mysql://r@db/shop?password=***"),  # libpq/MySQL's query parameter
+        ("postgresql://a:b@h/db?sslmode=require&PWD=zz", "postgresql://a:***@h/db?sslmode=require&PWD=***"),
+        ('x "postgresql://a:b@c/d" and mysql://x:y@z/w, ok', 'x "postgresql://a:***@c/d" and mysql://x:***@z/w, ok'),
+        ("see https://example.com/a@b", "see https://example.com/a@b"),  # no userinfo: unchanged
+    ],
+)
+def test_every_form_of_url_password_is_redacted(text: str, shown: str) -> None:
+    assert redact(text) == shown

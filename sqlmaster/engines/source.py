@@ -18,7 +18,12 @@ from urllib.parse import unquote, urlsplit
 
 PASSWORD_FILE_ENV = "SQLMASTER_DB_PASSWORD_FILE"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):(?P<password>[^@/\s]*)@")
+# A URL in running text: scheme://, then anything up to whitespace or a quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# user:password@ up to the URL's LAST '@', so an unescaped '/' or '@' inside the password is hidden too
+_USERINFO_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):.*@")
+# libpq and MySQL URLs also take the password as a query parameter
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)[^&#]*", re.IGNORECASE)
 
 
 def is_url(source: str) -> bool:
@@ -27,7 +32,12 @@ def is_url(source: str) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with every URL's password replaced by ``***`` (for logs, errors, run.json, metrics)."""
-    return _USERINFO_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", text)
+
+    def hide(match: re.Match[str]) -> str:
+        url = _USERINFO_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", match.group(0))
+        return _QUERY_PASSWORD.sub(lambda m: f"{m.group('key')}***", url)
+
+    return _URL_IN_TEXT.sub(hide, text)
 
 
 @dataclass(frozen=True)
