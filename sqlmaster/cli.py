@@ -215,6 +215,7 @@ def eval_score(
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
+    from sqlmaster.logs import setup_logging
     from sqlmaster.ownership import hold
 
     if workers is not None and workers < 1:
@@ -224,6 +225,7 @@ def eval_score(
         )
     if input.exists() and not input.is_file() and not input.is_dir():
         raise ConfigError(f"--input {input} is not a regular file (a device, FIFO or socket). Pass a JSONL file")
+    setup_logging(libraries=False)  # progress lines in a pod or a pipe (sqlmaster/progress.py)
     settings = ScoreSettings(convention=convention)
     with hold(output_dir, "sqlmaster eval score"):
         metrics = score_file(input, output_dir, workers=workers, settings=settings, db_dir=db_dir, overwrite=overwrite)

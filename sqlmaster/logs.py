@@ -1,9 +1,10 @@
 """Console output for the workload: timestamped log lines always, live progress bars only in a terminal.
 
 In a pod, in CI or through a pipe (``kubectl logs``, log files) stdout is not a TTY: training prints one line per
-log step and evaluation one line per dataset, as plain text. In a terminal, ``sqlmaster quickstart``, ``train``
-and ``eval run`` also draw rich progress bars (training: step, loss, tokens/s, time left; generation; scoring),
-and the log lines scroll above them. Library progress bars (tqdm) stay off either way.
+log step, and generation and scoring a progress line at least every 30 s (sqlmaster/progress.py), as plain text.
+In a terminal, ``sqlmaster quickstart``, ``train`` and ``eval run`` also draw rich progress bars (training: step,
+loss, tokens/s, time left; generation; scoring), and the log lines scroll above them. Library progress bars
+(tqdm) stay off either way.
 """
 
 from __future__ import annotations
@@ -83,13 +84,9 @@ def progress_bar(*extra_columns: Any, console: Any = None) -> Any:
 
 @contextmanager
 def progress(description: str, total: int | None) -> Iterator[Callable[..., None]]:
-    """``with progress("generating", n) as advance: ... advance(k)``: a live bar in a terminal, nothing elsewhere."""
-    from rich.progress import TimeRemainingColumn
+    """``with progress("generating", n) as advance: ... advance(k)``: a live bar in a terminal, a plain line at
+    least every 30 s elsewhere (sqlmaster/progress.py, whose ``Progress`` also shows figures such as accuracy)."""
+    from sqlmaster.progress import Progress
 
-    bar = progress_bar(TimeRemainingColumn())
-    if bar is None:
-        yield lambda advance=1: None
-        return
-    with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda advance=1: bar.update(task, advance=advance)
+    with Progress(description, total or 0) as bar:
+        yield bar.advance

@@ -27,6 +27,7 @@ LOGS_DIR = "logs"
 
 # Inside eval/<dataset>/ (and in the output directory of `sqlmaster eval score`).
 PREDICTIONS_FILE = "predictions.jsonl"
+PARTIAL_PREDICTIONS_FILE = "predictions.partial.jsonl"  # `eval run`: batches appended as they finish (resume)
 RECORDS_FILE = "records.jsonl"
 
 # Inside a weights directory (adapter/, model/, merged/, base/): the names transformers and peft write.
@@ -97,6 +98,10 @@ class EvalDir:
     @property
     def predictions(self) -> Path:
         return self.path / PREDICTIONS_FILE
+
+    @property
+    def partial_predictions(self) -> Path:
+        return self.path / PARTIAL_PREDICTIONS_FILE
 
 
 class RunDir:

@@ -10,6 +10,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from sqlmaster.logs import progress_bar
+from sqlmaster.progress import duration as _duration
 from sqlmaster.train import distributed
 from sqlmaster.train.budget import TimeBudget
 from sqlmaster.train.checkpoints import mark_complete
@@ -166,13 +167,6 @@ def _reward_parts(logs: dict[str, Any]) -> list[str]:
     if logs.get("reward/share_of_step_time") is not None:
         parts.append(f"reward time {logs['reward/share_of_step_time']:.0%} of step")
     return parts
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 class WandbRecipeCallback(TrainerCallback):
