@@ -1,0 +1,83 @@
+"""Quiet and offline by default: saving an adapter never asks the hub, even with HF_HUB_OFFLINE unset."""
+
+from __future__ import annotations
+
+import socket
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eval_fixtures import tiny_model, tiny_tokenizer
+
+from sqlmaster.train.outputs import save_without_hub_lookup
+
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what a fetched (GGUF-converted) base model's config names
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every name resolution and hub file lookup attempted (each one fails, as on a machine without network)."""
+    import peft.utils.other
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    calls: list[str] = []
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(f"getaddrinfo {host}")
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def file_exists(repo_id: str, filename: str, **kwargs: Any) -> bool:
+        calls.append(f"file_exists {repo_id}/{filename}")
+        socket.getaddrinfo("huggingface.co", 443)
+        return False
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(peft.utils.other, "file_exists", file_exists)
+    return calls
+
+
+def _lora(targets: list[str]) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny_model(tiny_tokenizer(), hidden=32, layers=1)
+    model.name_or_path = HUB_ID  # a hub id, not a local directory: what makes PEFT look it up
+    return get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=targets))
+
+
+def test_adapter_save_asks_no_hub(lookups: list[str], tmp_path: Path) -> None:
+    # The hook sees PEFT's lookup: its default save asks the hub for the base model's config.json, and warns.
+    with warnings.catch_warnings(record=True) as default_warnings:
+        warnings.simplefilter("always")
+        _lora(["q_proj", "v_proj"]).save_pretrained(tmp_path / "default")
+    assert any(HUB_ID in call for call in lookups), lookups
+    assert any("Unable to fetch" in str(w.message) for w in default_warnings)
+
+    lookups.clear()
+    model = _lora(["q_proj", "v_proj"])
+    save_without_hub_lookup(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.save_pretrained(tmp_path / "adapter", is_main_process=True)  # as the Trainer saves a checkpoint
+    assert lookups == []
+    assert [str(w.message) for w in caught] == []
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert keys and all("lora_" in k for k in keys)  # LoRA weights only: no embedding layers
+
+
+def test_targeted_embedding_layers_are_saved_without_a_lookup(lookups: list[str], tmp_path: Path) -> None:
+    model = _lora(["q_proj", "embed_tokens"])
+    save_without_hub_lookup(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.save_pretrained(tmp_path / "adapter")
+    assert lookups == [] and [str(w.message) for w in caught] == []
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert any(k.endswith("embed_tokens.base_layer.weight") for k in keys), keys  # the whole embedding, as "auto"
