@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +47,10 @@ def setup_logging(main_process: bool = True, libraries: bool = True) -> None:
     hf_logging.set_verbosity_warning()
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    # Upstream, not ours: peft 0.21's PeftModel.__init__ reads model.is_gradient_checkpointing, which transformers
+    # 5 deprecates with a FutureWarning at every LoRA model built (peft/peft_model.py, getattr(model,
+    # "is_gradient_checkpointing", True)). Remove once peft reads is_activation_checkpointing.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 # Tests (and notebooks) may set a console, e.g. rich.console.Console(force_terminal=True, file=buffer).

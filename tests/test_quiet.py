@@ -81,3 +81,19 @@ def test_targeted_embedding_layers_are_saved_without_a_lookup(lookups: list[str]
     with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as weights:
         keys = list(weights.keys())
     assert any(k.endswith("embed_tokens.base_layer.weight") for k in keys), keys  # the whole embedding, as "auto"
+
+
+def test_gguf_conversion_draws_no_library_bar(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """transformers' GGUF loader draws its own tqdm bar (not switched off by disable_progress_bar): none is drawn."""
+    from gguf_fixtures import write_llama_gguf
+
+    from sqlmaster.logs import setup_logging
+    from sqlmaster.models.offline import convert_gguf
+
+    setup_logging()  # as `models fetch` and quickstart's fetch phase do: transformers' own bars off
+    written = write_llama_gguf(tmp_path / "model.gguf")
+    capfd.readouterr()
+    convert_gguf(written.path, tmp_path / "out")
+    out, err = capfd.readouterr()
+    assert "GGUF tensors" not in out + err and "it/s" not in out + err, err
+    assert (tmp_path / "out" / "config.json").is_file()
