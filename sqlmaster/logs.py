@@ -38,6 +38,9 @@ def setup_logging(main_process: bool = True, libraries: bool = True) -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if main_process else logging.WARNING)
     logger.propagate = False
+    from sqlmaster.progress import interval_s
+
+    interval_s()  # a bad SQLMASTER_PROGRESS_INTERVAL_S fails now, in one line, not at a first progress line
     if not libraries:
         return
 
