@@ -401,8 +401,8 @@ def main() -> None:
     except Interrupted as exc:
         name = signal.Signals(exc.signum).name
         typer.echo(
-            f"interrupted by {name}: a started run records it in run.json; the same command resumes from the last "
-            "complete checkpoint",
+            f"interrupted by {name}: a started run records it in run.json; the same command resumes (training from "
+            "the last complete checkpoint, `eval run` from the last batch of predictions on disk)",
             err=True,
         )
         sys.exit(exc.exit_code)
