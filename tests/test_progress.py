@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,20 +16,30 @@ from sqlmaster.errors import ConfigError
 from sqlmaster.progress import Progress, duration, interval_s
 
 
-def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "sqlmaster.progress"]
+class Lines(logging.Handler):
+    """The progress lines logged (sqlmaster.progress), as their text."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 @pytest.fixture
-def caplog(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    logging.getLogger("sqlmaster").propagate = True  # setup_logging turns it off; caplog listens at the root
-    caplog.set_level(logging.INFO, logger="sqlmaster.progress")
-    yield caplog
-    logging.getLogger("sqlmaster").propagate = False
+def caught() -> Iterator[Lines]:
+    logger = logging.getLogger("sqlmaster.progress")
+    handler, level = Lines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def test_plain_lines_come_every_interval_even_while_a_step_runs_long(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caught: Lines, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SQLMASTER_PROGRESS_INTERVAL_S", "0.05")
     with Progress("generating spider-dev", 100, done=40) as bar:  # 40 rows were on disk already (a resume)
@@ -35,7 +47,7 @@ def test_plain_lines_come_every_interval_even_while_a_step_runs_long(
         bar.advance(10)
         bar.note("execution accuracy", "50.0% so far")
         time.sleep(0.2)
-    lines = _lines(caplog)
+    lines = list(caught.lines)
     assert len(lines) >= 4, lines
     assert lines[0].startswith("generating spider-dev: 40/100 rows (40.0%) | 0 rows/s so far | elapsed 0m00s")
     last = lines[-1]
@@ -49,10 +61,10 @@ def test_plain_lines_come_every_interval_even_while_a_step_runs_long(
     assert 0 < float(match.group(1)) < 10 / 0.2  # counting the 40 read back would give over 50/0.2
 
 
-def test_nothing_is_printed_for_a_loop_shorter_than_the_interval(caplog: pytest.LogCaptureFixture) -> None:
+def test_nothing_is_printed_for_a_loop_shorter_than_the_interval(caught: Lines) -> None:
     with Progress("scoring", 3) as bar:
         bar.advance(3)
-    assert _lines(caplog) == []
+    assert caught.lines == []
 
 
 def test_the_interval_defaults_to_30_s_and_a_bad_one_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,9 +92,7 @@ def test_a_terminal_gets_a_live_bar_with_rate_and_notes(monkeypatch: pytest.Monk
     assert "scoring spider-dev" in out and "4/4" in out and "rows/s" in out and "execution accuracy 75.0%" in out
 
 
-def test_validation_loss_gets_progress_lines_during_training(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_validation_loss_gets_progress_lines_during_training(caught: Lines, monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     from sqlmaster.train.callbacks import LogLineCallback
@@ -95,8 +105,33 @@ def test_validation_loss_gets_progress_lines_during_training(
         callback.on_prediction_step(args, state, control, eval_dataloader=[0] * 5)
         time.sleep(0.1)
     callback.on_evaluate(args, state, control)
-    lines = _lines(caplog)
+    lines = list(caught.lines)
     assert lines and all(x.startswith("validation loss: ") for x in lines)
     assert re.match(r"validation loss: 3/5 batches \(60\.0%\) \| [\d.]+ batches/s \| elapsed", lines[-1]), lines
     time.sleep(0.15)
-    assert len(_lines(caplog)) == len(lines)  # stopped with the evaluation
+    assert len(caught.lines) == len(lines)  # stopped with the evaluation
+
+
+def test_eval_score_prints_progress_with_the_accuracy_so_far(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sqlmaster eval score` through a pipe: progress lines with rows, rate, time left and execution accuracy."""
+    from typer.testing import CliRunner
+
+    from sqlmaster.cli import app
+    from sqlmaster.evaluate import score
+
+    rows = [
+        {"context": "CREATE TABLE t (a INTEGER, b VARCHAR)", "answer": "SELECT a FROM t WHERE b = 'x'", "prediction": p}
+        for p in ("SELECT a FROM t WHERE b = 'x'", "SELECT b FROM t", "SELECT a FROM t WHERE b = 'x'", "SELEC")
+    ]
+    source = tmp_path / "predictions.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("SQLMASTER_PROGRESS_INTERVAL_S", "0.05")
+    scored = score._ScoringProgress.scored
+    monkeypatch.setattr(score._ScoringProgress, "scored", lambda *a: scored(*a) or time.sleep(0.15))
+    args = ["eval", "score", "--input", str(source), "--output-dir", str(tmp_path / "out"), "--workers", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [x for x in result.output.splitlines() if "scoring: " in x]
+    rate = r"scoring: [1-3]/4 rows \(\d+\.\d%\) \| [\d.]+ rows/s \| elapsed 0m0\ds \| left"
+    assert any(re.search(rate, x) for x in lines), result.output
+    assert re.search(r"scoring: 4/4 rows .* \| execution accuracy 50\.0% so far$", lines[-1]), lines
