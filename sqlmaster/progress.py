@@ -127,7 +127,7 @@ class Progress:
         parts = [f"{self.description}: {self.done}/{self.total} {self.unit}{share}"]
         rows = self.done - self._first
         rate = rows / elapsed if elapsed > 0 else 0.0
-        parts.append(f"{rate:.2f} {self.unit}/s" if rows > 0 else f"0 {self.unit}/s so far")
+        parts.append(f"{rate:.2f} {self.unit}/s" if rows > 0 else "none done yet in this process")
         parts.append(f"elapsed {duration(elapsed)}")
         if rows > 0:
             parts.append(f"left {duration(max(self.total - self.done, 0) / rate)}")
