@@ -245,9 +245,11 @@ def eval_score(
 ) -> None:
     """Score predictions against gold SQL: writes metrics.json and records.jsonl."""
     from sqlmaster.evaluate.score import ScoreSettings, score_file, summary_line
+    from sqlmaster.logs import setup_logging
     from sqlmaster.ownership import hold
 
     _check_score_options(input, workers, db, db_dir, engine)
+    setup_logging(libraries=False)  # progress lines in a pod or a pipe (sqlmaster/progress.py)
     settings = ScoreSettings(
         convention=convention, engine=engine.lower(), prediction_dialect=prediction_dialect.lower()
     )
@@ -546,8 +548,8 @@ def main() -> None:
     except Interrupted as exc:
         name = signal.Signals(exc.signum).name
         typer.echo(
-            f"interrupted by {name}: a started run records it in run.json; the same command resumes from the last "
-            "complete checkpoint",
+            f"interrupted by {name}: a started run records it in run.json; the same command resumes (training from "
+            "the last complete checkpoint, `eval run` from the last batch of predictions on disk)",
             err=True,
         )
         sys.exit(exc.exit_code)

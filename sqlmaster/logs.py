@@ -1,15 +1,17 @@
 """Console output for the workload: timestamped log lines always, live progress bars only in a terminal.
 
 In a pod, in CI or through a pipe (``kubectl logs``, log files) stdout is not a TTY: training prints one line per
-log step and evaluation one line per dataset, as plain text. In a terminal, ``sqlmaster quickstart``, ``train``
-and ``eval run`` also draw rich progress bars (training: step, loss, tokens/s, time left; generation; scoring),
-and the log lines scroll above them. Library progress bars (tqdm) stay off either way.
+log step, and generation and scoring a progress line at least every 30 s (sqlmaster/progress.py), as plain text.
+In a terminal, ``sqlmaster quickstart``, ``train`` and ``eval run`` also draw rich progress bars (training: step,
+loss, tokens/s, time left; generation; scoring), and the log lines scroll above them. Library progress bars
+(tqdm) stay off either way.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +38,9 @@ def setup_logging(main_process: bool = True, libraries: bool = True) -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if main_process else logging.WARNING)
     logger.propagate = False
+    from sqlmaster.progress import interval_s
+
+    interval_s()  # a bad SQLMASTER_PROGRESS_INTERVAL_S fails now, in one line, not at a first progress line
     if not libraries:
         return
 
@@ -45,6 +50,10 @@ def setup_logging(main_process: bool = True, libraries: bool = True) -> None:
     hf_logging.set_verbosity_warning()
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    # Upstream, not ours: peft 0.21's PeftModel.__init__ reads model.is_gradient_checkpointing, which transformers
+    # 5 deprecates with a FutureWarning at every LoRA model built (peft/peft_model.py, getattr(model,
+    # "is_gradient_checkpointing", True)). Remove once peft reads is_activation_checkpointing.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 # Tests (and notebooks) may set a console, e.g. rich.console.Console(force_terminal=True, file=buffer).
@@ -83,13 +92,9 @@ def progress_bar(*extra_columns: Any, console: Any = None) -> Any:
 
 @contextmanager
 def progress(description: str, total: int | None) -> Iterator[Callable[..., None]]:
-    """``with progress("generating", n) as advance: ... advance(k)``: a live bar in a terminal, nothing elsewhere."""
-    from rich.progress import TimeRemainingColumn
+    """``with progress("generating", n) as advance: ... advance(k)``: a live bar in a terminal, a plain line at
+    least every 30 s elsewhere (sqlmaster/progress.py, whose ``Progress`` also shows figures such as accuracy)."""
+    from sqlmaster.progress import Progress
 
-    bar = progress_bar(TimeRemainingColumn())
-    if bar is None:
-        yield lambda advance=1: None
-        return
-    with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda advance=1: bar.update(task, advance=advance)
+    with Progress(description, total or 0) as bar:
+        yield bar.advance

@@ -27,6 +27,7 @@ LOGS_DIR = "logs"
 
 # Inside eval/<dataset>/ (and in the output directory of `sqlmaster eval score`).
 PREDICTIONS_FILE = "predictions.jsonl"
+PARTIAL_PREDICTIONS_FILE = "predictions.partial.jsonl"  # `eval run`: batches appended as they finish (resume)
 RECORDS_FILE = "records.jsonl"
 
 # Inside a weights directory (adapter/, model/, merged/, base/): the names transformers and peft write.
@@ -62,6 +63,10 @@ LAYOUT: tuple[tuple[str, str], ...] = (
         f"HF Trainer checkpoints (resume); {COMPLETE_MARKER} marks a finished save, {TIME_BUDGET_FILE} the time used",
     ),
     (f"{EVAL_DIR}/<dataset>/{PREDICTIONS_FILE}", "one evaluation's generations: prompt, raw output, SQL, latency"),
+    (
+        f"{EVAL_DIR}/<dataset>/{PARTIAL_PREDICTIONS_FILE}",
+        "while generating: finished batches, fsynced, so that a rerun resumes; removed at the end",
+    ),
     (f"{EVAL_DIR}/<dataset>/{RECORDS_FILE}", "each prediction scored (`sqlmaster eval score`'s records)"),
     (f"{EVAL_DIR}/<dataset>/{METRICS_FILE}", "execution accuracy per convention, exact match, intervals, settings"),
     (f"{LOGS_DIR}/", "W&B files (offline mode syncs from here)"),
@@ -97,6 +102,10 @@ class EvalDir:
     @property
     def predictions(self) -> Path:
         return self.path / PREDICTIONS_FILE
+
+    @property
+    def partial_predictions(self) -> Path:
+        return self.path / PARTIAL_PREDICTIONS_FILE
 
 
 class RunDir:

@@ -8,6 +8,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `runner` | `sqlmaster eval run`: datasets → generation → the scorer → metrics.json per dataset | cli, quickstart |
 | `datasets` | the evaluation sets (the run's test split, Spider dev, triplet files), never trained on | runner |
 | `generate` | `GenerationSettings`; batched generation (transformers): greedy or N candidates | runner, generate_vllm |
+| `resume` | `predictions.partial.jsonl`: generated batches on disk, read back by a rerun (fingerprinted) | runner |
 | `generate_vllm` | the same with vLLM on a GPU, the LoRA adapter served unmerged | runner |
 | `score` | `sqlmaster eval score`, the one scoring path: rows → workers → `Score` → files | cli, runner, triplets |
 | `server_score` | `eval score --db`: gold and prediction on one real database through the engine layer | cli |

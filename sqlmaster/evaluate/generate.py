@@ -15,6 +15,9 @@ What matters for a fair, fast evaluation:
   ``max_new_tokens`` is reached.
 * **Greedy by default** (a metric must not depend on a dice roll); sampling with the original's settings
   (temperature 0.5, top_k 100, top_p 0.9) is an option.
+* **Resumable.** ``generate(prompts, skip=done, on_batch=save)`` hands each finished batch to ``save`` and
+  leaves out the batches already done: ``sqlmaster eval run`` appends them to ``predictions.partial.jsonl`` and,
+  run again after a kill, generates only the rest (sqlmaster/evaluate/runner.py).
 * **Voting** (``evaluation.vote: N`` > 1): per prompt the greedy decode and N - 1 samples (at the recipe's
   temperature, top_p, top_k), each with its mean token log-probability, are kept in ``GenerationRecord.samples``;
   the evaluation runner then answers with :func:`sqlmaster.evaluate.vote.vote_questions`'s pick (the generator
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
+
+# Called with each finished batch's records (the runner appends them to predictions.partial.jsonl).
+OnBatch = Callable[[list["GenerationRecord"]], None]
 
 
 @dataclass(frozen=True)
@@ -148,25 +154,37 @@ class HFGenerator:
         tokenizer.padding_side = "left"
         self.eos_ids = _eos_ids(model, tokenizer)
 
-    def generate(self, prompts: Sequence[str]) -> list[GenerationRecord]:
-        """Generate for every prompt; records are returned in the order of ``prompts``."""
+    def generate(
+        self, prompts: Sequence[str], *, skip: Collection[int] = (), on_batch: OnBatch | None = None
+    ) -> list[GenerationRecord]:
+        """Generate for every prompt but those in ``skip``; records come back in the order of ``prompts``.
+
+        ``on_batch(records)`` runs as each batch finishes (the runner appends them to disk, so that a killed
+        evaluation resumes). Batches are the same whatever ``skip`` holds: a batch all of whose prompts are
+        skipped is left out, and sampling is seeded per batch, so a resumed run decodes as an uninterrupted one.
+        """
         import torch
 
         encoded = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
         records: list[GenerationRecord | None] = [None] * len(prompts)
-        if self.settings.do_sample or self.settings.vote > 1:
-            torch.manual_seed(self.settings.seed)
-        from sqlmaster.logs import progress
-
-        fitting = self._skip_too_long(prompts, encoded, records)
-        with progress("generating", len(prompts)) as advance:  # a live bar in a terminal only
-            advance(len(prompts) - len(fitting))
-            for positions in length_sorted_batches([len(encoded[i]) for i in fitting], self.settings.batch_size):
-                batch = [fitting[p] for p in positions]
-                one = self._vote_batch if self.settings.vote > 1 else self._generate_batch
-                for record in one(batch, prompts, encoded):
-                    records[record.index] = record
-                advance(len(batch))
+        sampling = self.settings.do_sample or self.settings.vote > 1
+        one = self._vote_batch if self.settings.vote > 1 else self._generate_batch
+        fitting = set(self._skip_too_long(prompts, encoded, records))
+        refused = [r for i, r in enumerate(records) if r is not None and i not in skip]
+        if refused and on_batch is not None:
+            on_batch(refused)  # saved like a batch, so a resumed run does not report them again
+        # Batches are cut over every prompt, then the too-long ones left out: the same batches on every run.
+        for number, whole in enumerate(length_sorted_batches([len(ids) for ids in encoded], self.settings.batch_size)):
+            batch = [index for index in whole if index in fitting]
+            if all(index in skip for index in batch):
+                continue
+            if sampling:
+                torch.manual_seed(self.settings.seed + number)
+            done = one(batch, prompts, encoded)
+            for record in done:
+                records[record.index] = record
+            if on_batch is not None:
+                on_batch(done)
         return [r for r in records if r is not None]
 
     def prompt_limit(self) -> int | None:

@@ -13,17 +13,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlmaster.errors import ConfigError
-from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings
+from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings, OnBatch
 from sqlmaster.prompt import PromptTemplate, extract_sql
 
 # LoRA ranks vLLM's punica kernels are compiled for; max_lora_rank must be one of them.
 VLLM_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# prompts per engine call: each chunk is saved as it finishes (resume), and vLLM still batches hundreds at once
+CHUNK = 512
 LORA_NAME = "sqlmaster"  # the name the adapter is registered under in the engine
 
 
@@ -108,7 +110,7 @@ def sampling_args(
 
 
 class VLLMGenerator:
-    """Generate with one vLLM engine; all prompts go in at once (vLLM schedules its own continuous batches)."""
+    """Generate with one vLLM engine, ``CHUNK`` prompts at a time (vLLM schedules its own continuous batches)."""
 
     backend = "vllm"
 
@@ -131,7 +133,22 @@ class VLLMGenerator:
 
             self.lora_request = LoRARequest(LORA_NAME, 1, str(target.adapter_dir))
 
-    def generate(self, prompts: Sequence[str]) -> list[GenerationRecord]:
+    def generate(
+        self, prompts: Sequence[str], *, skip: Collection[int] = (), on_batch: OnBatch | None = None
+    ) -> list[GenerationRecord]:
+        """As ``HFGenerator.generate``: every prompt but those in ``skip``, in chunks of ``CHUNK`` prompts (vLLM
+        batches each chunk itself), ``on_batch(records)`` after each chunk so that the runner saves them."""
+        todo = [i for i in range(len(prompts)) if i not in skip]
+        records: list[GenerationRecord] = []
+        for start in range(0, len(todo), CHUNK):
+            chunk = self._generate_chunk(todo[start : start + CHUNK], prompts)
+            if on_batch is not None:
+                on_batch(chunk)
+            records += chunk
+        return records
+
+    def _generate_chunk(self, indices: list[int], all_prompts: Sequence[str]) -> list[GenerationRecord]:
+        prompts = [all_prompts[i] for i in indices]
         start = time.perf_counter()
         outputs = self.llm.generate(list(prompts), self.sampling, lora_request=self.lora_request, use_tqdm=False)
         sampled = [None] * len(prompts)
@@ -139,7 +156,7 @@ class VLLMGenerator:
             sampled = self.llm.generate(list(prompts), self.voting, lora_request=self.lora_request, use_tqdm=False)
         elapsed = time.perf_counter() - start
         records = []
-        for index, (prompt, output, more) in enumerate(zip(prompts, outputs, sampled, strict=True)):
+        for index, prompt, output, more in zip(indices, prompts, outputs, sampled, strict=True):
             greedy = self._row(output.outputs[0])
             record = GenerationRecord(
                 index=index,

@@ -276,11 +276,11 @@ class IsolatedPool(Generic[Result]):
     def map(
         self,
         payloads: Iterable[Any],
-        on_result: Callable[[int], None] | None = None,
+        on_result: Callable[[int, Result], None] | None = None,
         chunk: int = CHUNK,
         group: Callable[[Any], Any] | None = None,
     ) -> list[Result]:
-        """``fn`` of every payload, in order; ``on_result(index)`` as each arrives.
+        """``fn`` of every payload, in order; ``on_result(index, result)`` as each arrives.
 
         A worker that crashes or runs past ``task_timeout_s`` on a payload is killed and replaced; that
         payload's result is ``failure(reason)``, and the other unanswered payloads it held (those of its chunk it
@@ -294,7 +294,7 @@ class IsolatedPool(Generic[Result]):
         def done(index: int, out: Result) -> None:
             results[index] = out
             if on_result is not None:
-                on_result(index)
+                on_result(index, out)
 
         def next_chunk() -> list[tuple[int, Any]]:
             size = max(1, min(chunk, len(queue) // (2 * len(pool))))
@@ -380,7 +380,7 @@ def run_isolated(
     workers: int,
     task_timeout_s: float,
     failure: Callable[[str], Result],
-    on_result: Callable[[int], None] | None = None,
+    on_result: Callable[[int, Result], None] | None = None,
     chunk: int = CHUNK,
     group: Callable[[Any], Any] | None = None,
     method: str | None = None,

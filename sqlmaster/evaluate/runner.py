@@ -21,6 +21,12 @@ Records and metrics are written once, each atomically, metrics last. Spider dev 
 Spider convention (DISTINCT removed, as published figures are) with strict beside it; the other datasets under
 strict with official beside it. Re-evaluating a dataset replaces its earlier results (with a warning): the
 old metrics.json is removed before generation starts, so it never sits beside newer predictions.
+
+Killed half-way (SIGKILL, a pod's eviction), the same command resumes: each generated batch is appended to
+``predictions.partial.jsonl`` (fsynced) as it finishes, and a rerun generates only the rest (sqlmaster/evaluate/
+resume.py); it refuses, with one error line, a partial file made with another model, adapter, dataset or settings.
+Generation and scoring show a live bar in a terminal and, in a pod or a pipe, a progress line at least every 30 s
+(``SQLMASTER_PROGRESS_INTERVAL_S``; sqlmaster/progress.py).
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 from sqlmaster.evaluate.datasets import SPIDER_DEV, EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
 from sqlmaster.evaluate.generate import PROMPT_TOO_LONG, GenerationRecord, GenerationSettings
+from sqlmaster.evaluate.resume import PartialPredictions, fingerprint
 from sqlmaster.logs import setup_logging
+from sqlmaster.progress import Progress
 from sqlmaster.prompt import PromptTemplate, get_template, render_prompt
 from sqlmaster.rundir import EVAL_DIR, EvalDir, RunDir
 
@@ -214,6 +222,8 @@ def run_evaluation(
 
     embedder = embedder or _checked_embedder()  # before the model loads: an unreachable API fails in seconds
     backend = getattr(generator, "backend", None) or choose_backend(recipe.evaluation.backend)
+    for dataset in built:  # an interrupted evaluation made with other settings is refused before the model loads
+        _partial(dataset, target, recipe, backend, eval_root(Path(output_dir)) / dataset.name).check()
     if generator is None:
         generator = make_generator(target, recipe, backend)
 
@@ -260,13 +270,12 @@ def evaluate_dataset(
 
     files = EvalDir(out_dir)
     prepare_output_dir(out_dir, overwrite=True)
+    partial = _partial(dataset, target, recipe, backend, out_dir)
+    partial.check()
     if files.metrics.exists():
         log.warning("%s: replacing the earlier evaluation in %s", dataset.name, out_dir)
         files.metrics.unlink()  # never beside newer predictions, even if this run dies half-way
-    prompts = [render_prompt(target.template, ex.question, ex.context) for ex in dataset.examples]
-    started = time.perf_counter()
-    generations: list[GenerationRecord] = generator.generate(prompts)
-    generation_wall_s = time.perf_counter() - started
+    generations, generation_wall_s, resumed = _generate(dataset, target, generator, partial)
     vote_wall_s = _vote_keeping_candidates(generations, dataset, recipe, workers, files.predictions)
 
     rows = _prediction_rows(dataset, generations)
@@ -292,9 +301,11 @@ def evaluate_dataset(
         vote_wall_s=vote_wall_s,
         all_predictions_empty=all_empty,  # a broken model or adapter, not a weak one: the report flags it
         scorer=scored,
+        resumed_rows=resumed,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_results(out_dir, lines, metrics)
+    partial.remove()
     return metrics
 
 
@@ -311,6 +322,42 @@ def _warn_if_all_empty(name: str, rows: list[dict[str, Any]]) -> bool:
         len(rows),
     )
     return True
+
+
+def _partial(dataset: EvalDataset, target: Target, recipe: Recipe, backend: str, out_dir: Path) -> PartialPredictions:
+    return PartialPredictions(EvalDir(out_dir).partial_predictions, fingerprint(dataset, target, recipe, backend))
+
+
+def _generate(
+    dataset: EvalDataset, target: Target, generator: Any, partial: PartialPredictions
+) -> tuple[list[GenerationRecord], float, int]:
+    """Every prompt's record, the batches an interrupted run left on disk read back and the rest generated (each
+    batch appended to the partial file as it finishes); returns the records, generation seconds (earlier runs'
+    included) and how many rows were read back."""
+    prompts = [render_prompt(target.template, ex.question, ex.context) for ex in dataset.examples]
+    done = partial.load()
+    resumed = len(done)
+    if done:
+        log.info(
+            "%s: resuming an interrupted evaluation: %d of %d predictions are on disk in %s, generating the other %d",
+            dataset.name,
+            len(done),
+            len(prompts),
+            partial.path,
+            len(prompts) - len(done),
+        )
+    started = time.perf_counter()
+    with Progress(f"generating {dataset.name}", len(prompts), done=len(done)) as bar, partial.appending() as save:
+
+        def on_batch(records: list[GenerationRecord]) -> None:
+            save(records)
+            bar.advance(len(records))
+
+        if len(done) < len(prompts):
+            for record in generator.generate(prompts, skip=set(done), on_batch=on_batch):
+                done[record.index] = record
+    generations = [done[i] for i in range(len(prompts))]
+    return generations, partial.earlier_wall_s + time.perf_counter() - started, resumed
 
 
 def _vote_keeping_candidates(
@@ -382,7 +429,7 @@ def _score(
         engine=recipe.data.dialect,
         prediction_dialect=recipe.data.dialect,
     )
-    return score_rows(records, settings, workers)
+    return score_rows(records, settings, workers, label=f"scoring {dataset}")
 
 
 def _prediction_rows(dataset: EvalDataset, generations: list[GenerationRecord]) -> list[dict[str, Any]]:

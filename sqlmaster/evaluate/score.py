@@ -72,7 +72,7 @@ from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
 from sqlmaster.evaluate.sandbox import DEFAULT_LIMITS, Limits, database_file_problem
-from sqlmaster.logs import progress
+from sqlmaster.progress import Progress
 from sqlmaster.rundir import METRICS_FILE, RECORDS_FILE
 
 if TYPE_CHECKING:  # the parent process imports these lazily (see score_records)
@@ -735,9 +735,10 @@ def _example_of(task: Task) -> tuple[str | None, str, str]:
 
 
 def score_records(
-    rows: list[InputRow], settings: ScoreSettings = ScoreSettings(), workers: int | None = None
+    rows: list[InputRow], settings: ScoreSettings = ScoreSettings(), workers: int | None = None, label: str = "scoring"
 ) -> list[Score]:
-    """Score validated rows; returns one score per row, in order."""
+    """Score validated rows; returns one score per row, in order. Progress (sqlmaster/progress.py) is shown under
+    ``label``, with the execution accuracy so far."""
     if workers is None:
         workers = scorer_workers()
     tasks = [_task(r) for r in rows]
@@ -745,7 +746,7 @@ def score_records(
     order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] or "", tasks[i][1], tasks[i][2]))
     ordered = [tasks[i] for i in order]
     if workers <= 0:
-        scores = _score_in_process(settings, ordered)
+        scores = _score_in_process(settings, ordered, label)
     else:
         # The workers start before the progress bar's thread does, so that they can be forked (see .isolated);
         # the modules they need are imported here first, once, instead of in every worker.
@@ -757,13 +758,26 @@ def score_records(
         pool = IsolatedPool(
             worker, n_workers, settings.example_timeout_s, failure_record, _forget_inherited_connections
         )
-        with pool, progress("scoring", len(tasks)) as advance:  # a live bar in a terminal only
-            scores = pool.map(ordered, on_result=lambda _: advance(), group=_example_of)
+        with pool, _ScoringProgress(label, len(tasks)) as bar:  # the pool first: its workers fork without threads
+            scores = pool.map(ordered, on_result=lambda _, score: bar.scored(score), group=_example_of)
     by_index = dict(zip(order, scores, strict=True))
     return [by_index[i] for i in range(len(tasks))]
 
 
-def _score_in_process(settings: ScoreSettings, tasks: list[Task]) -> list[Score]:
+class _ScoringProgress(Progress):
+    """Rows scored of all, and the execution accuracy so far (over rows whose gold runs)."""
+
+    matches = valid = 0
+
+    def scored(self, score: Score) -> None:
+        if score.gold_valid:
+            self.valid += 1
+            self.matches += score.execution_match
+            self.notes["execution accuracy"] = f"{self.matches / self.valid:.1%} so far"
+        self.advance()
+
+
+def _score_in_process(settings: ScoreSettings, tasks: list[Task], label: str = "scoring") -> list[Score]:
     """Every task in this process, with caches that live for this run only (as a worker's live for its own)."""
     from sqlmaster.evaluate.execution import plan_gold
 
@@ -771,20 +785,20 @@ def _score_in_process(settings: ScoreSettings, tasks: list[Task]) -> list[Score]
     state = ScorerState()
     scores = []
     try:
-        with progress("scoring", len(tasks)) as advance:
+        with _ScoringProgress(label, len(tasks)) as bar:
             for task in tasks:
                 try:
                     scores.append(score_example(state, settings, task))
                 except Exception as exc:  # same contract as the pool: one bad example is a miss, not a crash
                     scores.append(failure_record(f"{type(exc).__name__}: {exc}"))
-                advance()
+                bar.scored(scores[-1])
     finally:
         state.close()
     return scores
 
 
 def score_rows(
-    rows: list[InputRow], settings: ScoreSettings, workers: int | None = None
+    rows: list[InputRow], settings: ScoreSettings, workers: int | None = None, label: str = "scoring"
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score validated rows; returns (records.jsonl lines, metrics) without writing anything."""
     if settings.engine != "sqlite":
@@ -792,7 +806,7 @@ def score_rows(
 
         probe_engine(settings.engine)
     start = time.perf_counter()
-    scores = score_records(rows, settings, workers)
+    scores = score_records(rows, settings, workers, label)
     elapsed = time.perf_counter() - start
     lines = [output_record(r, s, settings.other_conventions) for r, s in zip(rows, scores, strict=True)]
     metrics = compute_metrics(rows, scores, settings)

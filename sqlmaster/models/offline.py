@@ -354,13 +354,21 @@ def _convert(spec: ModelSpec, source: OfflineSource, gguf: Path, out: Path) -> N
 
 def convert_gguf(gguf: Path, out: Path) -> tuple[Any, Any]:
     """Load a GGUF file with transformers (dequantized, fp32) and save it as a plain Hugging Face directory."""
+    import functools
+    from unittest import mock
+
     import torch
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s (dequantizing to fp32; about a minute per 100M parameters on 2 cores)", gguf.name)
+    # transformers draws a tqdm bar over the GGUF tensors with tqdm.auto itself, which its disable_progress_bar()
+    # does not reach: in a pod's log it is hundreds of carriage-return updates. The log line above says it instead.
+    quiet = mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        with quiet:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"cannot convert {gguf.name}: {' '.join(str(exc).split())[:300]}") from None
     # Saving refuses a model that still carries the GGUF quantizer, and a saved config naming it would make a later

@@ -204,6 +204,7 @@ def build_trainer(
     from sqlmaster.train.arguments import grpo_config
     from sqlmaster.train.budget import TimeBudgetCallback
     from sqlmaster.train.callbacks import WandbRecipeCallback
+    from sqlmaster.train.outputs import save_without_hub_lookup
     from sqlmaster.train.reward import ExecutionReward
     from sqlmaster.train.runner import _callbacks
 
@@ -233,6 +234,7 @@ def build_trainer(
         gold_template=template if g.gold_in_group else None,
         skip_zero_advantage=g.skip_zero_advantage,
     )
+    save_without_hub_lookup(trainer.model)  # every checkpoint's and the final adapter's save
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
     if recipe.tracking.wandb_mode != "disabled" and report_to:

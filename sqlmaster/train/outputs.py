@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
@@ -15,7 +16,33 @@ from sqlmaster.rundir import ADAPTER_WEIGHTS_FILE
 
 log = logging.getLogger("sqlmaster.train")
 
+EMBEDDING_LAYERS = ("embed_tokens", "lm_head")  # peft.utils.constants.EMBEDDING_LAYER_NAMES
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "wandb", "sqlmaster")
+
+
+def save_without_hub_lookup(model: Any) -> None:
+    """Make ``model.save_pretrained`` (a PEFT model's: the final adapter and every checkpoint) never ask the hub.
+
+    PEFT's default ``save_embedding_layers="auto"`` looks the base model's config.json up on the hub whenever
+    ``base_model_name_or_path`` is no local directory (a hub id: a model fetched offline or loaded from the hub
+    cache), to see whether the vocabulary was resized (peft/utils/save_and_load.py); with no network that prints
+    "Unable to fetch remote file ..." and "Could not find a config file ..." at every save. Our runs never resize
+    the vocabulary, so "auto" means: save the embedding layers when LoRA targets them, which is decided here
+    without the lookup. A full (non-PEFT) model is left alone.
+    """
+    import functools
+
+    config = (getattr(model, "peft_config", None) or {}).get("default")
+    if config is None or getattr(model, "_sqlmaster_saves_offline", False):
+        return
+    targets = config.target_modules
+    names = [name for name, _ in model.named_modules()]
+    if isinstance(targets, str):  # a regular expression over module names, as PEFT matches it
+        targeted = any(re.fullmatch(targets, n) and n.rsplit(".", 1)[-1] in EMBEDDING_LAYERS for n in names)
+    else:
+        targeted = any(t in EMBEDDING_LAYERS for t in targets or ())
+    model.save_pretrained = functools.partial(type(model).save_pretrained, model, save_embedding_layers=targeted)
+    model._sqlmaster_saves_offline = True
 
 
 def now() -> str:

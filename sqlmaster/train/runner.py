@@ -36,7 +36,7 @@ from sqlmaster.models.registry import ModelSpec, resolve_model
 from sqlmaster.rundir import BASE_DIR, COMPLETE_MARKER, RunDir
 from sqlmaster.train import distributed, launch
 from sqlmaster.train.guard import Plan, TrainOptions, plan_run, recipe_hash
-from sqlmaster.train.outputs import git_commit, now, package_versions
+from sqlmaster.train.outputs import git_commit, now, package_versions, save_without_hub_lookup
 from sqlmaster.train.status import COMPLETED, RUNNING, recorded_status, signals_interrupt
 
 log = logging.getLogger("sqlmaster.train")
@@ -580,6 +580,7 @@ def _build_trainer(
         else None,
         callbacks=callbacks,
     )
+    save_without_hub_lookup(trainer.model)  # every checkpoint's and the final adapter's save
     for noisy in (PrinterCallback, ProgressCallback):  # replaced by LogLineCallback's one line per log
         trainer.remove_callback(noisy)
     _check_not_emptied(trainer, recipe.training.max_length)

@@ -69,6 +69,10 @@ def configure_wandb(cfg: TrackingConfig, *, run_id: str, model_name: str, run_di
     logs_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(f"{run_id}|{model_name}|{run_dir.resolve()}".encode()).hexdigest()[:8]
     wandb_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{run_id}-{model_name}")[:54] + f"-{digest}"
+    # transformers' W&B integration prints "[INFO] Running in WANDB offline mode" when it is first imported with
+    # WANDB_MODE=offline set (transformers/integrations/integration_utils.py): import it before setting it.
+    import transformers.integrations.integration_utils  # noqa: F401
+
     os.environ.update(
         {
             **{name: str(logs_dir / folder) for name, folder in OWN_FILES.items()},
