@@ -433,10 +433,13 @@ class _EmptyGenerator:
 
     backend = "hf"
 
-    def generate(self, prompts: list[str]) -> list[Any]:
+    def generate(self, prompts: list[str], *, skip: Any = (), on_batch: Any = None) -> list[Any]:
         from sqlmaster.evaluate.generate import GenerationRecord
 
-        return [GenerationRecord(i, p, "", "", 5, 0, 0.01, 0.01, 1, "eos") for i, p in enumerate(prompts)]
+        records = [GenerationRecord(i, p, "", "", 5, 0, 0.01, 0.01, 1, "eos") for i, p in enumerate(prompts)]
+        if on_batch is not None:
+            on_batch(records)
+        return records
 
 
 def test_a_run_whose_predictions_are_all_empty_is_flagged_in_the_log_metrics_and_leaderboard(
