@@ -285,9 +285,9 @@ def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: s
 <title>SQLMaster report</title><style>{css}</style></head>
 <body>
 <header><h1>SQLMaster report</h1></header>
-<section id=leaderboard><h2>Leaderboard</h2>{render_leaderboard(rows, data["examples"])}
+<div class=top><section id=leaderboard><h2>Leaderboard</h2>{render_leaderboard(rows, data["examples"])}
 <p class=notes>{html.escape(notes)}</p></section>
-<section id=charts><h2>Charts</h2><div class=charts>{_charts(charts)}</div></section>
+<section id=charts><h2>Charts</h2><div class=charts>{_charts(charts)}</div></section></div>
 <section id=explorer><h2>Examples</h2>
 <form id=filters onsubmit="return false">
 <label>evaluation <select id=f-evaluation></select></label>
