@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 
 from sqlmaster.data.spider import database_path
-from sqlmaster.evaluate.html_report import MAX_EXAMPLES, MAX_TOTAL_EXAMPLES, page_data, script_json, sql_family
+from sqlmaster.evaluate.html_report import (
+    MAX_EXAMPLES,
+    MAX_TOTAL_EXAMPLES,
+    page_data,
+    script_json,
+    sql_family,
+    write_html,
+)
 from sqlmaster.evaluate.report import write_report
 from sqlmaster.evaluate.score import score_file
 
@@ -130,6 +137,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _run(root, "tiny", "tiny", "spider-dev", 0.2),
     ]
     write_report(runs, root / "report")
+    # the leaderboard's report.html, again with the causes' descriptions (sqlmaster/evaluate/causes.py's CAUSES)
+    board = json.loads((root / "report" / "leaderboard.json").read_text())
+    charts = [root / "report" / name for name in board["charts"]]
+    write_html(root / "report", board["rows"], charts, "notes", {"wrong_literal": "a value differs <b>"})
     return root / "report" / "report.html"
 
 
@@ -305,6 +316,7 @@ def test_explorer_filters_to_a_cause_and_shows_the_record(browser: Any, report: 
     assert _detail(browser, "question") == record["question"]
     assert _detail(browser, "gold") == record["answer"] and _detail(browser, "prediction") == record["prediction"]
     assert _detail(browser, "cause") == record["cause"] == "wrong_literal"
+    assert _detail(browser, "cause_label") == "a value differs <b>"
     assert _detail(browser, "verdict-strict") == ("✓ yes" if record["execution_match"] else "✗ no")
     assert _detail(browser, "verdict-official") == ("✓ yes" if record["execution_match_official"] else "✗ no")
     assert _detail(browser, "family") == sql_family(record["answer"])

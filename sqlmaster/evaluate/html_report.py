@@ -26,7 +26,7 @@ import functools
 import html
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -173,8 +173,9 @@ def read_records(path: Path, cap: int = MAX_EXAMPLES) -> tuple[list[dict[str, An
     return records, total, unreadable
 
 
-def page_data(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """What the page's script reads: the evaluations (leaderboard rows), the schemas and the examples."""
+def page_data(rows: Sequence[dict[str, Any]], cause_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What the page's script reads: the evaluations (leaderboard rows), the schemas, the examples, and each cause
+    id's one-line description (``cause_labels``; the page shows the bare ids without them)."""
     contexts: dict[str, int] = {}
     evaluations, examples = [], []
     cap = min(MAX_EXAMPLES, MAX_TOTAL_EXAMPLES // max(1, len(rows)))
@@ -193,7 +194,8 @@ def page_data(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "unreadable": unreadable,
             }
         )
-    return {"evaluations": evaluations, "contexts": list(contexts), "examples": examples}
+    labels = {str(k): str(v) for k, v in (cause_labels or {}).items()}
+    return {"evaluations": evaluations, "contexts": list(contexts), "examples": examples, "cause_labels": labels}
 
 
 def script_json(data: Any) -> str:
@@ -273,9 +275,11 @@ def _charts(charts: Sequence[Path]) -> str:
     return "".join(images)
 
 
-def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: str) -> str:
+def render_html(
+    rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: str, cause_labels: Mapping[str, str] | None = None
+) -> str:
     """The whole page: leaderboard, charts, the explorer's shell, the data blob and the inline script."""
-    data = page_data(rows)
+    data = page_data(rows, cause_labels)
     css = (_ASSETS / "html_report.css").read_text(encoding="utf-8")
     js = (_ASSETS / "html_report.js").read_text(encoding="utf-8")
     return f"""<!DOCTYPE html>
@@ -311,8 +315,14 @@ def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: s
 """
 
 
-def write_html(output_dir: Path, rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: str) -> Path:
+def write_html(
+    output_dir: Path,
+    rows: Sequence[dict[str, Any]],
+    charts: Sequence[Path],
+    notes: str,
+    cause_labels: Mapping[str, str] | None = None,
+) -> Path:
     """Write ``report.html`` into ``output_dir`` (atomically) and return its path."""
     path = Path(output_dir) / HTML_FILE
-    write_text(path, render_html(rows, charts, notes), errors="backslashreplace")
+    write_text(path, render_html(rows, charts, notes, cause_labels), errors="backslashreplace")
     return path
