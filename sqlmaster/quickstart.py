@@ -80,7 +80,6 @@ def run_quickstart(
     overrides: list[str] | None = None,
     zero_shot: bool = False,
 ) -> None:
-    from sqlmaster.evaluate.html_report import HTML_FILE
     from sqlmaster.evaluate.report import write_report
     from sqlmaster.evaluate.runner import run_evaluation
     from sqlmaster.logs import setup_logging
@@ -128,8 +127,7 @@ def run_quickstart(
     print(f"  evaluation:           {run_dir / 'eval'}")
     if zero_shot:
         print(f"  base model, zero-shot: {output_dir / BASE_RUN / 'eval'}")
-    print(f"  leaderboard, charts:  {output_dir / 'report'}")
-    print(f"  examples explorer:    {output_dir / 'report' / HTML_FILE}")
+    print(f"  report:               {output_dir / 'report' / 'report.html'} (leaderboard.md and charts beside it)")
 
 
 def _check_openai() -> None:
