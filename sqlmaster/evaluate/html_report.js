@@ -73,8 +73,8 @@
     if (s.search) params.set("search", s.search);
     if (s.example !== null && s.example !== undefined) params.set("example", s.example);
     var hash = "#" + params.toString();
-    if (location.hash !== hash) location.hash = hash; // fires hashchange, which renders
-    else render();
+    if (location.hash !== hash) location.hash = hash; // its hashchange renders again, to the same page
+    render(); // now: what a click shows is there when the click returns
   }
 
   function matches(ex, s) {
