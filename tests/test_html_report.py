@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 
 from sqlmaster.data.spider import database_path
-from sqlmaster.evaluate.html_report import MAX_EXAMPLES, MAX_TOTAL_EXAMPLES, page_data, script_json, sql_family
+from sqlmaster.evaluate.html_report import (
+    MAX_EXAMPLES,
+    MAX_TOTAL_EXAMPLES,
+    page_data,
+    script_json,
+    sql_family,
+    write_html,
+)
 from sqlmaster.evaluate.report import write_report
 from sqlmaster.evaluate.score import score_file
 
@@ -130,6 +137,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _run(root, "tiny", "tiny", "spider-dev", 0.2),
     ]
     write_report(runs, root / "report")
+    # the leaderboard's report.html, again with the causes' descriptions (sqlmaster/evaluate/causes.py's CAUSES)
+    board = json.loads((root / "report" / "leaderboard.json").read_text())
+    charts = [root / "report" / name for name in board["charts"]]
+    write_html(root / "report", board["rows"], charts, "notes", {"wrong_literal": "a value differs <b>"})
     return root / "report" / "report.html"
 
 
@@ -262,6 +273,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def _open(driver: Any, report: Path, fragment: str = "") -> None:
+    """Load the page afresh: going from one #fragment to another on the same page would only fire hashchange,
+    and the list read next could still be the old one."""
+    driver.get("about:blank")
+    driver.get(report.as_uri() + fragment)
+
+
 def _detail(driver: Any, field: str) -> str:
     from selenium.webdriver.common.by import By
 
@@ -288,7 +306,7 @@ def test_explorer_filters_to_a_cause_and_shows_the_record(browser: Any, report: 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    browser.get(report.as_uri())
+    _open(browser, report)
     records = _all_records(report)
     assert len(_listed(browser)) == len(records) == 32
     Select(browser.find_element(By.ID, "f-cause")).select_by_value("wrong_literal")
@@ -305,6 +323,7 @@ def test_explorer_filters_to_a_cause_and_shows_the_record(browser: Any, report: 
     assert _detail(browser, "question") == record["question"]
     assert _detail(browser, "gold") == record["answer"] and _detail(browser, "prediction") == record["prediction"]
     assert _detail(browser, "cause") == record["cause"] == "wrong_literal"
+    assert _detail(browser, "cause_label") == "a value differs <b>"
     assert _detail(browser, "verdict-strict") == ("✓ yes" if record["execution_match"] else "✗ no")
     assert _detail(browser, "verdict-official") == ("✓ yes" if record["execution_match_official"] else "✗ no")
     assert _detail(browser, "family") == sql_family(record["answer"])
@@ -320,13 +339,13 @@ def test_explorer_filters_to_a_cause_and_shows_the_record(browser: Any, report: 
 def test_explorer_shows_a_dash_without_a_cause_and_hostile_text_as_text(browser: Any, report: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.get(report.as_uri() + "#verdict=wrong_rows&cause=")  # misses whose records name no cause
+    _open(browser, report, "#verdict=wrong_rows&cause=")  # misses whose records name no cause
     listed = _listed(browser)
     assert listed and {tr.find_element(By.CSS_SELECTOR, "td.cause").text for tr in listed} == {"—"}
     listed[0].click()
     assert _detail(browser, "cause") == "—"
 
-    browser.get(report.as_uri() + "#search=onerror")
+    _open(browser, report, "#search=onerror")
     (first, _) = _listed(browser)  # one per run
     first.click()
     assert _detail(browser, "question") == HOSTILE
@@ -341,7 +360,7 @@ def test_a_leaderboard_row_links_to_its_examples(browser: Any, report: Path) -> 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    browser.get(report.as_uri() + "#cause=wrong_column")
+    _open(browser, report, "#cause=wrong_column")
     links = browser.find_elements(By.CSS_SELECTOR, "#leaderboard a.examples:not([data-cause])")
     assert len(links) == 2
     data = json.loads(browser.execute_script("return document.getElementById('report-data').textContent"))
@@ -360,7 +379,7 @@ def test_a_leaderboard_row_links_to_its_examples(browser: Any, report: Path) -> 
 def test_a_leaderboard_cause_links_to_those_misses(browser: Any, report: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.get(report.as_uri())
+    _open(browser, report)
     link = browser.find_elements(By.CSS_SELECTOR, "#leaderboard a.examples[data-cause]")[0]
     cause, evaluation = link.get_attribute("data-cause"), int(link.get_attribute("data-evaluation"))
     count = int(link.find_element(By.XPATH, "..").text.split(", ")[0].split()[-1])

@@ -32,6 +32,7 @@
       return ev.label + " · " + ev.dataset;
     }
     if (key === "verdict") return VERDICTS[value] || value;
+    if (key === "cause" && data.cause_labels[value]) return value + " — " + data.cause_labels[value];
     return value === "" ? NONE : value;
   }
 
@@ -72,8 +73,8 @@
     if (s.search) params.set("search", s.search);
     if (s.example !== null && s.example !== undefined) params.set("example", s.example);
     var hash = "#" + params.toString();
-    if (location.hash !== hash) location.hash = hash; // fires hashchange, which renders
-    else render();
+    if (location.hash !== hash) location.hash = hash; // its hashchange renders again, to the same page
+    render(); // now: what a click shows is there when the click returns
   }
 
   function matches(ex, s) {
@@ -97,7 +98,7 @@
     tr.appendChild(el("td", ex.question, "question"));
     tr.appendChild(el("td", VERDICTS[ex.verdict] || ex.verdict, "verdict " + ex.verdict));
     var cause = el("td", ex.cause || NONE, "cause");
-    if (ex.cause_detail) cause.title = ex.cause_detail;
+    cause.title = [data.cause_labels[ex.cause], ex.cause_detail].filter(Boolean).join(": ");
     tr.appendChild(cause);
     tr.appendChild(el("td", ex.family, "family"));
     tr.appendChild(el("td", ex.database, "database"));
@@ -210,6 +211,7 @@
     field(detail, "exact_match", "exact match", mark(ex.exact_match));
     field(detail, "executes", "executes", mark(ex.executes));
     field(detail, "cause", "cause", ex.cause);
+    if (data.cause_labels[ex.cause]) field(detail, "cause_label", "meaning", data.cause_labels[ex.cause]);
     if (ex.cause_detail) field(detail, "cause_detail", "cause detail", ex.cause_detail);
     field(detail, "error", "error", ex.error);
     field(detail, "database", "database", ex.database);

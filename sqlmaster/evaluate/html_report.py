@@ -26,7 +26,7 @@ import functools
 import html
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,7 +38,7 @@ HTML_FILE = "report.html"
 MAX_EXAMPLES = 3000  # records per evaluation embedded in the page (Spider dev has 1,034); the rest are counted
 MAX_TOTAL_EXAMPLES = 15000  # over all evaluations (~780 bytes each: ~12 MB); each gets an equal share
 MAX_CHARS = 4000  # a question, SQL or error longer than this is cut, with "…"
-MAX_CONTEXT_CHARS = 20000  # a schema longer than this is cut (Spider's largest is ~6,000 characters)
+MAX_CONTEXT_CHARS = 20000  # a schema longer than this is cut (Spider dev's largest is 3,012 characters)
 FAMILIES = ("set_op", "nested", "join", "group_by", "order_by", "aggregate", "where", "select")
 _ASSETS = Path(__file__).parent
 # Nothing from the network, ever: images are data URIs, script and styles inline.
@@ -173,8 +173,9 @@ def read_records(path: Path, cap: int = MAX_EXAMPLES) -> tuple[list[dict[str, An
     return records, total, unreadable
 
 
-def page_data(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """What the page's script reads: the evaluations (leaderboard rows), the schemas and the examples."""
+def page_data(rows: Sequence[dict[str, Any]], cause_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What the page's script reads: the evaluations (leaderboard rows), the schemas, the examples, and each cause
+    id's one-line description (``cause_labels``; the page shows the bare ids without them)."""
     contexts: dict[str, int] = {}
     evaluations, examples = [], []
     cap = min(MAX_EXAMPLES, MAX_TOTAL_EXAMPLES // max(1, len(rows)))
@@ -193,7 +194,8 @@ def page_data(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "unreadable": unreadable,
             }
         )
-    return {"evaluations": evaluations, "contexts": list(contexts), "examples": examples}
+    labels = {str(k): str(v) for k, v in (cause_labels or {}).items()}
+    return {"evaluations": evaluations, "contexts": list(contexts), "examples": examples, "cause_labels": labels}
 
 
 def script_json(data: Any) -> str:
@@ -273,9 +275,11 @@ def _charts(charts: Sequence[Path]) -> str:
     return "".join(images)
 
 
-def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: str) -> str:
+def render_html(
+    rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: str, cause_labels: Mapping[str, str] | None = None
+) -> str:
     """The whole page: leaderboard, charts, the explorer's shell, the data blob and the inline script."""
-    data = page_data(rows)
+    data = page_data(rows, cause_labels)
     css = (_ASSETS / "html_report.css").read_text(encoding="utf-8")
     js = (_ASSETS / "html_report.js").read_text(encoding="utf-8")
     return f"""<!DOCTYPE html>
@@ -285,9 +289,9 @@ def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: s
 <title>SQLMaster report</title><style>{css}</style></head>
 <body>
 <header><h1>SQLMaster report</h1></header>
-<section id=leaderboard><h2>Leaderboard</h2>{render_leaderboard(rows, data["examples"])}
+<div class=top><section id=leaderboard><h2>Leaderboard</h2>{render_leaderboard(rows, data["examples"])}
 <p class=notes>{html.escape(notes)}</p></section>
-<section id=charts><h2>Charts</h2><div class=charts>{_charts(charts)}</div></section>
+<section id=charts><h2>Charts</h2><div class=charts>{_charts(charts)}</div></section></div>
 <section id=explorer><h2>Examples</h2>
 <form id=filters onsubmit="return false">
 <label>evaluation <select id=f-evaluation></select></label>
@@ -311,8 +315,14 @@ def render_html(rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: s
 """
 
 
-def write_html(output_dir: Path, rows: Sequence[dict[str, Any]], charts: Sequence[Path], notes: str) -> Path:
+def write_html(
+    output_dir: Path,
+    rows: Sequence[dict[str, Any]],
+    charts: Sequence[Path],
+    notes: str,
+    cause_labels: Mapping[str, str] | None = None,
+) -> Path:
     """Write ``report.html`` into ``output_dir`` (atomically) and return its path."""
     path = Path(output_dir) / HTML_FILE
-    write_text(path, render_html(rows, charts, notes), errors="backslashreplace")
+    write_text(path, render_html(rows, charts, notes, cause_labels), errors="backslashreplace")
     return path
