@@ -373,7 +373,9 @@ def write_report(run_dirs: Sequence[Path], output_dir: Path) -> str:
     if histories:
         charts.append(plot_training_loss(histories, output_dir / "training_loss.png"))
     markdown += "\n" + "\n".join(f"![{c.stem.replace('_', ' ')}]({c.name})" for c in charts) + "\n"
-    html = write_html(output_dir, rows, charts, EXPLANATION)
+    from sqlmaster.evaluate.causes import CAUSES
+
+    html = write_html(output_dir, rows, charts, EXPLANATION, cause_labels=CAUSES)
     markdown += (
         f"\nEvery example, with filters by verdict, cause, database and SQL family: [{html.name}]({html.name})\n"
     )
