@@ -138,7 +138,7 @@ def _print_where(output_dir: Path, run_dir: Path, zero_shot: bool, minutes: floa
     print(f"  evaluation:           {run_dir / 'eval'}")
     if zero_shot:
         print(f"  base model, zero-shot: {output_dir / BASE_RUN / 'eval'}")
-    print(f"  report:               {output_dir / 'report' / 'report.html'} (leaderboard.md and charts beside it)")
+    print(f"  report:               {output_dir / 'report' / HTML_FILE} (leaderboard.md and charts beside it)")
 
 
 # --from-db: prompts carry a multi-table schema with example values, so sequences are longer than the
