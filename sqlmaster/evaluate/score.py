@@ -22,7 +22,8 @@ in ``output_dir``:
 * ``records.jsonl``: one line per input line, in input order: every input field as read (an input field named
   like one of the scorer's, ``SCORER_FIELDS``, is refused when the file is read) plus ``execution_match``
   (boolean, under the chosen convention), ``execution_match_<other convention>``, ``exact_match``,
-  ``executes``, ``gold_valid``, ``gold_nontrivial``, ``error`` (null when none), ``rows`` and ``line``.
+  ``executes``, ``gold_valid``, ``gold_nontrivial``, ``error`` (null when none), ``cause`` and ``cause_detail``
+  (why a miss missed, :mod:`.causes`; null for a match), ``rows`` and ``line``.
   ``rows`` previews what each query returned on the example's first database under the chosen convention:
   ``{"gold": [...], "gold_more": bool, "prediction": [...] | null, "prediction_more": bool}``, at most
   ``execution.PREVIEW_ROWS`` rows each, long values cut (``null`` when the gold does not run; ``prediction`` is
@@ -30,7 +31,8 @@ in ``output_dir``:
   where the scorer stops reading it).
 * ``metrics.json``: ``execution_accuracy`` under ``convention`` and ``execution_accuracy_<other>`` beside it,
   ``executes`` (over the ``n_scored`` rows whose gold runs), ``exact_match`` (over all ``n`` rows),
-  ``gold_invalid``, ``gold_nontrivial_rate``, ``{metric}_ci`` 95% bootstrap intervals, latency percentiles
+  ``gold_invalid``, ``gold_nontrivial_rate``, ``{metric}_ci`` 95% bootstrap intervals, ``miss_causes`` (misses
+  per cause) and ``execution_errors`` (per SQLite error class), latency percentiles
   when the records carry ``latency_s``, and the scorer's settings.
 
 **The output directory is never half-written or mixed with another run's files.** A directory that already
