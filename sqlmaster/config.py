@@ -456,6 +456,14 @@ class EvaluationConfig(_Section):
             minimum=0,
         ),
     )
+    constrain: str = field(
+        default="none",
+        metadata=knob(
+            "constrained decoding (sqlmaster/evaluate/constrain.py): grammar = SQL keywords and the context's "
+            "tables and columns only; grammar+values = also string literals from the question or the database",
+            choices=("none", "grammar", "grammar+values"),
+        ),
+    )
 
 
 @dataclass

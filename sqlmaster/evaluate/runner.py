@@ -266,7 +266,7 @@ def evaluate_dataset(
         files.metrics.unlink()  # never beside newer predictions, even if this run dies half-way
     prompts = [render_prompt(target.template, ex.question, ex.context) for ex in dataset.examples]
     started = time.perf_counter()
-    generations: list[GenerationRecord] = generator.generate(prompts)
+    generations: list[GenerationRecord] = _generate(generator, prompts, dataset, target, recipe)
     generation_wall_s = time.perf_counter() - started
     vote_wall_s = _vote_keeping_candidates(generations, dataset, recipe, workers, files.predictions)
 
@@ -290,11 +290,31 @@ def evaluate_dataset(
         generation=asdict(GenerationSettings.from_config(recipe.evaluation)),
         decoding=GenerationSettings.from_config(recipe.evaluation).decoding,
         vote_wall_s=vote_wall_s,
+        constraint=_constraint_counts(generations),
         scorer=scored,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_results(out_dir, lines, metrics)
     return metrics
+
+
+def _generate(
+    generator: Any, prompts: list[str], dataset: EvalDataset, target: Target, recipe: Recipe
+) -> list[GenerationRecord]:
+    """The generator's records; with ``evaluation.constrain``, each prompt under its example's grammar."""
+    mode = recipe.evaluation.constrain
+    if mode == "none":
+        return generator.generate(prompts)
+    from sqlmaster.evaluate.constrain import example_grammars
+
+    return generator.generate(prompts, example_grammars(dataset.examples, mode, target.template.stop or ""))
+
+
+def _constraint_counts(generations: list[GenerationRecord]) -> dict[str, int] | None:
+    """How many answers the grammar decoded and how many fell back to the unconstrained decode (None: off)."""
+    if all(g.constraint is None for g in generations):
+        return None
+    return {k: sum(g.constraint == k for g in generations) for k in ("grammar", "fallback")}
 
 
 def _vote_keeping_candidates(
