@@ -456,6 +456,14 @@ class EvaluationConfig(_Section):
             minimum=0,
         ),
     )
+    vote_rule: str = field(
+        default="majority",
+        metadata=knob(
+            "with evaluation.vote > 1: majority = the most common result; first-rows = execution-guided, the first "
+            "candidate (greedy, then samples) that runs and returns rows",
+            choices=("majority", "first-rows"),
+        ),
+    )
     constrain: str = field(
         default="none",
         metadata=knob(

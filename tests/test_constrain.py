@@ -84,7 +84,7 @@ HELD_OUT_REJECTED = {
     'SELECT COUNT(iso_) AS № FROM table_254234_1 WHERE density² = "165.81"',
     "SELECT SUM(net_profit__) AS £m_ FROM table_name_75 WHERE earnings_per_share__p_ = 27.4 AND "
     "profit__loss__before_tax__£m_ < 194.6",
-    "SELECT 5 AS ’utr_splice FROM table_name_70 WHERE coding = \"1a 2\" AND variant_id = \"abd'1a 2\"",
+    'SELECT 5 AS ’utr_splice FROM table_name_70 WHERE coding = "1a 2" AND variant_id = "abd\'1a 2"',
 }
 
 
@@ -131,10 +131,14 @@ def test_hf_generation_follows_the_grammar(tokenizer: Any) -> None:
     generator = HFGenerator(model, tokenizer, template, settings)
     one = 'start: "SELECT winner FROM races" "\\n"\n'
     records = generator.generate(prompts, [one, one])
-    assert [(r.constraint, r.sql, r.stopped_by) for r in records] == [("grammar", "SELECT winner FROM races", "stop_string")] * 2
+    assert [(r.constraint, r.sql, r.stopped_by) for r in records] == [
+        ("grammar", "SELECT winner FROM races", "stop_string")
+    ] * 2
     grammars = [sql_grammar(CONTEXT, QUESTION, stop="\n"), sql_grammar(CONTEXT, "How many drivers?", stop="\n")]
     records = generator.generate(prompts, grammars)
-    plain = HFGenerator(model, tokenizer, template, GenerationSettings(max_new_tokens=24, batch_size=2)).generate(prompts)
+    plain = HFGenerator(model, tokenizer, template, GenerationSettings(max_new_tokens=24, batch_size=2)).generate(
+        prompts
+    )
     assert all(r.constraint is None for r in plain)
     for record, grammar, unconstrained in zip(records, grammars, plain, strict=True):
         if record.constraint == "grammar":

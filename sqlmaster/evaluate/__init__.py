@@ -8,6 +8,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `runner` | `sqlmaster eval run`: datasets → generation → the scorer → metrics.json per dataset | cli, quickstart |
 | `datasets` | the evaluation sets (the run's test split, Spider dev, triplet files), never trained on | runner |
 | `generate` | `GenerationSettings`; batched generation (transformers): greedy or N candidates | runner, generate_vllm |
+| `constrain` | per-example SQL grammars (schema, question spans, db values); logits processor | generate, runner |
 | `generate_vllm` | the same with vLLM on a GPU, the LoRA adapter served unmerged | runner |
 | `score` | `sqlmaster eval score`, the one scoring path: rows → workers → `Score` → files | cli, runner, triplets |
 | `isolated` | worker processes with a watchdog: a crash or hang costs one example, not the run | score |
@@ -24,7 +25,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `report` | `sqlmaster eval report`: leaderboard (JSON, Markdown) and charts over run directories | cli, quickstart |
 | `langsmith_sync` | optional LangSmith mirror: the dataset once, each evaluation as an experiment | runner |
 | `triplets` | `sqlmaster eval make-dataset`: (question, context, answer) triplets from an OpenAI model | cli |
-| `vote` | voting by execution: of N sampled queries, the one whose result is most common | runner (`evaluation.vote`) |
+| `vote` | of N sampled queries, the most common result's, or the first returning rows (`vote_rule`) | runner |
 
 The path of one prediction, in the order it runs (``sqlmaster eval score``; ``eval run`` generates the predictions
 first with ``generate`` and then calls ``score.score_rows``):

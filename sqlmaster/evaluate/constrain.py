@@ -36,11 +36,77 @@ MODES = ("none", "grammar", "grammar+values")
 MAX_SPAN_UNITS = 30  # longest question span offered as a literal, in words/punctuation (gold: 99.9% <= 22)
 MAX_VALUES = 200  # database values offered per question
 KEYWORDS = (
-    "SELECT FROM WHERE AND OR NOT IN LIKE GLOB BETWEEN IS NULL GROUP BY ORDER HAVING LIMIT OFFSET ASC DESC DISTINCT "
-    "AS JOIN ON USING INNER LEFT RIGHT OUTER CROSS NATURAL UNION ALL INTERSECT EXCEPT EXISTS CASE WHEN THEN ELSE END "
-    "CAST COUNT SUM AVG MIN MAX ABS ROUND LENGTH LOWER UPPER SUBSTR TRIM REPLACE COALESCE IFNULL INSTR STRFTIME DATE "
-    "JULIANDAY TRUE FALSE INTEGER INT REAL TEXT VARCHAR FLOAT NUMERIC"
-).split()
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "GLOB",
+    "BETWEEN",
+    "IS",
+    "NULL",
+    "GROUP",
+    "BY",
+    "ORDER",
+    "HAVING",
+    "LIMIT",
+    "OFFSET",
+    "ASC",
+    "DESC",
+    "DISTINCT",
+    "AS",
+    "JOIN",
+    "ON",
+    "USING",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "OUTER",
+    "CROSS",
+    "NATURAL",
+    "UNION",
+    "ALL",
+    "INTERSECT",
+    "EXCEPT",
+    "EXISTS",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "CAST",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "ABS",
+    "ROUND",
+    "LENGTH",
+    "LOWER",
+    "UPPER",
+    "SUBSTR",
+    "TRIM",
+    "REPLACE",
+    "COALESCE",
+    "IFNULL",
+    "INSTR",
+    "STRFTIME",
+    "DATE",
+    "JULIANDAY",
+    "TRUE",
+    "FALSE",
+    "INTEGER",
+    "INT",
+    "REAL",
+    "TEXT",
+    "VARCHAR",
+    "FLOAT",
+    "NUMERIC",
+)
 OPERATORS = ("!=", "<>", "<=", ">=", "==", "||", "=", "<", ">", "+", "-", "*", "/", "%")
 _UNIT = re.compile(r"\w+|[^\w\s]")
 
@@ -81,9 +147,7 @@ def question_spans(question: str, max_units: int = MAX_SPAN_UNITS) -> list[str]:
     """Every run of whole words and punctuation marks of ``question``, as written (with its own spacing)."""
     units = [(m.start(), m.end()) for m in _UNIT.finditer(question)]
     spans = {
-        question[units[i][0] : units[j][1]]
-        for i in range(len(units))
-        for j in range(i, min(len(units), i + max_units))
+        question[units[i][0] : units[j][1]] for i in range(len(units)) for j in range(i, min(len(units), i + max_units))
     }
     return sorted(spans)
 
@@ -117,7 +181,9 @@ def _text_values(db_path: str, per_column: int = 5000) -> tuple[str, ...]:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in tables:
             for column in [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]:
-                query = f'SELECT DISTINCT "{column}" FROM "{table}" WHERE typeof("{column}") = \'text\' LIMIT {per_column}'
+                query = (
+                    f'SELECT DISTINCT "{column}" FROM "{table}" WHERE typeof("{column}") = \'text\' LIMIT {per_column}'
+                )
                 for (value,) in conn.execute(query):
                     if isinstance(value, str) and 0 < len(value) <= 80 and "\n" not in value:
                         seen.setdefault(value)
@@ -167,7 +233,9 @@ def _literal_rules(question: str, values: Sequence[str], mode: str) -> list[str]
     return rules
 
 
-def sql_grammar(context: str, question: str, *, mode: str = "grammar+values", stop: str = "", values: Sequence[str] = ()) -> str:
+def sql_grammar(
+    context: str, question: str, *, mode: str = "grammar+values", stop: str = "", values: Sequence[str] = ()
+) -> str:
     """The Lark grammar of the answers allowed for one example (see the module docstring)."""
     if mode not in MODES[1:]:
         raise ValueError(f"constrained decoding mode must be one of {MODES[1:]}, not {mode!r}")
@@ -179,7 +247,7 @@ def sql_grammar(context: str, question: str, *, mode: str = "grammar+values", st
     lines = [
         "%ignore /[ \\t]+/",
         f'start: "SELECT"i items ";"?{ending}',
-        'items: item*',
+        "items: item*",
         'item: WORD | QUALIFIED | OP | STRING | NUMBER | "," | "(" items ")"',
         f"WORD: {_alternatives([*KEYWORDS, *names, 'T1', 'T2', 'T3', 'T4', 'T5', 'T6'])}",
         f'QUALIFIED: ({qualifiers}) "." ({columns})',
@@ -193,10 +261,11 @@ def sql_grammar(context: str, question: str, *, mode: str = "grammar+values", st
 class _ByteTokenizer:
     """A tokenizer whose tokens are the 256 bytes (and EOS): a grammar's own language, with no model at hand."""
 
-    eos_token_id = 256
-    bos_token_id = None
-    tokens = [bytes([i]) for i in range(256)] + [b"<eos>"]
-    special_token_ids = [256]
+    def __init__(self) -> None:
+        self.eos_token_id = 256
+        self.bos_token_id = None
+        self.tokens = [bytes([i]) for i in range(256)] + [b"<eos>"]
+        self.special_token_ids = [256]
 
     def __call__(self, text: bytes | str) -> list[int]:
         return list(text.encode() if isinstance(text, str) else text)

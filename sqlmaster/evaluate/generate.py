@@ -47,6 +47,7 @@ class GenerationSettings:
     top_p: float = recipe_field(EvaluationConfig, "top_p")
     top_k: int = recipe_field(EvaluationConfig, "top_k")
     vote: int = recipe_field(EvaluationConfig, "vote")
+    vote_rule: str = recipe_field(EvaluationConfig, "vote_rule")
     constrain: str = recipe_field(EvaluationConfig, "constrain")
     # sampling seed, so a sampled evaluation can be repeated: the training seed's default (the original's)
     seed: int = recipe_field(TrainingConfig, "seed")
@@ -61,9 +62,11 @@ class GenerationSettings:
 
     @property
     def decoding(self) -> str:
-        """How an answer is decoded, as reports name it: greedy, sampled or vote@N, then +grammar or
+        """How an answer is decoded, as reports name it: greedy, sampled, vote@N or exec@N (execution-guided
+        choice), then +grammar or
         +grammar+values under constrained decoding."""
-        name = f"vote@{self.vote}" if self.vote > 1 else "sampled" if self.do_sample else "greedy"
+        choice = "exec" if self.vote_rule == "first-rows" else "vote"
+        name = f"{choice}@{self.vote}" if self.vote > 1 else "sampled" if self.do_sample else "greedy"
         return name if self.constrain == "none" else f"{name}+{self.constrain}"
 
 

@@ -358,7 +358,8 @@ def _vote(
         for g, ex in zip(generations, dataset.examples, strict=True)
     ]
     settings = ScoreSettings(databases_per_example=recipe.evaluation.databases_per_example)
-    for g, v in zip(generations, vote_questions(questions, settings, workers), strict=True):
+    votes = vote_questions(questions, settings, workers, rule=recipe.evaluation.vote_rule)
+    for g, v in zip(generations, votes, strict=True):
         g.choose(
             v.index, {"index": v.index, "reason": v.reason, "groups": [list(x) for x in v.groups], "errors": v.errors}
         )
