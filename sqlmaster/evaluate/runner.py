@@ -404,6 +404,7 @@ def _prediction_row(example: dict[str, Any], gen: GenerationRecord) -> dict[str,
         "prompt_tokens": gen.prompt_tokens,
         "stopped_by": gen.stopped_by,
         **({"samples": gen.samples, "vote": gen.vote} if gen.samples is not None else {}),
+        **({"constraint": gen.constraint} if gen.constraint is not None else {}),
     }
 
 
