@@ -32,7 +32,7 @@ def ebnf(context: str, question: str, stop: str) -> str:
     aliases = ["T1", "T2", "T3", "T4", "T5", "T6"]
     words = [*c.KEYWORDS, *schema.tables, *schema.columns, *aliases]
     lines = [
-        f"root ::= ws {_ci('SELECT')} items ws \";\"? ws {json.dumps(stop)}?",
+        f'root ::= ws {_ci("SELECT")} items ws ";"? ws {json.dumps(stop)}?',
         "items ::= (ws item)*",
         "ws ::= [ \\t]*",
         'item ::= word | qualified | op | string | number | "," | "(" items ws ")"',
@@ -126,8 +126,10 @@ def main() -> None:
     for name, fn in (("llguidance", bench_llguidance), ("xgrammar", bench_xgrammar)):
         result[name] = fn(tokenizer, rows)
         r = result[name]
-        print(f"{name:<11} compile {r['compile_ms']:8.1f} ms/grammar   mask {r['mask_us']:8.1f} us/token   "
-              f"gold admitted {r['admitted']}/{len(rows)}")
+        print(
+            f"{name:<11} compile {r['compile_ms']:8.1f} ms/grammar   mask {r['mask_us']:8.1f} us/token   "
+            f"gold admitted {r['admitted']}/{len(rows)}"
+        )
     print(json.dumps(result))
 
 
