@@ -63,8 +63,7 @@ class GenerationSettings:
     @property
     def decoding(self) -> str:
         """How an answer is decoded, as reports name it: greedy, sampled, vote@N or exec@N (execution-guided
-        choice), then +grammar or
-        +grammar+values under constrained decoding."""
+        choice), then +grammar or +grammar+values under constrained decoding."""
         choice = "exec" if self.vote_rule == "first-rows" else "vote"
         name = f"{choice}@{self.vote}" if self.vote > 1 else "sampled" if self.do_sample else "greedy"
         return name if self.constrain == "none" else f"{name}+{self.constrain}"
