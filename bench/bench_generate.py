@@ -32,6 +32,15 @@ prompts' order, left padding, greedy, stop at EOS). Tokens count up to the row's
 SQL with EOS, so both arms then do the same work; the base model does not, so its figures compare unequal work.
 The last line is one JSON object: ``{"model", "project_tokens_per_s", "plain_tokens_per_s", "ratio", ...}``.
 
+Constrained mode (``--constrain grammar|grammar+values``, a CPU-sized ``--model``, default smollm2-135m, with
+``--run`` an adapter directory or training run): the project's generator, greedy, as ``sqlmaster eval run``
+configures it, on the first ``--n`` held-out prompts twice in one process, without and with the examples'
+grammars (sqlmaster/evaluate/constrain.py; building the grammars is timed with the constrained arm), and prints
+rows/s and tokens/s of each, the ratio, and how many decodes fell back to the unconstrained output. Last line:
+``{"constrain", "plain_rows_per_s", "constrained_rows_per_s", "rows_ratio", "tokens_ratio", "fallback", ...}``.
+
+    python bench/bench_generate.py --constrain grammar+values --run RUN_OR_ADAPTER_DIR --n 64
+
 GPU mode writes a random-weight checkpoint shaped like the named 7B model (its shipped config.json values;
 the vocabulary is the tiny tokenizer's, so no hub download is needed) and times HF batched generation against
 vLLM on the same prompts. It needs a CUDA GPU, ~30 GB of disk and vllm installed (the eval image).
@@ -324,6 +333,67 @@ def pretrained_comparison(model_name: str, run: Path | None, n: int, max_new_tok
     }
 
 
+def constrained_comparison(model_name: str, run: Path | None, n: int, mode: str) -> dict[str, Any]:
+    """Greedy generation of the same held-out prompts without and with ``evaluation.constrain=mode``."""
+    import torch
+    from bench_train_cpu import cpu_description
+
+    from sqlmaster.evaluate.constrain import example_grammars
+    from sqlmaster.evaluate.datasets import EvalExample
+    from sqlmaster.evaluate.generate import GenerationSettings, HFGenerator
+    from sqlmaster.evaluate.runner import resolve_target
+    from sqlmaster.models.loading import load_base_model, load_tokenizer, load_trained
+    from sqlmaster.models.registry import resolve_model
+    from sqlmaster.prompt import render_prompt
+    from sqlmaster.recipes import resolve_recipe
+
+    spec = resolve_model(model_name)
+    recipe = resolve_recipe("eval", spec.name).recipe
+    if run is not None:
+        model, tokenizer, _ = load_trained(run, device="cpu")
+    else:
+        model = load_base_model(spec, recipe.model, device="cpu").eval()
+        tokenizer = load_tokenizer(spec, for_generation=True)
+    target = resolve_target(spec.name, run, recipe)
+    from sqlmaster.data.pipeline import build_splits
+
+    data = build_splits(recipe.data if run is None else _run_data(run, recipe))
+    rows = [EvalExample(str(i), ex.question, ex.context, ex.answer) for i, ex in enumerate(data.test[:n])]
+    prompts = [render_prompt(target.template, ex.question, ex.context) for ex in rows]
+    arms: dict[str, Any] = {}
+    for arm in ("none", mode):
+        settings = GenerationSettings(
+            max_new_tokens=recipe.evaluation.max_new_tokens, batch_size=recipe.evaluation.batch_size, constrain=arm
+        )
+        started = time.perf_counter()
+        grammars = None if arm == "none" else example_grammars(rows, arm, target.template.stop or "")
+        records = HFGenerator(model, tokenizer, target.template, settings).generate(prompts, grammars)
+        wall = time.perf_counter() - started
+        tokens = sum(r.generated_tokens for r in records)
+        arms[arm] = {
+            "wall_s": wall,
+            "rows_per_s": len(records) / wall,
+            "tokens_per_s": tokens / wall,
+            "fallback": sum(r.constraint == "fallback" for r in records),
+        }
+    plain, constrained = arms["none"], arms[mode]
+    return {
+        "model": spec.name,
+        "weights": "adapter" if run else "base",
+        "constrain": mode,
+        "prompts": len(prompts),
+        "plain_rows_per_s": round(plain["rows_per_s"], 3),
+        "constrained_rows_per_s": round(constrained["rows_per_s"], 3),
+        "plain_tokens_per_s": round(plain["tokens_per_s"], 1),
+        "constrained_tokens_per_s": round(constrained["tokens_per_s"], 1),
+        "rows_ratio": round(constrained["rows_per_s"] / plain["rows_per_s"], 3),
+        "tokens_ratio": round(constrained["tokens_per_s"] / plain["tokens_per_s"], 3),
+        "fallback": constrained["fallback"],
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_description(),
+    }
+
+
 def _run_data(run: Path, recipe: Any) -> Any:
     from sqlmaster.evaluate.datasets import data_config_of_run
     from sqlmaster.models.loading import read_run_info
@@ -344,11 +414,26 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-original", type=int, default=4, help="suite: examples the original generates")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="suite: more batch sizes for ours")
     parser.add_argument("--rows", type=int, default=2000, help="suite: training rows the tokenizer is trained on")
+    parser.add_argument(
+        "--constrain", choices=("grammar", "grammar+values"), help="greedy without and with this constrained decoding"
+    )
     return parser
 
 
 def main() -> None:
     args = make_parser().parse_args()
+    if args.constrain:
+        result = constrained_comparison(args.model or "smollm2-135m", args.run, args.n, args.constrain)
+        print(f"CPU: {result['cpu']}")
+        print(
+            f"{result['model']} ({result['weights']}, {result['prompts']} prompts): rows/s "
+            f"{result['plain_rows_per_s']:.3f} plain, {result['constrained_rows_per_s']:.3f} {args.constrain} "
+            f"({result['rows_ratio']:.2f}x); tokens/s {result['plain_tokens_per_s']:.1f} plain, "
+            f"{result['constrained_tokens_per_s']:.1f} constrained ({result['tokens_ratio']:.2f}x); "
+            f"{result['fallback']} fell back"
+        )
+        print(json.dumps(result))
+        return
     if args.model and not (args.gpu or args.suite):
         result = pretrained_comparison(args.model, args.run, args.n, args.max_new_tokens)
         print(f"CPU: {result['cpu']}")

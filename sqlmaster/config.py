@@ -535,6 +535,22 @@ class EvaluationConfig(_Section):
             maximum=MAX_VOTES,
         ),
     )
+    vote_rule: str = field(
+        default="majority",
+        metadata=knob(
+            "with evaluation.vote > 1: majority = the most common result; first-rows = execution-guided, the first "
+            "candidate (greedy, then samples) that runs and returns rows",
+            choices=("majority", "first-rows"),
+        ),
+    )
+    constrain: str = field(
+        default="none",
+        metadata=knob(
+            "constrained decoding (sqlmaster/evaluate/constrain.py): grammar = SQL keywords and the context's "
+            "tables and columns only; grammar+values = also string literals from the question or the database",
+            choices=("none", "grammar", "grammar+values"),
+        ),
+    )
 
 
 @dataclass

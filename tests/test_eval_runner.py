@@ -250,3 +250,37 @@ def test_a_vote_that_fails_loses_no_candidate(run_dir: Path, tmp_path: Path, mon
     scored = CliRunner().invoke(app, ["eval", "score", "--input", str(kept), "--output-dir", str(tmp_path / "s")])
     assert scored.exit_code == 0, scored.output
     assert json.loads((tmp_path / "s" / "metrics.json").read_text())["n"] == 4
+
+
+def test_eval_run_constrained_with_execution_guided_choice(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluation.constrain + vote_rule=first-rows: every candidate decoded under its example's grammar (or counted
+    as a fallback), the answer the first candidate that returns rows; the leaderboard names the decoding."""
+    monkeypatch.setattr(embedding, "select_embedder", lambda kind="auto": BagOfWords())
+    monkeypatch.delenv("LANGSMITH_API_KEY", raising=False)
+    out = tmp_path / "constrained"
+    sets = [
+        "evaluation.batch_size=2",
+        "evaluation.max_new_tokens=48",
+        "evaluation.vote=3",
+        "evaluation.vote_rule=first-rows",
+        "evaluation.constrain=grammar+values",
+    ]
+    args = ["eval", "run", "--model", "tiny", "--adapter", str(run_dir), "--output-dir", str(out), "--limit", "4"]
+    result = CliRunner().invoke(
+        app, [*args, "--dataset", "sql-create-context-test", *(a for s in sets for a in ("--set", s))]
+    )
+    assert result.exit_code == 0, result.output
+    test_dir = out / "eval" / "sql-create-context-test"
+    predictions = [json.loads(line) for line in (test_dir / "predictions.jsonl").read_text().splitlines()]
+    assert all(row["constraint"] in ("grammar", "fallback") for row in predictions)
+    assert all(row["vote"]["reason"] in ("first with rows", "first that runs", "all failed") for row in predictions)
+    metrics = json.loads((test_dir / "metrics.json").read_text())
+    assert metrics["decoding"] == "exec@3+grammar+values"
+    assert sum(metrics["constraint"].values()) == 4
+    records = [json.loads(line) for line in (test_dir / "records.jsonl").read_text().splitlines()]
+    learnt = json.loads((run_dir / "learnt.json").read_text())
+    assert all(records[i]["execution_match"] for i in learnt)  # the grammar admits the answers it knows
+    report = CliRunner().invoke(app, ["eval", "report", str(out), "--output-dir", str(tmp_path / "report")])
+    assert report.exit_code == 0 and "| exec@3+grammar+values |" in report.output, report.output

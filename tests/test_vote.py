@@ -143,3 +143,29 @@ def test_hostile_candidates_cost_only_themselves(tmp_path: Path, monkeypatch: py
     assert (votes[1].index, votes[1].errors) == (0, 1)
     assert not (tmp_path / "escape.db").exists()
     assert elapsed < HOSTILE_BOUND_S
+
+
+def test_execution_guided_choice_takes_the_first_candidate_that_returns_rows(tmp_path: Path) -> None:
+    from sqlmaster.evaluate.generate import GenerationSettings
+    from sqlmaster.evaluate.vote import first_with_rows
+
+    empty = Outcome(rows=((), ()))
+    cands = _cands(-0.1, -0.5, -0.9, -0.2, greedy=0)
+    assert first_with_rows(cands, [ERR, empty, B, A]) == Vote(2, "SELECT 2", ((2,),), 1, "first with rows")
+    assert first_with_rows(cands, [ERR, empty, ERR, ERR]).reason == "first that runs"
+    assert first_with_rows(cands, [ERR] * 4) == Vote(0, "SELECT 0", (), 4, "all failed")
+    db = tmp_path / "singers.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.executescript("CREATE TABLE singer (name TEXT, age INTEGER); INSERT INTO singer VALUES ('ann', 25);")
+    conn.close()
+    candidates = (
+        Candidate("SELECT nom FROM singer", -0.1, greedy=True),  # does not run
+        Candidate("SELECT name FROM singer WHERE age > 90", -0.2),  # runs, no rows
+        Candidate("SELECT name FROM singer", -0.9),
+        Candidate("SELECT name FROM singer WHERE age > 90", -0.2),
+    )
+    (result,) = vote_questions([Question(candidates, db_path=str(db))], workers=0, rule="first-rows")
+    assert (result.index, result.reason) == (2, "first with rows")
+    (majority,) = vote_questions([Question(candidates, db_path=str(db))], workers=0)
+    assert majority.index == 1  # the vote picks the pair that agree (on no rows)
+    assert GenerationSettings(vote=4, vote_rule="first-rows").decoding == "exec@4"

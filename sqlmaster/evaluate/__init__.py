@@ -9,6 +9,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `datasets` | the evaluation sets (the run's test split, Spider dev, triplet files), never trained on | runner |
 | `generate` | `GenerationSettings`; batched generation (transformers): greedy or N candidates | runner, generate_vllm |
 | `resume` | `predictions.partial.jsonl`: generated batches on disk, read back by a rerun (fingerprinted) | runner |
+| `constrain` | per-example SQL grammars (schema, question spans, db values); logits processor | generate, runner |
 | `generate_vllm` | the same with vLLM on a GPU, the LoRA adapter served unmerged | runner |
 | `score` | `sqlmaster eval score`, the one scoring path: rows → workers → `Score` → files | cli, runner, triplets |
 | `server_score` | `eval score --db`: gold and prediction on one real database through the engine layer | cli |
@@ -30,7 +31,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `html_report` | `report.html`: leaderboard, charts and an example explorer in one file (inline JS, CSS) | report |
 | `langsmith_sync` | optional LangSmith mirror: the dataset once, each evaluation as an experiment | runner |
 | `triplets` | `sqlmaster eval make-dataset`: (question, context, answer) triplets from an OpenAI model | cli |
-| `vote` | voting by execution: of N sampled queries, the one whose result is most common | runner (`evaluation.vote`) |
+| `vote` | of N sampled queries, the most common result's, or the first returning rows (`vote_rule`) | runner |
 
 The path of one prediction, in the order it runs (``sqlmaster eval score``; ``eval run`` generates the predictions
 first with ``generate`` and then calls ``score.score_rows``):

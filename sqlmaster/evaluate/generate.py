@@ -56,6 +56,8 @@ class GenerationSettings:
     top_p: float = recipe_field(EvaluationConfig, "top_p")
     top_k: int = recipe_field(EvaluationConfig, "top_k")
     vote: int = recipe_field(EvaluationConfig, "vote")
+    vote_rule: str = recipe_field(EvaluationConfig, "vote_rule")
+    constrain: str = recipe_field(EvaluationConfig, "constrain")
     # sampling seed, so a sampled evaluation can be repeated: the training seed's default (the original's)
     seed: int = recipe_field(TrainingConfig, "seed")
 
@@ -69,10 +71,11 @@ class GenerationSettings:
 
     @property
     def decoding(self) -> str:
-        """How an answer is decoded, as reports name it: greedy, sampled or vote@N."""
-        if self.vote > 1:
-            return f"vote@{self.vote}"
-        return "sampled" if self.do_sample else "greedy"
+        """How an answer is decoded, as reports name it: greedy, sampled, vote@N or exec@N (execution-guided
+        choice), then +grammar or +grammar+values under constrained decoding."""
+        choice = "exec" if self.vote_rule == "first-rows" else "vote"
+        name = f"{choice}@{self.vote}" if self.vote > 1 else "sampled" if self.do_sample else "greedy"
+        return name if self.constrain == "none" else f"{name}+{self.constrain}"
 
 
 @dataclass
@@ -93,15 +96,19 @@ class GenerationRecord:
     # greedy one first; the fields above then describe the chosen one, except generated_tokens (all candidates').
     samples: list[dict[str, Any]] | None = None
     vote: dict[str, Any] | None = None  # the vote's choice: index, reason, groups, errors (see evaluate/vote.py)
+    # With evaluation.constrain: "grammar" (decoded under the example's grammar) or "fallback" (the grammar could
+    # not finish it, so this is the unconstrained decode); see evaluate/constrain.py
+    constraint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("samples", "vote")}
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("samples", "vote", "constraint")}
 
     def choose(self, index: int, vote: dict[str, Any]) -> None:
         """Answer with candidate ``index`` of ``samples`` (the vote's pick)."""
         assert self.samples is not None
         chosen = self.samples[index]
         self.raw_output, self.sql, self.stopped_by = chosen["raw_output"], chosen["sql"], chosen["stopped_by"]
+        self.constraint = chosen.get("constraint")
         self.vote = vote
 
 
@@ -153,20 +160,28 @@ class HFGenerator:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self.eos_ids = _eos_ids(model, tokenizer)
+        self._grammars: Sequence[str] | None = None  # this generate() call's, one per prompt
 
     def generate(
-        self, prompts: Sequence[str], *, skip: Collection[int] = (), on_batch: OnBatch | None = None
+        self,
+        prompts: Sequence[str],
+        grammars: Sequence[str] | None = None,
+        *,
+        skip: Collection[int] = (),
+        on_batch: OnBatch | None = None,
     ) -> list[GenerationRecord]:
         """Generate for every prompt but those in ``skip``; records come back in the order of ``prompts``.
 
-        ``on_batch(records)`` runs as each batch finishes (the runner appends them to disk, so that a killed
-        evaluation resumes). Batches are the same whatever ``skip`` holds: a batch all of whose prompts are
+        With ``grammars`` (one Lark grammar per prompt, evaluate/constrain.py), each decode follows its prompt's
+        grammar. ``on_batch(records)`` runs as each batch finishes (the runner appends them to disk, so that a
+        killed evaluation resumes). Batches are the same whatever ``skip`` holds: a batch all of whose prompts are
         skipped is left out, and sampling is seeded per batch, so a resumed run decodes as an uninterrupted one.
         """
         import torch
 
         encoded = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
         records: list[GenerationRecord | None] = [None] * len(prompts)
+        self._grammars = grammars
         sampling = self.settings.do_sample or self.settings.vote > 1
         one = self._vote_batch if self.settings.vote > 1 else self._generate_batch
         fitting = set(self._skip_too_long(prompts, encoded, records))
@@ -255,13 +270,40 @@ class HFGenerator:
             batch_latency_s=elapsed,
             batch_size=n,
             stopped_by=row["stopped_by"],
+            constraint=row.get("constraint"),
         )
 
     def _decode(
         self, batch: list[int], encoded: list[list[int]], *, sample: bool, n: int = 1, scores: bool = False
     ) -> tuple[list[list[dict[str, Any]]], float]:
         """``n`` decodes of each prompt of ``batch`` (per prompt: raw_output, sql, generated_tokens, stopped_by,
-        mean_logprob, the last None unless ``scores``), and the wall time."""
+        mean_logprob, the last None unless ``scores``), and the wall time. Under grammars, a decode the grammar
+        could not finish is replaced by the unconstrained decode of its prompt (``constraint``: "fallback")."""
+        grammars = self._grammars
+        if not grammars:
+            return self._decode_once(batch, encoded, sample=sample, n=n, scores=scores)
+        rows, elapsed = self._decode_once(batch, encoded, sample=sample, n=n, scores=scores, grammars=grammars)
+        failed = [k for k, decodes in enumerate(rows) if any(d["constraint"] == "failed" for d in decodes)]
+        if failed:
+            again, more = self._decode_once([batch[k] for k in failed], encoded, sample=sample, n=n, scores=scores)
+            for k, decodes in zip(failed, again, strict=True):
+                rows[k] = [
+                    {**plain, "constraint": "fallback"} if mine["constraint"] == "failed" else mine
+                    for mine, plain in zip(rows[k], decodes, strict=True)
+                ]
+            elapsed += more
+        return rows, elapsed
+
+    def _decode_once(
+        self,
+        batch: list[int],
+        encoded: list[list[int]],
+        *,
+        sample: bool,
+        n: int = 1,
+        scores: bool = False,
+        grammars: Sequence[str] | None = None,
+    ) -> tuple[list[list[dict[str, Any]]], float]:
         import torch
 
         inputs = self.tokenizer.pad(
@@ -272,6 +314,10 @@ class HFGenerator:
         kwargs = self._generate_kwargs(sample, n, prompt_length)
         if scores:
             kwargs.update(return_dict_in_generate=True, output_scores=True)
+        processor = None
+        if grammars is not None:
+            processor = self._grammar_processor([grammars[i] for i in batch for _ in range(n)], prompt_length)
+            kwargs["logits_processor"] = _processor_list(processor)
         _synchronize(device)
         start = time.perf_counter()
         with torch.inference_mode():
@@ -284,7 +330,16 @@ class HFGenerator:
         new = sequences[:, prompt_length:]
         logprobs = _token_logprobs(output.scores, new) if scores else None
         rows = [self._row(tokens, None if logprobs is None else logprobs[r]) for r, tokens in enumerate(new.tolist())]
+        if processor is not None:
+            processor.settle(sequences[:, -1].tolist())
+            for r, row in enumerate(rows):
+                row["constraint"] = "grammar" if processor.finished(r) else "failed"
         return [rows[k * n : (k + 1) * n] for k in range(len(batch))], elapsed
+
+    def _grammar_processor(self, grammars: list[str], prompt_length: int) -> Any:
+        from sqlmaster.evaluate.constrain import GrammarLogitsProcessor, ll_tokenizer
+
+        return GrammarLogitsProcessor(ll_tokenizer(self.tokenizer, sorted(self.eos_ids)), grammars, prompt_length)
 
     def _generate_kwargs(self, sample: bool, n: int, prompt_length: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -333,6 +388,17 @@ class HFGenerator:
         if self.template.stop and self.template.stop in self.tokenizer.decode(tokens, skip_special_tokens=True):
             return tokens, "stop_string"
         return tokens, "length"
+
+
+def _processor_list(processor: Any) -> Any:
+    """``processor`` as a transformers LogitsProcessorList (a LogitsProcessor subclass wraps its __call__)."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class Grammar(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            return processor(input_ids, scores)
+
+    return LogitsProcessorList([Grammar()])
 
 
 def _token_logprobs(scores: Sequence[Any], new_tokens: Any) -> Any:

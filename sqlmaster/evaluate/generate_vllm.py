@@ -88,6 +88,9 @@ def engine_args(target: VLLMTarget, settings: GenerationSettings) -> dict[str, A
                 "which vLLM cannot serve. Use evaluation.backend=hf or evaluate the merged/ model"
             )
         args.update(enable_lora=True, max_loras=1, max_lora_rank=vllm_max_lora_rank(adapter_rank(target.adapter_dir)))
+    if settings.constrain != "none":
+        # The grammars are Lark (evaluate/constrain.py): llguidance's format, vLLM's "guidance" backend.
+        args["structured_outputs_config"] = {"backend": "guidance"}
     return args
 
 
@@ -123,10 +126,10 @@ class VLLMGenerator:
         self._vllm = vllm
         self.llm = vllm.LLM(**engine_args(target, settings))
         greedy_first = False if settings.vote > 1 else None  # voting: the greedy decode is one candidate
-        self.sampling = vllm.SamplingParams(**sampling_args(settings, template, sample=greedy_first))
+        self.sampling = sampling_args(settings, template, sample=greedy_first)  # vllm.SamplingParams keywords
         self.voting = None  # evaluation.vote > 1: the greedy decode (above) and vote - 1 samples (this)
         if settings.vote > 1:
-            self.voting = vllm.SamplingParams(**sampling_args(settings, template, sample=True, n=settings.vote - 1))
+            self.voting = sampling_args(settings, template, sample=True, n=settings.vote - 1)
         self.lora_request = None
         if target.adapter_dir is not None:
             from vllm.lora.request import LoRARequest
@@ -134,29 +137,40 @@ class VLLMGenerator:
             self.lora_request = LoRARequest(LORA_NAME, 1, str(target.adapter_dir))
 
     def generate(
-        self, prompts: Sequence[str], *, skip: Collection[int] = (), on_batch: OnBatch | None = None
+        self,
+        prompts: Sequence[str],
+        grammars: Sequence[str] | None = None,
+        *,
+        skip: Collection[int] = (),
+        on_batch: OnBatch | None = None,
     ) -> list[GenerationRecord]:
         """As ``HFGenerator.generate``: every prompt but those in ``skip``, in chunks of ``CHUNK`` prompts (vLLM
-        batches each chunk itself), ``on_batch(records)`` after each chunk so that the runner saves them."""
+        batches each chunk itself), ``on_batch(records)`` after each chunk so that the runner saves them. With
+        ``grammars`` (one per prompt) each request carries its grammar, and a greedy decode that hits max_tokens
+        before the grammar completes is decoded again without."""
         todo = [i for i in range(len(prompts)) if i not in skip]
         records: list[GenerationRecord] = []
         for start in range(0, len(todo), CHUNK):
-            chunk = self._generate_chunk(todo[start : start + CHUNK], prompts)
+            chunk = self._generate_chunk(todo[start : start + CHUNK], prompts, grammars)
             if on_batch is not None:
                 on_batch(chunk)
             records += chunk
         return records
 
-    def _generate_chunk(self, indices: list[int], all_prompts: Sequence[str]) -> list[GenerationRecord]:
+    def _generate_chunk(
+        self, indices: list[int], all_prompts: Sequence[str], all_grammars: Sequence[str] | None
+    ) -> list[GenerationRecord]:
         prompts = [all_prompts[i] for i in indices]
+        grammars = None if all_grammars is None else [all_grammars[i] for i in indices]
         start = time.perf_counter()
-        outputs = self.llm.generate(list(prompts), self.sampling, lora_request=self.lora_request, use_tqdm=False)
-        sampled = [None] * len(prompts)
+        outputs = self._run(prompts, self.sampling, grammars)
+        fallback = self._fallback(prompts, outputs) if grammars is not None else set()
+        sampled: list[Any] = [None] * len(prompts)
         if self.voting is not None:
-            sampled = self.llm.generate(list(prompts), self.voting, lora_request=self.lora_request, use_tqdm=False)
+            sampled = self._run(prompts, self.voting, grammars)
         elapsed = time.perf_counter() - start
         records = []
-        for index, prompt, output, more in zip(indices, prompts, outputs, sampled, strict=True):
+        for position, (index, prompt, output, more) in enumerate(zip(indices, prompts, outputs, sampled, strict=True)):
             greedy = self._row(output.outputs[0])
             record = GenerationRecord(
                 index=index,
@@ -170,6 +184,8 @@ class VLLMGenerator:
                 batch_size=len(prompts),
                 stopped_by=greedy["stopped_by"],
             )
+            if grammars is not None:
+                record.constraint = greedy["constraint"] = "fallback" if position in fallback else "grammar"
             if more is not None:  # voting: the greedy decode first, then the samples
                 record.samples = [
                     {**greedy, "greedy": True},
@@ -178,6 +194,28 @@ class VLLMGenerator:
                 record.generated_tokens = sum(row["generated_tokens"] for row in record.samples)
             records.append(record)
         return records
+
+    def _run(self, prompts: Sequence[str], sampling: dict[str, Any], grammars: Sequence[str] | None) -> list[Any]:
+        """``llm.generate`` with one SamplingParams for all prompts, or per prompt one carrying its grammar."""
+        params: Any = self._vllm.SamplingParams(**sampling)
+        if grammars is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            params = [
+                self._vllm.SamplingParams(**sampling, structured_outputs=StructuredOutputsParams(grammar=grammar))
+                for grammar in grammars
+            ]
+        return self.llm.generate(list(prompts), params, lora_request=self.lora_request, use_tqdm=False)
+
+    def _fallback(self, prompts: Sequence[str], outputs: list[Any]) -> set[int]:
+        """Replace in ``outputs`` each decode the grammar could not finish (cut at max_tokens) by the
+        unconstrained decode of its prompt; the indices replaced."""
+        failed = [i for i, out in enumerate(outputs) if out.outputs[0].finish_reason == "length"]
+        if failed:
+            again = self._run([prompts[i] for i in failed], self.sampling, None)
+            for i, out in zip(failed, again, strict=True):
+                outputs[i] = out
+        return set(failed)
 
     def _row(self, completion: Any) -> dict[str, Any]:
         """One completion as the HF backend's candidate rows (generate.py ``HFGenerator._row``)."""

@@ -275,7 +275,7 @@ def evaluate_dataset(
     if files.metrics.exists():
         log.warning("%s: replacing the earlier evaluation in %s", dataset.name, out_dir)
         files.metrics.unlink()  # never beside newer predictions, even if this run dies half-way
-    generations, generation_wall_s, resumed = _generate(dataset, target, generator, partial)
+    generations, generation_wall_s, resumed = _generate(dataset, target, generator, partial, recipe)
     vote_wall_s = _vote_keeping_candidates(generations, dataset, recipe, workers, files.predictions)
 
     rows = _prediction_rows(dataset, generations)
@@ -300,6 +300,7 @@ def evaluate_dataset(
         decoding=GenerationSettings.from_config(recipe.evaluation).decoding,
         vote_wall_s=vote_wall_s,
         all_predictions_empty=all_empty,  # a broken model or adapter, not a weak one: the report flags it
+        constraint=_constraint_counts(generations),
         scorer=scored,
         resumed_rows=resumed,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -329,12 +330,14 @@ def _partial(dataset: EvalDataset, target: Target, recipe: Recipe, backend: str,
 
 
 def _generate(
-    dataset: EvalDataset, target: Target, generator: Any, partial: PartialPredictions
+    dataset: EvalDataset, target: Target, generator: Any, partial: PartialPredictions, recipe: Recipe
 ) -> tuple[list[GenerationRecord], float, int]:
     """Every prompt's record, the batches an interrupted run left on disk read back and the rest generated (each
-    batch appended to the partial file as it finishes); returns the records, generation seconds (earlier runs'
-    included) and how many rows were read back."""
+    batch appended to the partial file as it finishes; with ``evaluation.constrain``, each prompt under its
+    example's grammar); returns the records, generation seconds (earlier runs' included) and how many rows were
+    read back."""
     prompts = [render_prompt(target.template, ex.question, ex.context) for ex in dataset.examples]
+    grammars = _grammars(dataset, target, recipe)
     done = partial.load()
     resumed = len(done)
     if done:
@@ -354,10 +357,27 @@ def _generate(
             bar.advance(len(records))
 
         if len(done) < len(prompts):
-            for record in generator.generate(prompts, skip=set(done), on_batch=on_batch):
+            constrained = [] if grammars is None else [grammars]  # generators without grammars take none
+            for record in generator.generate(prompts, *constrained, skip=set(done), on_batch=on_batch):
                 done[record.index] = record
     generations = [done[i] for i in range(len(prompts))]
     return generations, partial.earlier_wall_s + time.perf_counter() - started, resumed
+
+
+def _grammars(dataset: EvalDataset, target: Target, recipe: Recipe) -> list[str] | None:
+    """One grammar per example with ``evaluation.constrain`` (evaluate/constrain.py); None when it is off."""
+    if recipe.evaluation.constrain == "none":
+        return None
+    from sqlmaster.evaluate.constrain import example_grammars
+
+    return example_grammars(dataset.examples, recipe.evaluation.constrain, target.template.stop or "")
+
+
+def _constraint_counts(generations: list[GenerationRecord]) -> dict[str, int] | None:
+    """How many answers the grammar decoded and how many fell back to the unconstrained decode (None: off)."""
+    if all(g.constraint is None for g in generations):
+        return None
+    return {k: sum(g.constraint == k for g in generations) for k in ("grammar", "fallback")}
 
 
 def _vote_keeping_candidates(
@@ -401,7 +421,8 @@ def _vote(
         for g, ex in zip(generations, dataset.examples, strict=True)
     ]
     settings = ScoreSettings(databases_per_example=recipe.evaluation.databases_per_example)
-    for g, v in zip(generations, vote_questions(questions, settings, workers), strict=True):
+    votes = vote_questions(questions, settings, workers, rule=recipe.evaluation.vote_rule)
+    for g, v in zip(generations, votes, strict=True):
         g.choose(
             v.index, {"index": v.index, "reason": v.reason, "groups": [list(x) for x in v.groups], "errors": v.errors}
         )
@@ -449,6 +470,7 @@ def _prediction_row(example: dict[str, Any], gen: GenerationRecord) -> dict[str,
         "prompt_tokens": gen.prompt_tokens,
         "stopped_by": gen.stopped_by,
         **({"samples": gen.samples, "vote": gen.vote} if gen.samples is not None else {}),
+        **({"constraint": gen.constraint} if gen.constraint is not None else {}),
     }
 
 

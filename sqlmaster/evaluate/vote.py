@@ -146,6 +146,22 @@ def vote(candidates: Sequence[Candidate], outcomes: Sequence[Outcome], column_or
     return Vote(index, candidates[index].sql, tuple(tuple(g) for g in ordered), errors, reason)
 
 
+def first_with_rows(candidates: Sequence[Candidate], outcomes: Sequence[Outcome]) -> Vote:
+    """Execution-guided choice (``evaluation.vote_rule: first-rows``): the first candidate, in their order (the
+    greedy decode first, then the samples), that parses, runs and returns at least one row on some database; else
+    the first that runs; else the greedy one."""
+    if not candidates or len(candidates) != len(outcomes):
+        raise ValueError(f"{len(candidates)} candidates for {len(outcomes)} outcomes: one outcome per candidate")
+    errors = sum(not o.runs for o in outcomes)
+    with_rows = [i for i, o in enumerate(outcomes) if o.runs and any(o.rows)]
+    runs = [i for i, o in enumerate(outcomes) if o.runs]
+    for reason, found in (("first with rows", with_rows), ("first that runs", runs)):
+        if found:
+            return Vote(found[0], candidates[found[0]].sql, ((found[0],),), errors, reason)
+    index = next((i for i, c in enumerate(candidates) if c.greedy), 0)
+    return Vote(index, candidates[index].sql, (), errors, "all failed")
+
+
 # ------------------------------------------------------------------------------------------------ in a worker
 
 
@@ -292,12 +308,14 @@ def vote_questions(
     settings: ScoreSettings | None = None,
     workers: int | None = None,
     method: str | None = None,
+    rule: str = "majority",
 ) -> list[Vote]:
     """One :class:`Vote` per question, in order (see the module docstring).
 
     ``settings``: the scorer's (databases per example, seed, limits, watchdog, column order; evaluation's by
     default); ``workers``: processes (default up to 2; 0 runs in this process without isolation); ``method``
-    forces the workers' start method (tests). A ``db_path`` that is not an SQLite file raises
+    forces the workers' start method (tests); ``rule``: ``majority`` (:func:`vote`) or ``first-rows``
+    (:func:`first_with_rows`). A ``db_path`` that is not an SQLite file raises
     :class:`~.score.ScoreInputError` (a ConfigError) before anything runs.
     """
     settings = settings or ScoreSettings()
@@ -330,5 +348,8 @@ def vote_questions(
             outcomes.get((i, c.sql.strip()), no_databases if c.sql.strip() else Outcome(error="empty"))
             for c in q.candidates
         ]
-        votes.append(vote(q.candidates, per_candidate, settings.column_order_matters))
+        if rule == "first-rows":
+            votes.append(first_with_rows(q.candidates, per_candidate))
+        else:
+            votes.append(vote(q.candidates, per_candidate, settings.column_order_matters))
     return votes
