@@ -208,7 +208,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("truncated gzip", [*TRAIN, "{new}", "--set", "data.source={inputs}/truncated.jsonl.gz"], 2, r"cannot read data"),
     ("not UTF-8 data", [*TRAIN, "{new}", "--set", "data.source={inputs}/not-utf8.jsonl"], 2, r"cannot read data"),
     ("missing data file", [*TRAIN, "{new}", "--set", "data.source={inputs}/nope.jsonl"], 2, r"does not exist"),
-    ("data is a directory", [*TRAIN, "{new}", "--set", "data.source={inputs}/a-directory.yaml"], 2, r"is a directory"),
+    # a folder is read as `data from-db` output: one without train.jsonl says what it needs
+    ("data is a folder", [*TRAIN, "{new}", "--set", "data.source={inputs}/a-directory.yaml"], 2, r"no train\.jsonl"),
     ("data is /dev/zero", [*TRAIN, "{new}", "--set", "data.source=/dev/zero"], 2, r"/dev/zero is not a regular file"),
     ("not a source", [*TRAIN, "{new}", "--set", "data.source=nonsense"], 2, r"neither 'shipped'"),
     (
