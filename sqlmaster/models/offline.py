@@ -129,7 +129,10 @@ def _cache_problem(spec: ModelSpec, folder: Path, *, hashes: bool) -> str | None
         return f"{SOURCE_FILE} or config.json is not a JSON object (the file was edited)"
     files, shape = source.get("files"), source.get("shape")
     if not isinstance(files, dict) or not isinstance(shape, dict):
-        return _legacy_problem(spec, folder, config)
+        problem = _legacy_problem(spec, folder, config)
+        if problem is None:
+            _record_legacy(spec, folder, source, config)
+        return problem
     expected = {**shape, **_registry_shape(spec)}  # the registry wins where it states the value
     for key in SHAPE_KEYS:
         if key in expected and config.get(key) != expected[key]:
@@ -165,12 +168,32 @@ def _legacy_problem(spec: ModelSpec, folder: Path, config: dict[str, Any]) -> st
             read_header(weights, weights.name)
         except ConfigError as exc:
             return str(exc).split(". ")[0]
-    log.warning(
-        "%s was fetched by an older sqlmaster that did not record its files' sizes and sha256; run "
-        "`sqlmaster models fetch %s --force` once to record them",
-        folder,
-        spec.name,
-    )
+    return None
+
+
+def _record_legacy(spec: ModelSpec, folder: Path, source: dict[str, Any], config: dict[str, Any]) -> None:
+    """Record, once, the sizes and sha256 of a copy that passed :func:`_legacy_problem` (trust on first use), so
+    that every later load checks it like a fresh fetch; a cache that cannot be written keeps the warning."""
+    from sqlmaster.atomic import write_json
+
+    try:
+        with _locked(folder.parent / f".{spec.name}.lock"):
+            files = {
+                path.name: {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
+                for path in sorted(folder.iterdir())
+                if path.is_file() and path.name != SOURCE_FILE
+            }
+            shape = {key: config.get(key) for key in SHAPE_KEYS}
+            write_json(folder / SOURCE_FILE, {**source, "files": files, "shape": shape})
+    except OSError:
+        log.warning(
+            "%s was fetched by an older sqlmaster that did not record its files' sizes and sha256, and that record "
+            "cannot be written there; run `sqlmaster models fetch %s --force` to replace the copy",
+            folder,
+            spec.name,
+        )
+        return None
+    log.info("%s: recorded its files' sizes and sha256 (fetched by an older sqlmaster); loads now check them", folder)
     return None
 
 
