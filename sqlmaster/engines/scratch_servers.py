@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlglot import exp
@@ -128,21 +129,9 @@ class PostgresScratchHost(ScratchHost):
 
     def build(self, data: ScratchData) -> ScratchExample:
         names = [_namespace(i) for i in range(len(data.rows))]
-        types = TYPE_NAMES["postgresql"]
         self._conn.rollback()  # a fresh transaction: the example's schemas live and die in it
         with self._conn.cursor() as cur:
-            for schema, rows in zip(names, data.rows, strict=True):
-                cur.execute(f"CREATE SCHEMA {_pq(schema)}")
-                for t in data.tables:
-                    target = f"{_pq(schema)}.{_pq(t.name)}"
-                    cols = ", ".join(f"{_pq(n)} {types[k]}" for n, k in t.columns)
-                    cur.execute(f"CREATE TABLE {target} ({cols})")
-                    table_rows = [
-                        tuple(_cell(v, k) for v, (_, k) in zip(r, t.columns, strict=True)) for r in rows.get(t.name, [])
-                    ]
-                    if table_rows:
-                        marks = ", ".join(["%s"] * len(t.columns))
-                        cur.executemany(f"INSERT INTO {target} VALUES ({marks})", table_rows)
+            _fill(cur, data, names, "postgresql", _pq, "CREATE SCHEMA {}")
         return ServerScratchExample(self, data, names)
 
     def run(self, schema: str, sql: str, limits: Limits) -> list[Row]:
@@ -238,20 +227,8 @@ class MySQLScratchHost(ScratchHost):
 
     def build(self, data: ScratchData) -> ScratchExample:
         names = [_namespace(i) for i in range(len(data.rows))]
-        types = TYPE_NAMES["mysql"]
         with self._conn.cursor() as cur:
-            for schema, rows in zip(names, data.rows, strict=True):
-                cur.execute(f"CREATE DATABASE {_mq(schema)} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-                for t in data.tables:
-                    target = f"{_mq(schema)}.{_mq(t.name)}"
-                    cols = ", ".join(f"{_mq(n)} {types[k]}" for n, k in t.columns)
-                    cur.execute(f"CREATE TABLE {target} ({cols})")
-                    table_rows = [
-                        tuple(_cell(v, k) for v, (_, k) in zip(r, t.columns, strict=True)) for r in rows.get(t.name, [])
-                    ]
-                    if table_rows:
-                        marks = ", ".join(["%s"] * len(t.columns))
-                        cur.executemany(f"INSERT INTO {target} VALUES ({marks})", table_rows)
+            _fill(cur, data, names, "mysql", _mq, "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         return ServerScratchExample(self, data, names)
 
     def run(self, schema: str, sql: str, limits: Limits) -> list[Row]:
@@ -293,3 +270,20 @@ class MySQLScratchHost(ScratchHost):
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _fill(cur: Any, data: ScratchData, names: list[str], engine: str, quote: Callable[[str], str], create: str) -> None:
+    """Each synthesized database as a namespace (``create``: its SQL, ``{}`` the quoted name) holding the example's
+    tables, typed for ``engine``, and their rows: the same on PostgreSQL (schemas) and MySQL (databases)."""
+    types = TYPE_NAMES[engine]
+    for schema, rows in zip(names, data.rows, strict=True):
+        cur.execute(create.format(quote(schema)))
+        for t in data.tables:
+            target = f"{quote(schema)}.{quote(t.name)}"
+            cur.execute(f"CREATE TABLE {target} ({', '.join(f'{quote(n)} {types[k]}' for n, k in t.columns)})")
+            table_rows = [
+                tuple(_cell(v, k) for v, (_, k) in zip(r, t.columns, strict=True)) for r in rows.get(t.name, [])
+            ]
+            if table_rows:
+                marks = ", ".join(["%s"] * len(t.columns))
+                cur.executemany(f"INSERT INTO {target} VALUES ({marks})", table_rows)
