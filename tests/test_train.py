@@ -124,6 +124,7 @@ def test_wandb_mode_auto_is_offline_without_a_key(monkeypatch: pytest.MonkeyPatc
     from sqlmaster.train.tracking import run_id_for, wandb_mode
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the user's choice wins over a key (test_hardening.py)
     assert wandb_mode(TrackingConfig()) == "offline"
     monkeypatch.setenv("WANDB_API_KEY", "x")
     assert wandb_mode(TrackingConfig()) == "online"
