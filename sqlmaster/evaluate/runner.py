@@ -31,6 +31,7 @@ Generation and scoring show a live bar in a terminal and, in a pod or a pipe, a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -184,6 +185,17 @@ def eval_root(output_dir: Path) -> Path:
     return output_dir if output_dir.name == EVAL_DIR else RunDir(output_dir).eval
 
 
+def _target_in_its_dialect(model: str, adapter: Path | None, recipe: Recipe) -> tuple[Target, Recipe]:
+    """The target, and the recipe in the dialect its run trained for: a model trained with data.dialect=postgresql
+    is prompted in that dialect and scored on that engine, whatever the evaluation recipe says."""
+    target = resolve_target(model, adapter, recipe)
+    data_cfg, _ = data_config_of_run(target.run_info, recipe.data)
+    if data_cfg.dialect == recipe.data.dialect:
+        return target, recipe
+    recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, dialect=data_cfg.dialect))
+    return resolve_target(model, adapter, recipe), recipe
+
+
 def run_evaluation(
     model: str,
     adapter: Path | None,
@@ -204,7 +216,7 @@ def run_evaluation(
     LANGSMITH_API_KEY.
     """
     setup_logging()
-    target = resolve_target(model, adapter, recipe)
+    target, recipe = _target_in_its_dialect(model, adapter, recipe)
     names = list(datasets or recipe.evaluation.datasets)
     limit = limit if limit is not None else recipe.evaluation.limit
     data_cfg, data_origin = data_config_of_run(target.run_info, recipe.data)
