@@ -89,3 +89,27 @@ def overfit(model: Any, tokenizer: Any, texts: list[str], steps: int = 80, lr: f
         optimizer.step()
         optimizer.zero_grad()
     return model.eval()
+
+
+def write_lora_run(root: Any, base: Any, tokenizer: Any, recipe: Any, splits: Any, run_id: str, rank: int) -> Any:
+    """A training run directory as `sqlmaster train` leaves one for a LoRA run: ``base/`` weights, an ``adapter/``
+    (q/v at ``rank``) and a run.json naming the recipe and the split fingerprints; returns ``root``."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+
+    base.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    lora = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"]))
+    lora.save_pretrained(root / "adapter")
+    tokenizer.save_pretrained(root / "adapter")
+    run_info = {
+        "run_id": run_id,
+        "base_model": {"name": "tiny", "hub_id": "sqlmaster/tiny", "path": "base"},
+        "mode": "lora",
+        "prompt_template": "compact",
+        "data": {"source": "shipped", "sha256": splits.fingerprints()},
+        "recipe": recipe.to_dict(),
+    }
+    (root / "run.json").write_text(json.dumps(run_info))
+    return root

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eval_fixtures import scramble, tiny_model, tiny_tokenizer
+from eval_fixtures import scramble, tiny_model, tiny_tokenizer, write_lora_run
 
 from sqlmaster.config import load_recipe
 from sqlmaster.data.pipeline import build_splits
@@ -74,27 +74,13 @@ main()
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA run of a scrambled tiny model (varied output) as `sqlmaster train` lays it out."""
-    from peft import LoraConfig, get_peft_model
 
     recipe = load_recipe(overrides=[f"data.{k}={v}" for k, v in DATA.items()] + ["prompt.template=compact"])
     splits = build_splits(recipe.data)
     tokenizer = tiny_tokenizer()
     base = scramble(tiny_model(tokenizer, hidden=32, layers=1), std=0.2)
     root = tmp_path_factory.mktemp("run") / "tiny"
-    base.save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
-    lora = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
-    lora.save_pretrained(root / "adapter")
-    tokenizer.save_pretrained(root / "adapter")
-    run_info = {
-        "run_id": "resume-test",
-        "base_model": {"name": "tiny", "hub_id": "sqlmaster/tiny", "path": "base"},
-        "mode": "lora",
-        "prompt_template": "compact",
-        "data": {"source": "shipped", "sha256": splits.fingerprints()},
-        "recipe": recipe.to_dict(),
-    }
-    (root / "run.json").write_text(json.dumps(run_info))
+    write_lora_run(root, base, tokenizer, recipe, splits, "resume-test", rank=2)
     return root
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from eval_fixtures import overfit, tiny_model, tiny_tokenizer
+from eval_fixtures import overfit, tiny_model, tiny_tokenizer, write_lora_run
 from typer.testing import CliRunner
 
 from sqlmaster.cli import app
@@ -57,7 +57,6 @@ LEARNT = 2  # test examples (the shortest of the first four) the base learns by 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA run of `tiny` as `sqlmaster train` lays it out, whose base has learnt two of its test examples."""
-    from peft import LoraConfig, get_peft_model
 
     recipe = load_recipe(overrides=[f"data.{k}={v}" for k, v in DATA.items()] + ["prompt.template=compact"])
     splits = build_splits(recipe.data)
@@ -70,20 +69,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     learnt = sorted(range(4), key=lambda i: len(tokenizer(texts[i])["input_ids"]))[:LEARNT]
     base = overfit(tiny_model(tokenizer, hidden=128), tokenizer, [texts[i] for i in learnt], steps=80, lr=3e-3)
     root = tmp_path_factory.mktemp("run") / "tiny"
-    base.save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
-    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    lora.save_pretrained(root / "adapter")
-    tokenizer.save_pretrained(root / "adapter")
-    run_info = {
-        "run_id": "test-run",
-        "base_model": {"name": "tiny", "hub_id": "sqlmaster/tiny", "path": "base"},
-        "mode": "lora",
-        "prompt_template": "compact",
-        "data": {"source": "shipped", "sha256": splits.fingerprints()},
-        "recipe": recipe.to_dict(),
-    }
-    (root / "run.json").write_text(json.dumps(run_info))
+    write_lora_run(root, base, tokenizer, recipe, splits, "test-run", rank=4)
     (root / "learnt.json").write_text(json.dumps(sorted(learnt)))
     return root
 
