@@ -133,6 +133,22 @@ def test_folder_as_data_source_and_mixed(folder: Path) -> None:
         load_examples(str(folder.parent))
 
 
+def test_mix_source_keeps_its_own_held_out_rows(folder: Path) -> None:
+    """A run on a database's pairs mixed with sql-create-context (test_size=0) never trains on the rows that a run on
+    sql-create-context alone holds out, and `sql-create-context-test` scores exactly those rows."""
+    cfg = DataConfig(source=str(folder), validation_size=5, test_size=0, mix_source="shipped", drop_invalid_gold=True)
+    mixed = build_splits(cfg)
+    alone = build_splits(DataConfig(source="shipped", drop_invalid_gold=True))  # README command 1's split
+    assert mixed.mix_test == alone.test and len(mixed.mix_test) == 500
+    held = {ex.key() for ex in alone.test} | {ex.key() for ex in alone.validation}
+    assert not held & {ex.key() for ex in mixed.train}
+    dataset = load_eval_dataset("sql-create-context-test", SplitCache(cfg, None))
+    assert [ex.answer for ex in dataset.examples] == [ex.answer for ex in alone.test]
+    assert dataset.info["split"] == "test of data.mix_source" and dataset.info["source"] == "shipped"
+    with pytest.raises(ConfigError, match="test_size=0"):
+        load_eval_dataset("sql-create-context-test", SplitCache(dataclasses.replace(cfg, mix_source=None), None))
+
+
 def test_folder_rows_carry_scoring_fields(folder: Path) -> None:
     row = json.loads((folder / "train.jsonl").read_text().splitlines()[0])
     assert {"question", "context", "answer", "db_id", "db_path", "family", "level"} <= set(row)

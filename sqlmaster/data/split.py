@@ -22,6 +22,8 @@ class Splits:
     validation: list[Example]
     test: list[Example]
     stats: dict[str, int] = field(default_factory=dict)
+    # with data.mix_source: that source's own held-out test rows (never trained on; see pipeline.mix)
+    mix_test: list[Example] = field(default_factory=list)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}

@@ -116,13 +116,19 @@ def load_eval_dataset(name: str, splits: SplitCache, limit: int | None = None) -
 
 
 def _sql_create_context_test(splits: SplitCache) -> EvalDataset:
-    test: list[Example] = splits.get().test
+    built = splits.get()
+    test: list[Example] = built.test
+    source, split = splits.data_cfg.source, "test"
+    if not test and built.mix_test:
+        # trained on a database's pairs (test_size=0) mixed with sql-create-context: score on the rows of the
+        # mix source that the run held out (data/pipeline.py: mix)
+        test, source, split = built.mix_test, str(splits.data_cfg.mix_source), "test of data.mix_source"
     if not test:
         raise ConfigError("the run's data recipe has test_size=0: there is no held-out test split to evaluate")
     examples = [EvalExample(f"test-{i}", ex.question, ex.context, ex.answer) for i, ex in enumerate(test)]
     info = {
-        "source": splits.data_cfg.source,
-        "split": "test",
+        "source": source,
+        "split": split,
         "seed": splits.data_cfg.seed,
         "sha256": fingerprint(test),
     }
