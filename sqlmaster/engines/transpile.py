@@ -6,7 +6,8 @@ sqlglot (pinned) rewrites the syntax; what it leaves to the caller is SQLite's *
 
 1. **Double-quoted names that name no column are strings** (SQLite's DQS rule: ``WHERE year = "2009"`` is the
    string ``'2009'`` in SQLite and a column in PostgreSQL/DuckDB): :func:`sqlmaster.evaluate.sqlast.dqs_to_strings`.
-2. **Identifiers are lower-cased and quoted**: SQLite matches names case-insensitively; the scratch databases
+2. **Identifiers are lower-cased and quoted** (all of them, or with ``quote="needed"`` only where bare they would
+   be misread): SQLite matches names case-insensitively; the scratch databases
    (:mod:`.scratch`) create every table and column lower-cased, so ``Name``, ``NAME`` and ``name`` all find it on
    PostgreSQL and MySQL too, and reserved words (``year``, ``rank``, ``order``) are safe.
 3. **Comparison affinity** (SQLite's datatype docs, section 4.2): a text column compared with a number compares
@@ -44,10 +45,13 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from sqlmaster.engines.keywords import RESERVED
 from sqlmaster.evaluate import sqlast
 
 # engine name (sqlmaster.engines.ENGINE_NAMES, --engine, data.dialect) -> sqlglot's dialect name
 DIALECTS: dict[str, str] = {"sqlite": "sqlite", "duckdb": "duckdb", "postgresql": "postgres", "mysql": "mysql"}
+# How names are quoted (transpile's ``quote``).
+QUOTING = ("all", "needed")
 # Why a query could not be transpiled (TranspileError.cause).
 CAUSES = ("parse", "unsupported", "generate")
 # SQLite type affinities (synth.Column.affinity): what a column's kind is called here.
@@ -57,6 +61,7 @@ _NUMBER_KINDS = (INTEGER, REAL, NUMERIC)
 # table (lower-cased) -> column (lower-cased) -> kind (TEXT, INTEGER, REAL, NUMERIC or BLOB)
 ColumnTypes = Mapping[str, Mapping[str, str]]
 
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _INT_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 _REAL_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 _POSTGRES_NUMBER = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
@@ -92,15 +97,20 @@ def sqlite_text(value: int | float) -> str:
     return text if any(ch in text for ch in ".en") else f"{text}.0"
 
 
-def transpile(sql: str, engine: str, types: ColumnTypes | None = None) -> str:
+def transpile(sql: str, engine: str, types: ColumnTypes | None = None, quote: str = "all") -> str:
     """``sql`` (SQLite) written for ``engine`` (a name in :data:`DIALECTS`) with the rules of this module.
 
     ``types``: the schema's column kinds (:func:`column_types`); without it only the syntax and the rules that
-    need no schema apply. Raises :class:`TranspileError`.
+    need no schema apply. ``quote``: ``"all"`` quotes every name (scoring: nothing can be misread);
+    ``"needed"`` only the names the engine would misread bare (:mod:`.keywords`, names that are not plain
+    lower-case words): the answers a model learns from (``data.dialect``), as short as SQLite's. Both mean the
+    same on the lower-cased databases the scorer builds. Raises :class:`TranspileError`.
     """
     dialect = DIALECTS.get(engine)
     if dialect is None:
         raise ValueError(f"unknown engine {engine!r}; one of {', '.join(DIALECTS)}")
+    if quote not in QUOTING:
+        raise ValueError(f"unknown quote {quote!r}; one of {', '.join(QUOTING)}")
     if engine == "sqlite":
         return sql
     tree = sqlast.parse(sql)
@@ -112,7 +122,9 @@ def transpile(sql: str, engine: str, types: ColumnTypes | None = None) -> str:
     _lower_identifiers(tree)
     try:
         tree = _apply_rules(tree, engine, lowered)
-        return tree.sql(dialect=dialect, identify=True, unsupported_level=sqlglot.ErrorLevel.RAISE)
+        if quote == "needed":
+            _quote_where_needed(tree, engine)
+        return tree.sql(dialect=dialect, identify=quote == "all", unsupported_level=sqlglot.ErrorLevel.RAISE)
     except TranspileError:
         raise
     except SqlglotError as exc:
@@ -124,6 +136,13 @@ def transpile(sql: str, engine: str, types: ColumnTypes | None = None) -> str:
 def _lower_identifiers(tree: exp.Expr) -> None:
     for ident in tree.find_all(exp.Identifier):
         ident.set("this", ident.this.lower())
+
+
+def _quote_where_needed(tree: exp.Expr, engine: str) -> None:
+    reserved = RESERVED[engine]
+    for ident in tree.find_all(exp.Identifier):
+        name = ident.this
+        ident.set("quoted", name in reserved or _PLAIN_NAME.fullmatch(name) is None)
 
 
 def _apply_rules(tree: exp.Expr, engine: str, types: dict[str, dict[str, str]]) -> exp.Expr:
