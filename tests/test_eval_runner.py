@@ -265,6 +265,7 @@ def test_eval_run_constrained_with_execution_guided_choice(
     metrics = json.loads((test_dir / "metrics.json").read_text())
     assert metrics["decoding"] == "exec@3+grammar+values"
     assert sum(metrics["constraint"].values()) == 4
+    assert metrics["dataset_info"]["literal_case"] == {"table_name_N": "lower"}  # measured on the run's training
     records = [json.loads(line) for line in (test_dir / "records.jsonl").read_text().splitlines()]
     learnt = json.loads((run_dir / "learnt.json").read_text())
     assert all(records[i]["execution_match"] for i in learnt)  # the grammar admits the answers it knows

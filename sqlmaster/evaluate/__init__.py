@@ -10,6 +10,7 @@ and no other; docs/design.md shows it (``python scripts/gen-files.py``).
 | `generate` | `GenerationSettings`; batched generation (transformers): greedy or N candidates | runner, generate_vllm |
 | `resume` | `predictions.partial.jsonl`: generated batches on disk, read back by a rerun (fingerprinted) | runner |
 | `constrain` | per-example SQL grammars (schema, question spans, db values); logits processor | generate, runner |
+| `literal_case` | the case a training split writes question spans in, by table shape (for `constrain`) | runner |
 | `generate_vllm` | the same with vLLM on a GPU, the LoRA adapter served unmerged | runner |
 | `score` | `sqlmaster eval score`, the one scoring path: rows → workers → `Score` → files | cli, runner, triplets |
 | `server_score` | `eval score --db`: gold and prediction on one real database through the engine layer | cli |

@@ -10,8 +10,9 @@ SELECT and is then a sequence of SQL keywords and functions, operators, commas, 
 identifiers, and ends with an optional ``;`` and the template's stop string. Identifiers are the context's table
 and column names, ``T1``-style aliases, and qualified ``table.column`` / ``alias.column`` names (any case: Spider's
 gold writes ``Singer`` for ``singer``). Under ``grammar`` a string literal is any quoted text; under
-``grammar+values`` it is a span of the question (whole words, ``%`` allowed at either end for LIKE, any case:
-the training data lowercases 73% of the question spans it quotes that hold a capital, and title-cases others),
+``grammar+values`` it is a span of the question (whole words, ``%`` allowed at either end for LIKE) in the case
+the training data writes such literals for this kind of table (:mod:`.literal_case`: sql-create-context lower-cases
+them for ``table_name_N`` tables and copies them as written for the others; any case where the data is mixed),
 or a value of the example's database that matches the question (:func:`database_values`). Numbers are any
 number (``LIMIT 1``, ``> 1`` are rarely in the question).
 
@@ -31,6 +32,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlmaster.evaluate.literal_case import CASES, LiteralCase
 
 MODES = ("none", "grammar", "grammar+values")
 MAX_SPAN_UNITS = 30  # longest question span offered as a literal, in words/punctuation (gold: 99.9% <= 22)
@@ -199,17 +202,20 @@ def _alternatives(strings: Iterable[str], insensitive: bool = True) -> str:
     return " | ".join(json.dumps(s) + suffix for s in sorted(set(strings), key=lambda s: (-len(s), s)))
 
 
-def _span_rules(question: str, name: str, quote: str) -> list[str]:
-    """Terminals ``{name}_i``: a span of the question starting at its i-th unit (a word or punctuation mark, any
-    case), written chained (unit i, then optionally the gap and the span at unit i + 1), so the grammar grows
-    linearly with the question; ``{name}``: any of them. A unit holding the quote character ends a chain."""
+def _span_rules(question: str, name: str, quote: str, case: str = "any") -> list[str]:
+    """Terminals ``{name}_i``: a span of the question starting at its i-th unit (a word or punctuation mark, in
+    ``case``: a value of literal_case.CASES), written chained (unit i, then optionally the gap and the span at unit
+    i + 1), so the grammar grows linearly with the question; ``{name}``: any of them. A unit holding the quote
+    character ends a chain."""
     units = list(_UNIT.finditer(question))
     ok = [quote not in m.group() for m in units]
+    flag = "i" if case == "any" else ""
     rules = []
     for i, unit in enumerate(units):
         if not ok[i]:
             continue
-        rule = f"{name}_{i}: {json.dumps(unit.group())}i"
+        text = unit.group().lower() if case == "lower" else unit.group()
+        rule = f"{name}_{i}: {json.dumps(text)}{flag}"
         if i + 1 < len(units) and ok[i + 1]:
             gap = question[unit.end() : units[i + 1].start()]
             rule += f" ({json.dumps(gap)} {name}_{i + 1})?" if gap else f" {name}_{i + 1}?"
@@ -219,12 +225,12 @@ def _span_rules(question: str, name: str, quote: str) -> list[str]:
     return rules
 
 
-def _literal_rules(question: str, values: Sequence[str], mode: str) -> list[str]:
+def _literal_rules(question: str, values: Sequence[str], mode: str, case: str) -> list[str]:
     if mode == "grammar":
         return [r"STRING: /\"[^\"\n]*\"/ | /'[^'\n]*'/"]
     rules = []
     for name, quote in (("DQ", '"'), ("SQ", "'")):
-        rules += _span_rules(question, f"SPAN_{name}", quote)
+        rules += _span_rules(question, f"SPAN_{name}", quote, case)
         exact = [v for v in values if quote not in v]
         inner = f"SPAN_{name}" + (f" | {_alternatives(exact, insensitive=False)}" if exact else "")
         q = json.dumps(quote)
@@ -234,11 +240,20 @@ def _literal_rules(question: str, values: Sequence[str], mode: str) -> list[str]
 
 
 def sql_grammar(
-    context: str, question: str, *, mode: str = "grammar+values", stop: str = "", values: Sequence[str] = ()
+    context: str,
+    question: str,
+    *,
+    mode: str = "grammar+values",
+    stop: str = "",
+    values: Sequence[str] = (),
+    case: str = "any",
 ) -> str:
-    """The Lark grammar of the answers allowed for one example (see the module docstring)."""
+    """The Lark grammar of the answers allowed for one example (see the module docstring); ``case``: how question
+    spans may be written as literals (literal_case.CASES, the dataset's convention: literal_case.py)."""
     if mode not in MODES[1:]:
         raise ValueError(f"constrained decoding mode must be one of {MODES[1:]}, not {mode!r}")
+    if case not in CASES:
+        raise ValueError(f"literal case must be one of {CASES}, not {case!r}")
     schema = parse_schema(context)
     names = [*schema.tables, *schema.columns] or ["_"]
     qualifiers = _alternatives([*schema.tables, "T1", "T2", "T3", "T4", "T5", "T6"])
@@ -253,7 +268,7 @@ def sql_grammar(
         f'QUALIFIED: ({qualifiers}) "." ({columns})',
         f"OP: {_alternatives(OPERATORS, insensitive=False)}",
         r"NUMBER: /[0-9]+(\.[0-9]+)?/ | /\.[0-9]+/",
-        *_literal_rules(question, values, mode),
+        *_literal_rules(question, values, mode, case),
     ]
     return "\n".join(lines) + "\n"
 
@@ -388,10 +403,12 @@ class GrammarLogitsProcessor:
         return not self.failed[row] and (self.done[row] or self.matchers[row].is_accepting())
 
 
-def example_grammars(examples: Sequence[Any], mode: str, stop: str) -> list[str]:
-    """One grammar per evaluation example (``question``, ``context``, ``db_path``: datasets.EvalExample)."""
+def example_grammars(examples: Sequence[Any], mode: str, stop: str, convention: LiteralCase | None = None) -> list[str]:
+    """One grammar per evaluation example (``question``, ``context``, ``db_path``: datasets.EvalExample), question
+    spans in the case ``convention`` gives the example's context (any case without one)."""
     grammars = []
     for ex in examples:
         values = database_values(ex.db_path, ex.question) if mode == "grammar+values" else []
-        grammars.append(sql_grammar(ex.context, ex.question, mode=mode, stop=stop, values=values))
+        case = convention.case_for(ex.context) if convention is not None else "any"
+        grammars.append(sql_grammar(ex.context, ex.question, mode=mode, stop=stop, values=values, case=case))
     return grammars

@@ -21,6 +21,7 @@ from typing import Any
 from sqlmaster.config import DataConfig
 from sqlmaster.data.examples import Example, fingerprint, normalise_text
 from sqlmaster.errors import ConfigError
+from sqlmaster.evaluate.literal_case import LiteralCase
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class EvalExample:
     answer: str
     db_path: str | None = None
     db_id: str | None = None
+    db_source: str | None = None  # a DuckDB file or server URL (no password) the engine layer scores it on
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -49,6 +51,8 @@ class EvalDataset:
     name: str  # directory name under eval/ (a triplets file is named after its stem)
     examples: list[EvalExample]
     info: dict[str, Any] = field(default_factory=dict)  # provenance: source, drops, limit, fingerprints
+    # with evaluation.constrain=grammar+values: the case the run's training data writes literals in (literal_case.py)
+    literal_case: LiteralCase | None = None
 
 
 def data_config_of_run(run_info: dict[str, Any] | None, fallback: DataConfig) -> tuple[DataConfig, str]:
@@ -196,20 +200,26 @@ def _triplets(path: Path) -> EvalDataset:
     return EvalDataset(name, examples, {"source": str(path), "sha256": fingerprint(rows)})
 
 
-def _database_fields(path: Path, count: int) -> list[tuple[str | None, str | None]]:
-    """Each row's ``(db_path, db_id)``: a row that names its real database file (``data from-db``'s test.jsonl)
-    is scored on it; a relative ``db_path`` is taken from the file's folder."""
+def _database_fields(path: Path, count: int) -> list[tuple[str | None, str | None, str | None]]:
+    """Each row's ``(db_path, db_id, db_source)``: a row that names its real database (``data from-db``'s
+    test.jsonl: ``db_path`` for an SQLite file, ``db_source`` for a DuckDB file or a server) is scored on it;
+    relative paths are taken from the file's folder."""
     from sqlmaster.data.load import read_rows
+    from sqlmaster.engines.source import is_url
 
     raw = read_rows(path) if path.name.endswith((".jsonl", ".jsonl.gz", ".json")) else []
     if len(raw) != count:
-        return [(None, None)] * count
-    out: list[tuple[str | None, str | None]] = []
+        return [(None, None, None)] * count
+    out: list[tuple[str | None, str | None, str | None]] = []
     for row in raw:
-        db_path, db_id = row.get("db_path"), row.get("db_id")
-        if isinstance(db_path, str) and db_path.strip():
-            db_path = str(path.parent / db_path) if not Path(db_path).is_absolute() else db_path
-        else:
-            db_path = None
-        out.append((db_path, db_id if isinstance(db_id, str) and db_path else None))
+        db_path, db_id, source = (_text(row.get(k)) for k in ("db_path", "db_id", "db_source"))
+        if db_path is not None and not Path(db_path).is_absolute():
+            db_path = str(path.parent / db_path)
+        if source is not None and not is_url(source) and not Path(source).is_absolute():
+            source = str(path.parent / source)
+        out.append((db_path, db_id if db_path else None, source))
     return out
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None

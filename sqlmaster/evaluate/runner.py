@@ -46,6 +46,7 @@ from sqlmaster.errors import ConfigError
 from sqlmaster.evaluate.conventions import DEFAULT_CONVENTION
 from sqlmaster.evaluate.datasets import SPIDER_DEV, EvalDataset, SplitCache, data_config_of_run, load_eval_dataset
 from sqlmaster.evaluate.generate import PROMPT_TOO_LONG, GenerationRecord, GenerationSettings
+from sqlmaster.evaluate.literal_case import LiteralCase
 from sqlmaster.evaluate.resume import PartialPredictions, fingerprint
 from sqlmaster.logs import setup_logging
 from sqlmaster.progress import Progress
@@ -222,9 +223,7 @@ def run_evaluation(
     data_cfg, data_origin = data_config_of_run(target.run_info, recipe.data)
     splits = SplitCache(data_cfg, target.run_info)
     # Build every dataset before loading the model: a bad name or path fails in seconds, not after a 7B load.
-    built = [load_eval_dataset(name, splits, limit) for name in names]
-    for dataset in built:
-        dataset.info["data_recipe_from"] = data_origin
+    built = _datasets(names, splits, limit, data_origin, recipe)
 
     # ... and an unusable output directory (a file, no permission) too, before the model loads.
     from sqlmaster.evaluate.score import prepare_output_dir
@@ -376,13 +375,40 @@ def _generate(
     return generations, partial.earlier_wall_s + time.perf_counter() - started, resumed
 
 
+def _datasets(
+    names: list[str], splits: SplitCache, limit: int | None, data_origin: str, recipe: Recipe
+) -> list[EvalDataset]:
+    """Every dataset named, with where its data recipe came from and, under ``grammar+values``, the case its
+    literals take."""
+    built = [load_eval_dataset(name, splits, limit) for name in names]
+    convention = _literal_case(splits, recipe)
+    for dataset in built:
+        dataset.info["data_recipe_from"] = data_origin
+        if convention is not None:
+            dataset.literal_case = convention
+            dataset.info["literal_case"] = convention.rules
+    return built
+
+
+def _literal_case(splits: SplitCache, recipe: Recipe) -> LiteralCase | None:
+    """With ``grammar+values``: the case the run's training split writes question spans in (literal_case.py)."""
+    if recipe.evaluation.constrain != "grammar+values":
+        return None
+    from sqlmaster.evaluate.literal_case import measure
+
+    convention = measure(splits.get().train)
+    log.info("literal case of the training data, by table shape: %s", convention.rules or "mixed (any case)")
+    return convention
+
+
 def _grammars(dataset: EvalDataset, target: Target, recipe: Recipe) -> list[str] | None:
     """One grammar per example with ``evaluation.constrain`` (evaluate/constrain.py); None when it is off."""
     if recipe.evaluation.constrain == "none":
         return None
     from sqlmaster.evaluate.constrain import example_grammars
 
-    return example_grammars(dataset.examples, recipe.evaluation.constrain, target.template.stop or "")
+    stop = target.template.stop or ""
+    return example_grammars(dataset.examples, recipe.evaluation.constrain, stop, dataset.literal_case)
 
 
 def _constraint_counts(generations: list[GenerationRecord]) -> dict[str, int] | None:
