@@ -150,6 +150,7 @@ def test_passwords_are_redacted() -> None:
         "shop",
     )
     assert "s3cr" not in parsed.shown() and parsed.shown() == "postgresql://reader:***@db.example:5432/shop"
+    assert parsed.without_password() == "postgresql://reader@db.example:5432/shop"  # what from-db's pairs store
 
 
 @pytest.mark.parametrize(

@@ -136,8 +136,37 @@ def test_duckdb_file(tmp_path: Path) -> None:
     info = from_db([str(db)], tmp_path / "out", FAST)
     assert _stamp(db) == before
     rows = _rows(tmp_path / "out" / "train.jsonl") + _rows(tmp_path / "out" / "test.jsonl")
-    assert rows and all("db_path" not in r and r["db_id"] == "shop" for r in rows)  # the scorer reads SQLite files
+    assert rows and all("db_path" not in r and r["db_id"] == "shop" for r in rows)
+    assert {r["db_source"] for r in rows} == {str(db.resolve())}  # scored there, through the engine layer
     assert info["counts"]["per_family"].get("join", 0) > 0  # type: ignore[index]
+
+
+def test_duckdb_pairs_are_scored_on_the_duckdb_file(tmp_path: Path) -> None:
+    """test.jsonl of a DuckDB source, as `eval run --dataset DIR/test.jsonl` reads it: each gold and prediction run
+    on the file itself (not on databases synthesized from the prompt's schema), which stays untouched."""
+    from sqlmaster.config import DataConfig
+    from sqlmaster.evaluate.datasets import SplitCache, load_eval_dataset
+    from sqlmaster.evaluate.score import ScoreInputError, score_file
+
+    db = _duckdb_shop(tmp_path / "shop.duckdb")
+    from_db([str(db)], tmp_path / "out", FAST)
+    before = _stamp(db)
+    dataset = load_eval_dataset(str(tmp_path / "out" / "test.jsonl"), SplitCache(DataConfig(), None))
+    assert dataset.examples and all(ex.db_source == str(db.resolve()) for ex in dataset.examples)
+    wrong = "SELECT name FROM player WHERE age < 0"
+    lines = [{**ex.to_dict(), "prediction": p} for ex in dataset.examples[:5] for p in (ex.answer, wrong)]
+    (tmp_path / "pred.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    metrics = score_file(tmp_path / "pred.jsonl", tmp_path / "scored")
+    records = _rows(tmp_path / "scored" / "records.jsonl")
+    assert [r["execution_match"] for r in records] == [True, False] * 5
+    assert all(r["gold_valid"] and r["gold_nontrivial"] for r in records)
+    assert records[1]["cause"] is not None
+    assert metrics["databases"] == {"real": 10, "synthesized": 0}
+    assert _stamp(db) == before
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**lines[0], "db_source": "postgresql://u:s3cret@h/db"}) + "\n")
+    with pytest.raises(ScoreInputError, match="holds a password") as info:
+        score_file(tmp_path / "bad.jsonl", tmp_path / "bad")
+    assert "s3cret" not in str(info.value) and "u:***@h" in str(info.value)
 
 
 def test_duckdb_200_tables_within_bound(tmp_path: Path) -> None:

@@ -72,7 +72,15 @@ class ServerURL:
 
     def shown(self) -> str:
         """The URL as it may be printed: the password, if any, as ``***``."""
-        user = f"{self.user}{':***' if self.password is not None else ''}@" if self.user else ""
+        return self._written(":***" if self.password is not None else "")
+
+    def without_password(self) -> str:
+        """The URL as it may be stored and reconnected with: no password (the engines find it the documented way,
+        e.g. PGPASSWORD), no query parameters (they may hold one)."""
+        return self._written("")
+
+    def _written(self, secret: str) -> str:
+        user = f"{self.user}{secret}@" if self.user else ""
         host = self.host or ""
         port = f":{self.port}" if self.port else ""
         return f"{self.scheme}://{user}{host}{port}/{self.database or ''}"

@@ -156,6 +156,7 @@ class InputRow:
     data: dict[str, Any]  # the JSON object of the line; written back unchanged into records.jsonl
     db: str | None  # absolute path of its real database; None: synthesize databases from its context
     line: int | None = None  # its line in the input file (None for rows that come from no file)
+    source: str | None = None  # ``db_source``: a DuckDB file or server URL the engine layer opens (server_score)
 
 
 # The fields the scorer writes into each records.jsonl line (Score.record_fields, and output_record's "line").
@@ -264,6 +265,28 @@ class DatabaseResolver:
             )
         return None
 
+    def source(self, rec: dict[str, Any], where: str) -> str | None:
+        """The row's ``db_source`` (``data from-db``'s pairs over a DuckDB file or a server): a database the engine
+        layer opens read-only (:mod:`.server_score`); None when the row has none. A URL must not hold a password:
+        the engines read it from PGPASSWORD / MYSQL_PWD / SQLMASTER_DB_PASSWORD_FILE."""
+        source = rec.get("db_source")
+        if source is None:
+            return None
+        from sqlmaster.engines.source import ServerURL, is_url, redact
+
+        if not isinstance(source, str) or not source.strip():
+            raise ScoreInputError(f"{where}: field 'db_source' must be a non-empty string (a DuckDB file or a URL).")
+        if is_url(source):
+            if ServerURL.parse(source).password is not None:
+                raise ScoreInputError(
+                    f"{where}: db_source {redact(source)} holds a password. Drop it from the file and set PGPASSWORD "
+                    "or MYSQL_PWD (or SQLMASTER_DB_PASSWORD_FILE) where the scorer runs"
+                )
+            return source
+        if not Path(source).is_file():
+            raise ScoreInputError(f"{where}: database file for db_source {source!r} not found. Fix the path")
+        return str(Path(source).resolve())
+
     def _check(self, path: Path, where: str, what: str) -> str:
         """Check each distinct file once, before scoring starts (:func:`.sandbox.database_file_problem`)."""
         key = str(path)
@@ -302,6 +325,9 @@ def validate_record(rec: Any, where: str, resolver: DatabaseResolver, line: int 
             "records.jsonl. Rename or drop them (an earlier run's records.jsonl needs its scorer fields removed "
             "before it is scored again)."
         )
+    source = resolver.source(rec, where)
+    if source is not None:
+        return InputRow(rec, None, line, source)
     db = resolver.resolve(rec, where)
     if db is None:
         context = rec.get("context")
@@ -629,8 +655,8 @@ def compute_metrics(rows: list[InputRow], scores: list[Score], settings: ScoreSe
     metrics["worker_failures"] = sum(1 for s in scores if s.worker_failure)
     metrics.update(cause_figures([(s.cause, s.cause_detail) for s in scored if not s.execution_match]))
     metrics["databases"] = {
-        "real": sum(1 for r in rows if r.db),
-        "synthesized": sum(1 for r in rows if not r.db),
+        "real": sum(1 for r in rows if r.db or r.source),
+        "synthesized": sum(1 for r in rows if not (r.db or r.source)),
     }
     metrics["denominators"] = {
         "execution_accuracy": "n_scored (rows whose gold query runs)",
@@ -741,6 +767,8 @@ def score_records(
 ) -> list[Score]:
     """Score validated rows; returns one score per row, in order. Progress (sqlmaster/progress.py) is shown under
     ``label``, with the execution accuracy so far."""
+    if any(r.source for r in rows):  # rows on an engine source are scored there, the others as below
+        return _score_on_sources_and_files(rows, settings, workers, label)
     if workers is None:
         workers = scorer_workers()
     tasks = [_task(r) for r in rows]
@@ -764,6 +792,19 @@ def score_records(
             scores = pool.map(ordered, on_result=lambda _, score: bar.scored(score), group=_example_of)
     by_index = dict(zip(order, scores, strict=True))
     return [by_index[i] for i in range(len(tasks))]
+
+
+def _score_on_sources_and_files(
+    rows: list[InputRow], settings: ScoreSettings, workers: int | None, label: str
+) -> list[Score]:
+    from sqlmaster.evaluate.server_score import score_on_sources
+
+    on_source = [i for i, r in enumerate(rows) if r.source]
+    others = [i for i, r in enumerate(rows) if not r.source]
+    scores = dict(zip(on_source, score_on_sources([rows[i] for i in on_source], settings), strict=True))
+    if others:
+        scores.update(zip(others, score_records([rows[i] for i in others], settings, workers, label), strict=True))
+    return [scores[i] for i in range(len(rows))]
 
 
 class _ScoringProgress(Progress):

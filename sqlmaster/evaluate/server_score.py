@@ -19,6 +19,7 @@ from typing import Any
 from sqlmaster.engines import Session, open_database
 from sqlmaster.engines.base import Limits, QueryError
 from sqlmaster.engines.source import redact
+from sqlmaster.evaluate.causes import classify
 from sqlmaster.evaluate.conventions import CONVENTIONS, apply_convention
 from sqlmaster.evaluate.execution import GoldResult, _runs, compare, normalize_rows, plan_gold
 from sqlmaster.evaluate.score import (
@@ -92,11 +93,31 @@ class ServerScorer:
 
     def score(self, row: InputRow) -> Score:
         gold_sql, prediction = row.data["answer"], row.data["prediction"] or ""
-        match, executes, error = self.verdict(gold_sql, prediction, self.settings.convention)
-        others = {c: self.verdict(gold_sql, prediction, c)[0] for c in CONVENTIONS if c != self.settings.convention}
-        gold = self.gold(apply_convention(gold_sql, self.settings.convention))
+        convention = self.settings.convention
+        match, executes, error = self.verdict(gold_sql, prediction, convention)
+        others = {c: self.verdict(gold_sql, prediction, c)[0] for c in CONVENTIONS if c != convention}
+        gold = self.gold(apply_convention(gold_sql, convention))
         nontrivial = isinstance(gold, GoldResult) and bool(gold.rows)
-        return Score(bool(match), None, executes, match is not None, nontrivial, error, others)
+        cause = None
+        if match is False:
+            cause = classify(apply_convention(prediction, convention), apply_convention(gold_sql, convention), error)
+        return Score(bool(match), None, executes, match is not None, nontrivial, error, others,
+                     cause=cause.cause if cause else None, cause_detail=cause.detail if cause else None)  # fmt: skip
+
+
+def score_on_sources(rows: list[InputRow], settings: ScoreSettings) -> list[Score]:
+    """Rows whose database is an engine source (``InputRow.source``: ``data from-db``'s pairs over a DuckDB file or
+    a server), scored in this process, each source opened once; a source that cannot be opened is an error
+    (``DatabaseUnavailable``, exit 2), never a run of misses."""
+    by_source: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_source.setdefault(str(row.source), []).append(i)
+    scores: dict[int, Score] = {}
+    for source, indices in by_source.items():
+        with open_database(source, settings.limits) as session:
+            scorer = ServerScorer(session, settings)
+            scores.update((i, scorer.score(rows[i])) for i in indices)
+    return [scores[i] for i in range(len(rows))]
 
 
 def score_on_database(

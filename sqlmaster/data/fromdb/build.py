@@ -5,8 +5,9 @@
 Each source is opened read-only through the engine layer and given ``time_budget_s`` seconds (sampling and
 queries together); a database that yields nothing is skipped with its reason, and only when no source yields a
 pair is it an error. The output folder holds ``train.jsonl`` and ``test.jsonl`` (``question``, ``context``,
-``answer``, ``db_id``, ``family``, ``level``, and ``db_path`` for an SQLite file, so that ``sqlmaster eval run
---dataset DIR/test.jsonl`` scores on the real database) and ``dataset.json`` (:mod:`.card`).
+``answer``, ``db_id``, ``family``, ``level``, and ``db_path`` for an SQLite file or ``db_source`` for a DuckDB file
+or a server URL (its password left out), so that ``sqlmaster eval run --dataset DIR/test.jsonl`` scores on the real
+database) and ``dataset.json`` (:mod:`.card`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def _pair(
     }
     if engine_for(source).name == "sqlite":
         pair["db_path"] = str(Path(source).resolve())
+    else:  # scored there through the engine layer (evaluate/server_score.py); a URL without its password
+        pair["db_source"] = (
+            ServerURL.parse(source).without_password() if is_url(source) else str(Path(source).resolve())
+        )
     return pair
 
 
