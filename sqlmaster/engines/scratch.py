@@ -159,7 +159,7 @@ _counter = itertools.count()
 MACHINE = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
-def _namespace(index: int) -> str:
+def namespace_name(index: int) -> str:
     """``sx_<machine>_<pid>_<example>_<database>``: unique per process and example; see :func:`stale`."""
     return f"sx_{MACHINE}_{os.getpid()}_{next(_counter)}_{index}"
 
@@ -244,7 +244,7 @@ class DuckDBScratchHost(ScratchHost):
         self._watchdog = Watchdog()
 
     def build(self, data: ScratchData) -> ScratchExample:
-        names = [_namespace(i) for i in range(len(data.rows))]
+        names = [namespace_name(i) for i in range(len(data.rows))]
         types = TYPE_NAMES["duckdb"]
         for schema, rows in zip(names, data.rows, strict=True):
             self._conn.execute(f"CREATE SCHEMA {_quote(schema)}")
@@ -255,7 +255,7 @@ class DuckDBScratchHost(ScratchHost):
                 table_rows = rows.get(t.name, [])
                 if table_rows:
                     marks = "(" + ", ".join("?" * len(t.columns)) + ")"
-                    values = [_cell(v, k) for r in table_rows for v, (_, k) in zip(r, t.columns, strict=True)]
+                    values = [cell_value(v, k) for r in table_rows for v, (_, k) in zip(r, t.columns, strict=True)]
                     self._conn.execute(f"INSERT INTO {target} VALUES {', '.join([marks] * len(table_rows))}", values)
         return DuckDBScratchExample(self, data, names)
 
@@ -304,7 +304,7 @@ class DuckDBScratchHost(ScratchHost):
         self._conn.close()
 
 
-def _cell(value: Any, kind: str) -> Any:
+def cell_value(value: Any, kind: str) -> Any:
     """A stored value for a column of ``kind``: numbers in a mixed column (text on the engine) as SQLite's text."""
     if kind == TEXT and isinstance(value, int | float):
         return sqlite_text(value)

@@ -32,7 +32,15 @@ from typing import Any
 from sqlglot import exp
 
 from sqlmaster.engines.base import DEFAULT_LIMITS, DatabaseUnavailable, Limits, QueryError, Row, fetch_capped
-from sqlmaster.engines.scratch import TYPE_NAMES, ScratchData, ScratchExample, ScratchHost, _cell, _namespace, stale
+from sqlmaster.engines.scratch import (
+    TYPE_NAMES,
+    ScratchData,
+    ScratchExample,
+    ScratchHost,
+    cell_value,
+    namespace_name,
+    stale,
+)
 from sqlmaster.engines.source import ServerURL, password_from_file
 from sqlmaster.engines.values import normalise_row
 
@@ -128,7 +136,7 @@ class PostgresScratchHost(ScratchHost):
             raise DatabaseUnavailable(f"cannot reach {url.shown()}: {first}. Check {URL_ENV['postgresql']}") from None
 
     def build(self, data: ScratchData) -> ScratchExample:
-        names = [_namespace(i) for i in range(len(data.rows))]
+        names = [namespace_name(i) for i in range(len(data.rows))]
         self._conn.rollback()  # a fresh transaction: the example's schemas live and die in it
         with self._conn.cursor() as cur:
             _fill(cur, data, names, "postgresql", _pq, "CREATE SCHEMA {}")
@@ -226,7 +234,7 @@ class MySQLScratchHost(ScratchHost):
                 cur.execute(f"DROP DATABASE IF EXISTS {_mq(name)}")
 
     def build(self, data: ScratchData) -> ScratchExample:
-        names = [_namespace(i) for i in range(len(data.rows))]
+        names = [namespace_name(i) for i in range(len(data.rows))]
         with self._conn.cursor() as cur:
             _fill(cur, data, names, "mysql", _mq, "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         return ServerScratchExample(self, data, names)
@@ -282,7 +290,7 @@ def _fill(cur: Any, data: ScratchData, names: list[str], engine: str, quote: Cal
             target = f"{quote(schema)}.{quote(t.name)}"
             cur.execute(f"CREATE TABLE {target} ({', '.join(f'{quote(n)} {types[k]}' for n, k in t.columns)})")
             table_rows = [
-                tuple(_cell(v, k) for v, (_, k) in zip(r, t.columns, strict=True)) for r in rows.get(t.name, [])
+                tuple(cell_value(v, k) for v, (_, k) in zip(r, t.columns, strict=True)) for r in rows.get(t.name, [])
             ]
             if table_rows:
                 marks = ", ".join(["%s"] * len(t.columns))
