@@ -40,6 +40,7 @@ from sqlmaster.cores import scorer_workers
 from sqlmaster.evaluate.isolated import IsolatedPool, workers_for
 from sqlmaster.evaluate.sandbox import QueryError, Row
 from sqlmaster.evaluate.score import DatabaseResolver, ScoreSettings
+from sqlmaster.progress import Progress
 
 _STATE: Any = None  # this worker's caches (see _Caches), created lazily
 _INHERITED: list[Any] = []  # a forked worker's copy of its parent's caches: kept, never used or closed
@@ -258,16 +259,27 @@ class _Runner:
         self.workers = workers_for(workers, tasks) if workers > 0 else 0  # a worker costs a process start
         self.pool: IsolatedPool | None = None
 
-    def map(self, payloads: list[Any], group: Any) -> list[dict[str, Any]]:
-        if not payloads:
-            return []
-        if self.workers <= 0:
-            return [self._here(p) for p in payloads]
-        if self.pool is None:
+    def start(self) -> None:
+        """Fork the workers now (before a progress thread starts: see .isolated)."""
+        if self.workers > 0 and self.pool is None:
             self.pool = IsolatedPool(
                 self.fn, self.workers, self.settings.example_timeout_s, _failure, _fresh_worker_state, self.method
             )
-        return self.pool.map(payloads, group=group)
+
+    def map(self, payloads: list[Any], group: Any, progress: Progress | None = None) -> list[dict[str, Any]]:
+        if not payloads:
+            return []
+        advance = (lambda *_: progress.advance()) if progress is not None else None
+        if self.workers <= 0:
+            answers = []
+            for p in payloads:
+                answers.append(self._here(p))
+                if advance is not None:
+                    advance()
+            return answers
+        self.start()
+        assert self.pool is not None
+        return self.pool.map(payloads, group=group, on_result=advance)
 
     def _here(self, payload: Any) -> dict[str, Any]:
         try:
@@ -337,7 +349,9 @@ def vote_questions(
             if questions[i].db_path or hints[i] is not None:
                 payloads.append(("run", questions[i].db_path, questions[i].context or "", hints[i] or "", sql))
                 runnable.append((i, sql))
-        answers = runner.map(payloads, group=lambda p: (p[1], p[2], p[3]))
+        runner.start()
+        with Progress("voting", len(payloads), unit="queries") as bar:
+            answers = runner.map(payloads, group=lambda p: (p[1], p[2], p[3]), progress=bar)
     finally:
         runner.close()
     outcomes = {key: answer["outcome"] for key, answer in zip(runnable, answers, strict=True)}
