@@ -248,6 +248,22 @@ def test_vllm_generator_with_fake_module(fake_vllm: types.ModuleType, tmp_path: 
     assert all(isinstance(r, GenerationRecord) and r.batch_size == 3 for r in records)
 
 
+def test_vllm_answers_prompts_longer_than_the_engine_takes_empty(fake_vllm: types.ModuleType) -> None:
+    """vLLM refuses a whole generate call over one prompt longer than max_model_len: such prompts are answered
+    empty and counted (stopped_by prompt_too_long), as the HF backend does, and the others are generated."""
+    gen = VLLMGenerator(VLLMTarget("base"), get_template("compact"), GenerationSettings(max_new_tokens=4))
+    llm = _FakeLLM.instances[0]
+    llm.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=10))
+    llm.get_tokenizer = lambda: lambda text: {"input_ids": text.split()}  # one token per word
+    saved: list[list[int]] = []
+    records = gen.generate(["a b", "a b c d e f g", "x"], on_batch=lambda rs: saved.append([r.index for r in rs]))
+    assert [prompts for prompts, _, _ in llm.calls] == [["a b", "x"]]  # 7 words + 4 new tokens > 10
+    by_index = {r.index: r for r in records}
+    assert by_index[1].stopped_by == "prompt_too_long" and by_index[1].sql == "" and by_index[1].prompt_tokens == 7
+    assert by_index[0].stopped_by != "prompt_too_long" and saved == [[1], [0, 2]]
+    assert gen.generate(["a b c d e f g"], skip={0}) == []  # a resumed run does not report it again
+
+
 def test_vllm_vote_asks_for_the_greedy_decode_and_n_minus_one_samples(fake_vllm: types.ModuleType) -> None:
     settings = GenerationSettings(vote=3, temperature=0.7)
     gen = VLLMGenerator(VLLMTarget("base"), get_template("original"), settings)

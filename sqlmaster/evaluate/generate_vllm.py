@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlmaster.errors import ConfigError
-from sqlmaster.evaluate.generate import GenerationRecord, GenerationSettings, OnBatch
+from sqlmaster.evaluate.generate import PROMPT_TOO_LONG, GenerationRecord, GenerationSettings, OnBatch
 from sqlmaster.prompt import PromptTemplate, extract_sql
+
+log = logging.getLogger(__name__)
 
 # LoRA ranks vLLM's punica kernels are compiled for; max_lora_rank must be one of them.
 VLLM_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -148,13 +151,49 @@ class VLLMGenerator:
         batches each chunk itself), ``on_batch(records)`` after each chunk so that the runner saves them. With
         ``grammars`` (one per prompt) each request carries its grammar, and a greedy decode that hits max_tokens
         before the grammar completes is decoded again without."""
-        todo = [i for i in range(len(prompts)) if i not in skip]
-        records: list[GenerationRecord] = []
+        too_long = [r for r in self._too_long(prompts) if r.index not in skip]
+        if too_long and on_batch is not None:
+            on_batch(too_long)  # saved like a chunk, so a resumed run does not report them again
+        refused = {r.index for r in too_long}
+        todo = [i for i in range(len(prompts)) if i not in skip and i not in refused]
+        records: list[GenerationRecord] = list(too_long)
         for start in range(0, len(todo), CHUNK):
             chunk = self._generate_chunk(todo[start : start + CHUNK], prompts, grammars)
             if on_batch is not None:
                 on_batch(chunk)
             records += chunk
+        return records
+
+    def prompt_limit(self) -> int | None:
+        """The most prompt tokens that leave room for ``max_new_tokens`` in the engine's max_model_len (None:
+        unknown)."""
+        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        context = getattr(config, "max_model_len", None)
+        return max(context - self.settings.max_new_tokens, 0) if isinstance(context, int) else None
+
+    def _too_long(self, prompts: Sequence[str]) -> list[GenerationRecord]:
+        """An empty answer (stopped_by "prompt_too_long", scored wrong and counted) for each prompt longer than
+        :meth:`prompt_limit`, as the HF backend gives: vLLM refuses a whole ``generate`` call over one of them."""
+        limit = self.prompt_limit()
+        if limit is None:
+            return []
+        tokenizer = self.llm.get_tokenizer()
+        records = []
+        for index, prompt in enumerate(prompts):
+            length = len(tokenizer(prompt)["input_ids"])
+            if length <= limit:
+                continue
+            record = GenerationRecord(index, prompt, "", "", length, 0, 0.0, 0.0, 1, PROMPT_TOO_LONG)
+            if self.settings.vote > 1:  # one empty candidate for the vote to pick
+                record.samples = [{"raw_output": "", "sql": "", "generated_tokens": 0, "stopped_by": PROMPT_TOO_LONG,
+                                   "mean_logprob": None, "greedy": True}]  # fmt: skip
+            records.append(record)
+        if records:
+            log.warning(
+                "%d of %d prompts are longer than the engine's max_model_len leaves room for (%s tokens with "
+                "max_new_tokens=%d): answered empty, scored wrong, counted as stopped_by %s in metrics.json",
+                len(records), len(prompts), f"{limit:,}", self.settings.max_new_tokens, PROMPT_TOO_LONG,
+            )  # fmt: skip
         return records
 
     def _generate_chunk(
