@@ -18,6 +18,7 @@ Module map (module | what it holds | who calls it):
 | `statement` | the one-read-statement check run before SQL reaches a server | postgresql, mysql |
 | `roles` | the SQL of a SELECT-only login on each server (`sqlmaster db create-readonly-role`) | cli, tests |
 | `transpile` | SQLite-flavoured SQL in another dialect, meaning what SQLite means | engine scoring, data.dialect |
+| `keywords` | the words each engine refuses as a bare name, measured on the servers | transpile |
 | `scratch` | an example's synthesized databases rebuilt on another engine (the tool's own) | engine scoring |
 | `scratch_servers` | the same on a PostgreSQL or MySQL server named by `SQLMASTER_SCRATCH_<ENGINE>` | scratch |
 
