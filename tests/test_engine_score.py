@@ -45,6 +45,10 @@ def test_duckdb_verdicts_agree_with_sqlite_on_golds_and_mutants(tmp_path: Path) 
     assert len(pairs) >= len(rows) - 4  # nearly every gold carries over
     assert [a["execution_match"] for a, _ in pairs] == [b["execution_match"] for _, b in pairs]
     assert any(a["execution_match"] for a, _ in pairs) and not all(a["execution_match"] for a, _ in pairs)
+    # every miss says why, as on SQLite (the mutants' causes: the same classifier over the same SQL)
+    misses = [(a, b) for a, b in pairs if not b["execution_match"]]
+    assert misses and all(b["cause"] for _, b in misses)
+    assert sum(a["cause"] == b["cause"] for a, b in misses) >= 0.8 * len(misses)
     engine = duck["engine"]
     assert engine["name"] == "duckdb" and duck["settings"]["engine"] == "duckdb"
     assert duck["gold_invalid"] == sqlite["gold_invalid"] + engine["gold_left_out"]

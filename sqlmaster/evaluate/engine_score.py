@@ -151,6 +151,8 @@ class EngineState:
 
 def score_example_on_engine(state: ScorerState, settings: ScoreSettings, task: Task) -> Score:
     """``score.score_example`` for a context row on ``settings.engine``."""
+    from sqlmaster.evaluate.causes import classify
+    from sqlmaster.evaluate.conventions import apply_convention
     from sqlmaster.evaluate.exact_match import exact_match
     from sqlmaster.evaluate.score import Score
     from sqlmaster.evaluate.synth import is_trivial
@@ -181,6 +183,10 @@ def score_example_on_engine(state: ScorerState, settings: ScoreSettings, task: T
         error = f"{GOLD_PREFIX} ({agreement.cause}): {agreement.detail}"
         return Score(False, em, False, False, any(not is_trivial(g.rows) for g in main), error)
     result = verdicts[settings.convention]
+    cause = None
+    if not result.match:  # why, from the SQL as written (a dialect model's SQL parses close enough for the causes)
+        ran = apply_convention(prediction, settings.convention), apply_convention(gold, settings.convention)
+        cause = classify(*ran, result.error, prepared.synth.column_names or None)
     return Score(
         execution_match=result.match,
         exact_match=em,
@@ -189,6 +195,8 @@ def score_example_on_engine(state: ScorerState, settings: ScoreSettings, task: T
         gold_nontrivial=any(not is_trivial(g.rows) for g in main),
         error=result.error,
         others={c: verdicts[c].match if c in verdicts else None for c in settings.other_conventions},
+        cause=cause.cause if cause else None,
+        cause_detail=cause.detail if cause else None,
     )
 
 
