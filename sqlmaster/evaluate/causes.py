@@ -439,6 +439,16 @@ def classify(
     return Cause("other", "the same query after normalisation" if same else None)
 
 
+def classify_under(
+    convention: str, prediction: str, gold: str, error: str | None, column_names: AbstractSet[str] | None = None
+) -> Cause:
+    """:func:`classify` of a miss from the SQL that ran under ``convention`` (every scorer's path: files, engines,
+    a user's database)."""
+    from sqlmaster.evaluate.conventions import apply_convention
+
+    return classify(apply_convention(prediction, convention), apply_convention(gold, convention), error, column_names)
+
+
 def record_cause(record: Mapping[str, Any]) -> Cause | None:
     """The cause of a records.jsonl line: its stored ``cause``/``cause_detail``, or computed for a line written
     before causes were (under the line's convention); ``None`` for a match or a row whose gold does not run."""

@@ -151,8 +151,7 @@ class EngineState:
 
 def score_example_on_engine(state: ScorerState, settings: ScoreSettings, task: Task) -> Score:
     """``score.score_example`` for a context row on ``settings.engine``."""
-    from sqlmaster.evaluate.causes import classify
-    from sqlmaster.evaluate.conventions import apply_convention
+    from sqlmaster.evaluate.causes import classify_under
     from sqlmaster.evaluate.exact_match import exact_match
     from sqlmaster.evaluate.score import Score
     from sqlmaster.evaluate.synth import is_trivial
@@ -185,8 +184,7 @@ def score_example_on_engine(state: ScorerState, settings: ScoreSettings, task: T
     result = verdicts[settings.convention]
     cause = None
     if not result.match:  # why, from the SQL as written (a dialect model's SQL parses close enough for the causes)
-        ran = apply_convention(prediction, settings.convention), apply_convention(gold, settings.convention)
-        cause = classify(*ran, result.error, prepared.synth.column_names or None)
+        cause = classify_under(settings.convention, prediction, gold, result.error, prepared.synth.column_names or None)
     return Score(
         execution_match=result.match,
         exact_match=em,

@@ -480,11 +480,9 @@ def score_example(state: ScorerState, settings: ScoreSettings, task: Task) -> Sc
 
 def _miss_cause(convention: str, dbs: _Databases, gold: str, prediction: str, error: str | None) -> Cause:
     """Why a prediction missed, from the SQL that ran under ``convention`` (:mod:`.causes`; misses only)."""
-    from sqlmaster.evaluate.causes import classify
-    from sqlmaster.evaluate.conventions import apply_convention
+    from sqlmaster.evaluate.causes import classify_under
 
-    ran = apply_convention(prediction, convention), apply_convention(gold, convention)
-    return classify(*ran, error, dbs.column_names)
+    return classify_under(convention, prediction, gold, error, dbs.column_names)
 
 
 PREVIEW_CHARS = 80  # a longer value is cut, with "…" (a preview, not the result)

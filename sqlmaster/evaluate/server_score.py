@@ -19,7 +19,7 @@ from typing import Any
 from sqlmaster.engines import Session, open_database
 from sqlmaster.engines.base import Limits, QueryError
 from sqlmaster.engines.source import redact
-from sqlmaster.evaluate.causes import classify
+from sqlmaster.evaluate.causes import classify_under
 from sqlmaster.evaluate.conventions import CONVENTIONS, apply_convention
 from sqlmaster.evaluate.execution import GoldResult, _runs, compare, normalize_rows, plan_gold
 from sqlmaster.evaluate.score import (
@@ -100,7 +100,7 @@ class ServerScorer:
         nontrivial = isinstance(gold, GoldResult) and bool(gold.rows)
         cause = None
         if match is False:
-            cause = classify(apply_convention(prediction, convention), apply_convention(gold_sql, convention), error)
+            cause = classify_under(convention, prediction, gold_sql, error)
         return Score(bool(match), None, executes, match is not None, nontrivial, error, others,
                      cause=cause.cause if cause else None, cause_detail=cause.detail if cause else None)  # fmt: skip
 
