@@ -113,6 +113,22 @@ class GenerationRecord:
 
 
 PROMPT_TOO_LONG = "prompt_too_long"  # a GenerationRecord's stopped_by when its prompt does not fit the context
+# what a prompt that does not fit is answered with, by every backend: nothing, scored wrong and counted
+TOO_LONG_ROW: dict[str, Any] = {"raw_output": "", "sql": "", "generated_tokens": 0, "stopped_by": PROMPT_TOO_LONG}
+
+
+def mark_too_long(record: GenerationRecord, settings: GenerationSettings) -> None:
+    """With voting, give a prompt that was not generated one empty candidate for the vote to pick."""
+    if settings.vote > 1:
+        record.samples = [{**TOO_LONG_ROW, "mean_logprob": None, "greedy": True}]
+
+
+def warn_too_long(count: int, total: int, room: str, limit: int, settings: GenerationSettings) -> None:
+    log.warning(
+        "%d of %d prompts are longer than %s leaves room for (%s tokens with max_new_tokens=%d): answered empty, "
+        "scored wrong, counted as stopped_by %s in metrics.json",
+        count, total, room, f"{limit:,}", settings.max_new_tokens, PROMPT_TOO_LONG,
+    )  # fmt: skip
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
@@ -221,20 +237,10 @@ class HFGenerator:
             if limit is None or len(ids) <= limit:
                 fitting.append(index)
                 continue
-            row = {"raw_output": "", "sql": "", "generated_tokens": 0, "stopped_by": PROMPT_TOO_LONG}
-            record = records[index] = self._record(index, prompts, encoded, row, 0.0, 1)
-            if self.settings.vote > 1:  # one empty candidate for the vote to pick
-                record.samples = [{**row, "mean_logprob": None, "greedy": True}]
-        if len(fitting) < len(prompts):
-            log.warning(
-                "%d of %d prompts are longer than the model's context leaves room for (%s tokens with "
-                "max_new_tokens=%d): answered empty, scored wrong, counted as stopped_by %s in metrics.json",
-                len(prompts) - len(fitting),
-                len(prompts),
-                f"{limit:,}",
-                self.settings.max_new_tokens,
-                PROMPT_TOO_LONG,
-            )
+            record = records[index] = self._record(index, prompts, encoded, TOO_LONG_ROW, 0.0, 1)
+            mark_too_long(record, self.settings)
+        if len(fitting) < len(prompts) and limit is not None:
+            warn_too_long(len(prompts) - len(fitting), len(prompts), "the model's context", limit, self.settings)
         return fitting
 
     def _generate_batch(

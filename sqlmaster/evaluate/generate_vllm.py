@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -20,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlmaster.errors import ConfigError
-from sqlmaster.evaluate.generate import PROMPT_TOO_LONG, GenerationRecord, GenerationSettings, OnBatch
+from sqlmaster.evaluate.generate import (
+    TOO_LONG_ROW,
+    GenerationRecord,
+    GenerationSettings,
+    OnBatch,
+    mark_too_long,
+    warn_too_long,
+)
 from sqlmaster.prompt import PromptTemplate, extract_sql
-
-log = logging.getLogger(__name__)
 
 # LoRA ranks vLLM's punica kernels are compiled for; max_lora_rank must be one of them.
 VLLM_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -183,17 +187,12 @@ class VLLMGenerator:
             length = len(tokenizer(prompt)["input_ids"])
             if length <= limit:
                 continue
-            record = GenerationRecord(index, prompt, "", "", length, 0, 0.0, 0.0, 1, PROMPT_TOO_LONG)
-            if self.settings.vote > 1:  # one empty candidate for the vote to pick
-                record.samples = [{"raw_output": "", "sql": "", "generated_tokens": 0, "stopped_by": PROMPT_TOO_LONG,
-                                   "mean_logprob": None, "greedy": True}]  # fmt: skip
+            record = GenerationRecord(index, prompt, prompt_tokens=length, latency_s=0.0, batch_latency_s=0.0,
+                                      batch_size=1, **TOO_LONG_ROW)  # fmt: skip
+            mark_too_long(record, self.settings)
             records.append(record)
         if records:
-            log.warning(
-                "%d of %d prompts are longer than the engine's max_model_len leaves room for (%s tokens with "
-                "max_new_tokens=%d): answered empty, scored wrong, counted as stopped_by %s in metrics.json",
-                len(records), len(prompts), f"{limit:,}", self.settings.max_new_tokens, PROMPT_TOO_LONG,
-            )  # fmt: skip
+            warn_too_long(len(records), len(prompts), "the engine's max_model_len", limit, self.settings)
         return records
 
     def _generate_chunk(
