@@ -119,6 +119,11 @@ class Engine(ABC):
     url_schemes: ClassVar[tuple[str, ...]] = ()  # URL schemes that name this engine's servers
     file_suffixes: ClassVar[tuple[str, ...]] = ()  # file suffixes that name this engine's database files
     quote: ClassVar[str] = '"'  # identifier quote character
+    string_quotes: ClassVar[tuple[str, ...]] = ("'",)  # the characters that quote a string literal
+    # What transpile (data.dialect) writes for this engine beyond the words and operators SQLite answers use:
+    # constrained decoding (evaluate/constrain.py) admits them. Measured over the shipped training split.
+    answer_words: ClassVar[tuple[str, ...]] = ()
+    answer_operators: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def open_readonly(self, source: str, limits: Limits = DEFAULT_LIMITS) -> Session:

@@ -125,6 +125,7 @@ class DuckDBEngine(Engine):
     dialect = "duckdb"
     url_schemes = ("duckdb",)
     file_suffixes = (".duckdb", ".ddb")
+    answer_words = ("NULLS", "FIRST", "LAST", "ILIKE", "TRY_CAST", "DOUBLE", "ARG_MIN", "ARG_MAX")
 
     def open_readonly(self, source: str, limits: Limits = DEFAULT_LIMITS) -> DuckDBSession:
         import duckdb

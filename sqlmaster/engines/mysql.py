@@ -244,6 +244,8 @@ class MySQLEngine(Engine):
     dialect = "mysql"
     url_schemes = ("mysql", "mariadb")
     quote = "`"
+    string_quotes = ("'", '"')  # without ANSI_QUOTES in sql_mode, as MySQL and MariaDB start
+    answer_words = ("CHAR", "SIGNED", "DOUBLE")
 
     def open_readonly(self, source: str, limits: Limits = DEFAULT_LIMITS) -> MySQLSession:
         return MySQLSession(self, connect(source, readonly=True), source)

@@ -217,6 +217,8 @@ class PostgreSQLEngine(Engine):
     name = "postgresql"
     dialect = "postgres"
     url_schemes = ("postgresql", "postgres")
+    answer_words = ("NULLS", "FIRST", "LAST", "ILIKE", "ARRAY_AGG", "DOUBLE", "PRECISION")
+    answer_operators = ("[", "]", "~")  # (ARRAY_AGG(x ORDER BY y))[1]; ~ '^...$': text that reads as a number
 
     def open_readonly(self, source: str, limits: Limits = DEFAULT_LIMITS) -> PostgreSQLSession:
         return PostgreSQLSession(self, connect(source, readonly=True))

@@ -76,6 +76,7 @@ class SQLiteEngine(Engine):
     name = "sqlite"
     dialect = "sqlite"
     file_suffixes = (".sqlite", ".sqlite3", ".db")
+    string_quotes = ('"', "'")  # a double-quoted word that names no column is a string (sql-create-context's gold)
 
     def open_readonly(self, source: str, limits: Limits = DEFAULT_LIMITS) -> SQLiteSession:
         path = Path(source)

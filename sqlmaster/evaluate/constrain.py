@@ -16,6 +16,12 @@ them for ``table_name_N`` tables and copies them as written for the others; any 
 or a value of the example's database that matches the question (:func:`database_values`). Numbers are any
 number (``LIMIT 1``, ``> 1`` are rarely in the question).
 
+**Each engine's answers** (``dialect``, the run's ``data.dialect``): the string quotes, extra words (``NULLS LAST``,
+``ILIKE``, ``ARRAY_AGG``, ``TRY_CAST``, ``SIGNED``) and operators are the engine class's data
+(``Engine.string_quotes``, ``answer_words``, ``answer_operators``: what transpile writes for it). Where the
+identifier quote is not a string quote (PostgreSQL's and DuckDB's ``"``, MySQL's backtick), a quoted schema name is
+a name and a string is single-quoted only; SQLite keeps sql-create-context's double-quoted literals.
+
 **Decoding** (:class:`GrammarLogitsProcessor`): one llguidance matcher per row of a batch, fed each row's last
 token and masking the next token's logits to what the grammar allows; EOS is allowed once the grammar is
 complete, so the model's own stop rule (EOS or the stop string) still ends the row. A row whose matcher errs or
@@ -225,17 +231,23 @@ def _span_rules(question: str, name: str, quote: str, case: str = "any") -> list
     return rules
 
 
-def _literal_rules(question: str, values: Sequence[str], mode: str, case: str) -> list[str]:
+_QUOTE_NAMES = {'"': "DQ", "'": "SQ"}
+
+
+def _literal_rules(question: str, values: Sequence[str], mode: str, case: str, quotes: Sequence[str]) -> list[str]:
+    """``STRING``: a literal in one of the engine's string ``quotes``."""
     if mode == "grammar":
-        return [r"STRING: /\"[^\"\n]*\"/ | /'[^'\n]*'/"]
+        escaped = [q.replace('"', '\\"') for q in quotes]
+        return ["STRING: " + " | ".join(f"/{q}[^{q}\\n]*{q}/" for q in escaped)]
     rules = []
-    for name, quote in (("DQ", '"'), ("SQ", "'")):
+    for quote in quotes:
+        name = _QUOTE_NAMES[quote]
         rules += _span_rules(question, f"SPAN_{name}", quote, case)
         exact = [v for v in values if quote not in v]
         inner = f"SPAN_{name}" + (f" | {_alternatives(exact, insensitive=False)}" if exact else "")
         q = json.dumps(quote)
         rules.append(f'STR_{name}: {q} "%"? ({inner}) "%"? {q}')
-    rules.append("STRING: STR_DQ | STR_SQ")
+    rules.append("STRING: " + " | ".join(f"STR_{_QUOTE_NAMES[q]}" for q in quotes))
     return rules
 
 
@@ -247,28 +259,43 @@ def sql_grammar(
     stop: str = "",
     values: Sequence[str] = (),
     case: str = "any",
+    dialect: str = "sqlite",
 ) -> str:
     """The Lark grammar of the answers allowed for one example (see the module docstring); ``case``: how question
-    spans may be written as literals (literal_case.CASES, the dataset's convention: literal_case.py)."""
+    spans may be written as literals (literal_case.CASES, the dataset's convention: literal_case.py); ``dialect``:
+    the engine the answer is written for (an engine name: its string quotes, quoted names and extra words)."""
     if mode not in MODES[1:]:
         raise ValueError(f"constrained decoding mode must be one of {MODES[1:]}, not {mode!r}")
     if case not in CASES:
         raise ValueError(f"literal case must be one of {CASES}, not {case!r}")
+    from sqlmaster.engines import engine_named
+
+    engine = engine_named(dialect)
     schema = parse_schema(context)
     names = [*schema.tables, *schema.columns] or ["_"]
-    qualifiers = _alternatives([*schema.tables, "T1", "T2", "T3", "T4", "T5", "T6"])
-    columns = _alternatives([*schema.columns, "*"])
+    aliases = ["T1", "T2", "T3", "T4", "T5", "T6"]
+    name_terms = [_alternatives([*schema.tables, *aliases])]
+    column_terms = [_alternatives([*schema.columns, "*"])]
+    word_terms = [_alternatives([*KEYWORDS, *engine.answer_words, *names, *aliases])]
+    if engine.quote not in engine.string_quotes:
+        # A quoted name (PostgreSQL's "year", MySQL's `rank`), in the schema's case or lower-cased (transpile and
+        # the scorer's databases lower-case names). Where the quote also quotes strings (SQLite's "), a quoted
+        # word stays a string literal, as sql-create-context's gold writes it.
+        quoted = _alternatives([engine.quote_identifier(n) for n in {*names, *(n.lower() for n in names)}], False)
+        name_terms.append(quoted)
+        column_terms.append(_alternatives([engine.quote_identifier(c) for c in schema.columns] or ['"_"'], False))
+        word_terms.append(quoted)
     ending = f" {json.dumps(stop)}?" if stop else ""
     lines = [
         "%ignore /[ \\t]+/",
         f'start: "SELECT"i items ";"?{ending}',
         "items: item*",
         'item: WORD | QUALIFIED | OP | STRING | NUMBER | "," | "(" items ")"',
-        f"WORD: {_alternatives([*KEYWORDS, *names, 'T1', 'T2', 'T3', 'T4', 'T5', 'T6'])}",
-        f'QUALIFIED: ({qualifiers}) "." ({columns})',
-        f"OP: {_alternatives(OPERATORS, insensitive=False)}",
+        f"WORD: {' | '.join(word_terms)}",
+        f'QUALIFIED: ({" | ".join(name_terms)}) "." ({" | ".join(column_terms)})',
+        f"OP: {_alternatives([*OPERATORS, *engine.answer_operators], insensitive=False)}",
         r"NUMBER: /[0-9]+(\.[0-9]+)?/ | /\.[0-9]+/",
-        *_literal_rules(question, values, mode, case),
+        *_literal_rules(question, values, mode, case, engine.string_quotes),
     ]
     return "\n".join(lines) + "\n"
 
@@ -403,12 +430,16 @@ class GrammarLogitsProcessor:
         return not self.failed[row] and (self.done[row] or self.matchers[row].is_accepting())
 
 
-def example_grammars(examples: Sequence[Any], mode: str, stop: str, convention: LiteralCase | None = None) -> list[str]:
+def example_grammars(
+    examples: Sequence[Any], mode: str, stop: str, convention: LiteralCase | None = None, dialect: str = "sqlite"
+) -> list[str]:
     """One grammar per evaluation example (``question``, ``context``, ``db_path``: datasets.EvalExample), question
-    spans in the case ``convention`` gives the example's context (any case without one)."""
+    spans in the case ``convention`` gives the example's context (any case without one), answers in ``dialect``."""
     grammars = []
     for ex in examples:
         values = database_values(ex.db_path, ex.question) if mode == "grammar+values" else []
         case = convention.case_for(ex.context) if convention is not None else "any"
-        grammars.append(sql_grammar(ex.context, ex.question, mode=mode, stop=stop, values=values, case=case))
+        grammars.append(
+            sql_grammar(ex.context, ex.question, mode=mode, stop=stop, values=values, case=case, dialect=dialect)
+        )
     return grammars

@@ -408,7 +408,9 @@ def _grammars(dataset: EvalDataset, target: Target, recipe: Recipe) -> list[str]
     from sqlmaster.evaluate.constrain import example_grammars
 
     stop = target.template.stop or ""
-    return example_grammars(dataset.examples, recipe.evaluation.constrain, stop, dataset.literal_case)
+    return example_grammars(
+        dataset.examples, recipe.evaluation.constrain, stop, dataset.literal_case, recipe.data.dialect
+    )
 
 
 def _constraint_counts(generations: list[GenerationRecord]) -> dict[str, int] | None:
