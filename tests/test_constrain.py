@@ -303,3 +303,27 @@ def test_recipe_key_is_declared_once(tmp_path: Path) -> None:
 
     assert EvaluationConfig().constrain == "none"
     assert GenerationSettings.from_config(EvaluationConfig(constrain="grammar")).constrain == "grammar"
+
+
+def test_the_runner_builds_grammars_in_the_runs_dialect() -> None:
+    """eval run of a run trained with data.dialect=postgresql decodes under PostgreSQL's grammar (its recipe's
+    dialect, set from the run's run.json): a quoted name is a name, a double-quoted string is refused."""
+    import dataclasses
+
+    from sqlmaster.config import Recipe
+    from sqlmaster.evaluate.runner import _grammars
+
+    example = types.SimpleNamespace(context=CONTEXT, question=QUESTION, db_path=None)
+    dataset = types.SimpleNamespace(examples=[example], literal_case=None)
+    target = types.SimpleNamespace(template=types.SimpleNamespace(stop="\n"))
+    recipe = Recipe()
+    recipe = dataclasses.replace(
+        recipe,
+        data=dataclasses.replace(recipe.data, dialect="postgresql"),
+        evaluation=dataclasses.replace(recipe.evaluation, constrain="grammar+values"),
+    )
+    grammars = _grammars(dataset, target, recipe)  # type: ignore[arg-type]
+    assert grammars is not None and len(grammars) == 1
+    grammar = grammars[0]
+    assert admits(grammar, "SELECT \"year\" FROM races WHERE race = 'Brazilian Grand Prix'")
+    assert not admits(grammar, 'SELECT winner FROM races WHERE race = "Brazilian Grand Prix"')
