@@ -8,8 +8,9 @@ the question (``evaluation.constrain``; docs/constrained-decoding.md).
 **The grammar** (a Lark grammar for llguidance) is lexical, with balanced parentheses: the answer opens with
 SELECT and is then a sequence of SQL keywords and functions, operators, commas, numbers, string literals and
 identifiers, and ends with an optional ``;`` and the template's stop string. Identifiers are the context's table
-and column names, ``T1``-style aliases, and qualified ``table.column`` / ``alias.column`` names (any case: Spider's
-gold writes ``Singer`` for ``singer``). Under ``grammar`` a string literal is any quoted text; under
+names (only after FROM or JOIN, or a comma: in a column's place a table name never runs) and column names,
+``T1``-style aliases, and qualified ``table.column`` / ``alias.column`` names (any case: Spider's gold writes
+``Singer`` for ``singer``). Under ``grammar`` a string literal is any quoted text; under
 ``grammar+values`` it is a span of the question (whole words, ``%`` allowed at either end for LIKE) in the case
 the training data writes such literals for this kind of table (:mod:`.literal_case`: sql-create-context lower-cases
 them for ``table_name_N`` tables and copies them as written for the others; any case where the data is mixed),
@@ -116,6 +117,7 @@ KEYWORDS = (
     "FLOAT",
     "NUMERIC",
 )
+SOURCE_KEYWORDS = ("FROM", "JOIN")  # the words a table name follows (the grammar's ``source``)
 OPERATORS = ("!=", "<>", "<=", ">=", "==", "||", "=", "<", ">", "+", "-", "*", "/", "%")
 _UNIT = re.compile(r"\w+|[^\w\s]")
 
@@ -272,25 +274,36 @@ def sql_grammar(
 
     engine = engine_named(dialect)
     schema = parse_schema(context)
-    names = [*schema.tables, *schema.columns] or ["_"]
+    tables = [*schema.tables] or ["_"]
     aliases = ["T1", "T2", "T3", "T4", "T5", "T6"]
     name_terms = [_alternatives([*schema.tables, *aliases])]
     column_terms = [_alternatives([*schema.columns, "*"])]
-    word_terms = [_alternatives([*KEYWORDS, *engine.answer_words, *names, *aliases])]
+    table_terms = [_alternatives(tables)]
+    words = [k for k in KEYWORDS if k not in SOURCE_KEYWORDS]
+    word_terms = [_alternatives([*words, *engine.answer_words, *schema.columns, *aliases])]
     if engine.quote not in engine.string_quotes:
         # A quoted name (PostgreSQL's "year", MySQL's `rank`), in the schema's case or lower-cased (transpile and
         # the scorer's databases lower-case names). Where the quote also quotes strings (SQLite's "), a quoted
         # word stays a string literal, as sql-create-context's gold writes it.
-        quoted = _alternatives([engine.quote_identifier(n) for n in {*names, *(n.lower() for n in names)}], False)
-        name_terms.append(quoted)
-        column_terms.append(_alternatives([engine.quote_identifier(c) for c in schema.columns] or ['"_"'], False))
-        word_terms.append(quoted)
+        def quoted(names: Iterable[str]) -> str:
+            forms = {engine.quote_identifier(n) for name in names for n in (name, name.lower())}
+            return _alternatives(forms or {engine.quote_identifier("_")}, insensitive=False)
+
+        name_terms.append(quoted([*schema.tables, *schema.columns]))
+        column_terms.append(quoted(schema.columns))
+        table_terms.append(quoted(schema.tables))
+        word_terms.append(quoted(schema.columns))
     ending = f" {json.dumps(stop)}?" if stop else ""
     lines = [
         "%ignore /[ \\t]+/",
         f'start: "SELECT"i items ";"?{ending}',
         "items: item*",
-        'item: WORD | QUALIFIED | OP | STRING | NUMBER | "," | "(" items ")"',
+        # A table name only where a table goes: after FROM or JOIN (or a comma, for FROM a, b); a column, a
+        # keyword or a subquery anywhere else. A table's name in a column's place never runs ("no such column").
+        'item: WORD | QUALIFIED | OP | STRING | NUMBER | "," | "," TABLE | "(" items ")" | SOURCE source',
+        'source: TABLE | "(" items ")"',
+        f"SOURCE: {_alternatives(SOURCE_KEYWORDS)}",
+        f"TABLE: {' | '.join(table_terms)}",
         f"WORD: {' | '.join(word_terms)}",
         f'QUALIFIED: ({" | ".join(name_terms)}) "." ({" | ".join(column_terms)})',
         f"OP: {_alternatives([*OPERATORS, *engine.answer_operators], insensitive=False)}",
