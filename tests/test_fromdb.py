@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import sys
@@ -62,8 +61,7 @@ def test_pairs_run_on_their_database_and_cover_families_and_levels(built: tuple[
     assert len(train) > 100 and len(test) > 15
     counts = info["counts"]
     assert isinstance(counts, dict)
-    families = {"filter", "count", "aggregate", "order", "group", "join", "bridge", "subquery", "set_op"}
-    assert set(counts["per_family"]) == families
+    assert set(counts["per_family"]) == {"filter", "count", "aggregate", "order", "group", "join", "subquery", "set_op"}
     assert set(counts["per_level"]) == {"1", "2", "3"}
     for row in [*train, *test][::7]:
         assert {"question", "context", "answer", "db_id", "db_path", "family", "level"} <= set(row)
@@ -74,24 +72,6 @@ def test_pairs_run_on_their_database_and_cover_families_and_levels(built: tuple[
         assert str(row["context"]).startswith("CREATE TABLE")
     joins = [r for r in train if r["family"] == "join"]
     assert joins and all(" JOIN " in str(r["answer"]) for r in joins)
-    bridges = [r for r in train if r["family"] == "bridge"]  # singer ⋈ singer_in_concert ⋈ concert
-    assert bridges and all(str(r["answer"]).count(" JOIN ") == 2 for r in bridges)
-    # the schedule gives joins a third of the pairs: questions over a real schema mostly span tables
-    assert sum(" JOIN " in str(r["answer"]) for r in train) >= 0.25 * len(train)
-
-
-def test_every_join_shape_runs(built: tuple[Path, dict[str, object]]) -> None:
-    """Each join shape (a filter or comparison on either table, both tables' columns, ORDER BY a child's number,
-    counts, HAVING, the bridge) is kept somewhere, and every join pair returns rows on its database."""
-    out, _ = built
-    rows = [r for r in _rows(out / "train.jsonl") + _rows(out / "test.jsonl") if " JOIN " in str(r["answer"])]
-    answers = [str(r["answer"]) for r in rows]
-    for marker in ("WHERE T1.", "WHERE T2.", "> ", "ORDER BY T1.", "HAVING count(*)", "count(*) FROM", "T3."):
-        assert any(marker in a for a in answers), marker
-    assert any(re.match(r"SELECT T1\.\S+, T2\.\S+ FROM", a) for a in answers)
-    for row in rows:
-        with open_database(str(row["db_path"])) as session:
-            assert session.run(str(row["answer"])), row["answer"]
 
 
 def test_split_guard_and_no_spider_question(built: tuple[Path, dict[str, object]]) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlmaster.data.fromdb.card import card, fingerprint_source
-from sqlmaster.data.fromdb.families import FAMILIES, SCHEDULE, Candidate, Draw
+from sqlmaster.data.fromdb.families import FAMILIES, Candidate, Draw
 from sqlmaster.data.fromdb.keep import Keeper
 from sqlmaster.data.fromdb.profile import MAX_TABLE_ROWS, DbProfile, read_profile
 from sqlmaster.data.fromdb.schema_filter import SCHEMA_CHARS, schema_for
@@ -69,11 +69,12 @@ def synthesize_source(source: str, session: Session, settings: FromDbSettings) -
     keeper = Keeper(session, settings.per_skeleton)
     rng = random.Random(f"{settings.seed}\x00{db_id_of(source)}")
     draw = Draw(profile, rng)
+    names = list(FAMILIES)
     for index in range(settings.draws):
         if time.monotonic() > deadline:
             keeper.dropped["time budget spent"] += settings.draws - index
             break
-        candidate = FAMILIES[SCHEDULE[index % len(SCHEDULE)]](draw)
+        candidate = FAMILIES[names[index % len(names)]](draw)
         result.drawn += candidate is not None
         if candidate is not None and keeper.offer(candidate):
             result.pairs.append(_pair(candidate, profile, source, settings, rng))

@@ -101,36 +101,6 @@ STYLES: dict[str, tuple[str, ...]] = {
         "Show the {col} of every {other_one} and the number of {tables} it has.",
         "Count the {tables} of each {other_one}, with the {other_one}'s {col}.",
     ),
-    "join_eq_child": (
-        "What is the {col} of the {other_one} of the {tables} whose {fcol} is {value}?",
-        "Show the {col} of the {other} that have {tables} with {fcol} {value}.",
-        "Which {other_one} has a {table} with {fcol} {value}? Give its {col}.",
-    ),
-    "join_cmp": (
-        "What is the {col} of the {tables} whose {other_one} has a {fcol} {op_words} {value}?",
-        "Show the {col} of {tables} for the {other} with {fcol} {op_words} {value}.",
-        "List the {col} of {tables} whose {other_one}'s {fcol} is {op_words} {value}.",
-    ),
-    "join_both": (
-        "Show the {col} of each {table} and the {col2} of its {other_one}.",
-        "What are the {col} of the {tables} and the {col2} of their {other}?",
-        "List every {table}'s {col} together with its {other_one}'s {col2}.",
-    ),
-    "join_order": (
-        "What is the {col} of the {other_one} of the {table} with the {extreme} {col2}?",
-        "Which {other_one} has the {table} with the {extreme} {col2}? Give its {col}.",
-        "Show the {col} of the {other_one} whose {table} has the {extreme} {col2}.",
-    ),
-    "join_having": (
-        "Which {other} have at least {n} {tables}? Give their {col}.",
-        "Show the {col} of the {other} with {n} or more {tables}.",
-        "List the {col} of every {other_one} that has at least {n} {tables}.",
-    ),
-    "bridge": (
-        "What is the {col} of the {tables} linked to the {other} whose {fcol} is {value}?",
-        "Show the {col} of {tables} for the {other_one} with {fcol} {value}.",
-        "List the {col} of every {table} of the {other} with {fcol} {value}.",
-    ),
     "join_top": (
         "Which {other_one} has the most {tables}? Give its {col}.",
         "What is the {col} of the {other_one} with the largest number of {tables}?",
