@@ -8,7 +8,7 @@ Module map (module | what it holds | who calls it):
 
 | module | what it holds | who calls it |
 |---|---|---|
-| `base` | the contract: `Engine`, `Session` (run one statement, schema), schema types, capped fetching | every engine |
+| `base` | the contract: `Engine` (its quotes, answer words), `Session`, schema types, capped fetching | all |
 | `values` | values normalised across engines (Decimal, bool, dates, bytes) before any comparison | every engine |
 | `source` | what a SOURCE string names (file or URL) and how it is shown with its password redacted | engines, cli |
 | `sqlite` | SQLite files, read-only and immutable, through the scorer's sandbox | registry below |
