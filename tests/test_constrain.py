@@ -15,7 +15,7 @@ from eval_fixtures import scramble, tiny_model, tiny_tokenizer
 from sqlmaster.config import DataConfig
 from sqlmaster.evaluate.constrain import admits, database_values, parse_schema, question_spans, sql_grammar
 from sqlmaster.evaluate.generate import GenerationSettings, HFGenerator
-from sqlmaster.evaluate.literal_case import literal_form, measure, table_shape
+from sqlmaster.evaluate.literal_case import LiteralCase, literal_form, measure, table_shape
 from sqlmaster.prompt import get_template, render_prompt
 
 CONTEXT = "CREATE TABLE races (race VARCHAR, winner VARCHAR, year INTEGER); CREATE TABLE drivers (name VARCHAR)"
@@ -89,13 +89,20 @@ HELD_OUT_REJECTED = {
 }
 
 
-def test_grammar_admits_the_held_out_gold() -> None:
-    """The 500 rows the quickstart evaluates on (its data recipe: jobs/train/smollm2-135m.yaml): 493 admitted, in any
-    case and in the case its training split writes literals for each table shape."""
+@pytest.fixture(scope="module")
+def quickstart_splits() -> tuple[Any, LiteralCase]:
+    """README command 1's data splits (jobs/train/smollm2-135m.yaml's data recipe) and the literal case its training
+    split measures: built once for the tests below (a few seconds each time)."""
     from sqlmaster.data.pipeline import build_splits
 
     splits = build_splits(DataConfig(source="shipped", drop_invalid_gold=True))
-    convention = measure(splits.train)
+    return splits, measure(splits.train)
+
+
+def test_grammar_admits_the_held_out_gold(quickstart_splits: tuple[Any, LiteralCase]) -> None:
+    """The 500 rows the quickstart evaluates on (its data recipe: jobs/train/smollm2-135m.yaml): 493 admitted, in any
+    case and in the case its training split writes literals for each table shape."""
+    splits, convention = quickstart_splits
     assert len(splits.test) == 500
     for case_of in (lambda ex: "any", lambda ex: convention.case_for(ex.context)):
         grammars = [sql_grammar(ex.context, ex.question, stop="\n", case=case_of(ex)) for ex in splits.test]
@@ -104,14 +111,14 @@ def test_grammar_admits_the_held_out_gold() -> None:
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "duckdb", "mysql"])
-def test_grammar_admits_the_held_out_gold_in_each_dialect(dialect: str) -> None:
+def test_grammar_admits_the_held_out_gold_in_each_dialect(
+    dialect: str, quickstart_splits: tuple[Any, LiteralCase]
+) -> None:
     """The same 500 rows with their gold as ``data.dialect`` trains on it (transpiled, names quoted where the
     engine needs it): the grammar in that dialect admits all but the same 7 rows as SQLite's."""
     from sqlmaster.data.dialect import to_dialect
-    from sqlmaster.data.pipeline import build_splits
 
-    splits = build_splits(DataConfig(source="shipped", drop_invalid_gold=True))
-    convention = measure(splits.train)
+    splits, convention = quickstart_splits
     sqlite_gold = {ex.question: ex.answer for ex in splits.test}
     golds, dropped = to_dialect(splits.test, dialect)
     assert len(golds) == 500 and not dropped
@@ -146,12 +153,10 @@ def test_grammar_speaks_the_dialect(dialect: str, sql: str, admitted: bool) -> N
     assert admits(grammar, sql) is admitted
 
 
-def test_the_training_data_says_which_case_literals_take() -> None:
+def test_the_training_data_says_which_case_literals_take(quickstart_splits: tuple[Any, LiteralCase]) -> None:
     """sql-create-context lower-cases the question's words in table_name_N tables (4,172 of 4,173) and mixes
     conventions elsewhere (literal_case.py's table): only the strict shape gets a rule."""
-    from sqlmaster.data.pipeline import build_splits
-
-    convention = measure(build_splits(DataConfig(source="shipped", drop_invalid_gold=True)).train)
+    _, convention = quickstart_splits
     assert convention.rules == {"table_name_N": "lower"}
     assert convention.counts["table_name_N"]["lower"] >= 4000 and convention.counts["table_N_N"]["other"] > 1000
     assert convention.case_for("CREATE TABLE table_name_7 (artist VARCHAR)") == "lower"

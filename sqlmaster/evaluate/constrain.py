@@ -289,10 +289,11 @@ def sql_grammar(
             forms = {engine.quote_identifier(n) for name in names for n in (name, name.lower())}
             return _alternatives(forms or {engine.quote_identifier("_")}, insensitive=False)
 
+        quoted_columns = quoted(schema.columns)
         name_terms.append(quoted([*schema.tables, *schema.columns]))
-        column_terms.append(quoted(schema.columns))
+        column_terms.append(quoted_columns)
         table_terms.append(quoted(schema.tables))
-        word_terms.append(quoted(schema.columns))
+        word_terms.append(quoted_columns)
     ending = f" {json.dumps(stop)}?" if stop else ""
     lines = [
         "%ignore /[ \\t]+/",
